@@ -1,0 +1,9 @@
+"""The compiled core (``_core``): CSR validation, sampling sessions, row gathers.
+
+It works on raw buffers (numpy arrays; torch tensors cross through
+``Tensor.numpy()`` without a copy) and does not link against torch.
+"""
+
+from salient_pipes._native._core import CSRGraph, Session, gather, sample
+
+__all__ = ["CSRGraph", "Session", "gather", "sample"]

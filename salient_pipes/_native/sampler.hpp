@@ -1,0 +1,200 @@
+// Multi-hop uniform neighbor sampling of one batch, plus row gathers.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "buffer.hpp"
+#include "graph.hpp"
+#include "relabel.hpp"
+#include "rng.hpp"
+
+namespace sp {
+
+struct SamplerConfig {
+  std::vector<int64_t> fanouts;  // per hop, seeds' hop first; -1 = all neighbors
+  bool replace = false;
+  bool return_e_id = false;
+  uint64_t seed = 0;
+  // Relabel with a per-worker slot array up to this many graph nodes,
+  // with a hash map above it.
+  int64_t dense_limit = int64_t{1} << 26;
+};
+
+// A 2-D row-major array viewed as rows of bytes: the gather never looks at
+// the dtype, so fp16, bf16, fp32 and int64 labels share one path.
+struct Rows {
+  const unsigned char* data = nullptr;
+  int64_t num_rows = 0;
+  int64_t row_bytes = 0;
+};
+
+struct Hop {
+  Buffer<int64_t> edge_index;  // [2, E]: sources' local ids, then targets'
+  Buffer<int64_t> e_id;        // [E] positions in col, empty unless asked
+  int64_t num_src = 0;
+  int64_t num_dst = 0;
+};
+
+struct Sample {
+  Buffer<int64_t> n_id;
+  std::vector<Hop> hops;  // outermost first: hops.back().num_dst == batch size
+  Buffer<unsigned char> x;  // x rows of n_id, when features are attached
+  Buffer<unsigned char> y;  // y rows of the seeds, when labels are attached
+  int64_t batch_size = 0;
+};
+
+// Copies rows idx[begin:end) of src to dst (dst row 0 = idx[begin]). The
+// prefetch hides part of the cache miss of the random row reads.
+inline void gather_rows(const Rows& src, const int64_t* idx, int64_t begin, int64_t end,
+                        unsigned char* dst) {
+  constexpr int64_t kAhead = 8;
+  const auto row_bytes = static_cast<size_t>(src.row_bytes);
+  for (int64_t i = begin; i < end; ++i) {
+    if (i + kAhead < end) __builtin_prefetch(src.data + idx[i + kAhead] * src.row_bytes);
+    std::memcpy(dst + static_cast<size_t>(i - begin) * row_bytes,
+                src.data + static_cast<size_t>(idx[i]) * row_bytes, row_bytes);
+  }
+}
+
+// Per-worker state: scratch space reused across batches.
+class Sampler {
+ public:
+  Sampler(const AnyCsr& graph, SamplerConfig config)
+      : graph_(graph), config_(std::move(config)), relabel_(make_relabel(graph_, config_)) {}
+
+  // Samples the subgraph of one batch of seeds. The random stream depends
+  // only on (config.seed, epoch, position), never on the calling thread.
+  Sample sample(const int64_t* seeds, int64_t num_seeds, uint64_t epoch, uint64_t position) {
+    Rng rng = Rng::for_batch(config_.seed, epoch, position);
+    return std::visit(
+        [&](const auto& g) {
+          return std::visit([&](auto& relabel) { return run(g, relabel, seeds, num_seeds, rng); },
+                            relabel_);
+        },
+        graph_);
+  }
+
+ private:
+  template <typename Index, typename Relabel>
+  Sample run(const Csr<Index>& g, Relabel& relabel, const int64_t* seeds, int64_t num_seeds,
+             Rng& rng) {
+    Sample out;
+    out.batch_size = num_seeds;
+    out.n_id.reserve(static_cast<size_t>(std::max<int64_t>(num_seeds, last_num_nodes_)));
+    // Reset the slots even when a hop throws, so the worker stays usable.
+    struct Reset {
+      Relabel& relabel;
+      const Buffer<int64_t>& n_id;
+      ~Reset() { relabel.clear(n_id); }
+    } reset{relabel, out.n_id};
+
+    for (int64_t i = 0; i < num_seeds; ++i) {
+      const int64_t s = seeds[i];
+      if (s < 0 || s >= g.num_nodes) {
+        throw std::invalid_argument("seed " + std::to_string(s) + " is outside [0, " +
+                                    std::to_string(g.num_nodes) + ")");
+      }
+      if (relabel.insert(s, out.n_id) != i) {
+        throw std::invalid_argument("seed " + std::to_string(s) + " appears twice in the batch");
+      }
+    }
+    for (const int64_t fanout : config_.fanouts) out.hops.push_back(hop(g, relabel, fanout, out.n_id, rng));
+    std::reverse(out.hops.begin(), out.hops.end());
+    last_num_nodes_ = static_cast<int64_t>(out.n_id.size());
+    return out;
+  }
+
+  template <typename Index, typename Relabel>
+  Hop hop(const Csr<Index>& g, Relabel& relabel, int64_t fanout, Buffer<int64_t>& n_id, Rng& rng) {
+    Hop h;
+    h.num_dst = static_cast<int64_t>(n_id.size());
+    // Exact edge count first, so the outputs are allocated once at their size.
+    offsets_.resize(static_cast<size_t>(h.num_dst) + 1);
+    offsets_[0] = 0;
+    for (int64_t i = 0; i < h.num_dst; ++i) {
+      const int64_t d = g.degree(n_id[i]);
+      int64_t take = d;
+      if (fanout >= 0) take = config_.replace ? (d > 0 ? fanout : 0) : std::min(d, fanout);
+      offsets_[i + 1] = offsets_[i] + take;
+    }
+    const int64_t num_edges = offsets_[h.num_dst];
+    h.edge_index.resize(static_cast<size_t>(2 * num_edges));
+    if (config_.return_e_id) h.e_id.resize(static_cast<size_t>(num_edges));
+    int64_t* src = h.edge_index.data();
+    int64_t* dst = src + num_edges;
+    int64_t* e_id = config_.return_e_id ? h.e_id.data() : nullptr;
+
+    for (int64_t i = 0; i < h.num_dst; ++i) {
+      const int64_t v = n_id[i];
+      const int64_t start = g.begin(v);
+      const int64_t degree = g.degree(v);
+      int64_t out = offsets_[i];
+      const int64_t take = offsets_[i + 1] - out;
+      auto emit = [&](int64_t position) {
+        src[out] = relabel.insert(g.col[start + position], n_id);
+        dst[out] = i;
+        if (e_id != nullptr) e_id[out] = start + position;
+        ++out;
+      };
+      if (take == degree && !config_.replace) {
+        for (int64_t p = 0; p < degree; ++p) emit(p);
+      } else if (config_.replace) {
+        for (int64_t k = 0; k < take; ++k) emit(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));
+      } else {
+        choose(degree, take, rng);
+        for (const int64_t p : picked_) emit(p);
+      }
+    }
+    h.num_src = static_cast<int64_t>(n_id.size());
+    return h;
+  }
+
+  // Fills picked_ with `take` distinct positions of [0, degree), uniformly.
+  void choose(int64_t degree, int64_t take, Rng& rng) {
+    picked_.clear();
+    if (take <= kFloydLimit) {
+      // Floyd's algorithm: one draw per pick; the membership test is a scan
+      // of at most kFloydLimit values that stay in L1.
+      for (int64_t j = degree - take; j < degree; ++j) {
+        const auto t = static_cast<int64_t>(rng.below(static_cast<uint64_t>(j + 1)));
+        const bool seen = std::find(picked_.begin(), picked_.end(), t) != picked_.end();
+        picked_.push_back(seen ? j : t);
+      }
+      return;
+    }
+    // Partial Fisher-Yates over the positions of the row.
+    positions_.resize(static_cast<size_t>(degree));
+    for (int64_t p = 0; p < degree; ++p) positions_[p] = p;
+    for (int64_t k = 0; k < take; ++k) {
+      const auto r = k + static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree - k)));
+      std::swap(positions_[k], positions_[r]);
+      picked_.push_back(positions_[k]);
+    }
+  }
+
+  static std::variant<DenseRelabel, HashRelabel> make_relabel(const AnyCsr& graph,
+                                                              const SamplerConfig& config) {
+    const int64_t n = std::visit([](const auto& g) { return g.num_nodes; }, graph);
+    if (n <= config.dense_limit) return DenseRelabel(n);
+    return HashRelabel();
+  }
+
+  static constexpr int64_t kFloydLimit = 64;
+
+  AnyCsr graph_;
+  SamplerConfig config_;
+  std::variant<DenseRelabel, HashRelabel> relabel_;
+  std::vector<int64_t> offsets_;
+  std::vector<int64_t> picked_;
+  std::vector<int64_t> positions_;
+  int64_t last_num_nodes_ = 0;
+};
+
+}  // namespace sp
