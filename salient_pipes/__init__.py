@@ -1,0 +1,43 @@
+"""salient_pipes: SALIENT's fast GNN mini-batch preparation as composable
+torch ``IterDataPipe`` stages.
+
+Example:
+    >>> from salient_pipes import FastDataset, salient_pipeline
+    >>> ds = FastDataset.synthetic(num_nodes=1000, seed=0)
+    >>> for batch in salient_pipeline(ds, batch_size=256, fanouts=(5, 5), device="cpu"):
+    ...     out = batch.x[: batch.batch_size]
+"""
+
+from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
+from salient_pipes.data import DatasetCacheError, FastDataset, csr_from_edge_index
+from salient_pipes.pipeline import salient_pipeline
+from salient_pipes.pipes import (
+    BatchNodes,
+    NodeIndices,
+    PinMemory,
+    PrefetchToDevice,
+    SampleNeighbors,
+    ShuffleNodes,
+    SliceFeatures,
+    pipeline_stats,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adj",
+    "BatchNodes",
+    "DatasetCacheError",
+    "FastDataset",
+    "NodeIndices",
+    "PinMemory",
+    "PrefetchToDevice",
+    "PreparedBatch",
+    "SampleNeighbors",
+    "SampledSubgraph",
+    "ShuffleNodes",
+    "SliceFeatures",
+    "csr_from_edge_index",
+    "pipeline_stats",
+    "salient_pipeline",
+]

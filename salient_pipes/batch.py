@@ -1,0 +1,126 @@
+"""The batch contract: what every stage hands on and what the model sees.
+
+``Adj`` is a NamedTuple so that model code written for PyG's sampler
+(``for i, (edge_index, _, size) in enumerate(adjs)``) runs unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+Device = Union[str, torch.device]
+
+
+class Adj(NamedTuple):
+    """One hop of a sampled subgraph.
+
+    ``edge_index`` is int64 ``[2, E]``: row 0 indexes this hop's source nodes,
+    row 1 its targets (``< size[1]``), sorted by target. ``e_id`` holds the
+    positions of the sampled edges in the graph's ``col`` (or ``None``).
+    ``size`` is ``(num_src, num_dst)``; the targets are the first ``num_dst``
+    sources.
+
+    Example:
+        >>> adj = Adj(torch.tensor([[1, 2], [0, 0]]), None, (3, 1))
+        >>> adj.size[1]
+        1
+    """
+
+    edge_index: Tensor
+    e_id: Optional[Tensor]
+    size: Tuple[int, int]
+
+    def to(self, device: Device, non_blocking: bool = False) -> Adj:
+        e_id = None if self.e_id is None else self.e_id.to(device, non_blocking=non_blocking)
+        return Adj(self.edge_index.to(device, non_blocking=non_blocking), e_id, self.size)
+
+    def tensors(self) -> List[Tensor]:
+        return [self.edge_index] if self.e_id is None else [self.edge_index, self.e_id]
+
+
+class SampledSubgraph(NamedTuple):
+    """The output of neighbor sampling: global ids (seeds first) and hops
+    from the outermost to the seeds (``adjs[-1].size[1] == batch_size``).
+
+    Example:
+        >>> sub = SampledSubgraph(torch.tensor([4, 7]), [])
+        >>> sub.batch_size
+        2
+    """
+
+    n_id: Tensor
+    adjs: List[Adj]
+
+    @property
+    def batch_size(self) -> int:
+        return self.adjs[-1].size[1] if self.adjs else int(self.n_id.numel())
+
+
+@dataclass
+class PreparedBatch:
+    """A sampled subgraph with its features and the seeds' labels.
+
+    ``x[i]`` is the feature row of node ``n_id[i]``; ``y`` holds the labels of
+    the first ``batch_size`` nodes (the seeds), or is ``None`` when no labels
+    were sliced.
+
+    Example:
+        >>> batch = PreparedBatch(x=torch.zeros(3, 4), y=torch.tensor([1]),
+        ...                       adjs=[Adj(torch.tensor([[1, 2], [0, 0]]), None, (3, 1))],
+        ...                       n_id=torch.tensor([5, 6, 7]))
+        >>> batch.batch_size, batch.to("cpu").x.shape
+        (1, torch.Size([3, 4]))
+    """
+
+    x: Tensor
+    y: Optional[Tensor]
+    adjs: List[Adj]
+    n_id: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.adjs[-1].size[1] if self.adjs else int(self.n_id.numel())
+
+    def tensors(self) -> List[Tensor]:
+        out = [self.x, self.n_id] + ([] if self.y is None else [self.y])
+        for adj in self.adjs:
+            out.extend(adj.tensors())
+        return out
+
+    def to(self, device: Device, non_blocking: bool = False) -> PreparedBatch:
+        """Copies to ``device``; with ``non_blocking`` from pinned memory the copy
+        is asynchronous on the current stream."""
+        return PreparedBatch(
+            x=self.x.to(device, non_blocking=non_blocking),
+            y=None if self.y is None else self.y.to(device, non_blocking=non_blocking),
+            adjs=[adj.to(device, non_blocking=non_blocking) for adj in self.adjs],
+            n_id=self.n_id.to(device, non_blocking=non_blocking),
+        )
+
+    def pin_memory(self) -> PreparedBatch:
+        """Returns the batch in page-locked memory (itself if already pinned)."""
+        if self.is_pinned():
+            return self
+        return PreparedBatch(
+            x=self.x.pin_memory(),
+            y=None if self.y is None else self.y.pin_memory(),
+            adjs=[
+                Adj(a.edge_index.pin_memory(), None if a.e_id is None else a.e_id.pin_memory(),
+                    a.size)
+                for a in self.adjs
+            ],
+            n_id=self.n_id.pin_memory(),
+        )
+
+    def is_pinned(self) -> bool:
+        return all(t.is_pinned() for t in self.tensors())
+
+    def record_stream(self, stream: torch.cuda.Stream) -> None:
+        """Marks every tensor as in use by ``stream`` (see ``Tensor.record_stream``),
+        so the caching allocator does not reuse its memory too early."""
+        for t in self.tensors():
+            t.record_stream(stream)

@@ -1,0 +1,416 @@
+"""FastDataset: a graph in the form the native sampler is fast on.
+
+A ``FastDataset`` holds a CSR graph (``rowptr`` int64, ``col`` int32 below
+2**31 nodes), row-major features (float16 by default), int64 labels with -1
+for unlabeled nodes and an index split. It comes from OGB (``from_path``), a
+PyG ``Data`` (``from_pyg``), generated data (``synthetic``) or tensors, and is
+saved to and reopened from a memory-mapped copy on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from salient_pipes import _native
+
+PathLike = Union[str, os.PathLike]
+
+FORMAT_NAME = "salient_pipes.FastDataset"
+FORMAT_VERSION = 1
+CACHE_DIR = "salient_pipes"
+SPLITS = ("train", "valid", "test")
+
+
+class DatasetCacheError(ValueError):
+    """A saved copy that cannot be used; the message says how to rebuild it."""
+
+
+def csr_from_edge_index(
+    edge_index: Tensor, num_nodes: int, *, to_undirected: bool = True
+) -> Tuple[Tensor, Tensor]:
+    """Builds a CSR (``rowptr`` int64, ``col`` int32/int64) from a ``[2, E]``
+    ``edge_index`` of (source, target) pairs.
+
+    Row ``v`` lists the sources of edges into ``v`` (PyG's ``adj_t``), sorted
+    and deduplicated; with ``to_undirected`` every edge is taken both ways.
+
+    Example:
+        >>> rowptr, col = csr_from_edge_index(torch.tensor([[0, 1], [1, 2]]), 3)
+        >>> rowptr.tolist(), col.tolist()
+        ([0, 1, 3, 4], [1, 0, 2, 1])
+    """
+    edge_index = torch.as_tensor(edge_index, dtype=torch.int64)
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+    if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
+        raise ValueError(f"edge_index holds node ids outside [0, {num_nodes})")
+    src, dst = edge_index
+    if to_undirected:
+        src, dst = torch.cat([src, dst]), torch.cat([dst, src])
+    key = torch.unique(dst * num_nodes + src)  # sorted by (row, col), duplicates gone
+    row = key // num_nodes
+    col = key - row * num_nodes
+    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
+    torch.cumsum(torch.bincount(row, minlength=num_nodes), 0, out=rowptr[1:])
+    col_dtype = torch.int32 if num_nodes < 2**31 else torch.int64
+    return rowptr, col.to(col_dtype)
+
+
+class FastDataset:
+    """A node-classification graph in SALIENT's fast format.
+
+    Construction validates every field and raises ``ValueError`` naming the
+    problem. ``graph`` is the validated native CSR the samplers read.
+
+    Example:
+        >>> ds = FastDataset.synthetic(num_nodes=1000, avg_degree=8, num_features=16,
+        ...                            num_classes=4, seed=0)
+        >>> ds.num_nodes, ds.x.dtype
+        (1000, torch.float16)
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        x: Tensor,
+        y: Tensor,
+        rowptr: Tensor,
+        col: Tensor,
+        split_idx: Mapping[str, Tensor],
+        num_classes: int,
+    ) -> None:
+        for field, value in (("x", x), ("y", y), ("rowptr", rowptr), ("col", col)):
+            if not isinstance(value, Tensor):
+                raise ValueError(f"{field} must be a torch.Tensor, got {type(value).__name__}")
+        if rowptr.dim() != 1 or rowptr.dtype != torch.int64:
+            raise ValueError("rowptr must be a 1-D int64 tensor")
+        num_nodes = rowptr.numel() - 1
+        if col.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"col must be int32 or int64, got {col.dtype}")
+        if col.dtype == torch.int32 and num_nodes >= 2**31:
+            raise ValueError("col must be int64 for graphs of 2**31 nodes or more")
+        if x.dim() != 2 or x.size(0) != num_nodes:
+            raise ValueError(f"x must have shape [num_nodes={num_nodes}, F], got {tuple(x.shape)}")
+        if y.dim() != 1 or y.dtype != torch.int64 or y.numel() != num_nodes:
+            raise ValueError(
+                f"y must be a 1-D int64 tensor of {num_nodes} labels, "
+                f"got {y.dtype} {tuple(y.shape)}"
+            )
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if y.numel() and int(y.max()) >= num_classes:
+            raise ValueError(f"y holds label {int(y.max())} but num_classes is {num_classes}")
+        if y.numel() and int(y.min()) < -1:
+            raise ValueError("y may hold -1 (unlabeled) but no other negative label")
+        self.split_idx: Dict[str, Tensor] = {}
+        for split, idx in split_idx.items():
+            idx = torch.as_tensor(idx)
+            if idx.dim() != 1 or idx.dtype != torch.int64:
+                raise ValueError(f"split_idx[{split!r}] must be a 1-D int64 tensor")
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_nodes):
+                raise ValueError(f"split_idx[{split!r}] holds node ids outside [0, {num_nodes})")
+            self.split_idx[split] = idx
+        self.name = name
+        self.x = x.contiguous()
+        self.y = y.contiguous()
+        self.rowptr = rowptr.contiguous()
+        self.col = col.contiguous()
+        self.num_classes = num_classes
+        self.graph = _native.CSRGraph(self.rowptr.numpy(), self.col.numpy())
+
+    # ------------------------------------------------------------------ views
+    @property
+    def num_nodes(self) -> int:
+        return self.rowptr.numel() - 1
+
+    @property
+    def num_edges(self) -> int:
+        return self.col.numel()
+
+    @property
+    def num_features(self) -> int:
+        return self.x.size(1)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._arrays().values())
+
+    def summary(self) -> str:
+        """One line: nodes, edges, features, classes, split sizes, memory."""
+        splits = ", ".join(f"{k} {v.numel():,}" for k, v in self.split_idx.items())
+        return (
+            f"{self.name}: {self.num_nodes:,} nodes, {self.num_edges:,} edges, "
+            f"{self.num_features} features ({str(self.x.dtype).replace('torch.', '')}), "
+            f"{self.num_classes} classes; {splits}; {self.nbytes / 2**20:,.1f} MiB"
+        )
+
+    def __repr__(self) -> str:
+        return f"FastDataset({self.summary()})"
+
+    def _arrays(self) -> Dict[str, Tensor]:
+        arrays = {"rowptr": self.rowptr, "col": self.col, "x": self.x, "y": self.y}
+        arrays.update({f"split_{k}": v for k, v in self.split_idx.items()})
+        return arrays
+
+    # ------------------------------------------------------------ save / load
+    def save(self, path: PathLike, *, progress: bool = True) -> None:
+        """Writes the dataset to directory ``path`` atomically: files go to a
+        temporary sibling that is renamed into place only once complete."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            arrays = self._arrays()
+            files = {}
+            for key, tensor in tqdm(arrays.items(), desc=f"saving {self.name}",
+                                    disable=not progress, unit="array"):
+                array = _to_numpy(tensor)
+                np.save(tmp / f"{key}.npy", array)
+                files[key] = {"dtype": str(tensor.dtype).replace("torch.", ""),
+                              "bytes": (tmp / f"{key}.npy").stat().st_size}
+            meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "name": self.name,
+                    "num_nodes": self.num_nodes, "num_edges": self.num_edges,
+                    "num_classes": self.num_classes, "splits": list(self.split_idx),
+                    "files": files}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            _fsync_dir(tmp)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent, files=False)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, path: PathLike, *, mmap: bool = True) -> FastDataset:
+        """Opens a copy written by :meth:`save`. With ``mmap`` the arrays are
+        memory-mapped copy-on-write: nothing is read until it is touched, so a
+        graph larger than memory can still be sampled."""
+        path = Path(path)
+        rebuild = f"delete {path} and run the conversion again"
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise DatasetCacheError(f"{path} holds no readable dataset ({exc}); {rebuild}") from exc
+        if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
+            raise DatasetCacheError(
+                f"{path} is not a {FORMAT_NAME} v{FORMAT_VERSION} copy "
+                f"(format {meta.get('format')!r}, version {meta.get('version')!r}); {rebuild}"
+            )
+        arrays = {}
+        try:
+            for key, info in meta["files"].items():
+                file = path / f"{key}.npy"
+                if file.stat().st_size != info["bytes"]:
+                    raise DatasetCacheError(
+                        f"{file} has {file.stat().st_size} bytes, expected {info['bytes']} "
+                        f"(truncated or overwritten); {rebuild}"
+                    )
+                array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
+                arrays[key] = _from_numpy(array, info["dtype"])
+            return cls(
+                name=meta["name"], x=arrays["x"], y=arrays["y"], rowptr=arrays["rowptr"],
+                col=arrays["col"], num_classes=meta["num_classes"],
+                split_idx={k: arrays[f"split_{k}"] for k in meta["splits"]},
+            )
+        except DatasetCacheError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            raise DatasetCacheError(f"{path} is damaged ({exc}); {rebuild}") from exc
+
+    # ---------------------------------------------------------------- sources
+    @classmethod
+    def from_path(
+        cls, root: PathLike, name: str, *, feature_dtype: torch.dtype = torch.float16,
+        progress: bool = True, mmap: bool = True,
+    ) -> FastDataset:
+        """An OGB node-property dataset (``ogbn-arxiv``, ``ogbn-products``,
+        ``ogbn-papers100M``, ...) in its converted form under ``root``.
+
+        The first call converts OGB's files (downloading them if ``root`` does
+        not hold them yet) and saves the result in ``root/<dir>/salient_pipes``;
+        later calls open that copy in seconds.
+
+        Example:
+            >>> ds = FastDataset.from_path("data", "ogbn-arxiv")  # doctest: +SKIP
+        """
+        from salient_pipes import ogb_source
+
+        info = ogb_source.dataset_info(name)
+        cached = Path(root) / info.dir_name / CACHE_DIR
+        if not cached.exists():
+            converted = ogb_source.convert(root, info, feature_dtype=feature_dtype,
+                                           progress=progress)
+            converted.save(cached, progress=progress)
+        dataset = cls.load(cached, mmap=mmap)
+        if progress:
+            print(dataset.summary(), file=sys.stderr)
+        return dataset
+
+    @classmethod
+    def from_pyg(
+        cls, data: Any, split_idx: Optional[Mapping[str, Any]] = None, *, name: str = "pyg",
+        num_classes: Optional[int] = None, feature_dtype: torch.dtype = torch.float16,
+        to_undirected: bool = True,
+    ) -> FastDataset:
+        """From a ``torch_geometric.data.Data`` with ``x``, ``y`` and
+        ``edge_index``. The split comes from ``split_idx`` or, when not given,
+        from ``train_mask``/``val_mask``/``test_mask``.
+
+        Example:
+            >>> from torch_geometric.datasets import Planetoid  # doctest: +SKIP
+            >>> ds = FastDataset.from_pyg(Planetoid("data", "Cora")[0], name="cora")  # doctest: +SKIP
+        """
+        for field in ("x", "y", "edge_index"):
+            if getattr(data, field, None) is None:
+                raise ValueError(f"data has no {field!r}")
+        x, y = data.x, data.y
+        num_nodes = int(data.num_nodes)
+        if x.size(0) != num_nodes or y.size(0) != num_nodes:
+            raise ValueError(
+                f"data has {num_nodes} nodes but x has {x.size(0)} rows and y {y.size(0)} labels"
+            )
+        y = y.view(-1).to(torch.int64) if y.dim() == 1 or y.size(1) == 1 else None
+        if y is None:
+            raise ValueError("from_pyg handles single-label node classification (y of shape [N])")
+        if split_idx is None:
+            masks = {"train": "train_mask", "valid": "val_mask", "test": "test_mask"}
+            split_idx = {k: getattr(data, m).nonzero().view(-1) for k, m in masks.items()
+                         if getattr(data, m, None) is not None}
+            if not split_idx:
+                raise ValueError("data has no train/val/test masks; pass split_idx")
+        split = {k: torch.as_tensor(v).to(torch.int64).view(-1) for k, v in split_idx.items()}
+        rowptr, col = csr_from_edge_index(data.edge_index, num_nodes, to_undirected=to_undirected)
+        return cls(
+            name=name, x=x.to(feature_dtype).contiguous(), y=y, rowptr=rowptr, col=col,
+            split_idx=split, num_classes=num_classes or int(y.max()) + 1,
+        )
+
+    @classmethod
+    def synthetic(
+        cls,
+        num_nodes: int = 20_000,
+        avg_degree: float = 12.0,
+        num_features: int = 64,
+        num_classes: int = 8,
+        seed: int = 0,
+        *,
+        homophily: float = 0.7,
+        feature_noise: float = 4.0,
+        split: Tuple[float, float] = (0.54, 0.18),
+        feature_dtype: torch.dtype = torch.float16,
+        name: Optional[str] = None,
+    ) -> FastDataset:
+        """A degree-corrected stochastic block model with class-dependent
+        features: heavy-tailed (Pareto) degrees, a ``homophily`` share of
+        edges inside a class, and features ``centroid[class] + noise``.
+        Noisy features alone are a weak signal; neighbors' features sharpen
+        it, which is what a GNN learns to use.
+
+        ``avg_degree`` is the mean degree of the undirected graph (before
+        deduplication), i.e. ``num_nodes * avg_degree / 2`` edges are drawn.
+        ``split`` gives the train and valid shares; the rest is test.
+
+        Example:
+            >>> ds = FastDataset.synthetic(num_nodes=500, seed=1)
+            >>> sorted(ds.split_idx)
+            ['test', 'train', 'valid']
+        """
+        if num_nodes < 2 or avg_degree <= 0 or num_features < 1 or num_classes < 2:
+            raise ValueError("synthetic needs num_nodes >= 2, avg_degree > 0, "
+                             "num_features >= 1 and num_classes >= 2")
+        if not (0 <= homophily <= 1) or not (0 < split[0] and 0 <= split[1]
+                                             and split[0] + split[1] < 1):
+            raise ValueError("homophily must lie in [0, 1] and split shares in (0, 1)")
+        gen = torch.Generator().manual_seed(seed)
+        label = torch.randint(num_classes, (num_nodes,), generator=gen)
+        # Pareto(alpha=2) propensities: a few hubs, many low-degree nodes.
+        weight = (1 - torch.rand(num_nodes, generator=gen, dtype=torch.float64)) ** -0.5
+        num_draws = max(1, round(num_nodes * avg_degree / 2))
+        src = torch.multinomial(weight, num_draws, replacement=True, generator=gen)
+        dst = torch.multinomial(weight, num_draws, replacement=True, generator=gen)
+        inside = torch.rand(num_draws, generator=gen) < homophily
+        for c in range(num_classes):
+            members = (label == c).nonzero().view(-1)
+            pick = inside & (label[src] == c)
+            count = int(pick.sum())
+            if count and members.numel():
+                choice = torch.multinomial(weight[members], count, replacement=True, generator=gen)
+                dst[pick] = members[choice]
+        centroids = torch.randn(num_classes, num_features, generator=gen)
+        x = centroids[label] + feature_noise * torch.randn(num_nodes, num_features, generator=gen)
+        rowptr, col = csr_from_edge_index(torch.stack([src, dst]), num_nodes)
+        order = torch.randperm(num_nodes, generator=gen)
+        n_train = int(split[0] * num_nodes)
+        n_valid = int(split[1] * num_nodes)
+        split_idx = {"train": order[:n_train].sort().values,
+                     "valid": order[n_train:n_train + n_valid].sort().values,
+                     "test": order[n_train + n_valid:].sort().values}
+        return cls(
+            name=name or f"synthetic-{num_nodes}", x=x.to(feature_dtype), y=label, rowptr=rowptr,
+            col=col, split_idx=split_idx, num_classes=num_classes,
+        )
+
+    @classmethod
+    def arxiv_like(cls, seed: int = 0, **kwargs: Any) -> FastDataset:
+        """A synthetic graph of ogbn-arxiv's size: 169,343 nodes, 1,166,243
+        edges before symmetrization, 128 features, 40 classes and a train split
+        of 90,941 nodes. Used by the benchmarks.
+
+        Example:
+            >>> ds = FastDataset.arxiv_like()  # doctest: +SKIP
+        """
+        n = 169_343
+        return cls.synthetic(
+            num_nodes=n, avg_degree=2 * 1_166_243 / n, num_features=128, num_classes=40,
+            seed=seed, split=(90_941 / n, 29_799 / n), name="arxiv-like", **kwargs,
+        )
+
+
+def _to_numpy(t: Tensor) -> np.ndarray:
+    # numpy has no bfloat16: such arrays are stored as their 16-bit pattern.
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return t.contiguous().numpy()
+
+
+def _from_numpy(array: np.ndarray, dtype: str) -> Tensor:
+    t = torch.from_numpy(array)
+    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+def _fsync_dir(path: Path, *, files: bool = True) -> None:
+    for file in path.iterdir() if files else ():
+        if file.is_file():
+            with open(file, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[str, Tensor]]:
+    """Yields ``(name, index)`` for each requested split, naming a missing one."""
+    for name in names:
+        if name not in dataset.split_idx:
+            raise ValueError(f"{dataset.name} has no split {name!r}; it has {sorted(dataset.split_idx)}")
+        yield name, dataset.split_idx[name]
+
+
+__all__ = ["DatasetCacheError", "FastDataset", "csr_from_edge_index", "iter_splits"]

@@ -1,0 +1,151 @@
+"""What every stage shares: epochs, resumable positions and wait times."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional
+
+from torch.utils.data import IterDataPipe
+
+
+@dataclass
+class StageStats:
+    """How long the consumer of a stage waited for its items, this epoch.
+
+    ``wait_s`` includes the time the stage itself waited on its upstream;
+    :func:`pipeline_stats` also reports the stage's own share.
+    """
+
+    items: int = 0
+    wait_s: float = 0.0
+
+
+def upstream(pipe: IterDataPipe) -> List[IterDataPipe]:
+    """The chain from ``pipe`` back to its source, ``pipe`` first. Follows
+    our stages' ``source`` and torch DataPipes' ``datapipe`` attributes."""
+    chain = []
+    node: Optional[IterDataPipe] = pipe
+    while isinstance(node, IterDataPipe):
+        chain.append(node)
+        node = getattr(node, "source", None) or getattr(node, "datapipe", None)
+    return chain
+
+
+class Stage(IterDataPipe):
+    """Base of every salient_pipes stage.
+
+    A stage reads ``self.source`` (``None`` for a source stage) and implements
+    ``_generate(epoch)``. Each new iteration is the next epoch unless
+    :meth:`set_epoch` named one. ``set_epoch`` and :meth:`load_state_dict`
+    reach every stage of the chain up to the source, through user stages
+    too, so one call on the last stage steers the whole chain.
+    """
+
+    def __init__(self, source: Optional[IterDataPipe] = None) -> None:
+        self.source = source
+        self.stats = StageStats()
+        self._epoch = 0
+        self._epoch_fixed = False
+        self._started = False
+        self._start = 0  # first batch of the next iteration (resume)
+        self._delivered = 0  # batches of the current epoch handed on so far
+
+    # --------------------------------------------------------------- epochs
+    def set_epoch(self, epoch: int) -> None:
+        """Makes the next iteration epoch ``epoch``, here and upstream."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        for stage in self._chain():
+            stage._epoch, stage._epoch_fixed = epoch, True
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the current iteration (between epochs: the last one)."""
+        return self._epoch
+
+    # -------------------------------------------------------------- state
+    def state_dict(self) -> Dict[str, Any]:
+        """The epoch and how many of its batches this stage has delivered.
+
+        Example:
+            >>> from salient_pipes.pipes import NodeIndices
+            >>> pipe = NodeIndices(torch.arange(10)).batch_nodes(4)
+            >>> it = iter(pipe); _ = next(it)
+            >>> pipe.state_dict()
+            {'epoch': 0, 'batches_done': 1}
+        """
+        return {"epoch": self._epoch, "batches_done": self._delivered}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Makes the next iteration continue ``state``'s epoch after its
+        ``batches_done`` batches, yielding exactly what the uninterrupted
+        epoch would have yielded from there on."""
+        batches_done = int(state["batches_done"])
+        if batches_done < 0:
+            raise ValueError(f"batches_done must be >= 0, got {batches_done}")
+        self.set_epoch(int(state["epoch"]))
+        for stage in self._chain():
+            stage._start = batches_done
+
+    def _chain(self) -> List[Stage]:
+        return [s for s in upstream(self) if isinstance(s, Stage)]
+
+    # ---------------------------------------------------------- iteration
+    def __iter__(self) -> Iterator[Any]:
+        return self._iterate()
+
+    def _iterate(self, **options: Any) -> Iterator[Any]:
+        if self._started and not self._epoch_fixed:
+            self._epoch += 1
+        self._started, self._epoch_fixed = True, False
+        start, self._start = self._start, 0
+        self.stats = StageStats()
+        self._delivered = start
+        return self._timed(self._generate(self._epoch, start, **options))
+
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
+        """Yields the items of ``epoch``, beginning with batch ``start``."""
+        raise NotImplementedError
+
+    def _timed(self, items: Iterator[Any]) -> Iterator[Any]:
+        stats = self.stats
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    item = next(items)
+                except StopIteration:
+                    return
+                stats.wait_s += time.perf_counter() - t0
+                stats.items += 1
+                self._delivered += 1
+                yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+
+def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
+    """Per stage of ``pipe``'s chain (source first): items delivered in the
+    last epoch, seconds its consumer waited on it (``wait_s``) and the part of
+    that spent in the stage itself rather than upstream (``self_s``).
+
+    Example:
+        >>> from salient_pipes.pipes import NodeIndices
+        >>> pipe = NodeIndices(torch.arange(10)).batch_nodes(4)
+        >>> _ = list(pipe)
+        >>> [s["stage"] for s in pipeline_stats(pipe)]
+        ['NodeIndices', 'BatchNodes']
+    """
+    rows = []
+    below = 0.0
+    for stage in reversed(upstream(pipe)):
+        stats = getattr(stage, "stats", None)
+        if not isinstance(stats, StageStats):
+            continue
+        rows.append({"stage": type(stage).__name__, "items": stats.items,
+                     "wait_s": stats.wait_s, "self_s": max(0.0, stats.wait_s - below)})
+        below = stats.wait_s
+    return rows

@@ -1,0 +1,91 @@
+"""Stage: page-locked batches, prepared on a background thread."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import warnings
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import IterDataPipe, functional_datapipe
+
+from salient_pipes.pipes.base import Stage
+
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+@functional_datapipe("pin_memory")
+class PinMemory(Stage):
+    """Copies each batch into page-locked memory on a background thread, up to
+    ``depth`` batches ahead, so that ``prefetch_to_device`` can copy it to the
+    GPU asynchronously. A batch already pinned is passed on as it is. Without
+    CUDA there is nothing to pin for: the stage passes batches through and
+    warns once.
+
+    Example:
+        >>> from salient_pipes.pipes import NodeIndices
+        >>> pipe = NodeIndices(torch.arange(4)).pin_memory()  # doctest: +SKIP
+    """
+
+    _warned = False
+
+    def __init__(self, source: IterDataPipe, depth: int = 2) -> None:
+        super().__init__(source)
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.depth = depth
+
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
+        if not torch.cuda.is_available():
+            if not PinMemory._warned:
+                warnings.warn("pin_memory: CUDA is not available; batches pass through unpinned",
+                              stacklevel=2)
+                PinMemory._warned = True
+            yield from self.source
+            return
+        ready: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+        worker = threading.Thread(target=self._pin_all, args=(ready, stop), daemon=True,
+                                  name="salient_pipes-pin")
+        worker.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a worker waiting on a full queue
+                try:
+                    ready.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            worker.join()
+
+    def _pin_all(self, ready: queue.Queue, stop: threading.Event) -> None:
+        items = iter(self.source)
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                pinned = item.pin_memory() if hasattr(item, "pin_memory") else item
+                ready.put(pinned)
+            ready.put(_DONE)
+        except BaseException as error:  # handed to the consumer's thread
+            ready.put(_Failure(error))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    def __len__(self) -> int:
+        return len(self.source)

@@ -1,0 +1,127 @@
+"""Stage: native parallel neighbor sampling, running ahead of the consumer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.utils.data import IterDataPipe, functional_datapipe
+
+from salient_pipes import _native
+from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
+from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
+from salient_pipes.pipes.base import Stage
+
+GraphLike = Union["_native.CSRGraph", Tuple[Tensor, Tensor], Any]
+
+
+def default_num_threads() -> int:
+    """Sampling threads for this process: the cores it may run on, divided
+    among the processes of this node (``LOCAL_WORLD_SIZE``, set by
+    ``torchrun``), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, cores // max(1, local))
+
+
+def as_graph(graph: GraphLike) -> _native.CSRGraph:
+    """A validated native CSR from a FastDataset, a CSRGraph or (rowptr, col)."""
+    if isinstance(graph, _native.CSRGraph):
+        return graph
+    if isinstance(getattr(graph, "graph", None), _native.CSRGraph):
+        return graph.graph
+    if isinstance(graph, tuple) and len(graph) == 2:
+        rowptr, col = graph
+        return _native.CSRGraph(as_buffer(torch.as_tensor(rowptr)), as_buffer(torch.as_tensor(col)))
+    raise TypeError(f"expected a FastDataset, CSRGraph or (rowptr, col), got {type(graph).__name__}")
+
+
+def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:
+    return [Adj(torch.from_numpy(ei), None if e is None else torch.from_numpy(e), tuple(size))
+            for ei, e, size in hops]
+
+
+@functional_datapipe("sample_neighbors")
+class SampleNeighbors(Stage):
+    """Samples the multi-hop neighborhood of each seed batch on a pool of
+    native threads, up to ``max_in_flight`` batches ahead of the consumer.
+
+    Yields :class:`SampledSubgraph` (``n_id``, ``adjs``). ``fanouts[0]`` is
+    the seeds' hop; ``-1`` takes every neighbor. A batch's sample depends only
+    on ``(seed, epoch, position in the epoch)``: the same whatever
+    ``num_threads``. With ``ordered=False`` batches come as they finish.
+
+    Example:
+        >>> from salient_pipes import FastDataset
+        >>> from salient_pipes.pipes import NodeIndices
+        >>> ds = FastDataset.synthetic(num_nodes=200, seed=0)
+        >>> pipe = NodeIndices(ds.split_idx["train"]).batch_nodes(32).sample_neighbors(ds, [5, 5])
+        >>> sub = next(iter(pipe)); sub.adjs[-1].size[1]
+        32
+    """
+
+    def __init__(self, source: IterDataPipe, graph: GraphLike, fanouts: Sequence[int],
+                 replace: bool = False, num_threads: Optional[int] = None,
+                 max_in_flight: Optional[int] = None, ordered: bool = True, seed: int = 0,
+                 return_e_id: bool = False) -> None:
+        super().__init__(source)
+        self.graph = as_graph(graph)
+        self.fanouts = [int(f) for f in fanouts]
+        self.replace, self.ordered, self.seed, self.return_e_id = replace, ordered, seed, return_e_id
+        self.num_threads = default_num_threads() if num_threads is None else num_threads
+        self.max_in_flight = 2 * self.num_threads if max_in_flight is None else max_in_flight
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+        self._session_key: Optional[Tuple[int, int]] = None
+        self._session: Optional[_native.Session] = None
+        self._fail_at = -1  # test hook: the native worker raises on this batch
+        self._session_for(None, None)  # validates fanouts and thread count now
+
+    def _session_for(self, x: Optional[Tensor], y: Optional[Tensor]) -> _native.Session:
+        key = (id(x), id(y))
+        if self._session is None or key != self._session_key:
+            self._session = None  # joins the old workers before starting new ones
+            self._session = _native.Session(
+                self.graph, self.fanouts, replace=self.replace, return_e_id=self.return_e_id,
+                seed=self.seed, x=None if x is None else as_buffer(x),
+                y=None if y is None else as_buffer(y), num_threads=self.num_threads,
+                ordered=self.ordered, fail_at_position=self._fail_at)
+            self._session_key = key
+        return self._session
+
+    def _generate(self, epoch: int, start: int, x: Optional[Tensor] = None,
+                  y: Optional[Tensor] = None, **options: Any) -> Iterator[Any]:
+        session = self._session_for(x, y)
+        position = start
+        try:
+            for seeds in self.source:
+                session.submit(as_index(seeds), epoch, position)
+                position += 1
+                if session.in_flight >= self.max_in_flight:
+                    yield self._wrap(session.next(), x, y)
+            while session.in_flight:
+                yield self._wrap(session.next(), x, y)
+        finally:
+            session.cancel()
+
+    @staticmethod
+    def _wrap(result: tuple, x: Optional[Tensor], y: Optional[Tensor]) -> Any:
+        n_id, hops, xs, ys = result
+        adjs = to_adjs(hops)
+        if x is None:
+            return SampledSubgraph(torch.from_numpy(n_id), adjs)
+        return PreparedBatch(x=from_buffer(xs, x.dtype),
+                             y=None if y is None else from_buffer(ys, y.dtype),
+                             adjs=adjs, n_id=torch.from_numpy(n_id))
+
+    def _prepared(self, x: Tensor, y: Optional[Tensor]) -> Iterator[PreparedBatch]:
+        """This stage's epoch with features gathered inside the workers."""
+        return self._iterate(x=x, y=y)
+
+    def __len__(self) -> int:
+        return len(self.source)

@@ -1,0 +1,54 @@
+"""Stage: a seeded permutation per epoch, optionally sharded across ranks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import IterDataPipe, functional_datapipe
+
+from salient_pipes.pipes.base import Stage
+
+
+@functional_datapipe("shuffle_nodes")
+class ShuffleNodes(Stage):
+    """Permutes each node-index tensor with a generator seeded by
+    ``(seed, epoch)``, so every rank and every rerun sees the same order.
+
+    With ``world_size > 1`` it yields rank ``rank``'s shard of the permuted
+    index: shards are disjoint, cover the index together and differ in size by
+    at most one node (``batch_nodes`` then gives every rank the same number of
+    batches). ``shuffle=False`` shards without permuting (evaluation).
+
+    Example:
+        >>> from salient_pipes.pipes import NodeIndices
+        >>> pipe = NodeIndices(torch.arange(6)).shuffle_nodes(seed=0, rank=1, world_size=2)
+        >>> len(next(iter(pipe)))
+        3
+    """
+
+    def __init__(self, source: IterDataPipe, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 shuffle: bool = True) -> None:
+        super().__init__(source)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
+                             f"world_size={world_size}")
+        self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
+
+    def num_nodes_per_epoch(self) -> int:
+        """The largest shard's size: what every rank's batch count is based on."""
+        return math.ceil(self.source.num_nodes_per_epoch() / self.world_size)
+
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:
+        for idx in self.source:
+            if self.shuffle:
+                gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
+                idx = idx[torch.randperm(idx.numel(), generator=gen)]
+            if self.world_size > 1:
+                idx = torch.tensor_split(idx, self.world_size)[self.rank]
+            yield idx.contiguous()
+
+    def __len__(self) -> int:
+        return len(self.source)
