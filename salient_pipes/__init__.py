@@ -10,6 +10,7 @@ Example:
 
 from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
 from salient_pipes.data import DatasetCacheError, FastDataset, csr_from_edge_index
+from salient_pipes.models import SAGE
 from salient_pipes.pipeline import salient_pipeline
 from salient_pipes.pipes import (
     BatchNodes,
@@ -21,6 +22,7 @@ from salient_pipes.pipes import (
     SliceFeatures,
     pipeline_stats,
 )
+from salient_pipes.train import EpochResult, batchwise_test, train_epoch
 
 __version__ = "0.1.0"
 
@@ -32,6 +34,10 @@ __all__ = [
     "NodeIndices",
     "PinMemory",
     "PrefetchToDevice",
+    "SAGE",
+    "EpochResult",
+    "batchwise_test",
+    "train_epoch",
     "PreparedBatch",
     "SampleNeighbors",
     "SampledSubgraph",

@@ -273,7 +273,8 @@ class FastDataset:
 
         Example:
             >>> from torch_geometric.datasets import Planetoid  # doctest: +SKIP
-            >>> ds = FastDataset.from_pyg(Planetoid("data", "Cora")[0], name="cora")  # doctest: +SKIP
+            >>> cora = Planetoid("data", "Cora")[0]  # doctest: +SKIP
+            >>> ds = FastDataset.from_pyg(cora, name="cora")  # doctest: +SKIP
         """
         for field in ("x", "y", "edge_index"):
             if getattr(data, field, None) is None:
@@ -333,7 +334,7 @@ class FastDataset:
         if num_nodes < 2 or avg_degree <= 0 or num_features < 1 or num_classes < 2:
             raise ValueError("synthetic needs num_nodes >= 2, avg_degree > 0, "
                              "num_features >= 1 and num_classes >= 2")
-        if not (0 <= homophily <= 1) or not (0 < split[0] and 0 <= split[1]
+        if not (0 <= homophily <= 1) or not (split[0] > 0 and split[1] >= 0
                                              and split[0] + split[1] < 1):
             raise ValueError("homophily must lie in [0, 1] and split shares in (0, 1)")
         gen = torch.Generator().manual_seed(seed)
@@ -409,7 +410,8 @@ def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[st
     """Yields ``(name, index)`` for each requested split, naming a missing one."""
     for name in names:
         if name not in dataset.split_idx:
-            raise ValueError(f"{dataset.name} has no split {name!r}; it has {sorted(dataset.split_idx)}")
+            raise ValueError(
+                f"{dataset.name} has no split {name!r}; it has {sorted(dataset.split_idx)}")
         yield name, dataset.split_idx[name]
 
 

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from salient_pipes.data import FastDataset
+from salient_pipes.data import FastDataset, iter_splits
 from salient_pipes.pipes import NodeIndices, Stage
 
 
@@ -63,14 +63,13 @@ def salient_pipeline(
         >>> len(pipe), next(iter(pipe)).batch_size
         (3, 256)
     """
-    if split not in dataset.split_idx:
-        raise ValueError(f"{dataset.name} has no split {split!r}; it has {sorted(dataset.split_idx)}")
+    (_, index), = iter_splits(dataset, [split])
     device = resolve_device(device)
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
     pipe = (
-        NodeIndices(dataset.split_idx[split])
+        NodeIndices(index)
         .shuffle_nodes(seed=seed, rank=rank, world_size=world_size, shuffle=shuffle)
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, num_threads=num_threads, max_in_flight=max_in_flight,

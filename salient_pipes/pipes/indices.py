@@ -22,7 +22,8 @@ class NodeIndices(Stage):
         super().__init__()
         idx = torch.as_tensor(idx)
         if idx.dim() != 1 or idx.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"idx must be a 1-D integer tensor, got {idx.dtype} {tuple(idx.shape)}")
+            raise ValueError(
+                f"idx must be a 1-D integer tensor, got {idx.dtype} {tuple(idx.shape)}")
         self.idx = idx.to(torch.int64).contiguous()
 
     def num_nodes_per_epoch(self) -> int:

@@ -37,7 +37,8 @@ def as_graph(graph: GraphLike) -> _native.CSRGraph:
         return graph.graph
     if isinstance(graph, tuple) and len(graph) == 2:
         rowptr, col = graph
-        return _native.CSRGraph(as_buffer(torch.as_tensor(rowptr)), as_buffer(torch.as_tensor(col)))
+        rowptr, col = torch.as_tensor(rowptr), torch.as_tensor(col)
+        return _native.CSRGraph(as_buffer(rowptr), as_buffer(col))
     raise TypeError(f"expected a FastDataset, CSRGraph or (rowptr, col), got {type(graph).__name__}")
 
 
@@ -72,7 +73,8 @@ class SampleNeighbors(Stage):
         super().__init__(source)
         self.graph = as_graph(graph)
         self.fanouts = [int(f) for f in fanouts]
-        self.replace, self.ordered, self.seed, self.return_e_id = replace, ordered, seed, return_e_id
+        self.replace, self.ordered, self.seed = replace, ordered, seed
+        self.return_e_id = return_e_id
         self.num_threads = default_num_threads() if num_threads is None else num_threads
         self.max_in_flight = 2 * self.num_threads if max_in_flight is None else max_in_flight
         if self.max_in_flight < 1:

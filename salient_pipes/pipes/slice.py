@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
-import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 

@@ -1,0 +1,5 @@
+import sys
+
+from salient_pipes.cli import main
+
+sys.exit(main())

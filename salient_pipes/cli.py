@@ -1,0 +1,159 @@
+"""The ``salient-pipes`` command (also ``python -m salient_pipes``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+
+from salient_pipes.data import FastDataset
+from salient_pipes.models import SAGE
+from salient_pipes.pipeline import resolve_device, salient_pipeline
+from salient_pipes.train import batchwise_test, train_epoch
+
+SYNTHETIC = "synthetic"
+CORA = "cora"
+
+
+def _fanouts(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fanouts must be integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("fanouts must name at least one hop")
+    if any(v == 0 or v < -1 for v in values):
+        raise argparse.ArgumentTypeError(f"each fanout must be positive or -1, got {text!r}")
+    return values
+
+
+def _positive(kind: type, allow_zero: bool = False):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(
+                f"must be {'>= 0' if allow_zero else '> 0'}, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salient-pipes", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train GraphSAGE through salient_pipeline()",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--dataset", default=SYNTHETIC,
+                       help="'synthetic' (built in, no download), 'cora' (a Planetoid root), "
+                            "or an OGB node-property name such as ogbn-arxiv")
+    train.add_argument("--root", default=None,
+                       help="data directory (default: data/ for OGB, data/planetoid for cora)")
+    train.add_argument("--num-nodes", type=_positive(int), default=50_000,
+                       help="nodes of the synthetic graph")
+    train.add_argument("--epochs", type=_positive(int, allow_zero=True), default=5)
+    train.add_argument("--batch-size", type=_positive(int), default=1024)
+    train.add_argument("--fanouts", type=_fanouts, default=[15, 10, 5],
+                       help="per hop, seeds' hop first, e.g. 15,10,5; -1 = all neighbors")
+    train.add_argument("--test-fanouts", type=_fanouts, default=None,
+                       help="fanouts for evaluation (default: 20 per hop)")
+    train.add_argument("--hidden", type=_positive(int), default=256)
+    train.add_argument("--lr", type=_positive(float), default=0.01)
+    train.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
+    train.add_argument("--num-threads", type=_positive(int), default=None,
+                       help="native sampling threads (default: cores / local processes)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--eval-every", type=_positive(int), default=1,
+                       help="evaluate on valid every N epochs")
+    train.add_argument("--out", type=Path, default=None, help="write a JSON summary here")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
+                 progress: bool) -> FastDataset:
+    """The dataset the CLI names: synthetic, Cora from a Planetoid root, or OGB."""
+    if name == SYNTHETIC:
+        return FastDataset.synthetic(num_nodes=num_nodes, seed=seed)
+    if name.lower() == CORA:
+        from torch_geometric.datasets import Planetoid
+
+        data = Planetoid(root or "data/planetoid", "Cora")[0]
+        return FastDataset.from_pyg(data, name="cora")
+    return FastDataset.from_path(root or "data", name, progress=progress)
+
+
+def _check_dataset_name(parser: argparse.ArgumentParser, name: str) -> None:
+    if name in (SYNTHETIC,) or name.lower() == CORA:
+        return
+    from salient_pipes.ogb_source import dataset_info
+
+    try:
+        dataset_info(name)
+    except ValueError as exc:
+        parser.error(f"--dataset: {exc}")
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    torch.manual_seed(args.seed)
+    progress = not args.no_progress
+    device = resolve_device(args.device)
+    t0 = time.perf_counter()
+    dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed, progress)
+    print(f"dataset  {dataset.summary()} (ready in {time.perf_counter() - t0:.1f} s)")
+    layers = len(args.fanouts)
+    test_fanouts = args.test_fanouts or [20] * layers
+    model = SAGE(dataset.num_features, args.hidden, dataset.num_classes, layers).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    pipe = salient_pipeline(dataset, "train", batch_size=args.batch_size, fanouts=args.fanouts,
+                            device=device, num_threads=args.num_threads, seed=args.seed)
+    print(f"training {layers}-layer SAGE on {device}, {len(pipe)} batches per epoch")
+    history = []
+    for epoch in range(args.epochs):
+        pipe.set_epoch(epoch)
+        result = train_epoch(model, pipe, optimizer, progress=progress, desc=f"epoch {epoch}")
+        row = {"epoch": epoch, "loss": result.loss, "train_s": result.seconds}
+        line = f"epoch {epoch:3d} | loss {result.loss:.4f} | train {result.seconds:6.2f} s"
+        if (epoch + 1) % args.eval_every == 0 or epoch == args.epochs - 1:
+            t = time.perf_counter()
+            acc = batchwise_test(model, dataset, test_fanouts, args.batch_size, sets=("valid",),
+                                 device=device, num_threads=args.num_threads, progress=progress)
+            row.update(valid_acc=acc["valid"], eval_s=time.perf_counter() - t)
+            line += f" | eval {row['eval_s']:5.2f} s | valid acc {acc['valid']:.4f}"
+        print(line, flush=True)
+        history.append(row)
+    final = batchwise_test(model, dataset, test_fanouts, args.batch_size, sets=("valid", "test"),
+                           device=device, num_threads=args.num_threads, progress=progress)
+    summary = {"dataset": dataset.name, "device": str(device), "epochs": args.epochs,
+               "fanouts": args.fanouts, "test_fanouts": test_fanouts,
+               "batch_size": args.batch_size, "history": history,
+               "valid_acc": final["valid"], "test_acc": final["test"],
+               "chance": 1.0 / dataset.num_classes}
+    print(f"final    | valid acc {final['valid']:.4f} | test acc {final['test']:.4f} "
+          f"(chance {summary['chance']:.4f})")
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        _check_dataset_name(parser, args.dataset)
+        if args.test_fanouts is not None and len(args.test_fanouts) != len(args.fanouts):
+            parser.error("--test-fanouts must name as many hops as --fanouts")
+        run_train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
