@@ -15,7 +15,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, Union
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,6 @@ class OgbInfo:
     num_classes: int
     binary: bool
     add_inverse_edge: bool
-    additional_node_files: List[str]
 
 
 def _master() -> pd.DataFrame:
@@ -57,7 +56,6 @@ def dataset_info(name: str) -> OgbInfo:
     meta = master[name]
     if meta["is hetero"] == "True":
         raise ValueError(f"{name} is heterogeneous; FastDataset handles homogeneous graphs")
-    extra = meta["additional node files"]
     return OgbInfo(
         name=name,
         dir_name=name.replace("-", "_"),
@@ -68,7 +66,6 @@ def dataset_info(name: str) -> OgbInfo:
         num_classes=int(meta["num classes"]),
         binary=meta["binary"] == "True",
         add_inverse_edge=meta["add_inverse_edge"] == "True",
-        additional_node_files=[] if extra == "None" else extra.split(","),
     )
 
 
@@ -125,8 +122,7 @@ def convert(root: PathLike, info: OgbInfo, *, feature_dtype: torch.dtype = torch
         graph = read_binary_graph_raw(str(raw_dir), add_inverse_edge=info.add_inverse_edge)[0]
         labels = np.load(raw_dir / "node-label.npz")["node_label"]
     else:
-        graph = read_csv_graph_raw(str(raw_dir), add_inverse_edge=info.add_inverse_edge,
-                                   additional_node_files=info.additional_node_files)[0]
+        graph = read_csv_graph_raw(str(raw_dir), add_inverse_edge=info.add_inverse_edge)[0]
         labels = pd.read_csv(raw_dir / "node-label.csv.gz", compression="gzip",
                              header=None).values
     steps.update()

@@ -39,7 +39,8 @@ def as_graph(graph: GraphLike) -> _native.CSRGraph:
         rowptr, col = graph
         rowptr, col = torch.as_tensor(rowptr), torch.as_tensor(col)
         return _native.CSRGraph(as_buffer(rowptr), as_buffer(col))
-    raise TypeError(f"expected a FastDataset, CSRGraph or (rowptr, col), got {type(graph).__name__}")
+    raise TypeError(
+        f"expected a FastDataset, CSRGraph or (rowptr, col), got {type(graph).__name__}")
 
 
 def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:

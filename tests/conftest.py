@@ -1,0 +1,133 @@
+"""Shared fixtures: small graphs, a pure-Python reference sampler, Cora."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import pytest
+import torch
+
+from salient_pipes import FastDataset
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def random_csr(num_nodes: int, num_edges: int, seed: int, *, hubs: bool = True,
+               col_dtype=np.int64) -> Tuple[np.ndarray, np.ndarray]:
+    """A raw CSR with isolated nodes, self loops, duplicate edges and hubs:
+    no cleaning, exactly what the native core must handle."""
+    rng = np.random.default_rng(seed)
+    if num_nodes == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=col_dtype)
+    weights = rng.pareto(1.5, num_nodes) + 1 if hubs else np.ones(num_nodes)
+    weights[rng.random(num_nodes) < 0.2] = 0  # isolated rows
+    if weights.sum() == 0:
+        weights[:] = 1
+    rows = rng.choice(num_nodes, size=num_edges, p=weights / weights.sum())
+    cols = rng.integers(0, num_nodes, size=num_edges)
+    order = np.argsort(rows, kind="stable")
+    rows, cols = rows[order], cols[order]
+    rowptr = np.zeros(num_nodes + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=num_nodes), out=rowptr[1:])
+    return rowptr, cols.astype(col_dtype)
+
+
+def reference_full_sample(rowptr: np.ndarray, col: np.ndarray, seeds: Sequence[int],
+                          hops: int) -> Tuple[List[int], List[Tuple[np.ndarray, Tuple[int, int]]]]:
+    """Full-neighborhood sampling in plain Python: the exact answer the native
+    sampler must give for fanouts of -1 (relabeling in discovery order)."""
+    n_id = list(seeds)
+    local: Dict[int, int] = {v: i for i, v in enumerate(n_id)}
+    adjs = []
+    for _ in range(hops):
+        num_dst = len(n_id)
+        src, dst = [], []
+        for i in range(num_dst):
+            v = n_id[i]
+            for e in range(rowptr[v], rowptr[v + 1]):
+                u = int(col[e])
+                if u not in local:
+                    local[u] = len(n_id)
+                    n_id.append(u)
+                src.append(local[u])
+                dst.append(i)
+        adjs.append((np.array([src, dst], dtype=np.int64).reshape(2, -1), (len(n_id), num_dst)))
+    return n_id, adjs[::-1]
+
+
+def check_sample(rowptr: np.ndarray, col: np.ndarray, seeds: np.ndarray, fanouts: Sequence[int],
+                 replace: bool, n_id: np.ndarray, hops: list) -> None:
+    """Asserts every property a sample must have (DESIGN.md §2)."""
+    assert n_id.dtype == np.int64
+    assert len(set(n_id.tolist())) == len(n_id), "n_id holds a node twice"
+    np.testing.assert_array_equal(n_id[: len(seeds)], seeds)
+    assert len(hops) == len(fanouts)
+    assert hops[0][2][0] == len(n_id)
+    assert hops[-1][2][1] == len(seeds)
+    for outer, inner in zip(hops[:-1], hops[1:]):
+        assert outer[2][1] == inner[2][0], "hop sizes do not chain"
+    for (edge_index, e_id, (num_src, num_dst)), fanout in zip(hops, reversed(fanouts)):
+        assert edge_index.dtype == np.int64 and edge_index.shape[0] == 2
+        src, dst = edge_index
+        if len(dst):
+            assert src.max() < num_src and dst.max() < num_dst and src.min() >= 0
+            assert np.all(np.diff(dst) >= 0), "edge_index not sorted by target"
+        # every sampled edge exists, at the position e_id names
+        np.testing.assert_array_equal(col[e_id], n_id[src])
+        assert np.all(e_id >= rowptr[n_id[dst]]) and np.all(e_id < rowptr[n_id[dst] + 1])
+        counts = np.bincount(dst, minlength=num_dst)
+        degree = rowptr[n_id[:num_dst] + 1] - rowptr[n_id[:num_dst]]
+        if fanout == -1:
+            expected = degree
+        elif replace:
+            expected = np.where(degree > 0, fanout, 0)
+        else:
+            expected = np.minimum(degree, fanout)
+        np.testing.assert_array_equal(counts, expected)
+        if not replace:
+            pairs = set(zip(dst.tolist(), e_id.tolist()))
+            assert len(pairs) == len(dst), "an edge position was drawn twice"
+
+
+def thread_count() -> int:
+    """OS threads of this process (native ones included)."""
+    with open(f"/proc/{os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise RuntimeError("no thread count in /proc")
+
+
+@pytest.fixture(scope="session")
+def small_dataset() -> FastDataset:
+    return FastDataset.synthetic(num_nodes=3000, avg_degree=10, num_features=16, num_classes=4,
+                                 seed=7)
+
+
+@pytest.fixture(scope="session")
+def planetoid_root(tmp_path_factory) -> Path:
+    source = SHARED / "data" / "planetoid" / "Cora" / "raw"
+    if not source.exists():
+        pytest.skip(f"Cora's raw files are not at {source}")
+    root = tmp_path_factory.mktemp("planetoid")
+    shutil.copytree(source, root / "Cora" / "raw")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cora(planetoid_root):
+    from torch_geometric.datasets import Planetoid
+
+    return Planetoid(str(planetoid_root), "Cora")[0]
+
+
+@pytest.fixture
+def torch_threads():
+    """Restores torch's thread count after a test that changes it."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

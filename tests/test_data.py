@@ -1,0 +1,224 @@
+"""FastDataset: sources, validation, the saved copy and its failure modes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.utils import to_undirected
+
+from salient_pipes import DatasetCacheError, FastDataset, csr_from_edge_index, ogb_source
+from salient_pipes import data as data_module
+
+
+def _edges_of(ds: FastDataset) -> set:
+    rows = torch.repeat_interleave(torch.arange(ds.num_nodes), ds.rowptr[1:] - ds.rowptr[:-1])
+    return set(zip(rows.tolist(), ds.col.tolist()))
+
+
+def test_cora_from_pyg(cora):
+    ds = FastDataset.from_pyg(cora, name="cora")
+    undirected = to_undirected(cora.edge_index, num_nodes=cora.num_nodes)
+    assert _edges_of(ds) == {(int(d), int(s)) for s, d in undirected.t().tolist()}
+    assert ds.num_edges == undirected.size(1)
+    assert ds.col.dtype == torch.int32
+    # rows sorted, no duplicates
+    for v in range(0, ds.num_nodes, 97):
+        row = ds.col[ds.rowptr[v]:ds.rowptr[v + 1]]
+        assert torch.all(row[1:] > row[:-1])
+    assert ds.x.dtype == torch.float16
+    assert torch.equal(ds.x, cora.x.half())
+    assert torch.equal(ds.y, cora.y)
+    assert ds.num_classes == 7
+    for split, mask in (("train", cora.train_mask), ("valid", cora.val_mask),
+                        ("test", cora.test_mask)):
+        assert torch.equal(ds.split_idx[split], mask.nonzero().view(-1))
+
+
+def test_from_pyg_explicit_split_and_errors(cora):
+    split = {"train": torch.arange(10), "test": torch.arange(10, 20)}
+    ds = FastDataset.from_pyg(cora, split, name="c2", feature_dtype=torch.bfloat16)
+    assert ds.x.dtype == torch.bfloat16 and sorted(ds.split_idx) == ["test", "train"]
+    bad = cora.clone()
+    bad.y = bad.y[:-5]
+    with pytest.raises(ValueError, match="y 2703 labels"):
+        FastDataset.from_pyg(bad)
+    bad = cora.clone()
+    bad.x = None
+    with pytest.raises(ValueError, match="no 'x'"):
+        FastDataset.from_pyg(bad)
+    with pytest.raises(ValueError, match="outside"):
+        FastDataset.from_pyg(cora, {"train": torch.tensor([cora.num_nodes])})
+
+
+def test_csr_from_edge_index_directed_and_undirected():
+    edges = torch.tensor([[0, 0, 2, 2], [1, 1, 0, 2]])
+    rowptr, col = csr_from_edge_index(edges, 3, to_undirected=False)
+    assert rowptr.tolist() == [0, 1, 2, 3] and col.tolist() == [2, 0, 2]
+    rowptr, col = csr_from_edge_index(edges, 3)
+    assert rowptr.tolist() == [0, 2, 3, 5] and col.tolist() == [1, 2, 0, 0, 2]
+    with pytest.raises(ValueError, match="outside"):
+        csr_from_edge_index(torch.tensor([[0], [3]]), 3)
+
+
+def _valid_fields(n=5):
+    rowptr, col = csr_from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 3]]), n)
+    return dict(name="t", x=torch.zeros(n, 3), y=torch.zeros(n, dtype=torch.int64),
+                rowptr=rowptr, col=col, split_idx={"train": torch.tensor([0, 1])}, num_classes=2)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"x": torch.zeros(4, 3)}, "x must have shape"),
+    ({"y": torch.zeros(5)}, "y must be a 1-D int64"),
+    ({"y": torch.full((5,), 2)}, "num_classes is 2"),
+    ({"y": torch.full((5,), -3)}, "no other negative"),
+    ({"num_classes": 0}, "num_classes"),
+    ({"split_idx": {"train": torch.tensor([7])}}, "outside"),
+    ({"split_idx": {"train": torch.tensor([0.5])}}, "int64"),
+    ({"rowptr": torch.tensor([0, 1, 2, 3, 4, 2])}, "not monotone"),
+    ({"col": torch.tensor([1, 0, 2, 1, 9, 2], dtype=torch.int32)}, "outside"),
+    ({"x": np.zeros((5, 3))}, "must be a torch.Tensor"),
+])
+def test_constructor_validates(change, message):
+    fields = _valid_fields()
+    fields.update(change)
+    with pytest.raises(ValueError, match=message):
+        FastDataset(**fields)
+
+
+def test_synthetic_is_deterministic_and_heavy_tailed():
+    a = FastDataset.synthetic(num_nodes=4000, avg_degree=10, seed=3)
+    b = FastDataset.synthetic(num_nodes=4000, avg_degree=10, seed=3)
+    c = FastDataset.synthetic(num_nodes=4000, avg_degree=10, seed=4)
+    assert torch.equal(a.col, b.col) and torch.equal(a.x, b.x)
+    assert not torch.equal(a.col, c.col)
+    degree = (a.rowptr[1:] - a.rowptr[:-1]).float()
+    assert degree.max() > 8 * degree.mean()  # hubs
+    assert abs(degree.mean() - 10) < 1.5
+    sizes = {k: v.numel() for k, v in a.split_idx.items()}
+    assert sum(sizes.values()) == 4000
+    assert set(torch.cat(list(a.split_idx.values())).tolist()) == set(range(4000))
+
+
+def test_save_and_load_round_trip(tmp_path, small_dataset):
+    for dtype in (torch.float16, torch.bfloat16):
+        ds = FastDataset(name="rt", x=small_dataset.x.to(dtype), y=small_dataset.y,
+                         rowptr=small_dataset.rowptr, col=small_dataset.col,
+                         split_idx=small_dataset.split_idx, num_classes=small_dataset.num_classes)
+        ds.save(tmp_path / "copy", progress=False)
+        for mmap in (True, False):
+            back = FastDataset.load(tmp_path / "copy", mmap=mmap)
+            assert back.x.dtype == dtype and torch.equal(back.x, ds.x)
+            assert torch.equal(back.col, ds.col) and torch.equal(back.rowptr, ds.rowptr)
+            assert all(torch.equal(back.split_idx[k], v) for k, v in ds.split_idx.items())
+        assert not list(tmp_path.glob(".copy.tmp-*"))
+
+
+def test_interrupted_save_leaves_nothing_loadable(tmp_path, small_dataset, monkeypatch):
+    calls = {"n": 0}
+    real_save = np.save
+
+    def failing_save(path, array, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash mid-save")
+        return real_save(path, array, *args, **kwargs)
+
+    monkeypatch.setattr(data_module.np, "save", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        small_dataset.save(tmp_path / "copy", progress=False)
+    assert not (tmp_path / "copy").exists()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DatasetCacheError, match="no readable dataset"):
+        FastDataset.load(tmp_path / "copy")
+
+
+def test_damaged_copies_raise_with_rebuild_advice(tmp_path, small_dataset):
+    small_dataset.save(tmp_path / "copy", progress=False)
+    col_file = tmp_path / "copy" / "col.npy"
+    col_file.write_bytes(col_file.read_bytes()[:-100])
+    with pytest.raises(DatasetCacheError, match="truncated.*delete"):
+        FastDataset.load(tmp_path / "copy")
+    small_dataset.save(tmp_path / "copy", progress=False)  # overwrites the damaged copy
+    FastDataset.load(tmp_path / "copy")
+    meta = tmp_path / "copy" / "meta.json"
+    meta.write_text(json.dumps({"format": "something else", "version": 9}))
+    with pytest.raises(DatasetCacheError, match="not a salient_pipes.FastDataset v1"):
+        FastDataset.load(tmp_path / "copy")
+    meta.write_text("{not json")
+    with pytest.raises(DatasetCacheError, match="no readable dataset"):
+        FastDataset.load(tmp_path / "copy")
+
+
+def _write_csv_gz(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        for row in rows:
+            f.write(",".join(str(v) for v in np.atleast_1d(row)) + "\n")
+
+
+def _write_ogb_layout(root: Path, num_nodes=40, seed=0) -> dict:
+    """A tiny graph in the layout OGB's arxiv archive unpacks to."""
+    rng = np.random.default_rng(seed)
+    edges = rng.integers(0, num_nodes, size=(120, 2))
+    feats = rng.standard_normal((num_nodes, 6)).round(3)
+    labels = rng.integers(0, 40, size=num_nodes)
+    base = root / "ogbn_arxiv"
+    _write_csv_gz(base / "raw" / "edge.csv.gz", edges)
+    _write_csv_gz(base / "raw" / "node-feat.csv.gz", feats)
+    _write_csv_gz(base / "raw" / "node-label.csv.gz", labels)
+    _write_csv_gz(base / "raw" / "num-node-list.csv.gz", [num_nodes])
+    _write_csv_gz(base / "raw" / "num-edge-list.csv.gz", [len(edges)])
+    perm = rng.permutation(num_nodes)
+    split = {"train": perm[:20], "valid": perm[20:30], "test": perm[30:]}
+    for name, idx in split.items():
+        _write_csv_gz(base / "split" / "time" / f"{name}.csv.gz", idx)
+    (base / "RELEASE_v1.txt").write_text("")
+    return {"edges": edges, "feats": feats, "labels": labels, "split": split}
+
+
+def test_from_path_converts_offline_then_reopens(tmp_path, monkeypatch):
+    truth = _write_ogb_layout(tmp_path)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("from_path tried to download")
+
+    monkeypatch.setattr("ogb.utils.url.download_url", no_network)
+    monkeypatch.setattr("builtins.input", no_network)
+    ds = FastDataset.from_path(tmp_path, "ogbn-arxiv", progress=False)
+    assert ds.num_nodes == 40 and ds.num_classes == 40
+    expected, _ = csr_from_edge_index(torch.from_numpy(truth["edges"].T), 40)
+    assert torch.equal(ds.rowptr, expected)
+    assert torch.equal(ds.x, torch.from_numpy(truth["feats"]).half())
+    assert torch.equal(ds.y, torch.from_numpy(truth["labels"]))
+    assert ds.split_idx["valid"].tolist() == truth["split"]["valid"].tolist()
+    assert (tmp_path / "ogbn_arxiv" / "salient_pipes" / "meta.json").exists()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the saved copy was not reused")
+
+    monkeypatch.setattr(ogb_source, "convert", no_conversion)
+    again = FastDataset.from_path(tmp_path, "ogbn-arxiv", progress=False)
+    assert torch.equal(again.col, ds.col) and torch.equal(again.x, ds.x)
+
+
+def test_ogb_labels_with_nan_become_minus_one():
+    labels = ogb_source._labels(np.array([[1.0], [np.nan], [3.0]]))
+    assert labels.tolist() == [1, -1, 3] and labels.dtype == torch.int64
+
+
+def test_unknown_and_heterogeneous_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown OGB node-property dataset 'ogbn-nope'"):
+        FastDataset.from_path(tmp_path, "ogbn-nope")
+    with pytest.raises(ValueError, match="heterogeneous"):
+        FastDataset.from_path(tmp_path, "ogbn-mag")
+
+
+def test_summary_names_the_essentials(small_dataset):
+    line = small_dataset.summary()
+    for part in ("3,000 nodes", "16 features (float16)", "4 classes", "train", "MiB"):
+        assert part in line

@@ -1,0 +1,274 @@
+"""The native core: sampling properties, uniformity, determinism, sessions,
+row gathers and input validation."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import psutil
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.stats import chisquare
+
+from salient_pipes import _native
+from tests.conftest import check_sample, random_csr, reference_full_sample, thread_count
+
+graphs = st.builds(
+    lambda n, e, seed, wide: random_csr(n, e, seed, col_dtype=np.int32 if wide else np.int64),
+    st.integers(1, 60), st.integers(0, 400), st.integers(0, 2**32 - 1), st.booleans())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=graphs, data=st.data(),
+       fanouts=st.lists(st.sampled_from([-1, 1, 2, 3, 5, 8, 70]), min_size=1, max_size=3),
+       replace=st.booleans(), seed=st.integers(0, 2**64 - 1), dense=st.booleans())
+def test_sample_properties(graph, data, fanouts, replace, seed, dense):
+    rowptr, col = graph
+    n = len(rowptr) - 1
+    seeds = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n,
+                                        unique=True)), dtype=np.int64)
+    g = _native.CSRGraph(rowptr, col)
+    n_id, hops, _, _ = _native.sample(g, seeds, fanouts, replace=replace, return_e_id=True,
+                                      seed=seed, dense_limit=2**40 if dense else 0)
+    check_sample(rowptr, col, seeds, fanouts, replace, n_id, hops)
+
+
+@settings(max_examples=60, deadline=None)
+@given(graph=graphs, hops=st.integers(1, 3), dense=st.booleans())
+def test_full_neighborhood_matches_reference(graph, hops, dense):
+    rowptr, col = graph
+    seeds = np.arange(0, len(rowptr) - 1, 3, dtype=np.int64)
+    n_id, got, _, _ = _native.sample(_native.CSRGraph(rowptr, col), seeds, [-1] * hops,
+                                     dense_limit=2**40 if dense else 0)
+    ref_n_id, ref = reference_full_sample(rowptr, col, seeds.tolist(), hops)
+    assert n_id.tolist() == ref_n_id
+    for (edge_index, _, size), (ref_edges, ref_size) in zip(got, ref):
+        assert size == ref_size
+        np.testing.assert_array_equal(edge_index, ref_edges)
+
+
+def _star(degree: int):
+    rowptr = np.array([0, degree] + [degree] * degree, dtype=np.int64)
+    col = np.arange(1, degree + 1, dtype=np.int64)
+    return _native.CSRGraph(rowptr, col)
+
+
+@pytest.mark.parametrize("replace", [False, True])
+@pytest.mark.parametrize("degree,fanout", [(10, 3), (100, 70)])
+def test_neighbor_choice_is_uniform(replace, degree, fanout):
+    g = _star(degree)
+    counts = np.zeros(degree + 1, dtype=np.int64)
+    draws = 4000
+    for position in range(draws):
+        n_id, hops, _, _ = _native.sample(g, np.array([0]), [fanout], replace=replace, seed=3,
+                                          position=position)
+        counts += np.bincount(n_id[hops[0][0][0]], minlength=degree + 1)
+    observed = counts[1:]
+    assert observed.sum() == draws * fanout
+    assert chisquare(observed).pvalue > 1e-4
+
+
+def test_pairs_without_replacement_are_uniform():
+    # Floyd's algorithm must give every 2-subset of 5 neighbors equal odds.
+    g = _star(5)
+    pairs = np.zeros((6, 6), dtype=np.int64)
+    for position in range(10_000):
+        n_id, hops, _, _ = _native.sample(g, np.array([0]), [2], seed=11, position=position)
+        a, b = sorted(n_id[hops[0][0][0]].tolist())
+        pairs[a, b] += 1
+    observed = pairs[np.triu_indices(6, 1)][5:]  # drop pairs with node 0
+    assert len(observed) == 10
+    assert chisquare(observed).pvalue > 1e-4
+
+
+def _run_session(graph, batches, threads, ordered=True, **kw):
+    session = _native.Session(graph, [5, 3], num_threads=threads, ordered=ordered, seed=9, **kw)
+    for position, seeds in enumerate(batches):
+        session.submit(seeds, 2, position)
+    return [session.next() for _ in batches]
+
+
+def _same_results(a, b):
+    assert len(a) == len(b)
+    for (n1, h1, x1, y1), (n2, h2, x2, y2) in zip(a, b):
+        np.testing.assert_array_equal(n1, n2)
+        for (e1, _, s1), (e2, _, s2) in zip(h1, h2):
+            np.testing.assert_array_equal(e1, e2)
+            assert s1 == s2
+        if x1 is not None:
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+
+
+def test_session_is_deterministic_across_thread_counts():
+    rowptr, col = random_csr(2000, 20000, seed=1)
+    g = _native.CSRGraph(rowptr, col)
+    perm = np.random.default_rng(0).permutation(2000)
+    batches = [perm[i:i + 100] for i in range(0, 2000, 100)]
+    x = np.random.default_rng(1).standard_normal((2000, 8)).astype(np.float16)
+    y = np.arange(2000, dtype=np.int64)
+    runs = [_run_session(g, batches, t, x=x, y=y) for t in (1, 2, 4)]
+    _same_results(runs[0], runs[1])
+    _same_results(runs[0], runs[2])
+    n_id, _, xs, ys = runs[0][0]
+    np.testing.assert_array_equal(xs, x[n_id])
+    np.testing.assert_array_equal(ys, y[batches[0]])
+
+
+def test_unordered_session_returns_every_batch():
+    rowptr, col = random_csr(500, 5000, seed=2)
+    g = _native.CSRGraph(rowptr, col)
+    batches = [np.arange(i, i + 50, dtype=np.int64) for i in range(0, 500, 50)]
+    ordered = _run_session(g, batches, 3)
+    unordered = _run_session(g, batches, 3, ordered=False)
+    key = lambda r: int(r[0][0])  # noqa: E731 - first seed identifies the batch
+    _same_results(sorted(ordered, key=key), sorted(unordered, key=key))
+
+
+def test_worker_exception_reaches_python_and_session_recovers():
+    rowptr, col = random_csr(300, 3000, seed=3)
+    g = _native.CSRGraph(rowptr, col)
+    session = _native.Session(g, [4], num_threads=2, fail_at_position=1)
+    for position in range(3):
+        session.submit(np.arange(position * 10, position * 10 + 10, dtype=np.int64), 0, position)
+    session.next()
+    with pytest.raises(RuntimeError, match="injected failure in batch 1"):
+        session.next()
+    session.cancel()
+    assert session.in_flight == 0
+    session.submit(np.arange(5, dtype=np.int64), 1, 0)
+    assert session.next()[0][:5].tolist() == list(range(5))
+
+
+def test_invalid_seeds_raise_value_error_from_the_worker():
+    g = _native.CSRGraph(*random_csr(50, 200, seed=4))
+    session = _native.Session(g, [2], num_threads=1)
+    session.submit(np.array([3, 3]), 0, 0)
+    with pytest.raises(ValueError, match="appears twice"):
+        session.next()
+    session.submit(np.array([50]), 0, 1)
+    with pytest.raises(ValueError, match="outside"):
+        session.next()
+    with pytest.raises(ValueError, match="outside"):
+        _native.sample(g, np.array([-1]), [2])
+    with pytest.raises(RuntimeError, match="no batch in flight"):
+        session.next()
+
+
+def test_cancel_with_work_in_flight_then_next_epoch():
+    rowptr, col = random_csr(5000, 100000, seed=5)
+    g = _native.CSRGraph(rowptr, col)
+    session = _native.Session(g, [10, 10], num_threads=2)
+    for position in range(20):
+        session.submit(np.arange(position * 100, position * 100 + 100, dtype=np.int64), 0, position)
+    session.next()
+    session.cancel()
+    session.submit(np.arange(7, dtype=np.int64), 1, 0)
+    assert session.next()[0][:7].tolist() == list(range(7))
+    assert session.in_flight == 0
+
+
+def test_sessions_do_not_leak_threads_or_memory():
+    g = _native.CSRGraph(*random_csr(20000, 200000, seed=6))
+    process = psutil.Process()
+    baseline_threads = thread_count()
+
+    def churn(count):
+        for i in range(count):
+            session = _native.Session(g, [5, 5], num_threads=2)
+            session.submit(np.arange(i % 100, i % 100 + 64, dtype=np.int64), 0, 0)
+            if i % 2:
+                session.next()
+            del session  # dropped with or without a batch in flight
+
+    churn(100)
+    gc.collect()
+    warm = process.memory_info().rss
+    churn(1000)
+    gc.collect()
+    assert thread_count() == baseline_threads
+    assert process.memory_info().rss - warm < 16 * 2**20
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.int64, np.uint8])
+def test_gather_any_dtype(dtype):
+    rng = np.random.default_rng(0)
+    src = (rng.standard_normal((5000, 7)) * 50).astype(dtype)
+    idx = rng.integers(0, 5000, size=20000)
+    for threads in (1, 3):
+        np.testing.assert_array_equal(_native.gather(src, idx, threads), src[idx])
+    np.testing.assert_array_equal(_native.gather(src[:, 0].copy(), idx), src[idx, 0])
+    assert _native.gather(src, np.zeros(0, dtype=np.int64)).shape == (0, 7)
+
+
+def test_gather_rejects_bad_input():
+    src = np.zeros((4, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"index\[1\] = 4 is outside"):
+        _native.gather(src, np.array([0, 4]))
+    with pytest.raises(ValueError, match="int64"):
+        _native.gather(src, np.array([0, 1], dtype=np.int32))
+    with pytest.raises(ValueError, match="contiguous"):
+        _native.gather(np.zeros((4, 4))[:, ::2], np.array([0]))
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        _native.gather(np.zeros((2, 2, 2)), np.array([0]))
+    with pytest.raises(ValueError, match="num_threads"):
+        _native.gather(src, np.array([0]), 0)
+
+
+GOOD_ROWPTR = np.array([0, 2, 3, 3], dtype=np.int64)
+GOOD_COL = np.array([1, 2, 0], dtype=np.int64)
+
+
+@pytest.mark.parametrize("rowptr,col,message", [
+    (np.array([0, 2, 1, 3]), GOOD_COL, "not monotone"),
+    (np.array([1, 2, 3, 3]), GOOD_COL, r"rowptr\[0\] must be 0"),
+    (np.array([0, 2, 3, 4]), GOOD_COL, r"does not equal len\(col\)"),
+    (GOOD_ROWPTR, np.array([1, 3, 0]), r"col\[1\] = 3 is outside"),
+    (GOOD_ROWPTR, np.array([1, -1, 0]), r"col\[1\] = -1 is outside"),
+    (GOOD_ROWPTR.astype(np.int32), GOOD_COL, "rowptr must be int64"),
+    (GOOD_ROWPTR, GOOD_COL.astype(np.float64), "col must be int32 or int64"),
+    (GOOD_ROWPTR.reshape(2, 2), GOOD_COL, "rowptr must be 1-D"),
+    (GOOD_ROWPTR, GOOD_COL.reshape(1, 3), "col must be 1-D"),
+    (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), "at least one entry"),
+    (np.arange(8, dtype=np.int64)[::2], GOOD_COL, "contiguous"),
+])
+def test_csr_validation(rowptr, col, message):
+    with pytest.raises(ValueError, match=message):
+        _native.CSRGraph(rowptr, col)
+
+
+@pytest.mark.parametrize("fanouts", [[], [0], [-2], [5, 0], [2**31]])
+def test_bad_fanouts(fanouts):
+    g = _native.CSRGraph(GOOD_ROWPTR, GOOD_COL)
+    with pytest.raises(ValueError, match="fanout"):
+        _native.sample(g, np.array([0]), fanouts)
+    with pytest.raises(ValueError, match="fanout"):
+        _native.Session(g, fanouts)
+
+
+def test_bad_session_arguments():
+    g = _native.CSRGraph(GOOD_ROWPTR, GOOD_COL)
+    with pytest.raises(ValueError, match="num_threads"):
+        _native.Session(g, [2], num_threads=0)
+    with pytest.raises(ValueError, match="x has 2 rows but the graph has 3 nodes"):
+        _native.Session(g, [2], x=np.zeros((2, 4), dtype=np.float16))
+    session = _native.Session(g, [2])
+    with pytest.raises(ValueError, match="seeds must be int64"):
+        session.submit(np.array([0.0]), 0, 0)
+    with pytest.raises(ValueError, match="seeds must be 1-D"):
+        session.submit(np.zeros((1, 1), dtype=np.int64), 0, 0)
+
+
+def test_empty_graph_and_single_node():
+    g = _native.CSRGraph(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
+    assert g.num_nodes == 0
+    with pytest.raises(ValueError, match="outside"):
+        _native.sample(g, np.array([0]), [3])
+    n_id, hops, _, _ = _native.sample(g, np.zeros(0, dtype=np.int64), [3])
+    assert n_id.size == 0 and hops[0][2] == (0, 0)
+    single = _native.CSRGraph(np.array([0, 1], dtype=np.int64), np.array([0], dtype=np.int32))
+    n_id, hops, _, _ = _native.sample(single, np.array([0]), [5, -1], return_e_id=True)
+    assert n_id.tolist() == [0]
+    assert [h[0].tolist() for h in hops] == [[[0], [0]], [[0], [0]]]
