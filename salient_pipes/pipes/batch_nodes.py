@@ -46,6 +46,9 @@ class BatchNodes(Stage):
         if self._num_batches(idx.numel()) == count:
             return list(torch.split(idx[: count * self.batch_size], self.batch_size))
         # A shard shorter than the largest: same count, batches a little smaller.
+        if idx.numel() < count:
+            raise ValueError(f"a shard of {idx.numel()} nodes cannot fill the {count} batches "
+                             "every rank must take; use a larger batch_size")
         return list(torch.tensor_split(idx[: count * self.batch_size], count))
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:

@@ -47,6 +47,9 @@ class ShuffleNodes(Stage):
                 gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
                 idx = idx[torch.randperm(idx.numel(), generator=gen)]
             if self.world_size > 1:
+                if idx.numel() < self.world_size:
+                    raise ValueError(f"cannot shard {idx.numel()} nodes over "
+                                     f"{self.world_size} ranks: every rank needs a seed")
                 idx = torch.tensor_split(idx, self.world_size)[self.rank]
             yield idx.contiguous()
 

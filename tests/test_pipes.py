@@ -1,0 +1,343 @@
+"""The stages and salient_pipeline(): exactly-once epochs, determinism, the
+batch contract, fused slicing, faults, stats, swapping and extending."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from salient_pipes import (
+    FastDataset,
+    PreparedBatch,
+    SampledSubgraph,
+    pipeline_stats,
+    salient_pipeline,
+)
+from salient_pipes.pipes import NodeIndices, SampleNeighbors, gather
+from tests.conftest import check_sample, thread_count
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_batch(batch: PreparedBatch, ds: FastDataset, fanouts) -> None:
+    """The batch contract (DESIGN.md §2) and the data it must carry."""
+    assert isinstance(batch, PreparedBatch)
+    seeds = batch.n_id[: batch.batch_size]
+    assert batch.adjs[-1].size[1] == batch.batch_size == batch.y.numel()
+    hops = [(a.edge_index.numpy(), a.e_id, a.size) for a in batch.adjs]
+    rowptr, col = ds.rowptr.numpy(), ds.col.numpy()
+    n_id = batch.n_id.numpy()
+    for edge_index, e_id, (num_src, num_dst) in hops:
+        src, dst = edge_index
+        assert (src < num_src).all() and (dst < num_dst).all()
+        assert (dst[1:] >= dst[:-1]).all(), "edge_index must be sorted by target"
+        if e_id is not None:  # positions in col
+            assert (col[e_id.numpy()] == n_id[src]).all()
+        for s, d in zip(src[:50].tolist(), dst[:50].tolist()):
+            row = col[rowptr[n_id[d]]:rowptr[n_id[d] + 1]]
+            assert n_id[s] in row
+    assert torch.equal(batch.x, ds.x[batch.n_id])
+    assert torch.equal(batch.y, ds.y[seeds])
+    assert batch.x.dtype == ds.x.dtype and batch.n_id.dtype == torch.int64
+    assert all(a.edge_index.dtype == torch.int64 for a in batch.adjs)
+    assert len(batch.adjs) == len(fanouts)
+
+
+def epoch_seeds(pipe) -> torch.Tensor:
+    return torch.cat([torch.empty(0, dtype=torch.int64)] + [b.n_id[: b.batch_size] for b in pipe])
+
+
+@pytest.mark.parametrize("batch_size", [1, 64, 333, 5000])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_seed_exactly_once(small_dataset, batch_size, drop_last):
+    train = small_dataset.split_idx["train"]
+    pipe = salient_pipeline(small_dataset, batch_size=batch_size, fanouts=(3,), device="cpu",
+                            drop_last=drop_last)
+    for _ in range(2):
+        seeds = epoch_seeds(pipe)
+        if drop_last:
+            full = train.numel() // batch_size * batch_size
+            assert seeds.numel() == full == len(pipe) * batch_size
+            assert len(set(seeds.tolist())) == full and set(seeds.tolist()) <= set(train.tolist())
+        else:
+            assert torch.equal(seeds.sort().values, train.sort().values)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+@pytest.mark.parametrize("num_nodes,batch_size", [(1620, 100), (1025, 512), (7, 2), (3, 4)])
+def test_sharding_covers_split_with_equal_batch_counts(world_size, num_nodes, batch_size):
+    idx = torch.arange(num_nodes) * 3
+    for epoch in range(2):
+        counts, shards = [], []
+        for rank in range(world_size):
+            pipe = (NodeIndices(idx).shuffle_nodes(seed=5, rank=rank, world_size=world_size)
+                    .batch_nodes(batch_size))
+            pipe.set_epoch(epoch)
+            batches = list(pipe)
+            assert all(0 < b.numel() <= batch_size for b in batches)
+            counts.append(len(batches))
+            assert len(batches) == len(pipe)
+            shards.append(torch.cat(batches) if batches else torch.empty(0, dtype=torch.long))
+        assert len(set(counts)) == 1, f"ranks have {counts} batches"
+        union = torch.cat(shards)
+        assert torch.equal(union.sort().values, idx), "shards must cover the split exactly once"
+
+
+def test_sharding_too_small_to_give_every_rank_a_batch_is_an_error():
+    with pytest.raises(ValueError, match="cannot shard 2 nodes over 3 ranks"):
+        list(NodeIndices(torch.arange(2)).shuffle_nodes(rank=0, world_size=3).batch_nodes(4))
+    with pytest.raises(ValueError, match="cannot fill the 4 batches"):
+        list(NodeIndices(torch.arange(7)).shuffle_nodes(rank=1, world_size=2).batch_nodes(1))
+
+
+def test_same_batches_whatever_num_threads(small_dataset):
+    runs = []
+    for threads in (1, 2, 4):
+        pipe = salient_pipeline(small_dataset, batch_size=200, fanouts=(5, 5), device="cpu",
+                                num_threads=threads, seed=3)
+        pipe.set_epoch(4)
+        runs.append(list(pipe))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a.n_id, b.n_id) and torch.equal(a.x, b.x)
+            assert all(torch.equal(p.edge_index, q.edge_index) for p, q in zip(a.adjs, b.adjs))
+
+
+def test_epochs_differ_and_repeat(small_dataset):
+    pipe = salient_pipeline(small_dataset, batch_size=500, fanouts=(4,), device="cpu")
+    first, second = epoch_seeds(pipe), epoch_seeds(pipe)  # epochs 0 and 1
+    assert pipe.epoch == 1 and not torch.equal(first, second)
+    pipe.set_epoch(0)
+    assert torch.equal(epoch_seeds(pipe), first)
+    unshuffled = salient_pipeline(small_dataset, batch_size=500, fanouts=(4,), device="cpu",
+                                  shuffle=False)
+    assert torch.equal(epoch_seeds(unshuffled), small_dataset.split_idx["train"])
+
+
+def test_batch_contract_and_data(small_dataset):
+    fanouts = (6, 4, -1)
+    pipe = salient_pipeline(small_dataset, batch_size=256, fanouts=fanouts, device="cpu")
+    for batch in pipe:
+        check_batch(batch, small_dataset, fanouts)
+        assert batch.adjs[0].size[0] == batch.n_id.numel()
+        for outer, inner in zip(batch.adjs[:-1], batch.adjs[1:]):
+            assert outer.size[1] == inner.size[0]
+
+
+def test_sampler_stage_alone_meets_the_contract(small_dataset):
+    rowptr, col = small_dataset.rowptr.numpy(), small_dataset.col.numpy()
+    pipe = (NodeIndices(small_dataset.split_idx["valid"]).batch_nodes(100)
+            .sample_neighbors(small_dataset, [4, 3], return_e_id=True, replace=True))
+    for sub in pipe:
+        assert isinstance(sub, SampledSubgraph)
+        hops = [(a.edge_index.numpy(), a.e_id.numpy(), a.size) for a in sub.adjs]
+        check_sample(rowptr, col, sub.n_id[: sub.batch_size].numpy(), [4, 3], True,
+                     sub.n_id.numpy(), hops)
+
+
+def _identity(item):
+    return item
+
+
+def test_fused_and_unfused_slicing_agree(small_dataset):
+    ds = small_dataset
+
+    def chain(fused: bool):
+        pipe = NodeIndices(ds.split_idx["train"]).shuffle_nodes(seed=1).batch_nodes(300)
+        pipe = pipe.sample_neighbors(ds, [5, 5], seed=2)
+        if not fused:
+            pipe = pipe.map(_identity)  # any stage in between unfuses
+        return pipe.slice_features(ds.x, ds.y)
+
+    fused, unfused = chain(True), chain(False)
+    assert fused.fused and not unfused.fused
+    for a, b in zip(fused, unfused):
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.n_id, b.n_id)
+
+
+def test_gather_bfloat16_and_bad_index():
+    x = torch.randn(50, 3).to(torch.bfloat16)
+    idx = torch.tensor([4, 0, 49, 4])
+    assert torch.equal(gather(x, idx, 2), x[idx])
+    with pytest.raises(ValueError, match="outside"):
+        gather(x, torch.tensor([50]))
+    with pytest.raises(ValueError, match="integers"):
+        gather(x, torch.tensor([1.0]))
+
+
+def test_user_stage_error_reaches_loop_and_next_epoch_works(small_dataset):
+    ds = small_dataset
+    state = {"fail": True, "seen": 0}
+
+    def flaky(batch):
+        state["seen"] += 1
+        if state["fail"] and state["seen"] == 3:
+            raise RuntimeError("user stage failed")
+        return batch
+
+    pipe = salient_pipeline(ds, batch_size=200, fanouts=(5, 5), device="cpu")
+    pipe = pipe.map(flaky)
+    with pytest.raises(RuntimeError, match="user stage failed"):
+        for _ in pipe:
+            pass
+    state["fail"] = False
+    assert torch.equal(epoch_seeds(pipe).sort().values, ds.split_idx["train"].sort().values)
+
+
+def test_native_worker_error_mid_epoch_then_recovery(small_dataset):
+    ds = small_dataset
+    pipe = NodeIndices(ds.split_idx["train"]).batch_nodes(100).sample_neighbors(ds, [3])
+    pipe._fail_at, pipe._session = 4, None  # test hook: batch 4 fails in the worker
+    got = []
+    with pytest.raises(RuntimeError, match="injected failure in batch 4"):
+        for sub in pipe:
+            got.append(sub)
+    assert len(got) == 4
+    pipe._fail_at, pipe._session = -1, None
+    seeds = torch.cat([s.n_id[: s.batch_size] for s in pipe])
+    assert torch.equal(seeds.sort().values, ds.split_idx["train"].sort().values)
+
+
+def test_breaking_out_leaves_no_work_or_threads(small_dataset):
+    baseline = thread_count()
+    pipe = salient_pipeline(small_dataset, batch_size=100, fanouts=(10, 10), device="cpu",
+                            num_threads=2)
+    sampler = [s for s in [pipe.source.source] if isinstance(s, SampleNeighbors)][0]
+    for _ in range(5):
+        for i, _batch in enumerate(pipe):
+            if i == 2:
+                break
+        assert sampler._session.in_flight == 0
+    assert thread_count() <= baseline + 2  # the pipe's own idle pool, nothing more
+    assert torch.equal(epoch_seeds(pipe).sort().values,
+                       small_dataset.split_idx["train"].sort().values)
+    del pipe, sampler
+    assert thread_count() == baseline
+
+
+def test_pipeline_stats_and_len(small_dataset):
+    pipe = salient_pipeline(small_dataset, batch_size=256, fanouts=(5, 5), device="cpu")
+    batches = sum(1 for _ in pipe)
+    assert batches == len(pipe) == -(-small_dataset.split_idx["train"].numel() // 256)
+    rows = pipeline_stats(pipe)
+    assert [r["stage"] for r in rows] == ["NodeIndices", "ShuffleNodes", "BatchNodes",
+                                          "SampleNeighbors", "SliceFeatures",
+                                          "PrefetchToDevice"]
+    assert rows[-1]["items"] == batches
+    assert all(r["self_s"] >= 0 and r["wait_s"] >= r["self_s"] for r in rows)
+    assert rows[3]["self_s"] > 0  # sampling is where the consumer waits
+
+
+def test_dataloader_with_batch_size_none(small_dataset):
+    pipe = salient_pipeline(small_dataset, batch_size=400, fanouts=(5,), device="cpu")
+    loader = DataLoader(pipe, batch_size=None)
+    assert len(loader) == len(pipe)
+    assert torch.equal(torch.cat([b.n_id[: b.batch_size] for b in loader]).sort().values,
+                       small_dataset.split_idx["train"].sort().values)
+
+
+def test_custom_stage_example(small_dataset):
+    example = load_example("custom_stage")
+    pipe = example.build(small_dataset)
+    batches = list(pipe)
+    assert len(batches) == len(pipe)
+    stages = [r["stage"] for r in pipeline_stats(pipe)]
+    assert "FeatureNoise" in stages
+    clean = batches[0].n_id
+    assert not torch.equal(batches[0].x, small_dataset.x[clean])  # noise was added
+    assert (batches[0].x.float() - small_dataset.x[clean].float()).abs().mean() < 0.2
+
+
+def test_pyg_sampler_example_swaps_in(small_dataset):
+    pytest.importorskip("torch_sparse", reason="the PyG adapter needs torch-sparse")
+    example = load_example("pyg_sampler")
+    pipe = example.build(small_dataset, fanouts=(4, 3), batch_size=250)
+    seeds = []
+    for batch in pipe:
+        check_batch(batch, small_dataset, (4, 3))
+        seeds.append(batch.n_id[: batch.batch_size])
+    assert torch.equal(torch.cat(seeds).sort().values,
+                       small_dataset.split_idx["train"].sort().values)
+
+
+def test_bad_arguments(small_dataset):
+    with pytest.raises(ValueError, match="no split 'nope'"):
+        salient_pipeline(small_dataset, "nope", device="cpu")
+    with pytest.raises(ValueError, match="batch_size"):
+        salient_pipeline(small_dataset, batch_size=0, device="cpu")
+    with pytest.raises(ValueError, match="fanout"):
+        salient_pipeline(small_dataset, fanouts=(), device="cpu")
+    with pytest.raises(ValueError, match="fanout"):
+        salient_pipeline(small_dataset, fanouts=(5, 0), device="cpu")
+    with pytest.raises(ValueError, match="rank"):
+        salient_pipeline(small_dataset, rank=2, world_size=2, device="cpu")
+    with pytest.raises(ValueError, match="max_in_flight"):
+        salient_pipeline(small_dataset, max_in_flight=0, device="cpu")
+    with pytest.raises(ValueError, match="epoch"):
+        salient_pipeline(small_dataset, device="cpu").set_epoch(-1)
+    with pytest.raises(TypeError, match="FastDataset, CSRGraph"):
+        NodeIndices(torch.arange(3)).batch_nodes(2).sample_neighbors("graph", [2])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
+def test_pin_memory_without_cuda_passes_through_with_one_warning(small_dataset):
+    pipe = salient_pipeline(small_dataset, batch_size=500, fanouts=(3,), device="cpu",
+                            pin_memory=True)
+    from salient_pipes.pipes import PinMemory
+
+    PinMemory._warned = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = epoch_seeds(pipe)
+        second = epoch_seeds(pipe)
+    assert sum("CUDA is not available" in str(w.message) for w in caught) == 1
+    assert first.numel() == second.numel() == small_dataset.split_idx["train"].numel()
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        salient_pipeline(small_dataset, device="cuda")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+@pytest.mark.cuda
+def test_pin_and_prefetch_on_cuda(small_dataset):
+    pipe = salient_pipeline(small_dataset, batch_size=256, fanouts=(5, 5), device="cuda")
+    from salient_pipes.pipes import PinMemory
+
+    assert isinstance(pipe.source, PinMemory)
+    for batch in pipe:
+        assert batch.x.is_cuda and batch.adjs[0].edge_index.is_cuda
+        assert torch.equal(batch.x.cpu(), small_dataset.x[batch.n_id.cpu()])
+    pinned = next(iter(pipe.source))
+    assert pinned.is_pinned() and pinned.pin_memory() is pinned
+
+
+@cuda
+@pytest.mark.cuda
+def test_prefetch_overlaps_copy_with_compute(small_dataset):
+    # With depth 2, the copies of the next batches are issued before the
+    # consumer gets the current one: the side stream has queued work then.
+    pipe = (NodeIndices(small_dataset.split_idx["train"]).batch_nodes(256)
+            .sample_neighbors(small_dataset, [5, 5]).slice_features(small_dataset.x)
+            .pin_memory().prefetch_to_device("cuda", depth=2))
+    n = 0
+    for batch in pipe:
+        torch.cuda.current_stream().synchronize()
+        assert batch.x.is_cuda
+        n += 1
+    assert n == len(pipe)
