@@ -1,0 +1,156 @@
+"""Training, batchwise inference, the SALIENT tutorial API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline, train_epoch
+from salient_pipes.cli import main
+from salient_pipes.compat import (
+    DevicePrefetcher,
+    FastSampler,
+    FastSamplerConfig,
+    Shuffler,
+    Timer,
+    test,
+)
+from tests.test_pipes import load_example
+
+
+def test_cora_graphsage_accuracy(cora):
+    ds = FastDataset.from_pyg(cora, name="cora")
+    accuracies = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = SAGE(ds.num_features, 256, ds.num_classes, num_layers=3)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=5e-4)
+        pipe = salient_pipeline(ds, batch_size=140, fanouts=(10, 10, 10), device="cpu", seed=seed)
+        for _ in range(40):
+            result = train_epoch(model, pipe, optimizer, progress=False)
+        assert result.batches == 1 and result.loss > 0
+        acc = batchwise_test(model, ds, (-1, -1, -1), sets=("test",), progress=False)
+        accuracies.append(acc["test"])
+    assert sum(accuracies) / 3 >= 0.78, accuracies
+
+
+def test_training_lowers_loss_and_beats_chance():
+    ds = FastDataset.synthetic(num_nodes=6000, seed=1)
+    torch.manual_seed(0)
+    model = SAGE(ds.num_features, 64, ds.num_classes, num_layers=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    before = batchwise_test(model, ds, (10, 10), sets=("valid",), progress=False)["valid"]
+    pipe = salient_pipeline(ds, batch_size=512, fanouts=(10, 5), device="cpu")
+    losses = [train_epoch(model, pipe, optimizer, progress=False).loss for _ in range(3)]
+    after = batchwise_test(model, ds, (10, 10), sets=("valid", "test"), progress=False)
+    assert losses[-1] < losses[0]
+    assert after["valid"] > 3 / ds.num_classes and after["valid"] > before + 0.2
+
+
+def test_labels_minus_one_are_ignored():
+    ds = FastDataset.synthetic(num_nodes=1000, seed=2)
+    y = ds.y.clone()
+    y[ds.split_idx["valid"][::2]] = -1
+    masked = FastDataset(name="masked", x=ds.x, y=y, rowptr=ds.rowptr, col=ds.col,
+                         split_idx=ds.split_idx, num_classes=ds.num_classes)
+    model = SAGE(ds.num_features, 16, ds.num_classes, num_layers=1)
+    full = batchwise_test(model, ds, (-1,), sets=("valid",), progress=False)["valid"]
+    half = batchwise_test(model, masked, (-1,), sets=("valid",), progress=False)["valid"]
+    kept = ds.split_idx["valid"][1::2]
+    with torch.no_grad():
+        model.eval()
+        pipe = salient_pipeline(ds, "valid", fanouts=(-1,), shuffle=False, device="cpu")
+        preds = torch.cat([model(b.x, b.adjs).argmax(-1) for b in pipe])
+    expected = (preds[1::2] == ds.y[kept]).float().mean().item()
+    assert half == pytest.approx(expected) and 0 <= full <= 1
+
+
+def test_model_rejects_hop_mismatch():
+    model = SAGE(4, 8, 2, num_layers=2)
+    with pytest.raises(ValueError, match="2 layers but the batch has 1 hops"):
+        model(torch.randn(3, 4), [None])
+
+
+def test_tutorial_example_runs_on_cpu(capsys):
+    example = load_example("salient_tutorial")
+    results = example.main(["--epochs", "2", "--num-nodes", "3000"])
+    assert results["valid"] > 2 / 40
+    out = capsys.readouterr().out
+    assert "('valid', 'Compute') took" in out and "epoch 1: valid accuracy" in out
+
+
+def test_compat_pieces(small_dataset):
+    ds = small_dataset
+    shuffler = Shuffler(ds.split_idx["train"], seed=1)
+    shuffler.set_epoch(3)
+    first = shuffler.get_idx()
+    assert torch.equal(first, shuffler.get_idx())
+    shuffler.set_epoch(4)
+    assert not torch.equal(first, shuffler.get_idx())
+    cfg = FastSamplerConfig(x=ds.x, y=ds.y.unsqueeze(-1), rowptr=ds.rowptr, col=ds.col,
+                            idx=first, batch_size=300, sizes=[5, 5], skip_nonfull_batch=True)
+    loader = FastSampler(2, 4, cfg)
+    batches = [b for (b,) in DevicePrefetcher(["cpu"], iter(loader))]
+    assert len(batches) == len(loader) == first.numel() // 300
+    assert torch.equal(torch.cat([b.n_id[: b.batch_size] for b in batches]),
+                       first[: len(batches) * 300])
+    assert all(b.y.dim() == 1 for b in batches)
+    model = SAGE(ds.num_features, 8, ds.num_classes, num_layers=2)
+    seen = []
+    correct, total = test.batchwise_test(model, len(loader),
+                                         DevicePrefetcher(["cpu"], iter(loader)), seen.append)
+    assert total == sum(b.batch_size for b in seen) == len(batches) * 300
+    assert 0 <= correct <= total
+    lines = []
+    with Timer("x", fn=lines.append) as timer:
+        pass
+    assert timer.seconds is not None and lines[0].startswith("x took")
+    with pytest.raises(ValueError, match="exactly one device"):
+        DevicePrefetcher(["cpu", "cpu"], [])
+
+
+def test_cli_trains_and_writes_summary(tmp_path, capsys):
+    out = tmp_path / "summary.json"
+    assert main(["train", "--epochs", "2", "--num-nodes", "4000", "--hidden", "64",
+                 "--batch-size", "512", "--fanouts", "10,5", "--no-progress",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch   1 | loss" in printed and "valid acc" in printed and "test acc" in printed
+    summary = json.loads(out.read_text())
+    assert summary["epochs"] == 2 and len(summary["history"]) == 2
+    assert summary["test_acc"] > 2 * summary["chance"]
+    assert summary["test_fanouts"] == [20, 20]
+
+
+def test_cli_cora(planetoid_root, capsys):
+    assert main(["train", "--dataset", "cora", "--root", str(planetoid_root), "--epochs", "1",
+                 "--batch-size", "140", "--fanouts", "5,5", "--hidden", "16",
+                 "--no-progress"]) == 0
+    assert "cora: 2,708 nodes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "-1"], "--epochs: must be >= 0"),
+    (["--fanouts", ""], "fanouts must name at least one hop"),
+    (["--fanouts", "5,0"], "each fanout must be positive or -1"),
+    (["--fanouts", "a,b"], "fanouts must be integers"),
+    (["--dataset", "ogbn-nope"], "unknown OGB node-property dataset"),
+    (["--batch-size", "0"], "--batch-size: must be > 0"),
+    (["--fanouts", "5,5", "--test-fanouts", "5"], "as many hops"),
+])
+def test_cli_rejects_bad_arguments(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_error_is_a_message_not_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "salient_pipes", "train", "--epochs", "-3"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
