@@ -1,0 +1,163 @@
+"""Per-epoch batch preparation: salient_pipes against PyG's NeighborLoader.
+
+One epoch = sample (fanouts 15/10/5, batch 1024) and gather x (fp16) and y
+for every batch of the train split, on 2 threads. Graphs: (a) a synthetic
+graph of ogbn-arxiv's size, (b) SNAP's soc-Slashdot0902. Writes
+benchmarks/results/sampler.json, docs/img/sampler.png and a table in
+docs/benchmarks.md.
+
+Run: python benchmarks/sampler.py [--epochs 3] [--skip-pyg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+
+from benchmarks.common import (
+    IMAGES,
+    arxiv_like,
+    machine,
+    median,
+    save_json,
+    slashdot,
+    time_epochs,
+    write_section,
+)
+from salient_pipes import FastDataset, _native, salient_pipeline
+from salient_pipes.pipes._arrays import as_buffer
+
+FANOUTS = (15, 10, 5)
+BATCH = 1024
+THREADS = 2
+
+
+def native_epoch(ds: FastDataset, dense: bool = True):
+    """The raw native session, driven with the least Python possible."""
+    session = _native.Session(ds.graph, list(FANOUTS), x=as_buffer(ds.x), y=as_buffer(ds.y),
+                              num_threads=THREADS, dense_limit=2**62 if dense else 0)
+    train = ds.split_idx["train"]
+
+    def run(epoch: int) -> None:
+        perm = train[torch.randperm(train.numel(), generator=torch.Generator().manual_seed(epoch))]
+        batches = [b.numpy() for b in torch.split(perm, BATCH)]
+        submitted = 0
+        for _ in batches:
+            while submitted < len(batches) and session.in_flight < 2 * THREADS:
+                session.submit(batches[submitted], epoch, submitted)
+                submitted += 1
+            session.next()
+
+    return run
+
+
+def pipeline_epoch(ds: FastDataset):
+    pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device="cpu",
+                            num_threads=THREADS)
+
+    def run(epoch: int) -> None:
+        pipe.set_epoch(epoch)
+        for _ in pipe:
+            pass
+
+    return run
+
+
+def pyg_epoch(ds: FastDataset, workers: int):
+    from torch_geometric.data import Data
+    from torch_geometric.loader import NeighborLoader
+
+    rows = torch.repeat_interleave(torch.arange(ds.num_nodes), ds.rowptr[1:] - ds.rowptr[:-1])
+    data = Data(x=ds.x, y=ds.y, edge_index=torch.stack([ds.col.long(), rows]),
+                num_nodes=ds.num_nodes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loader = NeighborLoader(data, num_neighbors=list(FANOUTS), batch_size=BATCH,
+                                input_nodes=ds.split_idx["train"], shuffle=True,
+                                num_workers=workers, persistent_workers=workers > 0)
+
+    def run(epoch: int) -> None:
+        for _ in loader:
+            pass
+
+    return run
+
+
+def plot(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graphs = list(results)
+    systems = list(results[graphs[0]]["median_s"])
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    width = 0.8 / len(systems)
+    for i, system in enumerate(systems):
+        values = [results[g]["median_s"].get(system, 0) for g in graphs]
+        ax.bar([j + i * width for j in range(len(graphs))], values, width, label=system)
+    ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(graphs))], graphs)
+    ax.set_ylabel("seconds per epoch (median)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("Batch preparation per epoch (15/10/5, batch 1024, 2 threads)")
+    fig.tight_layout()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMAGES / "sampler.png", dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--skip-pyg", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+
+    results = {}
+    for ds in (arxiv_like(), slashdot()):
+        print(ds.summary())
+        systems = {
+            "salient_pipes native session": native_epoch(ds),
+            "salient_pipes native session (hash relabel)": native_epoch(ds, dense=False),
+            "salient_pipes salient_pipeline()": pipeline_epoch(ds),
+        }
+        if not args.skip_pyg:
+            systems["PyG NeighborLoader, 0 workers"] = pyg_epoch(ds, 0)
+            systems["PyG NeighborLoader, 2 workers"] = pyg_epoch(ds, 2)
+        times = {}
+        for name, run in systems.items():
+            times[name] = time_epochs(run, args.epochs)
+            print(f"  {name:>46}: median {median(times[name]):7.3f} s  {times[name]}")
+        results[ds.name] = {"summary": ds.summary(), "epochs_s": times,
+                            "median_s": {k: median(v) for k, v in times.items()}}
+
+    save_json("sampler", {"machine": machine(), "fanouts": FANOUTS, "batch_size": BATCH,
+                          "threads": THREADS, "results": results})
+    plot(results)
+    lines = ["| graph | system | median s / epoch | speed-up vs PyG (2 workers) | "
+             "vs PyG (0 workers) |", "| --- | --- | ---: | ---: | ---: |"]
+    for graph, r in results.items():
+        med = r["median_s"]
+        for name, value in med.items():
+            vs2 = med.get("PyG NeighborLoader, 2 workers", float("nan")) / value
+            vs0 = med.get("PyG NeighborLoader, 0 workers", float("nan")) / value
+            lines.append(f"| {graph} | {name} | {value:.3f} | {vs2:.1f}x | {vs0:.1f}x |")
+    info = machine()
+    write_section("sampler", "\n".join([
+        "## Batch preparation per epoch (`benchmarks/sampler.py`)",
+        "",
+        f"Machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}. "
+        f"Fanouts {'/'.join(map(str, FANOUTS))}, batch {BATCH}, {THREADS} threads, "
+        f"median of {args.epochs} epochs after one warm-up; an epoch samples every batch of "
+        "the train split and gathers x (fp16, 128 columns) and y.",
+        "",
+        *lines,
+        "",
+        "![per-epoch batch preparation](img/sampler.png)",
+    ]))
+
+
+if __name__ == "__main__":
+    main()
