@@ -1,13 +1,68 @@
-// An owning, growable, uninitialized array of trivially copyable values.
+// Owning, uninitialized arrays of plain values, and a pool that recycles
+// their memory between batches.
 #pragma once
 
 #include <cstddef>
 #include <cstdlib>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 namespace sp {
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Block = std::unique_ptr<void, FreeDeleter>;
+
+// Keeps blocks that finished batches gave back, for the next batches to
+// reuse. A batch's arrays are tens of megabytes: fresh ones come from mmap
+// and every page faults on first touch, which costs more than sampling the
+// batch. Reused blocks are already mapped. Thread-safe.
+class BlockPool {
+ public:
+  explicit BlockPool(size_t max_blocks) : max_blocks_(max_blocks) {}
+
+  // A block of at least `bytes` bytes; `capacity` receives its real size.
+  Block take(size_t bytes, size_t& capacity) {
+    if (bytes >= kMinPooled) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.lower_bound(bytes);
+      if (it != free_.end() && it->first <= 2 * bytes) {
+        capacity = it->first;
+        Block block = std::move(it->second);
+        free_.erase(it);
+        return block;
+      }
+    }
+    // Room to grow: the next batch's array is a little larger or smaller.
+    capacity = bytes >= kMinPooled ? bytes + bytes / 8 : bytes;
+    Block block(std::malloc(capacity));
+    if (!block) throw std::bad_alloc();
+    return block;
+  }
+
+  void give(Block block, size_t capacity) {
+    if (capacity < kMinPooled) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() >= max_blocks_) {
+      // Full: keep the larger block, which fits more requests.
+      auto smallest = free_.begin();
+      if (smallest->first >= capacity) return;
+      free_.erase(smallest);
+    }
+    free_.emplace(capacity, std::move(block));
+  }
+
+ private:
+  static constexpr size_t kMinPooled = size_t{1} << 16;
+  std::mutex mu_;
+  std::multimap<size_t, Block> free_;
+  size_t max_blocks_;
+};
 
 template <typename T>
 class Buffer {
@@ -15,13 +70,23 @@ class Buffer {
 
  public:
   Buffer() = default;
-  explicit Buffer(size_t n) { resize(n); }
+  explicit Buffer(std::shared_ptr<BlockPool> pool) : pool_(std::move(pool)) {}
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& other) noexcept { swap(other); }
+  Buffer& operator=(Buffer&& other) noexcept {
+    Buffer(std::move(other)).swap(*this);
+    return *this;
+  }
+  ~Buffer() {
+    if (pool_ && data_) pool_->give(std::move(data_), capacity_ * sizeof(T));
+  }
 
-  T* data() { return data_.get(); }
-  const T* data() const { return data_.get(); }
+  T* data() { return static_cast<T*>(data_.get()); }
+  const T* data() const { return static_cast<const T*>(data_.get()); }
   size_t size() const { return size_; }
-  T& operator[](size_t i) { return data_.get()[i]; }
-  const T& operator[](size_t i) const { return data_.get()[i]; }
+  T& operator[](size_t i) { return data()[i]; }
+  const T& operator[](size_t i) const { return data()[i]; }
 
   // New elements are left uninitialized: every caller writes them at once,
   // and zeroing tens of megabytes per batch is measurable.
@@ -32,25 +97,36 @@ class Buffer {
 
   void reserve(size_t n) {
     if (n <= capacity_) return;
+    if (!data_ && pool_) {
+      size_t bytes = 0;
+      data_ = pool_->take(n * sizeof(T), bytes);
+      capacity_ = bytes / sizeof(T);
+      return;
+    }
     void* grown = std::realloc(data_.get(), n * sizeof(T));
     if (grown == nullptr) throw std::bad_alloc();
     static_cast<void>(data_.release());
-    data_.reset(static_cast<T*>(grown));
+    data_.reset(grown);
     capacity_ = n;
   }
 
   void push_back(T value) {
     if (size_ == capacity_) reserve(capacity_ < 16 ? 16 : capacity_ * 2);
-    data_.get()[size_++] = value;
+    data()[size_++] = value;
   }
 
  private:
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  std::unique_ptr<T, Free> data_;
+  void swap(Buffer& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    std::swap(capacity_, other.capacity_);
+    std::swap(pool_, other.pool_);
+  }
+
+  Block data_;
   size_t size_ = 0;
   size_t capacity_ = 0;
+  std::shared_ptr<BlockPool> pool_;
 };
 
 }  // namespace sp

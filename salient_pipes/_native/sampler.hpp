@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -66,8 +67,12 @@ inline void gather_rows(const Rows& src, const int64_t* idx, int64_t begin, int6
 // Per-worker state: scratch space reused across batches.
 class Sampler {
  public:
-  Sampler(const AnyCsr& graph, SamplerConfig config)
-      : graph_(graph), config_(std::move(config)), relabel_(make_relabel(graph_, config_)) {}
+  // Output arrays take their memory from `pool` (fresh memory when null).
+  Sampler(const AnyCsr& graph, SamplerConfig config, std::shared_ptr<BlockPool> pool = nullptr)
+      : graph_(graph),
+        config_(std::move(config)),
+        relabel_(make_relabel(graph_, config_)),
+        pool_(std::move(pool)) {}
 
   // Samples the subgraph of one batch of seeds. The random stream depends
   // only on (config.seed, epoch, position), never on the calling thread.
@@ -86,6 +91,7 @@ class Sampler {
   Sample run(const Csr<Index>& g, Relabel& relabel, const int64_t* seeds, int64_t num_seeds,
              Rng& rng) {
     Sample out;
+    out.n_id = Buffer<int64_t>(pool_);
     out.batch_size = num_seeds;
     out.n_id.reserve(static_cast<size_t>(std::max<int64_t>(num_seeds, last_num_nodes_)));
     // Reset the slots even when a hop throws, so the worker stays usable.
@@ -114,6 +120,8 @@ class Sampler {
   template <typename Index, typename Relabel>
   Hop hop(const Csr<Index>& g, Relabel& relabel, int64_t fanout, Buffer<int64_t>& n_id, Rng& rng) {
     Hop h;
+    h.edge_index = Buffer<int64_t>(pool_);
+    h.e_id = Buffer<int64_t>(pool_);
     h.num_dst = static_cast<int64_t>(n_id.size());
     // Exact edge count first, so the outputs are allocated once at their size.
     offsets_.resize(static_cast<size_t>(h.num_dst) + 1);
@@ -191,6 +199,7 @@ class Sampler {
   AnyCsr graph_;
   SamplerConfig config_;
   std::variant<DenseRelabel, HashRelabel> relabel_;
+  std::shared_ptr<BlockPool> pool_;
   std::vector<int64_t> offsets_;
   std::vector<int64_t> picked_;
   std::vector<int64_t> positions_;

@@ -124,7 +124,7 @@ class Session {
 
       Outcome outcome;
       try {
-        if (!sampler) sampler.emplace(graph_, config_);
+        if (!sampler) sampler.emplace(graph_, config_, pool_);
         outcome.sample = produce(*sampler, task);
       } catch (...) {
         outcome.error = std::current_exception();
@@ -150,10 +150,12 @@ class Session {
     Sample s = sampler.sample(task.seeds.data(), static_cast<int64_t>(task.seeds.size()),
                               task.epoch, task.position);
     if (x_) {
+      s.x = Buffer<unsigned char>(pool_);
       s.x.resize(s.n_id.size() * static_cast<size_t>(x_->row_bytes));
       gather_rows(*x_, s.n_id.data(), 0, static_cast<int64_t>(s.n_id.size()), s.x.data());
     }
     if (y_) {
+      s.y = Buffer<unsigned char>(pool_);
       s.y.resize(task.seeds.size() * static_cast<size_t>(y_->row_bytes));
       gather_rows(*y_, task.seeds.data(), 0, static_cast<int64_t>(task.seeds.size()), s.y.data());
     }
@@ -166,6 +168,10 @@ class Session {
   const std::optional<Rows> y_;
   const bool ordered_;
   const int64_t fail_at_position_;
+  // Shared with every array a batch hands to Python, which gives its memory
+  // back when Python drops it (possibly after the session is gone).
+  const std::shared_ptr<BlockPool> pool_ = std::make_shared<BlockPool>(kPooledBlocks);
+  static constexpr size_t kPooledBlocks = 64;
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;
