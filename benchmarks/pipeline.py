@@ -75,25 +75,21 @@ def plot(parts: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 2.8))
-    labels = ["preparation only", "training epoch"]
-    for row, key in enumerate(("preparation_only", "training")):
-        left = 0.0
-        segments = [(s["stage"], s["self_s"]) for s in parts[key]["stages"]]
-        if key == "training":
-            segments.append(("model compute", parts[key]["compute_s"]))
-        for name, seconds in segments:
-            if seconds < 1e-3:
-                continue
-            ax.barh(row, seconds, left=left, label=name if row == 1 or name != "model compute"
-                    else None)
-            if seconds > 0.05:
-                ax.text(left + seconds / 2, row, name.replace("Neighbors", ""), ha="center",
-                        va="center", fontsize=7)
-            left += seconds
-    ax.set_yticks([0, 1], labels)
-    ax.set_xlabel("seconds (consumer waiting on each stage; compute)")
-    ax.set_title("Where an epoch goes: arxiv-sized graph, CPU, 2 threads")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2),
+                                      gridspec_kw={"width_ratios": [3, 2]})
+    stages = parts["preparation_only"]["stages"]
+    names = [s["stage"] for s in stages]
+    left.barh(names, [s["self_s"] for s in stages], color="tab:blue")
+    left.set_xlabel("seconds the consumer waited (own share)")
+    left.set_title("Batch preparation only: one epoch")
+    train = parts["training"]
+    waited = sum(s["self_s"] for s in train["stages"])
+    right.barh(["waiting on\nthe pipeline", "model compute"], [waited, train["compute_s"]],
+               color=["tab:blue", "tab:green"])
+    right.set_xscale("log")
+    right.set_xlabel("seconds (log scale)")
+    right.set_title("GraphSAGE training epoch")
+    fig.suptitle("Where an epoch goes: arxiv-sized graph, CPU, 2 threads", fontsize=10)
     fig.tight_layout()
     IMAGES.mkdir(parents=True, exist_ok=True)
     fig.savefig(IMAGES / "pipeline_stages.png", dpi=120)

@@ -12,6 +12,7 @@ Run: python benchmarks/sampler.py [--epochs 3] [--skip-pyg]
 from __future__ import annotations
 
 import argparse
+import gc
 import warnings
 
 import torch
@@ -119,16 +120,19 @@ def main() -> None:
     for ds in (arxiv_like(), slashdot()):
         print(ds.summary())
         systems = {
-            "salient_pipes native session": native_epoch(ds),
-            "salient_pipes native session (hash relabel)": native_epoch(ds, dense=False),
-            "salient_pipes salient_pipeline()": pipeline_epoch(ds),
+            "salient_pipes native session": (native_epoch, {}),
+            "salient_pipes native session (hash relabel)": (native_epoch, {"dense": False}),
+            "salient_pipes salient_pipeline()": (pipeline_epoch, {}),
         }
         if not args.skip_pyg:
-            systems["PyG NeighborLoader, 0 workers"] = pyg_epoch(ds, 0)
-            systems["PyG NeighborLoader, 2 workers"] = pyg_epoch(ds, 2)
+            systems["PyG NeighborLoader, 0 workers"] = (pyg_epoch, {"workers": 0})
+            systems["PyG NeighborLoader, 2 workers"] = (pyg_epoch, {"workers": 2})
         times = {}
-        for name, run in systems.items():
+        for name, (build, options) in systems.items():
+            run = build(ds, **options)
             times[name] = time_epochs(run, args.epochs)
+            del run  # stops PyG's persistent workers before the next system forks its own
+            gc.collect()
             print(f"  {name:>46}: median {median(times[name]):7.3f} s  {times[name]}")
         results[ds.name] = {"summary": ds.summary(), "epochs_s": times,
                             "median_s": {k: median(v) for k, v in times.items()}}

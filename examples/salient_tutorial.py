@@ -56,7 +56,7 @@ def batchwise_test(model, dataset, test_fanouts, test_batch_size, sets=None):
         pbar = tqdm(total=cfg.idx.numel(), desc="Batchwise eval")
         with Timer((name, "Compute")) as timer:  # noqa: F405
             correct, total = test.batchwise_test(  # noqa: F405
-                model, len(loader), devit, lambda batch: pbar.update(batch.batch_size))
+                model, len(loader), devit, lambda batch, bar=pbar: bar.update(batch.batch_size))
             timer.stop()
             pbar.close()
         results[name] = correct / total
@@ -114,7 +114,7 @@ def main(argv=None):
         with Timer(("train", epoch)):  # noqa: F405
             example_train(model, barebones_train_core,
                           DevicePrefetcher(devices, iter(train_loader)), optimizer,  # noqa: F405
-                          lambda inputs, _: pbar.update(sum(b.batch_size for b in inputs)))
+                          lambda inputs, _, bar=pbar: bar.update(sum(b.batch_size for b in inputs)))
         pbar.close()
         results = batchwise_test(model, dataset, [20, 20, 20], 1024, sets=["valid"])
         print(f"epoch {epoch}: valid accuracy {results['valid']:.4f}")
