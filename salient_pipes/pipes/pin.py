@@ -40,6 +40,7 @@ class PinMemory(Stage):
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.depth = depth
+        self._stop_previous = threading.Event()
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         if not torch.cuda.is_available():
@@ -50,7 +51,9 @@ class PinMemory(Stage):
             yield from self.source
             return
         ready: queue.Queue = queue.Queue(maxsize=self.depth)
-        stop = threading.Event()
+        # An earlier iteration abandoned without being closed stops feeding.
+        self._stop_previous.set()
+        stop = self._stop_previous = threading.Event()
         worker = threading.Thread(target=self._pin_all, args=(ready, stop), daemon=True,
                                   name="salient_pipes-pin")
         worker.start()
@@ -64,28 +67,33 @@ class PinMemory(Stage):
                 yield item
         finally:
             stop.set()
-            while worker.is_alive():  # unblock a worker waiting on a full queue
-                try:
-                    ready.get(timeout=0.05)
-                except queue.Empty:
-                    pass
             worker.join()
 
     def _pin_all(self, ready: queue.Queue, stop: threading.Event) -> None:
         items = iter(self.source)
         try:
             for item in items:
-                if stop.is_set():
-                    return
                 pinned = item.pin_memory() if hasattr(item, "pin_memory") else item
-                ready.put(pinned)
-            ready.put(_DONE)
+                if not self._offer(ready, pinned, stop):
+                    return
+            self._offer(ready, _DONE, stop)
         except BaseException as error:  # handed to the consumer's thread
-            ready.put(_Failure(error))
+            self._offer(ready, _Failure(error), stop)
         finally:
             close = getattr(items, "close", None)
             if close is not None:
                 close()
+
+    @staticmethod
+    def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
+        """Puts ``item`` unless the consumer stops first; True if it was put."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
 
     def __len__(self) -> int:
         return len(self.source)

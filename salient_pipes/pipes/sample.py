@@ -82,13 +82,19 @@ class SampleNeighbors(Stage):
             raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
         self._session_key: Optional[Tuple[int, int]] = None
         self._session: Optional[_native.Session] = None
+        self._busy: Optional[_native.Session] = None  # the session an open iteration uses
         self._fail_at = -1  # test hook: the native worker raises on this batch
         self._session_for(None, None)  # validates fanouts and thread count now
 
     def _session_for(self, x: Optional[Tensor], y: Optional[Tensor]) -> _native.Session:
+        """The session for this iteration: the pipe's persistent one, unless
+        an earlier iteration that was abandoned without being closed (say, its
+        iterator is still held by a traceback) still owns it. Then this
+        iteration gets a fresh session and the two never share a queue."""
         key = (id(x), id(y))
-        if self._session is None or key != self._session_key:
-            self._session = None  # joins the old workers before starting new ones
+        if self._session is None or key != self._session_key or self._busy is self._session:
+            if self._busy is not self._session:
+                self._session = None  # joins the idle workers before starting new ones
             self._session = _native.Session(
                 self.graph, self.fanouts, replace=self.replace, return_e_id=self.return_e_id,
                 seed=self.seed, x=None if x is None else as_buffer(x),
@@ -100,6 +106,7 @@ class SampleNeighbors(Stage):
     def _generate(self, epoch: int, start: int, x: Optional[Tensor] = None,
                   y: Optional[Tensor] = None, **options: Any) -> Iterator[Any]:
         session = self._session_for(x, y)
+        self._busy = session
         position = start
         try:
             for seeds in self.source:
@@ -111,6 +118,8 @@ class SampleNeighbors(Stage):
                 yield self._wrap(session.next(), x, y)
         finally:
             session.cancel()
+            if self._busy is session:
+                self._busy = None
 
     @staticmethod
     def _wrap(result: tuple, x: Optional[Tensor], y: Optional[Tensor]) -> Any:

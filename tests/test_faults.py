@@ -1,0 +1,131 @@
+"""Faults mid-epoch: a user stage, the consumer, a native worker, Ctrl-C;
+pipes dropped with work in flight; interpreter exit with a live pipe. After
+each: no hang, no leaked thread, and the next epoch yields every seed once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import torch
+
+from salient_pipes import salient_pipeline
+from salient_pipes.pipes import SampleNeighbors, upstream
+from tests.conftest import thread_count
+
+
+class Boom(Exception):
+    pass
+
+
+def _pipe(ds, **kw):
+    return salient_pipeline(ds, batch_size=64, fanouts=(10, 5), device="cpu", num_threads=2, **kw)
+
+
+def _sampler(pipe) -> SampleNeighbors:
+    return next(s for s in upstream(pipe) if isinstance(s, SampleNeighbors))
+
+
+def _exactly_once(pipe, ds) -> bool:
+    seeds = torch.cat([b.n_id[: b.batch_size] for b in pipe])
+    return torch.equal(seeds.sort().values, ds.split_idx["train"].sort().values)
+
+
+def _run_until_fault(pipe, fault: str, at: int = 3):
+    """Iterates one epoch with the given fault injected at batch `at`;
+    returns the exception that ended it."""
+    if fault == "user_stage":
+        def stage(batch, count=[0]):  # noqa: B006 - a counter across calls
+            count[0] += 1
+            if count[0] == at + 1:
+                raise Boom("user stage")
+            return batch
+        pipe = pipe.map(stage)
+    if fault == "native_worker":
+        sampler = _sampler(pipe)
+        sampler._fail_at, sampler._session = at, None
+    try:
+        for i, _batch in enumerate(pipe):
+            if fault == "consumer" and i == at:
+                raise Boom("training step")
+            if fault == "keyboard_interrupt" and i == at:
+                raise KeyboardInterrupt
+            if fault == "sigint":
+                time.sleep(0.01)
+    except (Boom, KeyboardInterrupt, RuntimeError) as error:
+        return error
+    finally:
+        if fault == "native_worker":
+            sampler._fail_at, sampler._session = -1, None
+    return None
+
+
+@pytest.mark.parametrize("fault", ["user_stage", "consumer", "native_worker",
+                                   "keyboard_interrupt", "sigint"])
+def test_fault_mid_epoch_then_clean_next_epoch(small_dataset, fault):
+    baseline = thread_count()
+    pipe = _pipe(small_dataset)
+    if fault == "sigint":
+        main = threading.get_ident()
+        timer = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
+        timer.start()
+    error = _run_until_fault(pipe, fault)
+    expected = {"user_stage": Boom, "consumer": Boom, "native_worker": RuntimeError,
+                "keyboard_interrupt": KeyboardInterrupt, "sigint": KeyboardInterrupt}[fault]
+    assert isinstance(error, expected), error
+    if fault == "native_worker":
+        assert "injected failure in batch 3" in str(error)
+    del error  # its traceback holds the abandoned iterator
+    assert _exactly_once(pipe, small_dataset)
+    assert _exactly_once(pipe, small_dataset)
+    del pipe
+    assert thread_count() == baseline
+
+
+def test_abandoned_iterator_does_not_disturb_the_next_epoch(small_dataset):
+    pipe = _pipe(small_dataset)
+    stale = iter(pipe)
+    for _ in range(3):
+        next(stale)  # batches stay in flight; `stale` is never closed
+    assert _exactly_once(pipe, small_dataset)
+    assert _exactly_once(pipe, small_dataset)
+    with pytest.raises(RuntimeError, match="invalidated"):
+        next(stale)
+
+
+def test_pipe_dropped_with_batches_in_flight(small_dataset):
+    baseline = thread_count()
+    for _ in range(20):
+        pipe = _pipe(small_dataset, max_in_flight=8)
+        it = iter(pipe)
+        next(it)
+        assert _sampler(pipe)._busy.in_flight > 0
+        del it, pipe
+    assert thread_count() == baseline
+
+
+@pytest.mark.parametrize("how", ["return", "sys.exit", "exception"])
+def test_interpreter_exit_with_a_live_pipe(how):
+    script = textwrap.dedent(f"""
+        import sys
+        from salient_pipes import FastDataset, salient_pipeline
+        ds = FastDataset.synthetic(num_nodes=20000, seed=0)
+        pipe = salient_pipeline(ds, batch_size=64, fanouts=(20, 20), device="cpu",
+                                num_threads=2, max_in_flight=16)
+        it = iter(pipe)
+        next(it)
+        live = pipe  # a module-level pipe with 16 batches in flight at exit
+        if {how!r} == "sys.exit":
+            sys.exit(0)
+        if {how!r} == "exception":
+            raise SystemExit(3)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == (3 if how == "exception" else 0), proc.stderr
+    assert "Traceback" not in proc.stderr
