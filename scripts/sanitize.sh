@@ -12,7 +12,10 @@ git ls-files -z | xargs -0 -I{} cp --parents {} "$work" 2>/dev/null || cp -r . "
 cd "$work"
 echo "sanitize: building the native core with -fsanitize=address,undefined"
 SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
-test -n "$(ls salient_pipes/_native/_core*.so)"
+so=$(ls salient_pipes/_native/_core*.so)
+# The build must really be instrumented, or a clean run would prove nothing.
+nm -D "$so" | grep -q __asan_report || { echo "sanitize: $so lacks ASan"; exit 1; }
+nm -D "$so" | grep -q __ubsan_handle || { echo "sanitize: $so lacks UBSan"; exit 1; }
 asan=$(gcc -print-file-name=libasan.so)
 ubsan=$(gcc -print-file-name=libubsan.so)
 log="$work/sanitizer"
@@ -22,6 +25,7 @@ export LD_PRELOAD="$asan:$ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$log"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$log"
 export PYTHONPATH="$work"
+export SALIENT_PIPES_SANITIZED=1
 status=0
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py \
   "$@" || status=$?

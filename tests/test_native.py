@@ -4,6 +4,7 @@ row gathers and input validation."""
 from __future__ import annotations
 
 import gc
+import os
 
 import numpy as np
 import psutil
@@ -189,7 +190,8 @@ def test_sessions_do_not_leak_threads_or_memory():
     churn(1000)
     gc.collect()
     assert thread_count() == baseline_threads
-    assert process.memory_info().rss - warm < 16 * 2**20
+    if not os.environ.get("SALIENT_PIPES_SANITIZED"):  # ASan's quarantine keeps freed memory
+        assert process.memory_info().rss - warm < 16 * 2**20
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.int64, np.uint8])
