@@ -77,11 +77,11 @@ def save_json(name: str, payload: dict) -> Path:
     return path
 
 
-def write_section(name: str, markdown: str) -> None:
+def write_section(name: str, markdown: str, doc: Path = DOCS) -> None:
     """Replaces the block between ``<!-- name:start -->`` and ``<!-- name:end -->``
-    in docs/benchmarks.md (appending the block if it is not there yet)."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    in ``doc`` (docs/benchmarks.md by default), appending it if not there yet."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     block = f"<!-- {name}:start -->\n{markdown.rstrip()}\n<!-- {name}:end -->"
     pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text}\n{block}\n"
-    DOCS.write_text(text)
+    doc.write_text(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-every", type=_positive(int), default=1,
                        help="evaluate on valid every N epochs")
     train.add_argument("--out", type=Path, default=None, help="write a JSON summary here")
+    train.add_argument("--checkpoint", type=Path, default=None,
+                       help="save model, optimizer and pipeline state in this directory and "
+                            "resume from it when it holds a checkpoint")
+    train.add_argument("--checkpoint-every", type=_positive(int), default=50,
+                       help="batches between checkpoints (one is also saved after each epoch)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -100,6 +106,35 @@ def _check_dataset_name(parser: argparse.ArgumentParser, name: str) -> None:
         parser.error(f"--dataset: {exc}")
 
 
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def _run_key(args: argparse.Namespace, dataset: FastDataset) -> dict:
+    """What a checkpoint must agree with to be resumed by this run."""
+    return {"dataset": dataset.name, "fanouts": args.fanouts, "batch_size": args.batch_size,
+            "hidden": args.hidden, "seed": args.seed}
+
+
+def save_checkpoint(directory: Path, state: dict) -> None:
+    """Writes ``state`` to ``directory/checkpoint.pt`` atomically (temp + rename)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{CHECKPOINT_FILE}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, directory / CHECKPOINT_FILE)
+
+
+def load_checkpoint(directory: Path, key: dict) -> Optional[dict]:
+    """The checkpoint in ``directory``, or None; refuses one from another run."""
+    path = directory / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    state = torch.load(path, weights_only=True)
+    if state.get("run") != key:
+        raise SystemExit(f"salient-pipes: {path} was written by a different run "
+                         f"({state.get('run')}); use another --checkpoint directory")
+    return state
+
+
 def run_train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     progress = not args.no_progress
@@ -114,10 +149,33 @@ def run_train(args: argparse.Namespace) -> dict:
     pipe = salient_pipeline(dataset, "train", batch_size=args.batch_size, fanouts=args.fanouts,
                             device=device, num_threads=args.num_threads, seed=args.seed)
     print(f"training {layers}-layer SAGE on {device}, {len(pipe)} batches per epoch")
-    history = []
-    for epoch in range(args.epochs):
-        pipe.set_epoch(epoch)
-        result = train_epoch(model, pipe, optimizer, progress=progress, desc=f"epoch {epoch}")
+    history: list = []
+    first_epoch = 0
+    key = _run_key(args, dataset)
+    resumed = load_checkpoint(args.checkpoint, key) if args.checkpoint else None
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        torch.set_rng_state(resumed["rng"])
+        pipe.load_state_dict(resumed["pipeline"])
+        first_epoch, history = resumed["pipeline"]["epoch"], resumed["history"]
+        print(f"resuming from {args.checkpoint}: epoch {first_epoch}, "
+              f"batch {resumed['pipeline']['batches_done']}")
+
+    def checkpoint(pipeline_state: dict) -> None:
+        save_checkpoint(args.checkpoint, {
+            "run": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "rng": torch.get_rng_state(), "pipeline": pipeline_state, "history": history})
+
+    def every_n(batch: int) -> None:
+        if args.checkpoint and batch % args.checkpoint_every == 0:
+            checkpoint(pipe.state_dict())
+
+    for epoch in range(first_epoch, args.epochs):
+        if not (resumed is not None and epoch == first_epoch):
+            pipe.set_epoch(epoch)
+        result = train_epoch(model, pipe, optimizer, progress=progress, desc=f"epoch {epoch}",
+                             on_batch=every_n)
         row = {"epoch": epoch, "loss": result.loss, "train_s": result.seconds}
         line = f"epoch {epoch:3d} | loss {result.loss:.4f} | train {result.seconds:6.2f} s"
         if (epoch + 1) % args.eval_every == 0 or epoch == args.epochs - 1:
@@ -128,6 +186,8 @@ def run_train(args: argparse.Namespace) -> dict:
             line += f" | eval {row['eval_s']:5.2f} s | valid acc {acc['valid']:.4f}"
         print(line, flush=True)
         history.append(row)
+        if args.checkpoint:
+            checkpoint({"epoch": epoch + 1, "batches_done": 0})
     final = batchwise_test(model, dataset, test_fanouts, args.batch_size, sets=("valid", "test"),
                            device=device, num_threads=args.num_threads, progress=progress)
     summary = {"dataset": dataset.name, "device": str(device), "epochs": args.epochs,

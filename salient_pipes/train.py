@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +30,13 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
                 optimizer: torch.optim.Optimizer, *, progress: bool = True,
-                desc: str = "train") -> EpochResult:
+                desc: str = "train",
+                on_batch: Optional[Callable[[int], None]] = None) -> EpochResult:
     """Trains ``model`` on one pass over ``pipe`` with NLL loss (labels -1
     ignored). The loss is summed on the device and read once at the end: no
-    host-device synchronization per batch.
+    host-device synchronization per batch. ``on_batch(i)`` runs after the
+    optimizer step of the ``i``-th batch of this pass (checkpointing hooks in
+    there).
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline, SAGE
@@ -62,6 +65,8 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
         total += loss.detach() * batch.batch_size
         seeds += batch.batch_size
         batches += 1
+        if on_batch is not None:
+            on_batch(batches)
     mean = (total / max(seeds, 1)).item()
     return EpochResult(loss=mean, seconds=time.perf_counter() - start, batches=batches)
 

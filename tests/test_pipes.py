@@ -128,6 +128,17 @@ def test_epochs_differ_and_repeat(small_dataset):
     assert torch.equal(epoch_seeds(unshuffled), small_dataset.split_idx["train"])
 
 
+def test_unread_iterators_do_not_advance_the_epoch(small_dataset):
+    # tqdm.auto calls iter() on its iterable once more than it reads
+    pipe = salient_pipeline(small_dataset, batch_size=500, fanouts=(4,), device="cpu")
+    for _ in range(3):
+        iter(pipe)
+    first = epoch_seeds(pipe)
+    assert pipe.epoch == 0
+    pipe.set_epoch(0)
+    assert torch.equal(first, epoch_seeds(pipe))
+
+
 def test_batch_contract_and_data(small_dataset):
     fanouts = (6, 4, -1)
     pipe = salient_pipeline(small_dataset, batch_size=256, fanouts=fanouts, device="cpu")

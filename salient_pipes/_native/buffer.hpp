@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <new>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace sp {
 
@@ -21,7 +23,10 @@ using Block = std::unique_ptr<void, FreeDeleter>;
 // Keeps blocks that finished batches gave back, for the next batches to
 // reuse. A batch's arrays are tens of megabytes: fresh ones come from mmap
 // and every page faults on first touch, which costs more than sampling the
-// batch. Reused blocks are already mapped. Thread-safe.
+// batch. Reused blocks are already mapped. A block that no request has
+// needed for kMaxIdle takes (some 500 batches) is freed, so a burst of
+// batches alive at once does not pin its memory for the rest of the run.
+// Thread-safe.
 class BlockPool {
  public:
   explicit BlockPool(size_t max_blocks) : max_blocks_(max_blocks) {}
@@ -30,10 +35,11 @@ class BlockPool {
   Block take(size_t bytes, size_t& capacity) {
     if (bytes >= kMinPooled) {
       std::lock_guard<std::mutex> lock(mu_);
+      ++clock_;
       auto it = free_.lower_bound(bytes);
       if (it != free_.end() && it->first <= 2 * bytes) {
         capacity = it->first;
-        Block block = std::move(it->second);
+        Block block = std::move(it->second.block);
         free_.erase(it);
         return block;
       }
@@ -47,20 +53,36 @@ class BlockPool {
 
   void give(Block block, size_t capacity) {
     if (capacity < kMinPooled) return;
+    std::vector<Block> expired;  // freed after the lock is released
     std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = free_.begin(); it != free_.end();) {
+      if (it->second.given_at + kMaxIdle < clock_) {
+        expired.push_back(std::move(it->second.block));
+        it = free_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     if (free_.size() >= max_blocks_) {
       // Full: keep the larger block, which fits more requests.
       auto smallest = free_.begin();
       if (smallest->first >= capacity) return;
+      expired.push_back(std::move(smallest->second.block));
       free_.erase(smallest);
     }
-    free_.emplace(capacity, std::move(block));
+    free_.emplace(capacity, Entry{std::move(block), clock_});
   }
 
  private:
+  struct Entry {
+    Block block;
+    uint64_t given_at;
+  };
   static constexpr size_t kMinPooled = size_t{1} << 16;
+  static constexpr uint64_t kMaxIdle = 4096;
   std::mutex mu_;
-  std::multimap<size_t, Block> free_;
+  std::multimap<size_t, Entry> free_;
+  uint64_t clock_ = 0;
   size_t max_blocks_;
 };
 

@@ -93,23 +93,19 @@ class Stage(IterDataPipe):
 
     # ---------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
-        return self._iterate()
+        return self._run({})
 
-    def _iterate(self, **options: Any) -> Iterator[Any]:
+    def _run(self, options: Dict[str, Any]) -> Iterator[Any]:
+        # A generator: the epoch advances at the first next(), not at iter(),
+        # so an iterator that is created but never read (tqdm.auto makes one)
+        # does not count as an epoch.
         if self._started and not self._epoch_fixed:
             self._epoch += 1
         self._started, self._epoch_fixed = True, False
         start, self._start = self._start, 0
-        self.stats = StageStats()
+        self.stats = stats = StageStats()
         self._delivered = start
-        return self._timed(self._generate(self._epoch, start, **options))
-
-    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
-        """Yields the items of ``epoch``, beginning with batch ``start``."""
-        raise NotImplementedError
-
-    def _timed(self, items: Iterator[Any]) -> Iterator[Any]:
-        stats = self.stats
+        items = self._generate(self._epoch, start, **options)
         try:
             while True:
                 t0 = time.perf_counter()
@@ -125,6 +121,10 @@ class Stage(IterDataPipe):
             close = getattr(items, "close", None)
             if close is not None:
                 close()
+
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
+        """Yields the items of ``epoch``, beginning with batch ``start``."""
+        raise NotImplementedError
 
 
 def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:

@@ -133,7 +133,7 @@ class SampleNeighbors(Stage):
 
     def _prepared(self, x: Tensor, y: Optional[Tensor]) -> Iterator[PreparedBatch]:
         """This stage's epoch with features gathered inside the workers."""
-        return self._iterate(x=x, y=y)
+        return self._run({"x": x, "y": y})
 
     def __len__(self) -> int:
         return len(self.source)

@@ -1,0 +1,93 @@
+"""torchdata.nodes adapters, both ways.
+
+- :class:`PipeNode` puts any of our pipes (``salient_pipeline()`` or a chain
+  of stages) into a ``torchdata.nodes`` graph: under ``Loader``,
+  ``Prefetcher``, ``PinMemory`` and the like, with torchdata's
+  ``state_dict``/``load_state_dict`` resuming mid-epoch exactly.
+- :class:`NodeSeeds` goes the other way: a user's ``BaseNode`` of seed
+  tensors becomes the source of our stages.
+
+Example:
+    >>> from torchdata.nodes import Loader, Prefetcher
+    >>> from salient_pipes import FastDataset, salient_pipeline
+    >>> ds = FastDataset.synthetic(num_nodes=1000, seed=0)
+    >>> loader = Loader(Prefetcher(PipeNode(salient_pipeline(ds, batch_size=256,
+    ...                                                      fanouts=(5,), device="cpu")), 2))
+    >>> sum(batch.batch_size for batch in loader) == ds.split_idx["train"].numel()
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Optional
+
+from torch import Tensor
+from torchdata.nodes import BaseNode
+
+from salient_pipes.pipes.base import Stage
+
+
+class PipeNode(BaseNode):
+    """A ``torchdata.nodes.BaseNode`` over one of our pipes.
+
+    Each ``reset()`` starts the pipe's next epoch; ``reset(state)`` continues
+    the epoch recorded in ``state`` after its ``batches_done`` batches.
+    ``get_state()`` is the pipe's ``state_dict()``: the epoch and how many
+    batches of it this node has yielded.
+    """
+
+    def __init__(self, pipe: Stage) -> None:
+        super().__init__()
+        if not isinstance(pipe, Stage):
+            raise TypeError(f"PipeNode wraps a salient_pipes stage, got {type(pipe).__name__}")
+        self.pipe = pipe
+        self._it: Optional[Iterator[Any]] = None
+
+    def reset(self, initial_state: Optional[Dict[str, Any]] = None) -> None:
+        super().reset(initial_state)
+        self._close()
+        if initial_state is not None:
+            self.pipe.load_state_dict(initial_state)
+        self._it = iter(self.pipe)
+
+    def next(self) -> Any:
+        assert self._it is not None
+        return next(self._it)
+
+    def get_state(self) -> Dict[str, Any]:
+        return self.pipe.state_dict()
+
+    def _close(self) -> None:
+        if self._it is not None and hasattr(self._it, "close"):
+            self._it.close()
+        self._it = None
+
+
+class NodeSeeds(Stage):
+    """Our source stage over a user's ``BaseNode`` that yields seed tensors:
+    chain ``.sample_neighbors(...)`` and the rest on it.
+
+    Each epoch resets the node and reads it to exhaustion. A resumed epoch
+    (``load_state_dict``) skips its first ``batches_done`` seed tensors, so
+    the node must yield the same seeds each time it is reset for an epoch.
+
+    Example:
+        >>> import torch
+        >>> from torchdata.nodes import IterableWrapper
+        >>> node = IterableWrapper([torch.tensor([0, 1]), torch.tensor([2])])
+        >>> [t.tolist() for t in NodeSeeds(node)]
+        [[0, 1], [2]]
+    """
+
+    def __init__(self, node: BaseNode) -> None:
+        super().__init__()
+        self.node = node
+
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:
+        self.node.reset()
+        for position, seeds in enumerate(self.node):
+            if position >= start:
+                yield seeds
+
+
+__all__ = ["NodeSeeds", "PipeNode"]

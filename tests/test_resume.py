@@ -1,0 +1,145 @@
+"""Exact mid-epoch resume, torchdata.nodes integration and CLI checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchdata.nodes import IterableWrapper, Loader, PinMemory, Prefetcher
+
+from salient_pipes import salient_pipeline
+from salient_pipes.cli import CHECKPOINT_FILE, main
+from salient_pipes.nodes import NodeSeeds, PipeNode
+from salient_pipes.pipes import NodeIndices
+
+
+def _pipe(ds):
+    return salient_pipeline(ds, batch_size=300, fanouts=(5, 3), device="cpu", seed=11)
+
+
+def _same(a, b) -> None:
+    assert torch.equal(a.n_id, b.n_id) and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert len(a.adjs) == len(b.adjs)
+    for p, q in zip(a.adjs, b.adjs):
+        assert torch.equal(p.edge_index, q.edge_index) and p.size == q.size
+
+
+def _epoch(ds, epoch):
+    pipe = _pipe(ds)
+    pipe.set_epoch(epoch)
+    return list(pipe)
+
+
+@pytest.mark.parametrize("k", ["0", "1", "len-1"])
+def test_resume_mid_epoch_is_exact(small_dataset, k):
+    full = _epoch(small_dataset, 2)
+    k = {"0": 0, "1": 1, "len-1": len(full) - 1}[k]
+    pipe = _pipe(small_dataset)
+    pipe.set_epoch(2)
+    it = iter(pipe)
+    for _ in range(k):
+        next(it)
+    state = pipe.state_dict()
+    assert state == {"epoch": 2, "batches_done": k}
+    del it, pipe
+    fresh = _pipe(small_dataset)
+    fresh.load_state_dict(state)
+    rest = list(fresh)
+    assert len(rest) == len(full) - k
+    for a, b in zip(rest, full[k:]):
+        _same(a, b)
+    # after the resumed epoch, iteration goes on with the next one
+    following = list(fresh)
+    for a, b in zip(following, _epoch(small_dataset, 3)):
+        _same(a, b)
+
+
+def test_state_dict_rejects_nonsense(small_dataset):
+    with pytest.raises(ValueError, match="batches_done"):
+        _pipe(small_dataset).load_state_dict({"epoch": 0, "batches_done": -1})
+    with pytest.raises(ValueError, match="epoch"):
+        _pipe(small_dataset).load_state_dict({"epoch": -2, "batches_done": 0})
+
+
+def test_pipe_under_torchdata_loader_with_prefetcher(small_dataset):
+    direct = [_epoch(small_dataset, e) for e in (0, 1)]
+    node = Prefetcher(PipeNode(_pipe(small_dataset)), prefetch_factor=3)
+    if torch.cuda.is_available():
+        node = PinMemory(node)
+    loader = Loader(node)
+    for expected in direct:  # each pass over the Loader is the next epoch
+        got = list(loader)
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            _same(a, b)
+
+
+@pytest.mark.parametrize("k", [0, 1, 4])
+def test_loader_state_round_trips(small_dataset, k):
+    expected = _epoch(small_dataset, 0)
+    loader = Loader(Prefetcher(PipeNode(_pipe(small_dataset)), prefetch_factor=2))
+    it = iter(loader)
+    for _ in range(k):
+        next(it)
+    state = loader.state_dict()
+    del it, loader
+    fresh = Loader(Prefetcher(PipeNode(_pipe(small_dataset)), prefetch_factor=2))
+    fresh.load_state_dict(state)
+    rest = list(fresh)
+    assert len(rest) == len(expected) - k
+    for a, b in zip(rest, expected[k:]):
+        _same(a, b)
+
+
+def test_node_seeds_feed_our_stages(small_dataset):
+    ds = small_dataset
+    chunks = list(torch.split(ds.split_idx["valid"], 128))
+    pipe = NodeSeeds(IterableWrapper(chunks)).sample_neighbors(ds, [4]).slice_features(ds.x, ds.y)
+    reference = NodeIndices(ds.split_idx["valid"]).batch_nodes(128).sample_neighbors(ds, [4])
+    reference = reference.slice_features(ds.x, ds.y)
+    for _ in range(2):  # the node is reset for every epoch
+        got, want = list(pipe), list(reference)
+        assert len(got) == len(chunks)
+        for a, b in zip(got, want):
+            _same(a, b)
+    with pytest.raises(TypeError, match="wraps a salient_pipes stage"):
+        PipeNode(IterableWrapper([]))
+
+
+ARGS = ["train", "--num-nodes", "3000", "--epochs", "3", "--hidden", "32", "--batch-size", "256",
+        "--fanouts", "5,5", "--checkpoint-every", "2", "--no-progress"]
+
+
+def _final_model(directory):
+    return torch.load(directory / CHECKPOINT_FILE, weights_only=True)["model"]
+
+
+def test_killed_training_resumes_to_the_same_parameters(tmp_path, monkeypatch, capsys):
+    assert main([*ARGS, "--checkpoint", str(tmp_path / "straight")]) == 0
+    straight = _final_model(tmp_path / "straight")
+
+    real_step = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def dying_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 12:  # mid-epoch 1 (7 batches per epoch), after a checkpoint at 10
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        main([*ARGS, "--checkpoint", str(tmp_path / "resumed")])
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    capsys.readouterr()
+    assert main([*ARGS, "--checkpoint", str(tmp_path / "resumed")]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    resumed = _final_model(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_checkpoint_from_another_run_is_refused(tmp_path):
+    assert main([*ARGS[:4], "1", *ARGS[5:], "--checkpoint", str(tmp_path)]) == 0
+    with pytest.raises(SystemExit, match="different run"):
+        main([*ARGS, "--seed", "5", "--checkpoint", str(tmp_path)])
