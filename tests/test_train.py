@@ -77,8 +77,8 @@ def test_model_rejects_hop_mismatch():
 
 def test_tutorial_example_runs_on_cpu(capsys):
     example = load_example("salient_tutorial")
-    results = example.main(["--epochs", "2", "--num-nodes", "3000"])
-    assert results["valid"] > 2 / 40
+    results = example.main(["--epochs", "2", "--num-nodes", "4000"])
+    assert results["valid"] > 2 / 8
     out = capsys.readouterr().out
     assert "('valid', 'Compute') took" in out and "epoch 1: valid accuracy" in out
 

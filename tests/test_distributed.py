@@ -1,0 +1,104 @@
+"""Data-parallel training over torch.distributed (gloo, 2 CPU processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline
+
+WORLD = 2
+BATCH = 128
+# 1300 nodes → 702 train nodes: not a multiple of WORLD * BATCH, shards of 351
+NUM_NODES = 1300
+
+
+def _dataset() -> FastDataset:
+    return FastDataset.synthetic(num_nodes=NUM_NODES, num_features=16, seed=3)
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=WORLD)
+    torch.manual_seed(0)
+    ds = _dataset()
+    core = SAGE(ds.num_features, 16, ds.num_classes, num_layers=2)
+    model = torch.nn.parallel.DistributedDataParallel(core)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=(5, 5), device="cpu")  # rank from dist
+    seeds, counts = [], []
+    for epoch in range(2):
+        pipe.set_epoch(epoch)
+        epoch_seeds = []
+        for batch in pipe:
+            epoch_seeds.append(batch.n_id[: batch.batch_size])
+            optimizer.zero_grad()
+            torch.nn.functional.nll_loss(model(batch.x, batch.adjs), batch.y).backward()
+            optimizer.step()
+        seeds.append(torch.cat(epoch_seeds))
+        counts.append(len(epoch_seeds))
+    acc = batchwise_test(core, ds, (-1, -1), batch_size=100, sets=("valid", "test"),
+                         progress=False)
+    torch.save({"seeds": seeds, "counts": counts, "params": core.state_dict(), "acc": acc,
+                "len": len(pipe)}, Path(out_dir) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_process_gloo_training(tmp_path):
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    ds = _dataset()
+    train = ds.split_idx["train"]
+    assert train.numel() % (WORLD * BATCH) != 0
+    for epoch in range(2):
+        counts = [r["counts"][epoch] for r in results]
+        assert counts[0] == counts[1] == results[0]["len"], counts
+        union = torch.cat([r["seeds"][epoch] for r in results])
+        assert torch.equal(union.sort().values, train.sort().values)
+    for name, value in results[0]["params"].items():
+        assert torch.equal(value, results[1]["params"][name]), name
+    assert results[0]["acc"] == results[1]["acc"]
+    single = SAGE(ds.num_features, 16, ds.num_classes, num_layers=2)
+    single.load_state_dict(results[0]["params"])
+    expected = batchwise_test(single, ds, (-1, -1), batch_size=100, sets=("valid", "test"),
+                              progress=False)
+    for split in ("valid", "test"):
+        assert abs(results[0]["acc"][split] - expected[split]) < 1e-9
+
+
+def test_cli_under_torchrun(tmp_path):
+    out = tmp_path / "summary.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "salient_pipes", "train", "--distributed", "--num-nodes", "3000", "--epochs", "2",
+         "--hidden", "16", "--batch-size", "256", "--fanouts", "5,5", "--no-progress",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("final    |") == 1  # only rank 0 prints
+    assert "x 2 process(es)" in proc.stdout
+    summary = json.loads(out.read_text())
+    assert summary["processes"] == 2 and summary["test_acc"] > 2 * summary["chance"]
+
+
+def test_distributed_flag_needs_torchrun(capsys):
+    from salient_pipes.cli import main
+
+    env_world = os.environ.pop("WORLD_SIZE", None)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--distributed"])
+        assert exit_info.value.code == 2
+        assert "runs under torchrun" in capsys.readouterr().err
+    finally:
+        if env_world is not None:
+            os.environ["WORLD_SIZE"] = env_world
