@@ -70,6 +70,15 @@ def machine() -> Dict[str, object]:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
+def save_figure(fig, name: str) -> Path:
+    """Writes a matplotlib figure to docs/img/<name>.png."""
+    fig.tight_layout()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    path = IMAGES / f"{name}.png"
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def save_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

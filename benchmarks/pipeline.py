@@ -21,21 +21,13 @@ import time
 
 import torch
 
-from benchmarks.common import IMAGES, arxiv_like, machine, median, save_json, write_section
-from benchmarks.sampler import BATCH, FANOUTS, THREADS, native_epoch
+from benchmarks.common import arxiv_like, machine, median, save_figure, save_json, write_section
+from benchmarks.sampler import BATCH, FANOUTS, THREADS, native_epoch, pipeline_epoch
 from salient_pipes import SAGE, pipeline_stats, salient_pipeline, train_epoch
 
 
 def overhead(ds, epochs: int) -> dict:
-    native = native_epoch(ds)
-    pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device="cpu",
-                            num_threads=THREADS)
-
-    def piped(epoch: int) -> None:
-        pipe.set_epoch(epoch)
-        for _ in pipe:
-            pass
-
+    native, piped = native_epoch(ds), pipeline_epoch(ds)
     native(0)
     piped(0)
     times = {"native": [], "pipeline": []}
@@ -90,9 +82,7 @@ def plot(parts: dict) -> None:
     right.set_xlabel("seconds (log scale)")
     right.set_title("GraphSAGE training epoch")
     fig.suptitle("Where an epoch goes: arxiv-sized graph, CPU, 2 threads", fontsize=10)
-    fig.tight_layout()
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(IMAGES / "pipeline_stages.png", dpi=120)
+    save_figure(fig, "pipeline_stages")
 
 
 def main() -> None:

@@ -18,10 +18,10 @@ import warnings
 import torch
 
 from benchmarks.common import (
-    IMAGES,
     arxiv_like,
     machine,
     median,
+    save_figure,
     save_json,
     slashdot,
     time_epochs,
@@ -104,9 +104,7 @@ def plot(results: dict) -> None:
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title("Batch preparation per epoch (15/10/5, batch 1024, 2 threads)")
-    fig.tight_layout()
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(IMAGES / "sampler.png", dpi=120)
+    save_figure(fig, "sampler")
 
 
 def main() -> None:

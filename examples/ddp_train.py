@@ -42,7 +42,8 @@ def main() -> None:
         dataset = FastDataset.from_path(args.root, args.dataset, progress=lead)
     torch.manual_seed(0)  # the same initial weights on every rank
     core = SAGE(dataset.num_features, 256, dataset.num_classes, num_layers=3).to(device)
-    model = DistributedDataParallel(core, device_ids=[local_rank] if device.type == "cuda" else None)
+    device_ids = [local_rank] if device.type == "cuda" else None
+    model = DistributedDataParallel(core, device_ids=device_ids)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     pipe = salient_pipeline(dataset, "train", fanouts=(15, 10, 5), device=device)
 

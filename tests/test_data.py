@@ -222,3 +222,18 @@ def test_summary_names_the_essentials(small_dataset):
     line = small_dataset.summary()
     for part in ("3,000 nodes", "16 features (float16)", "4 classes", "train", "MiB"):
         assert part in line
+
+
+def test_arxiv_example_runs_on_an_offline_ogb_layout(tmp_path, monkeypatch, capsys):
+    from tests.test_pipes import load_example
+
+    _write_ogb_layout(tmp_path, num_nodes=300)
+    monkeypatch.setattr("ogb.utils.url.download_url", _no_download)
+    example = load_example("graphsage_ogbn_arxiv")
+    example.main(["--root", str(tmp_path), "--epochs", "2", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "epoch 1: loss" in out and "'test':" in out
+
+
+def _no_download(*args, **kwargs):
+    raise AssertionError("tried to download")

@@ -48,7 +48,7 @@ def _run_until_fault(pipe, fault: str, at: int = 3):
         pipe = pipe.map(stage)
     if fault == "native_worker":
         sampler = _sampler(pipe)
-        sampler._fail_at, sampler._session = at, None
+        sampler._inject_failure(at)
     try:
         for i, _batch in enumerate(pipe):
             if fault == "consumer" and i == at:
@@ -61,7 +61,7 @@ def _run_until_fault(pipe, fault: str, at: int = 3):
         return error
     finally:
         if fault == "native_worker":
-            sampler._fail_at, sampler._session = -1, None
+            sampler._inject_failure(-1)
     return None
 
 

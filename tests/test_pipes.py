@@ -212,13 +212,13 @@ def test_user_stage_error_reaches_loop_and_next_epoch_works(small_dataset):
 def test_native_worker_error_mid_epoch_then_recovery(small_dataset):
     ds = small_dataset
     pipe = NodeIndices(ds.split_idx["train"]).batch_nodes(100).sample_neighbors(ds, [3])
-    pipe._fail_at, pipe._session = 4, None  # test hook: batch 4 fails in the worker
+    pipe._inject_failure(4)
     got = []
     with pytest.raises(RuntimeError, match="injected failure in batch 4"):
         for sub in pipe:
             got.append(sub)
     assert len(got) == 4
-    pipe._fail_at, pipe._session = -1, None
+    pipe._inject_failure(-1)
     seeds = torch.cat([s.n_id[: s.batch_size] for s in pipe])
     assert torch.equal(seeds.sort().values, ds.split_idx["train"].sort().values)
 

@@ -83,8 +83,13 @@ class SampleNeighbors(Stage):
         self._session_key: Optional[Tuple[int, int]] = None
         self._session: Optional[_native.Session] = None
         self._busy: Optional[_native.Session] = None  # the session an open iteration uses
-        self._fail_at = -1  # test hook: the native worker raises on this batch
+        self._fail_at = -1  # see _inject_failure
         self._session_for(None, None)  # validates fanouts and thread count now
+
+    def _inject_failure(self, position: int) -> None:
+        """Test hook: the native worker raises on batch ``position`` of each
+        epoch from now on (-1: never)."""
+        self._fail_at, self._session = position, None
 
     def _session_for(self, x: Optional[Tensor], y: Optional[Tensor]) -> _native.Session:
         """The session for this iteration: the pipe's persistent one, unless
