@@ -8,14 +8,15 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-git ls-files -z | xargs -0 -I{} cp --parents {} "$work" 2>/dev/null || cp -r . "$work"
+git ls-files -z | xargs -0 -I{} cp --parents {} "$work"
 cd "$work"
 echo "sanitize: building the native core with -fsanitize=address,undefined"
 SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
 so=$(ls salient_pipes/_native/_core*.so)
 # The build must really be instrumented, or a clean run would prove nothing.
-nm -D "$so" | grep -q __asan_report || { echo "sanitize: $so lacks ASan"; exit 1; }
-nm -D "$so" | grep -q __ubsan_handle || { echo "sanitize: $so lacks UBSan"; exit 1; }
+symbols=$(nm -D "$so")
+grep -q __asan_report <<<"$symbols" || { echo "sanitize: $so lacks ASan"; exit 1; }
+grep -q __ubsan_handle <<<"$symbols" || { echo "sanitize: $so lacks UBSan"; exit 1; }
 asan=$(gcc -print-file-name=libasan.so)
 ubsan=$(gcc -print-file-name=libubsan.so)
 log="$work/sanitizer"
