@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 python3 -m ruff check .
 python3 -m pytest -q "$@"
-bash scripts/sanitize.sh -q
+bash scripts/sanitize.sh
