@@ -38,6 +38,10 @@ class Adj(NamedTuple):
         e_id = None if self.e_id is None else self.e_id.to(device, non_blocking=non_blocking)
         return Adj(self.edge_index.to(device, non_blocking=non_blocking), e_id, self.size)
 
+    def pin_memory(self) -> Adj:
+        e_id = None if self.e_id is None else self.e_id.pin_memory()
+        return Adj(self.edge_index.pin_memory(), e_id, self.size)
+
     def tensors(self) -> List[Tensor]:
         return [self.edge_index] if self.e_id is None else [self.edge_index, self.e_id]
 
@@ -108,11 +112,7 @@ class PreparedBatch:
         return PreparedBatch(
             x=self.x.pin_memory(),
             y=None if self.y is None else self.y.pin_memory(),
-            adjs=[
-                Adj(a.edge_index.pin_memory(), None if a.e_id is None else a.e_id.pin_memory(),
-                    a.size)
-                for a in self.adjs
-            ],
+            adjs=[adj.pin_memory() for adj in self.adjs],
             n_id=self.n_id.pin_memory(),
         )
 

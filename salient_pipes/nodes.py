@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterator, Optional
 from torch import Tensor
 from torchdata.nodes import BaseNode
 
-from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.base import Stage, close_iterator
 
 
 class PipeNode(BaseNode):
@@ -58,8 +58,8 @@ class PipeNode(BaseNode):
         return self.pipe.state_dict()
 
     def _close(self) -> None:
-        if self._it is not None and hasattr(self._it, "close"):
-            self._it.close()
+        if self._it is not None:
+            close_iterator(self._it)
         self._it = None
 
 

@@ -33,7 +33,6 @@ class OgbInfo:
     dir_name: str
     download_name: str
     url: str
-    version: str
     split: str
     num_classes: int
     binary: bool
@@ -61,7 +60,6 @@ def dataset_info(name: str) -> OgbInfo:
         dir_name=name.replace("-", "_"),
         download_name=meta["download_name"],
         url=meta["url"],
-        version=str(meta["version"]),
         split=meta["split"],
         num_classes=int(meta["num classes"]),
         binary=meta["binary"] == "True",

@@ -21,6 +21,13 @@ class StageStats:
     wait_s: float = 0.0
 
 
+def close_iterator(items: Iterator[Any]) -> None:
+    """Closes a generator (running its cleanup now); other iterators are left alone."""
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
 def upstream(pipe: IterDataPipe) -> List[IterDataPipe]:
     """The chain from ``pipe`` back to its source, ``pipe`` first. Follows
     our stages' ``source`` and torch DataPipes' ``datapipe`` attributes."""
@@ -118,9 +125,7 @@ class Stage(IterDataPipe):
                 self._delivered += 1
                 yield item
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            close_iterator(items)
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         """Yields the items of ``epoch``, beginning with batch ``start``."""

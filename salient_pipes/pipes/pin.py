@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import IterDataPipe, functional_datapipe
 
-from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.base import Stage, close_iterator
 
 _DONE = object()
 
@@ -80,9 +80,7 @@ class PinMemory(Stage):
         except BaseException as error:  # handed to the consumer's thread
             self._offer(ready, _Failure(error), stop)
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            close_iterator(items)
 
     @staticmethod
     def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Deque, Iterator, Tuple, Union
 import torch
 from torch.utils.data import IterDataPipe, functional_datapipe
 
-from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.base import Stage, close_iterator
 
 
 @functional_datapipe("prefetch_to_device")
@@ -70,9 +70,7 @@ class PrefetchToDevice(Stage):
                 issue()  # the next copy overlaps the consumer's compute on `batch`
                 yield batch
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            close_iterator(items)
 
     def __len__(self) -> int:
         return len(self.source)
