@@ -11,31 +11,20 @@ way and its counts all-reduced. Only rank 0 prints.
 """
 
 import argparse
-import os
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline, train_epoch
+from salient_pipes.distributed import process_group
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--root", default="data")
-    parser.add_argument("--epochs", type=int, default=3)
-    args = parser.parse_args()
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+def train(args: argparse.Namespace, device: torch.device) -> None:
+    """One process's training; its DDP model is freed when this returns,
+    before the process group is destroyed (see process_group)."""
     lead = dist.get_rank() == 0
-
+    local_rank = device.index
     if args.dataset == "synthetic":
         dataset = FastDataset.synthetic(num_nodes=50_000, seed=0)
     else:
@@ -54,7 +43,17 @@ def main() -> None:
         if lead:
             print(f"epoch {epoch}: loss {result.loss:.4f} (rank 0's shard), "
                   f"{result.seconds:.2f} s, valid {acc['valid']:.4f}")
-    dist.destroy_process_group()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--root", default="data")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    # NCCL with one GPU per process (cuda:LOCAL_RANK), gloo on CPUs.
+    with process_group() as device:
+        train(args, device)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from salient_pipes.data import FastDataset
+from salient_pipes.distributed import process_group
 from salient_pipes.models import SAGE
 from salient_pipes.pipeline import resolve_device, salient_pipeline
 from salient_pipes.train import batchwise_test, train_epoch
@@ -138,21 +139,10 @@ def load_checkpoint(directory: Path, key: dict) -> Optional[dict]:
     return state
 
 
-def setup_distributed(device: Optional[str]) -> torch.device:
-    """Joins the process group torchrun describes (NCCL on GPUs, gloo on CPUs)
-    and returns this process's device: ``cuda:LOCAL_RANK`` or the CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-
-
-def run_train(args: argparse.Namespace) -> dict:
+def run_train(args: argparse.Namespace, device: torch.device) -> dict:
+    """Trains as ``args`` say on ``device``; under ``--distributed`` inside a
+    joined process group (its DDP model is freed when this returns)."""
     torch.manual_seed(args.seed)
-    device = setup_distributed(args.device) if args.distributed else resolve_device(args.device)
     rank = torch.distributed.get_rank() if args.distributed else 0
     lead = rank == 0  # only the first process prints and saves
     progress = lead and not args.no_progress
@@ -245,11 +235,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.distributed and "WORLD_SIZE" not in os.environ:
             parser.error("--distributed runs under torchrun, e.g. "
                          "torchrun --nproc-per-node 2 -m salient_pipes train --distributed")
-        try:
-            run_train(args)
-        finally:
-            if args.distributed and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+        if args.distributed:
+            with process_group(args.device) as device:
+                run_train(args, device)
+        else:
+            run_train(args, resolve_device(args.device))
     return 0
 
 

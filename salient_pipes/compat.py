@@ -160,8 +160,10 @@ class Timer:
 
     Example:
         >>> with Timer(("valid", "Compute")) as t:
-        ...     t.stop()  # doctest: +ELLIPSIS
+        ...     seconds = t.stop()
         ('valid', 'Compute') took ... sec
+        >>> seconds >= 0
+        True
     """
 
     def __init__(self, name: Any, fn: Callable[[str], None] = print) -> None:

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from salient_pipes import _native
+from salient_pipes._checks import as_node_ids
 
 PathLike = Union[str, os.PathLike]
 
@@ -114,14 +115,13 @@ class FastDataset:
             raise ValueError(f"y holds label {int(y.max())} but num_classes is {num_classes}")
         if y.numel() and int(y.min()) < -1:
             raise ValueError("y may hold -1 (unlabeled) but no other negative label")
-        self.split_idx: Dict[str, Tensor] = {}
-        for split, idx in split_idx.items():
-            idx = torch.as_tensor(idx)
-            if idx.dim() != 1 or idx.dtype != torch.int64:
-                raise ValueError(f"split_idx[{split!r}] must be a 1-D int64 tensor")
-            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_nodes):
-                raise ValueError(f"split_idx[{split!r}] holds node ids outside [0, {num_nodes})")
-            self.split_idx[split] = idx
+        if not isinstance(split_idx, Mapping):
+            raise ValueError("split_idx must map split names to node ids or masks, "
+                             f"got {type(split_idx).__name__}")
+        # Node ids or bool masks (PyG's train_mask style) of one entry per node.
+        self.split_idx: Dict[str, Tensor] = {
+            split: as_node_ids(f"split_idx[{split!r}]", idx, num_nodes)
+            for split, idx in split_idx.items()}
         self.name = name
         self.x = x.contiguous()
         self.y = y.contiguous()
@@ -268,18 +268,25 @@ class FastDataset:
         to_undirected: bool = True,
     ) -> FastDataset:
         """From a ``torch_geometric.data.Data`` with ``x``, ``y`` and
-        ``edge_index``. The split comes from ``split_idx`` or, when not given,
-        from ``train_mask``/``val_mask``/``test_mask``.
+        ``edge_index``. The split comes from ``split_idx`` (node ids or bool
+        masks per split) or, when not given, from
+        ``train_mask``/``val_mask``/``test_mask``.
 
         Example:
             >>> from torch_geometric.datasets import Planetoid  # doctest: +SKIP
             >>> cora = Planetoid("data", "Cora")[0]  # doctest: +SKIP
             >>> ds = FastDataset.from_pyg(cora, name="cora")  # doctest: +SKIP
         """
+        if type(data).__name__ == "HeteroData":
+            raise ValueError("from_pyg takes a homogeneous Data; heterogeneous graphs "
+                             "(HeteroData) are not supported yet")
         for field in ("x", "y", "edge_index"):
             if getattr(data, field, None) is None:
                 raise ValueError(f"data has no {field!r}")
         x, y = data.x, data.y
+        if y.is_floating_point():
+            raise ValueError("from_pyg handles node classification: data.y must hold integer "
+                             f"class labels, got {y.dtype}")
         num_nodes = int(data.num_nodes)
         if x.size(0) != num_nodes or y.size(0) != num_nodes:
             raise ValueError(
@@ -290,15 +297,14 @@ class FastDataset:
             raise ValueError("from_pyg handles single-label node classification (y of shape [N])")
         if split_idx is None:
             masks = {"train": "train_mask", "valid": "val_mask", "test": "test_mask"}
-            split_idx = {k: getattr(data, m).nonzero().view(-1) for k, m in masks.items()
+            split_idx = {k: getattr(data, m) for k, m in masks.items()
                          if getattr(data, m, None) is not None}
             if not split_idx:
                 raise ValueError("data has no train/val/test masks; pass split_idx")
-        split = {k: torch.as_tensor(v).to(torch.int64).view(-1) for k, v in split_idx.items()}
         rowptr, col = csr_from_edge_index(data.edge_index, num_nodes, to_undirected=to_undirected)
         return cls(
             name=name, x=x.to(feature_dtype).contiguous(), y=y, rowptr=rowptr, col=col,
-            split_idx=split, num_classes=num_classes or int(y.max()) + 1,
+            split_idx=split_idx, num_classes=num_classes or int(y.max()) + 1,
         )
 
     @classmethod

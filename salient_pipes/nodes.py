@@ -22,40 +22,49 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, Optional
 
 from torch import Tensor
+from torch.utils.data import IterDataPipe
 from torchdata.nodes import BaseNode
 
-from salient_pipes.pipes.base import Stage, close_iterator
+from salient_pipes.pipes.base import Stage, close_iterator, upstream
 
 
 class PipeNode(BaseNode):
-    """A ``torchdata.nodes.BaseNode`` over one of our pipes.
+    """A ``torchdata.nodes.BaseNode`` over one of our pipes: a stage, or a
+    chain with our stages in it and torch DataPipes on top (``pipe.map(fn)``).
 
     Each ``reset()`` starts the pipe's next epoch; ``reset(state)`` continues
     the epoch recorded in ``state`` after its ``batches_done`` batches.
-    ``get_state()`` is the pipe's ``state_dict()``: the epoch and how many
-    batches of it this node has yielded.
+    ``get_state()`` is the ``state_dict()`` of the last of our stages in the
+    chain: the epoch and how many batches of it have been handed on. Resume
+    is exact when what runs after that stage yields one item per batch (a
+    ``map``; a ``filter`` would shift the count).
     """
 
-    def __init__(self, pipe: Stage) -> None:
+    def __init__(self, pipe: IterDataPipe) -> None:
         super().__init__()
-        if not isinstance(pipe, Stage):
-            raise TypeError(f"PipeNode wraps a salient_pipes stage, got {type(pipe).__name__}")
+        stages = [s for s in upstream(pipe) if isinstance(s, Stage)] \
+            if isinstance(pipe, IterDataPipe) else []
+        if not stages:
+            raise TypeError("PipeNode wraps a salient_pipes pipe (a stage or a chain holding "
+                            f"one), got {type(pipe).__name__}")
         self.pipe = pipe
+        self._stage = stages[0]  # the last of our stages: it carries the chain's state
         self._it: Optional[Iterator[Any]] = None
 
     def reset(self, initial_state: Optional[Dict[str, Any]] = None) -> None:
         super().reset(initial_state)
         self._close()
         if initial_state is not None:
-            self.pipe.load_state_dict(initial_state)
+            self._stage.load_state_dict(initial_state)
         self._it = iter(self.pipe)
 
     def next(self) -> Any:
-        assert self._it is not None
+        if self._it is None:
+            raise RuntimeError("PipeNode.next() before reset()")
         return next(self._it)
 
     def get_state(self) -> Dict[str, Any]:
-        return self.pipe.state_dict()
+        return self._stage.state_dict()
 
     def _close(self) -> None:
         if self._it is not None:
@@ -81,6 +90,9 @@ class NodeSeeds(Stage):
 
     def __init__(self, node: BaseNode) -> None:
         super().__init__()
+        if not isinstance(node, BaseNode):
+            raise TypeError("NodeSeeds reads a torchdata.nodes.BaseNode, "
+                            f"got {type(node).__name__}")
         self.node = node
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:

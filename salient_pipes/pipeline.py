@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
+from torch import Tensor
 
+from salient_pipes._checks import as_node_ids
 from salient_pipes.data import FastDataset, iter_splits
 from salient_pipes.pipes import NodeIndices, Stage
 
@@ -30,10 +32,12 @@ def resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, i
 
 def salient_pipeline(
     dataset: FastDataset,
-    split: str = "train",
+    split: Union[str, Tensor] = "train",
     *,
     batch_size: int = 1024,
     fanouts: Sequence[int] = (15, 10, 5),
+    replace: bool = False,
+    return_e_id: bool = False,
     shuffle: bool = True,
     drop_last: bool = False,
     device: Union[str, torch.device, None] = None,
@@ -49,6 +53,10 @@ def salient_pipeline(
     ``NodeIndices(split) → shuffle_nodes → batch_nodes → sample_neighbors →
     slice_features (fused into sampling) → [pin_memory] → prefetch_to_device``
 
+    ``split`` names one of ``dataset.split_idx`` or is the seed set itself
+    (node ids or a bool mask over the nodes). ``replace`` samples neighbors
+    with replacement; ``return_e_id`` fills each ``Adj.e_id``.
+
     ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
     defaults to on for a CUDA device. ``rank``/``world_size`` default to the
     initialized ``torch.distributed`` process group: each rank then gets a
@@ -63,7 +71,14 @@ def salient_pipeline(
         >>> len(pipe), next(iter(pipe)).batch_size
         (3, 256)
     """
-    (_, index), = iter_splits(dataset, [split])
+    if not isinstance(dataset, FastDataset):
+        hint = (" (a PyG Data: convert it once with FastDataset.from_pyg(data))"
+                if hasattr(dataset, "edge_index") else "")
+        raise TypeError(f"dataset must be a FastDataset, got {type(dataset).__name__}{hint}")
+    if isinstance(split, str):
+        (_, index), = iter_splits(dataset, [split])
+    else:
+        index = as_node_ids("split", split, dataset.num_nodes)
     device = resolve_device(device)
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
@@ -72,8 +87,8 @@ def salient_pipeline(
         NodeIndices(index)
         .shuffle_nodes(seed=seed, rank=rank, world_size=world_size, shuffle=shuffle)
         .batch_nodes(batch_size, drop_last=drop_last)
-        .sample_neighbors(dataset, fanouts, num_threads=num_threads, max_in_flight=max_in_flight,
-                          seed=seed)
+        .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
+                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
         .slice_features(dataset.x, dataset.y)
     )
     if pin_memory:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,15 @@ class EpochResult:
 
 def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def batches_per_epoch(pipe: Iterable[Any]) -> Optional[int]:
+    """``len(pipe)``, or ``None`` for a pipe that cannot know it in advance
+    (a source of seeds read from a user's node, a filter)."""
+    try:
+        return len(pipe)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
@@ -53,8 +62,8 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
     seeds = 0
     batches = 0
     start = time.perf_counter()
-    length = len(pipe) if hasattr(pipe, "__len__") else None
-    for batch in tqdm(pipe, total=length, desc=desc, disable=not progress, leave=False):
+    for batch in tqdm(pipe, total=batches_per_epoch(pipe), desc=desc, disable=not progress,
+                      leave=False):
         if batch.x.device != device:
             batch = batch.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline
+from salient_pipes.distributed import process_group
 
 WORLD = 2
 BATCH = 128
@@ -26,8 +26,11 @@ def _dataset() -> FastDataset:
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=WORLD)
+    with process_group("cpu", init_method=f"file://{init_file}", rank=rank, world_size=WORLD):
+        _train(rank, out_dir)
+
+
+def _train(rank: int, out_dir: str) -> None:
     torch.manual_seed(0)
     ds = _dataset()
     core = SAGE(ds.num_features, 16, ds.num_classes, num_layers=2)
@@ -49,7 +52,6 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                          progress=False)
     torch.save({"seeds": seeds, "counts": counts, "params": core.state_dict(), "acc": acc,
                 "len": len(pipe)}, Path(out_dir) / f"rank{rank}.pt")
-    dist.destroy_process_group()
 
 
 def test_two_process_gloo_training(tmp_path):

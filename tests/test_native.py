@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from salient_pipes import _native
-from tests.conftest import check_sample, random_csr, reference_full_sample, thread_count
+from tests.conftest import (
+    check_sample,
+    pairs,
+    random_csr,
+    reference_full_sample,
+    settled_thread_count,
+    thread_count,
+)
 
 graphs = st.builds(
     lambda n, e, seed, wide: random_csr(n, e, seed, col_dtype=np.int32 if wide else np.int64),
@@ -45,7 +52,7 @@ def test_full_neighborhood_matches_reference(graph, hops, dense):
                                      dense_limit=2**40 if dense else 0)
     ref_n_id, ref = reference_full_sample(rowptr, col, seeds.tolist(), hops)
     assert n_id.tolist() == ref_n_id
-    for (edge_index, _, size), (ref_edges, ref_size) in zip(got, ref):
+    for (edge_index, _, size), (ref_edges, ref_size) in pairs(got, ref):
         assert size == ref_size
         np.testing.assert_array_equal(edge_index, ref_edges)
 
@@ -84,6 +91,41 @@ def test_pairs_without_replacement_are_uniform():
     assert chisquare(observed).pvalue > 1e-4
 
 
+def test_sample_depends_on_seed_epoch_and_position():
+    rowptr, col = random_csr(3000, 60000, seed=4, hubs=False)
+    g = _native.CSRGraph(rowptr, col)
+    seeds = np.arange(0, 3000, 10, dtype=np.int64)
+
+    def run(seed, epoch, position):
+        n_id, hops, _, _ = _native.sample(g, seeds, [5, 5], return_e_id=True, seed=seed,
+                                          epoch=epoch, position=position)
+        return n_id.tolist(), [h[1].tolist() for h in hops]
+
+    base = run(1, 2, 3)
+    assert run(1, 2, 3) == base
+    variants = [run(2, 2, 3), run(1, 3, 3), run(1, 2, 4), run(0, 0, 0)]
+    for other in variants:
+        assert other != base
+    assert len({str(v) for v in variants}) == len(variants)
+
+
+def test_hash_relabel_grows_past_its_first_table():
+    # A batch of many thousand nodes: the hash table (first size 4096) must
+    # grow several times and keep every node it already holds.
+    rowptr, col = random_csr(40000, 400000, seed=6)
+    g = _native.CSRGraph(rowptr, col)
+    seeds = np.random.default_rng(0).permutation(40000)[:2000].astype(np.int64)
+    dense = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5)
+    hashed = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5, dense_limit=0)
+    assert len(hashed[0]) > 10000
+    check_sample(rowptr, col, seeds, [15, 10], False, hashed[0], hashed[1])
+    np.testing.assert_array_equal(dense[0], hashed[0])
+    for (e1, i1, s1), (e2, i2, s2) in pairs(dense[1], hashed[1]):
+        np.testing.assert_array_equal(e1, e2)
+        np.testing.assert_array_equal(i1, i2)
+        assert s1 == s2
+
+
 def _run_session(graph, batches, threads, ordered=True, **kw):
     session = _native.Session(graph, [5, 3], num_threads=threads, ordered=ordered, seed=9, **kw)
     for position, seeds in enumerate(batches):
@@ -93,9 +135,9 @@ def _run_session(graph, batches, threads, ordered=True, **kw):
 
 def _same_results(a, b):
     assert len(a) == len(b)
-    for (n1, h1, x1, y1), (n2, h2, x2, y2) in zip(a, b):
+    for (n1, h1, x1, y1), (n2, h2, x2, y2) in pairs(a, b):
         np.testing.assert_array_equal(n1, n2)
-        for (e1, _, s1), (e2, _, s2) in zip(h1, h2):
+        for (e1, _, s1), (e2, _, s2) in pairs(h1, h2):
             np.testing.assert_array_equal(e1, e2)
             assert s1 == s2
         if x1 is not None:
@@ -189,7 +231,7 @@ def test_sessions_do_not_leak_threads_or_memory():
     warm = process.memory_info().rss
     churn(1000)
     gc.collect()
-    assert thread_count() == baseline_threads
+    assert settled_thread_count(baseline_threads) == baseline_threads
     if not os.environ.get("SALIENT_PIPES_SANITIZED"):  # ASan's quarantine keeps freed memory
         assert process.memory_info().rss - warm < 16 * 2**20
 
@@ -203,6 +245,16 @@ def test_gather_any_dtype(dtype):
         np.testing.assert_array_equal(_native.gather(src, idx, threads), src[idx])
     np.testing.assert_array_equal(_native.gather(src[:, 0].copy(), idx), src[idx, 0])
     assert _native.gather(src, np.zeros(0, dtype=np.int64)).shape == (0, 7)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_threaded_gather_splits_the_rows_exactly(threads):
+    # 30000 rows of 256 bytes: 7.3 MiB, enough for every thread to take a part
+    rng = np.random.default_rng(3)
+    src = rng.standard_normal((30000, 64)).astype(np.float32)
+    idx = rng.integers(0, 30000, size=30000)
+    idx[-1] = 0  # the last row of the last part is checked like any other
+    np.testing.assert_array_equal(_native.gather(src, idx, threads), src[idx])
 
 
 def test_gather_rejects_bad_input():

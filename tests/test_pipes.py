@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterDataPipe
 
 from salient_pipes import (
     FastDataset,
@@ -20,7 +21,7 @@ from salient_pipes import (
     salient_pipeline,
 )
 from salient_pipes.pipes import NodeIndices, SampleNeighbors, gather
-from tests.conftest import check_sample, thread_count
+from tests.conftest import check_sample, pairs, settled_thread_count, thread_count
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -112,9 +113,9 @@ def test_same_batches_whatever_num_threads(small_dataset):
         pipe.set_epoch(4)
         runs.append(list(pipe))
     for other in runs[1:]:
-        for a, b in zip(runs[0], other):
+        for a, b in pairs(runs[0], other):
             assert torch.equal(a.n_id, b.n_id) and torch.equal(a.x, b.x)
-            assert all(torch.equal(p.edge_index, q.edge_index) for p, q in zip(a.adjs, b.adjs))
+            assert all(torch.equal(p.edge_index, q.edge_index) for p, q in pairs(a.adjs, b.adjs))
 
 
 def test_epochs_differ_and_repeat(small_dataset):
@@ -176,7 +177,7 @@ def test_fused_and_unfused_slicing_agree(small_dataset):
 
     fused, unfused = chain(True), chain(False)
     assert fused.fused and not unfused.fused
-    for a, b in zip(fused, unfused):
+    for a, b in pairs(fused, unfused):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.n_id, b.n_id)
 
 
@@ -237,7 +238,7 @@ def test_breaking_out_leaves_no_work_or_threads(small_dataset):
     assert torch.equal(epoch_seeds(pipe).sort().values,
                        small_dataset.split_idx["train"].sort().values)
     del pipe, sampler
-    assert thread_count() == baseline
+    assert settled_thread_count(baseline) == baseline
 
 
 def test_pipeline_stats_and_len(small_dataset):
@@ -248,9 +249,53 @@ def test_pipeline_stats_and_len(small_dataset):
     assert [r["stage"] for r in rows] == ["NodeIndices", "ShuffleNodes", "BatchNodes",
                                           "SampleNeighbors", "SliceFeatures",
                                           "PrefetchToDevice"]
-    assert rows[-1]["items"] == batches
-    assert all(r["self_s"] >= 0 and r["wait_s"] >= r["self_s"] for r in rows)
-    assert rows[3]["self_s"] > 0  # sampling is where the consumer waits
+    assert [r["items"] for r in rows] == [1, 1] + [batches] * 4
+
+
+def _slow(batch):
+    time.sleep(0.02)
+    return batch
+
+
+def test_pipeline_stats_puts_the_wait_on_the_slow_stage(small_dataset):
+    pipe = salient_pipeline(small_dataset, batch_size=256, fanouts=(3,), device="cpu")
+    # a slow user stage between slicing and the device copy
+    prefetch = pipe
+    slow = prefetch.source.map(_slow)
+    prefetch.source = slow
+    batches = sum(1 for _ in prefetch)
+    rows = {r["stage"]: r for r in pipeline_stats(prefetch)}
+    slept = 0.02 * batches
+    # the sleep is spent below PrefetchToDevice, and not in SliceFeatures
+    assert rows["PrefetchToDevice"]["wait_s"] >= slept
+    assert rows["PrefetchToDevice"]["self_s"] >= slept
+    assert rows["SliceFeatures"]["wait_s"] < slept / 2
+    assert rows["PrefetchToDevice"]["wait_s"] == pytest.approx(
+        rows["SliceFeatures"]["wait_s"] + rows["PrefetchToDevice"]["self_s"])
+
+
+class _InFlightProbe(IterDataPipe):
+    """Seed batches that record, as each is asked for, how many batches the
+    sampler downstream has in flight."""
+
+    def __init__(self, batches):
+        self.batches, self.sampler, self.seen = batches, None, []
+
+    def __iter__(self):
+        for seeds in self.batches:
+            self.seen.append(self.sampler._busy.in_flight)
+            yield seeds
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 3])
+def test_sampler_keeps_at_most_max_in_flight_batches(small_dataset, max_in_flight):
+    probe = _InFlightProbe(list(torch.split(small_dataset.split_idx["train"], 50)))
+    pipe = SampleNeighbors(probe, small_dataset, [3], num_threads=2,
+                           max_in_flight=max_in_flight)
+    probe.sampler = pipe
+    assert len(list(pipe)) == len(probe.batches)
+    # it runs ahead as far as allowed, and no further
+    assert max(probe.seen) == max_in_flight - 1
 
 
 def test_dataloader_with_batch_size_none(small_dataset):

@@ -10,6 +10,7 @@ from salient_pipes import salient_pipeline
 from salient_pipes.cli import CHECKPOINT_FILE, main
 from salient_pipes.nodes import NodeSeeds, PipeNode
 from salient_pipes.pipes import NodeIndices
+from tests.conftest import pairs
 
 
 def _pipe(ds):
@@ -19,7 +20,7 @@ def _pipe(ds):
 def _same(a, b) -> None:
     assert torch.equal(a.n_id, b.n_id) and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     assert len(a.adjs) == len(b.adjs)
-    for p, q in zip(a.adjs, b.adjs):
+    for p, q in pairs(a.adjs, b.adjs):
         assert torch.equal(p.edge_index, q.edge_index) and p.size == q.size
 
 
@@ -45,11 +46,34 @@ def test_resume_mid_epoch_is_exact(small_dataset, k):
     fresh.load_state_dict(state)
     rest = list(fresh)
     assert len(rest) == len(full) - k
-    for a, b in zip(rest, full[k:]):
+    for a, b in pairs(rest, full[k:]):
         _same(a, b)
     # after the resumed epoch, iteration goes on with the next one
     following = list(fresh)
-    for a, b in zip(following, _epoch(small_dataset, 3)):
+    for a, b in pairs(following, _epoch(small_dataset, 3)):
+        _same(a, b)
+
+
+def test_resume_of_a_resumed_pipe_is_exact(small_dataset):
+    full = _epoch(small_dataset, 1)
+    assert len(full) >= 6
+    first = _pipe(small_dataset)
+    first.set_epoch(1)
+    it = iter(first)
+    got = [next(it) for _ in range(2)]
+    state = first.state_dict()
+    for stop in (4, None):  # interrupted again after two more batches, then run out
+        resumed = _pipe(small_dataset)
+        resumed.load_state_dict(state)
+        it = iter(resumed)
+        while stop is None or len(got) < stop:
+            try:
+                got.append(next(it))
+            except StopIteration:
+                break
+        state = resumed.state_dict()
+        assert state == {"epoch": 1, "batches_done": len(got)}
+    for a, b in pairs(got, full):
         _same(a, b)
 
 
@@ -69,7 +93,7 @@ def test_pipe_under_torchdata_loader_with_prefetcher(small_dataset):
     for expected in direct:  # each pass over the Loader is the next epoch
         got = list(loader)
         assert len(got) == len(expected)
-        for a, b in zip(got, expected):
+        for a, b in pairs(got, expected):
             _same(a, b)
 
 
@@ -86,7 +110,7 @@ def test_loader_state_round_trips(small_dataset, k):
     fresh.load_state_dict(state)
     rest = list(fresh)
     assert len(rest) == len(expected) - k
-    for a, b in zip(rest, expected[k:]):
+    for a, b in pairs(rest, expected[k:]):
         _same(a, b)
 
 
@@ -99,9 +123,9 @@ def test_node_seeds_feed_our_stages(small_dataset):
     for _ in range(2):  # the node is reset for every epoch
         got, want = list(pipe), list(reference)
         assert len(got) == len(chunks)
-        for a, b in zip(got, want):
+        for a, b in pairs(got, want):
             _same(a, b)
-    with pytest.raises(TypeError, match="wraps a salient_pipes stage"):
+    with pytest.raises(TypeError, match="wraps a salient_pipes pipe"):
         PipeNode(IterableWrapper([]))
 
 

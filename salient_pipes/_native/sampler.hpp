@@ -151,7 +151,8 @@ class Sampler {
         if (e_id != nullptr) e_id[out] = start + position;
         ++out;
       };
-      if (take == degree && !config_.replace) {
+      // -1 takes every neighbor once, with or without replacement.
+      if (fanout < 0 || (take == degree && !config_.replace)) {
         for (int64_t p = 0; p < degree; ++p) emit(p);
       } else if (config_.replace) {
         for (int64_t k = 0; k < take; ++k) emit(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));

@@ -29,7 +29,10 @@ def as_index(t: Tensor) -> np.ndarray:
     """An int64 numpy view of an index tensor (a copy only if it is not int64)."""
     t = torch.as_tensor(t)
     if t.dtype != torch.int64:
-        if t.is_floating_point() or t.dtype == torch.bool:
+        if t.dtype == torch.bool:
+            raise ValueError("a seed batch must hold node ids, got a bool tensor; start the "
+                             "chain with NodeIndices(mask) to turn a mask into ids")
+        if t.is_floating_point() or t.is_complex():
             raise ValueError(f"node indices must be integers, got {t.dtype}")
         t = t.to(torch.int64)
     return as_buffer(t.reshape(-1))

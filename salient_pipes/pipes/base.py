@@ -6,7 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
-from torch.utils.data import IterDataPipe
+from torch.utils.data import IterDataPipe, get_worker_info
+
+WORKER_PROCESS_ERROR = (
+    "salient_pipes pipes cannot run in DataLoader worker processes (num_workers > 0): "
+    "they already sample and gather on native threads, which do not survive a fork. "
+    "Use DataLoader(pipe, batch_size=None) with num_workers=0, and set the pipe's "
+    "num_threads for more parallelism.")
 
 
 @dataclass
@@ -106,6 +112,8 @@ class Stage(IterDataPipe):
         # A generator: the epoch advances at the first next(), not at iter(),
         # so an iterator that is created but never read (tqdm.auto makes one)
         # does not count as an epoch.
+        if get_worker_info() is not None:
+            raise RuntimeError(WORKER_PROCESS_ERROR)
         if self._started and not self._epoch_fixed:
             self._epoch += 1
         self._started, self._epoch_fixed = True, False

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
+from salient_pipes._checks import check_int
 from salient_pipes.pipes.base import Stage
 
 
@@ -29,9 +30,8 @@ class BatchNodes(Stage):
 
     def __init__(self, source: IterDataPipe, batch_size: int, drop_last: bool = False) -> None:
         super().__init__(source)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size, self.drop_last = batch_size, drop_last
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.drop_last = bool(drop_last)
 
     def _num_batches(self, num_nodes: int) -> int:
         if self.drop_last:

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-import torch
+import torch  # noqa: F401 - the doctests use it
 from torch import Tensor
 
+from salient_pipes._checks import as_node_ids
 from salient_pipes.pipes.base import Stage
 
 
 class NodeIndices(Stage):
-    """Yields the int64 node-index tensor ``idx`` once per epoch.
+    """Yields the int64 node-index tensor ``idx`` once per epoch. ``idx``
+    holds node ids or is a bool mask over the nodes (PyG's ``train_mask``).
 
     Example:
         >>> [t.tolist() for t in NodeIndices(torch.tensor([3, 1, 2]))]
         [[3, 1, 2]]
+        >>> [t.tolist() for t in NodeIndices(torch.tensor([False, True, True]))]
+        [[1, 2]]
     """
 
     def __init__(self, idx: Tensor) -> None:
         super().__init__()
-        idx = torch.as_tensor(idx)
-        if idx.dim() != 1 or idx.dtype not in (torch.int32, torch.int64):
-            raise ValueError(
-                f"idx must be a 1-D integer tensor, got {idx.dtype} {tuple(idx.shape)}")
-        self.idx = idx.to(torch.int64).contiguous()
+        self.idx = as_node_ids("idx", idx).contiguous()
 
     def num_nodes_per_epoch(self) -> int:
         return self.idx.numel()

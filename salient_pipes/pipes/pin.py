@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import IterDataPipe, functional_datapipe
 
+from salient_pipes._checks import check_int
 from salient_pipes.pipes.base import Stage, close_iterator
 
 _DONE = object()
@@ -37,9 +38,7 @@ class PinMemory(Stage):
 
     def __init__(self, source: IterDataPipe, depth: int = 2) -> None:
         super().__init__(source)
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        self.depth = depth
+        self.depth = check_int("depth", depth, minimum=1)
         self._stop_previous = threading.Event()
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:

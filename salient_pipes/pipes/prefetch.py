@@ -8,6 +8,7 @@ from typing import Any, Deque, Iterator, Tuple, Union
 import torch
 from torch.utils.data import IterDataPipe, functional_datapipe
 
+from salient_pipes._checks import check_int
 from salient_pipes.pipes.base import Stage, close_iterator
 
 
@@ -30,12 +31,10 @@ class PrefetchToDevice(Stage):
     def __init__(self, source: IterDataPipe, device: Union[str, torch.device],
                  depth: int = 1) -> None:
         super().__init__(source)
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.depth = check_int("depth", depth, minimum=1)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device} requested but CUDA is not available")
-        self.depth = depth
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         if self.device.type != "cuda":

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
+from salient_pipes._checks import check_fanouts, check_int
 from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
-from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.base import WORKER_PROCESS_ERROR, Stage
 
 GraphLike = Union["_native.CSRGraph", Tuple[Tensor, Tensor], Any]
 
@@ -73,18 +74,28 @@ class SampleNeighbors(Stage):
                  return_e_id: bool = False) -> None:
         super().__init__(source)
         self.graph = as_graph(graph)
-        self.fanouts = [int(f) for f in fanouts]
-        self.replace, self.ordered, self.seed = replace, ordered, seed
-        self.return_e_id = return_e_id
-        self.num_threads = default_num_threads() if num_threads is None else num_threads
-        self.max_in_flight = 2 * self.num_threads if max_in_flight is None else max_in_flight
-        if self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+        self.fanouts = check_fanouts(fanouts)
+        self.replace, self.ordered = bool(replace), bool(ordered)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.return_e_id = bool(return_e_id)
+        self.num_threads = default_num_threads() if num_threads is None else \
+            check_int("num_threads", num_threads, minimum=1)
+        self.max_in_flight = 2 * self.num_threads if max_in_flight is None else \
+            check_int("max_in_flight", max_in_flight, minimum=1)
         self._session_key: Optional[Tuple[int, int]] = None
         self._session: Optional[_native.Session] = None
         self._busy: Optional[_native.Session] = None  # the session an open iteration uses
         self._fail_at = -1  # see _inject_failure
         self._session_for(None, None)  # validates fanouts and thread count now
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # torch's graph traversal pickles stages through a hook that keeps
+        # only their upstream pipes; any other pickling (a DataLoader sending
+        # the pipe to spawned workers, a deepcopy) cannot carry native threads.
+        if IterDataPipe.getstate_hook is not None:
+            return super().__getstate__()
+        raise TypeError(WORKER_PROCESS_ERROR + " (the sampling stage holds native threads "
+                        "and cannot be pickled or copied)")
 
     def _inject_failure(self, position: int) -> None:
         """Test hook: the native worker raises on batch ``position`` of each

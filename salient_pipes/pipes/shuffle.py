@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
+from salient_pipes._checks import check_int
 from salient_pipes.pipes.base import Stage
 
 
@@ -32,7 +33,10 @@ class ShuffleNodes(Stage):
     def __init__(self, source: IterDataPipe, seed: int = 0, rank: int = 0, world_size: int = 1,
                  shuffle: bool = True) -> None:
         super().__init__(source)
-        if world_size < 1 or not 0 <= rank < world_size:
+        seed = check_int("seed", seed, minimum=0)
+        rank = check_int("rank", rank, minimum=0)
+        world_size = check_int("world_size", world_size, minimum=1)
+        if not rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
                              f"world_size={world_size}")
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle

@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
+from salient_pipes._checks import check_int
 from salient_pipes.batch import PreparedBatch
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import Stage
@@ -22,6 +23,9 @@ def gather(src: Tensor, index: Tensor, num_threads: int = 1) -> Tensor:
         >>> gather(torch.arange(6.).view(3, 2), torch.tensor([2, 0])).tolist()
         [[4.0, 5.0], [0.0, 1.0]]
     """
+    if not isinstance(src, Tensor):
+        raise ValueError(f"src must be a torch.Tensor, got {type(src).__name__}")
+    num_threads = check_int("num_threads", num_threads, minimum=1)
     out = _native.gather(as_buffer(src), as_index(index), num_threads)
     return from_buffer(out, src.dtype)
 
@@ -49,12 +53,16 @@ class SliceFeatures(Stage):
     def __init__(self, source: IterDataPipe, x: Tensor, y: Optional[Tensor] = None,
                  num_threads: Optional[int] = None) -> None:
         super().__init__(source)
+        for name, value in (("x", x), ("y", y)):
+            if value is not None and not isinstance(value, Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
         if x.dim() not in (1, 2) or x.device.type != "cpu":
-            raise ValueError("x must be a 1-D or 2-D CPU tensor")
+            raise ValueError(f"x must be a 1-D or 2-D CPU tensor, got {x.dim()}-D on {x.device}")
         if y is not None and y.size(0) != x.size(0):
             raise ValueError(f"x has {x.size(0)} rows but y has {y.size(0)}")
         self.x, self.y = x.contiguous(), None if y is None else y.contiguous()
-        self.num_threads = default_num_threads() if num_threads is None else num_threads
+        self.num_threads = default_num_threads() if num_threads is None else \
+            check_int("num_threads", num_threads, minimum=1)
 
     @property
     def fused(self) -> bool:
