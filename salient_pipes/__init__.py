@@ -9,7 +9,7 @@ Example:
 """
 
 from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
-from salient_pipes.data import DatasetCacheError, FastDataset, csr_from_edge_index
+from salient_pipes.data import DatasetCacheError, FastDataset, FeatureCache, csr_from_edge_index
 from salient_pipes.models import SAGE
 from salient_pipes.pipeline import salient_pipeline
 from salient_pipes.pipes import (
@@ -31,6 +31,7 @@ __all__ = [
     "BatchNodes",
     "DatasetCacheError",
     "FastDataset",
+    "FeatureCache",
     "NodeIndices",
     "PinMemory",
     "PrefetchToDevice",

@@ -12,10 +12,12 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from salient_pipes.data import FastDataset
+from salient_pipes.data import FastDataset, parse_bytes
+from salient_pipes.data.features import POLICIES
 from salient_pipes.distributed import process_group
 from salient_pipes.models import SAGE
 from salient_pipes.pipeline import resolve_device, salient_pipeline
+from salient_pipes.pipes import pipeline_stats
 from salient_pipes.train import batchwise_test, train_epoch
 
 SYNTHETIC = "synthetic"
@@ -47,6 +49,14 @@ def _positive(kind: type, allow_zero: bool = False):
     return parse
 
 
+def _bytes(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 4GiB or 512MB, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salient-pipes", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
     train.add_argument("--num-threads", type=_positive(int), default=None,
                        help="native sampling threads (default: cores / local processes)")
+    train.add_argument("--feature-cache", type=_bytes, default=None, metavar="SIZE",
+                       help="keep this many bytes of feature rows in memory (e.g. 4GiB), for "
+                            "features read from a file larger than memory")
+    train.add_argument("--cache-policy", choices=POLICIES, default="degree",
+                       help="which rows --feature-cache keeps")
+    train.add_argument("--memory-limit", type=_bytes, default=None, metavar="SIZE",
+                       help="memory for converting an OGB dataset the first time "
+                            "(default: a quarter of physical memory)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--eval-every", type=_positive(int), default=1,
                        help="evaluate on valid every N epochs")
@@ -87,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
-                 progress: bool) -> FastDataset:
+                 progress: bool, memory_limit: Optional[int] = None) -> FastDataset:
     """The dataset the CLI names: synthetic, Cora from a Planetoid root, or OGB."""
     if name == SYNTHETIC:
         return FastDataset.synthetic(num_nodes=num_nodes, seed=seed)
@@ -96,13 +114,14 @@ def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
 
         data = Planetoid(root or "data/planetoid", "Cora")[0]
         return FastDataset.from_pyg(data, name="cora")
-    return FastDataset.from_path(root or "data", name, progress=progress)
+    return FastDataset.from_path(root or "data", name, progress=progress,
+                                 memory_limit=memory_limit)
 
 
 def _check_dataset_name(parser: argparse.ArgumentParser, name: str) -> None:
     if name in (SYNTHETIC,) or name.lower() == CORA:
         return
-    from salient_pipes.ogb_source import dataset_info
+    from salient_pipes.data.ogb import dataset_info
 
     try:
         dataset_info(name)
@@ -152,7 +171,8 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
             print(text, flush=True)
 
     t0 = time.perf_counter()
-    dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed, progress)
+    dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed, progress,
+                           args.memory_limit)
     log(f"dataset  {dataset.summary()} (ready in {time.perf_counter() - t0:.1f} s)")
     layers = len(args.fanouts)
     test_fanouts = args.test_fanouts or [20] * layers
@@ -163,6 +183,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
             core, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     pipe = salient_pipeline(dataset, "train", batch_size=args.batch_size, fanouts=args.fanouts,
+                            feature_cache=args.feature_cache, cache_policy=args.cache_policy,
                             device=device, num_threads=args.num_threads, seed=args.seed)
     world = torch.distributed.get_world_size() if args.distributed else 1
     log(f"training {layers}-layer SAGE on {device} x {world} process(es), "
@@ -198,6 +219,10 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
                              on_batch=every_n)
         row = {"epoch": epoch, "loss": result.loss, "train_s": result.seconds}
         line = f"epoch {epoch:3d} | loss {result.loss:.4f} | train {result.seconds:6.2f} s"
+        cached = [s["cache_hit_rate"] for s in pipeline_stats(pipe) if "cache_hit_rate" in s]
+        if cached:
+            row["cache_hit_rate"] = cached[0]
+            line += f" | cache hits {cached[0]:.1%}"
         if (epoch + 1) % args.eval_every == 0 or epoch == args.epochs - 1:
             t = time.perf_counter()
             acc = batchwise_test(core, dataset, test_fanouts, args.batch_size, sets=("valid",),

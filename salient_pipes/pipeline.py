@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from salient_pipes._checks import as_node_ids
-from salient_pipes.data import FastDataset, iter_splits
+from salient_pipes.data import FastDataset, FeatureCache, iter_splits
 from salient_pipes.pipes import NodeIndices, Stage
 
 
@@ -47,6 +47,8 @@ def salient_pipeline(
     pin_memory: Optional[bool] = None,
     rank: Optional[int] = None,
     world_size: Optional[int] = None,
+    feature_cache: Union[int, str, FeatureCache, None] = None,
+    cache_policy: str = "degree",
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -56,6 +58,11 @@ def salient_pipeline(
     ``split`` names one of ``dataset.split_idx`` or is the seed set itself
     (node ids or a bool mask over the nodes). ``replace`` samples neighbors
     with replacement; ``return_e_id`` fills each ``Adj.e_id``.
+
+    ``feature_cache`` keeps a byte budget of feature rows in memory (an int,
+    a string like ``"4GiB"``, or a :class:`FeatureCache`), chosen by
+    ``cache_policy`` (``"degree"`` or ``"sampled"``): for features read from
+    a file larger than memory. ``pipeline_stats`` reports its hit rate.
 
     ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
     defaults to on for a CUDA device. ``rank``/``world_size`` default to the
@@ -83,13 +90,17 @@ def salient_pipeline(
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
+    if feature_cache is not None and not isinstance(feature_cache, FeatureCache):
+        feature_cache = FeatureCache.for_dataset(
+            dataset, feature_cache, policy=cache_policy, fanouts=fanouts, batch_size=batch_size,
+            seeds=index, seed=seed, pin=device.type == "cuda")
     pipe = (
         NodeIndices(index)
         .shuffle_nodes(seed=seed, rank=rank, world_size=world_size, shuffle=shuffle)
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
-        .slice_features(dataset.x, dataset.y)
+        .slice_features(dataset.x, dataset.y, cache=feature_cache)
     )
     if pin_memory:
         pipe = pipe.pin_memory()

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch_geometric.utils import to_undirected
 
-from salient_pipes import DatasetCacheError, FastDataset, csr_from_edge_index, ogb_source
-from salient_pipes import data as data_module
+from salient_pipes import DatasetCacheError, FastDataset, csr_from_edge_index
+from salient_pipes.data import dataset as dataset_module
+from salient_pipes.data import ogb
 
 
 def _edges_of(ds: FastDataset) -> set:
@@ -130,7 +131,7 @@ def test_interrupted_save_leaves_nothing_loadable(tmp_path, small_dataset, monke
             raise KeyboardInterrupt("simulated crash mid-save")
         return real_save(path, array, *args, **kwargs)
 
-    monkeypatch.setattr(data_module.np, "save", failing_save)
+    monkeypatch.setattr(dataset_module.np, "save", failing_save)
     with pytest.raises(KeyboardInterrupt):
         small_dataset.save(tmp_path / "copy", progress=False)
     assert not (tmp_path / "copy").exists()
@@ -203,14 +204,15 @@ def test_from_path_converts_offline_then_reopens(tmp_path, monkeypatch):
     def no_conversion(*args, **kwargs):
         raise AssertionError("the saved copy was not reused")
 
-    monkeypatch.setattr(ogb_source, "convert", no_conversion)
+    monkeypatch.setattr(ogb, "convert", no_conversion)
     again = FastDataset.from_path(tmp_path, "ogbn-arxiv", progress=False)
     assert torch.equal(again.col, ds.col) and torch.equal(again.x, ds.x)
 
 
-def test_ogb_labels_with_nan_become_minus_one():
-    labels = ogb_source._labels(np.array([[1.0], [np.nan], [3.0]]))
-    assert labels.tolist() == [1, -1, 3] and labels.dtype == torch.int64
+def test_labels_with_nan_become_minus_one(tmp_path):
+    ds = FastDataset.from_edges(tmp_path / "d", torch.tensor([[0, 1], [1, 2]]), 3,
+                                y=np.array([[1.0], [np.nan], [3.0]]), progress=False)
+    assert ds.y.tolist() == [1, -1, 3] and ds.y.dtype == torch.int64 and ds.num_classes == 4
 
 
 def test_unknown_and_heterogeneous_names(tmp_path):

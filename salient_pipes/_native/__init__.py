@@ -4,6 +4,14 @@ It works on raw buffers (numpy arrays; torch tensors cross through
 ``Tensor.numpy()`` without a copy) and does not link against torch.
 """
 
-from salient_pipes._native._core import CSRGraph, Session, gather, sample
+from salient_pipes._native._core import (
+    CSRGraph,
+    RowCache,
+    Session,
+    csr_count,
+    csr_fill,
+    gather,
+    sample,
+)
 
-__all__ = ["CSRGraph", "Session", "gather", "sample"]
+__all__ = ["CSRGraph", "RowCache", "Session", "csr_count", "csr_fill", "gather", "sample"]

@@ -11,9 +11,11 @@
 #include <thread>
 #include <vector>
 
+#include "csr_build.hpp"
 #include "graph.hpp"
 #include "sampler.hpp"
 #include "session.hpp"
+#include "threads.hpp"
 
 namespace py = pybind11;
 
@@ -48,7 +50,10 @@ void require_int64(const py::array& a, const char* name) {
 // Keeps the caller's rowptr/col alive and exposes them as a validated CSR.
 class Graph {
  public:
-  Graph(py::array rowptr, py::array col) : rowptr_(std::move(rowptr)), col_(std::move(col)) {
+  // validate=false is for copies whose validation is on record (a dataset
+  // opened through its stamp); everything else is checked here.
+  Graph(py::array rowptr, py::array col, bool validate)
+      : rowptr_(std::move(rowptr)), col_(std::move(col)) {
     require_1d(rowptr_, "rowptr");
     require_int64(rowptr_, "rowptr");
     require_1d(col_, "col");
@@ -63,6 +68,7 @@ class Graph {
     } else {
       throw py::value_error("col must be int32 or int64, got " + std::string(py::str(col_.dtype())));
     }
+    if (!validate) return;
     py::gil_scoped_release release;
     std::visit([](const auto& g) { sp::validate(g); }, csr_);
   }
@@ -96,6 +102,63 @@ sp::SamplerConfig make_config(const std::vector<int64_t>& fanouts, bool replace,
   config.dense_limit = dense_limit;
   return config;
 }
+
+// A hot-row cache of a table: slot[v] >= 0 names the row of `rows` that
+// holds table row v. Checked once here, so gathers trust it.
+class RowCache {
+ public:
+  RowCache(py::array slot, py::array rows) : slot_(std::move(slot)), rows_(std::move(rows)) {
+    require_1d(slot_, "slot");
+    if (!slot_.dtype().is(py::dtype::of<int32_t>())) {
+      throw py::value_error("slot must be int32, got " + std::string(py::str(slot_.dtype())));
+    }
+    if (rows_.ndim() < 1 || rows_.ndim() > 2 || !is_c_contiguous(rows_)) {
+      throw py::value_error("rows must be a contiguous 1-D or 2-D array");
+    }
+    const auto* s = static_cast<const int32_t*>(slot_.data());
+    const int64_t n = slot_.shape(0);
+    const int64_t cached = rows_.shape(0);
+    std::vector<bool> used(static_cast<size_t>(cached), false);
+    for (int64_t v = 0; v < n; ++v) {
+      if (s[v] < -1 || s[v] >= cached || (s[v] >= 0 && used[static_cast<size_t>(s[v])])) {
+        throw py::value_error("slot[" + std::to_string(v) + "] = " + std::to_string(s[v]) +
+                              ": each slot must be -1 or a distinct row of rows (0.." +
+                              std::to_string(cached - 1) + ")");
+      }
+      if (s[v] >= 0) used[static_cast<size_t>(s[v])] = true;
+    }
+    row_bytes_ = (rows_.ndim() == 2 ? rows_.shape(1) : 1) * rows_.itemsize();
+  }
+
+  // Points `table`'s reads through this cache after checking that it fits.
+  void attach(sp::Rows& table, const py::array& like, const char* name) {
+    if (slot_.shape(0) != table.num_rows || row_bytes_ != table.row_bytes ||
+        !like.dtype().is(rows_.dtype())) {
+      throw py::value_error(std::string(name) + " does not match its cache: " +
+                            std::to_string(table.num_rows) + " rows of " +
+                            std::to_string(table.row_bytes) + " bytes against a cache for " +
+                            std::to_string(slot_.shape(0)) + " rows of " +
+                            std::to_string(row_bytes_) + " bytes (or another dtype)");
+    }
+    table.cache_slot = static_cast<const int32_t*>(slot_.data());
+    table.cache_rows = static_cast<const unsigned char*>(rows_.data());
+    table.counts = counts_.get();
+  }
+
+  int64_t hits() const { return counts_->hits.load(); }
+  int64_t lookups() const { return counts_->lookups.load(); }
+  int64_t num_cached() const { return rows_.shape(0); }
+  void reset_counts() {
+    counts_->hits = 0;
+    counts_->lookups = 0;
+  }
+
+ private:
+  py::array slot_;
+  py::array rows_;
+  int64_t row_bytes_ = 0;
+  std::shared_ptr<sp::CacheCounts> counts_ = std::make_shared<sp::CacheCounts>();
+};
 
 sp::Rows rows_of(const py::array& a, const char* name) {
   if (a.ndim() < 1 || a.ndim() > 2) {
@@ -178,8 +241,10 @@ int check_threads(int num_threads) {
 
 // out[i] = src[idx[i]] for rows of any dtype, split across threads when the
 // copy is large enough to pay for them.
-py::array gather(const py::array& src, const py::array& idx, int num_threads) {
-  const sp::Rows rows = rows_of(src, "src");
+py::array gather(const py::array& src, const py::array& idx, int num_threads,
+                 const std::shared_ptr<RowCache>& cache) {
+  sp::Rows rows = rows_of(src, "src");
+  if (cache) cache->attach(rows, src, "src");
   require_1d(idx, "index");
   require_int64(idx, "index");
   check_threads(num_threads);
@@ -197,17 +262,10 @@ py::array gather(const py::array& src, const py::array& idx, int num_threads) {
     py::gil_scoped_release release;
     constexpr int64_t kBytesPerThread = int64_t{1} << 20;
     const int64_t useful = std::max<int64_t>(1, n * rows.row_bytes / kBytesPerThread);
-    const int64_t parts = std::min<int64_t>(num_threads, useful);
-    std::vector<std::thread> helpers;
-    for (int64_t p = 1; p < parts; ++p) {
-      const int64_t begin = n * p / parts;
-      const int64_t end = n * (p + 1) / parts;
-      helpers.emplace_back([&rows, ids, begin, end, dst] {
-        sp::gather_rows(rows, ids, begin, end, dst + begin * rows.row_bytes);
-      });
-    }
-    sp::gather_rows(rows, ids, 0, n / parts, dst);
-    for (auto& t : helpers) t.join();
+    sp::parallel_slices(n, std::min<int64_t>(num_threads, useful),
+                        [&rows, ids, dst](int64_t begin, int64_t end) {
+                          sp::gather_rows(rows, ids, begin, end, dst + begin * rows.row_bytes);
+                        });
   }
   return out;
 }
@@ -220,12 +278,18 @@ class PySession {
   PySession(std::shared_ptr<Graph> graph, const std::vector<int64_t>& fanouts, bool replace,
             bool return_e_id, uint64_t seed, std::optional<py::array> x,
             std::optional<py::array> y, int num_threads, bool ordered, int64_t dense_limit,
-            int64_t fail_at_position)
-      : graph_(std::move(graph)), x_(std::move(x)), y_(std::move(y)), return_e_id_(return_e_id) {
+            int64_t fail_at_position, std::shared_ptr<RowCache> x_cache)
+      : graph_(std::move(graph)),
+        x_(std::move(x)),
+        y_(std::move(y)),
+        x_cache_(std::move(x_cache)),
+        return_e_id_(return_e_id) {
     auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit);
     std::optional<sp::Rows> x_rows;
     std::optional<sp::Rows> y_rows;
+    if (x_cache_ && !x_) throw py::value_error("x_cache needs x");
     if (x_) x_rows = attached_rows(*x_, "x");
+    if (x_cache_) x_cache_->attach(*x_rows, *x_, "x");
     if (y_) y_rows = attached_rows(*y_, "y");
     session_ = std::make_unique<sp::Session>(graph_->csr(), std::move(config), x_rows, y_rows,
                                              check_threads(num_threads), ordered, fail_at_position);
@@ -262,11 +326,111 @@ class PySession {
   std::shared_ptr<Graph> graph_;
   std::optional<py::array> x_;
   std::optional<py::array> y_;
+  std::shared_ptr<RowCache> x_cache_;
   bool return_e_id_;
   std::unique_ptr<sp::Session> session_;
 };
 
 constexpr int64_t kDefaultDenseLimit = int64_t{1} << 26;
+
+// The two id arrays of an edge list, checked to be parallel int32/int64 arrays.
+void require_edges(const py::array& src, const py::array& dst) {
+  require_1d(src, "src");
+  require_1d(dst, "dst");
+  if (src.shape(0) != dst.shape(0)) {
+    throw py::value_error("src and dst must have the same length, got " +
+                          std::to_string(src.shape(0)) + " and " + std::to_string(dst.shape(0)));
+  }
+  if (!src.dtype().is(dst.dtype()) || !(src.dtype().is(py::dtype::of<int32_t>()) ||
+                                        src.dtype().is(py::dtype::of<int64_t>()))) {
+    throw py::value_error("edge ids must be int32 or int64 (both rows alike), got " +
+                          std::string(py::str(src.dtype())) + " and " +
+                          std::string(py::str(dst.dtype())));
+  }
+}
+
+template <typename Fn>
+auto with_edges(const py::array& src, const py::array& dst, int64_t num_nodes, bool undirected,
+                const Fn& fn) {
+  if (src.dtype().is(py::dtype::of<int32_t>())) {
+    return fn(sp::EdgeList<int32_t>{static_cast<const int32_t*>(src.data()),
+                                    static_cast<const int32_t*>(dst.data()), src.shape(0),
+                                    num_nodes, undirected});
+  }
+  return fn(sp::EdgeList<int64_t>{static_cast<const int64_t*>(src.data()),
+                                  static_cast<const int64_t*>(dst.data()), src.shape(0),
+                                  num_nodes, undirected});
+}
+
+int64_t* writable_int64(py::array& a, int64_t length, const char* name) {
+  require_1d(a, name);
+  require_int64(a, name);
+  if (!a.writeable()) throw py::value_error(std::string(name) + " must be writable");
+  if (a.shape(0) != length) {
+    throw py::value_error(std::string(name) + " must hold " + std::to_string(length) +
+                          " entries, got " + std::to_string(a.shape(0)));
+  }
+  return static_cast<int64_t*>(a.mutable_data());
+}
+
+// counts[v + 1] += raw entries of row v; ValueError naming the first bad id.
+void csr_count(const py::array& src, const py::array& dst, int64_t num_nodes, bool undirected,
+               py::array counts) {
+  require_edges(src, dst);
+  if (num_nodes < 0) throw py::value_error("num_nodes must be >= 0");
+  int64_t* out = writable_int64(counts, num_nodes + 1, "counts");
+  py::gil_scoped_release release;
+  with_edges(src, dst, num_nodes, undirected, [out](const auto& edges) {
+    sp::count_rows(edges, out);
+    return 0;
+  });
+}
+
+// Fills rows [row_begin, row_end) into col (from its start) and their
+// distinct counts into degree; returns the entries written.
+int64_t csr_fill(const py::array& src, const py::array& dst, int64_t num_nodes, bool undirected,
+                 int64_t row_begin, int64_t row_end, const py::array& raw, py::array col,
+                 py::array degree, int num_threads) {
+  require_edges(src, dst);
+  check_threads(num_threads);
+  if (row_begin < 0 || row_end < row_begin || row_end > num_nodes) {
+    throw py::value_error("need 0 <= row_begin <= row_end <= num_nodes");
+  }
+  const int64_t rows = row_end - row_begin;
+  require_1d(raw, "raw");
+  require_int64(raw, "raw");
+  if (raw.shape(0) != rows) throw py::value_error("raw must hold one count per row");
+  const auto* raw_counts = static_cast<const int64_t*>(raw.data());
+  int64_t total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (raw_counts[r] < 0) throw py::value_error("raw counts must be >= 0");
+    total += raw_counts[r];
+  }
+  int64_t* deg = writable_int64(degree, rows, "degree");
+  require_1d(col, "col");
+  if (!col.writeable()) throw py::value_error("col must be writable");
+  if (col.shape(0) < total) {
+    throw py::value_error("col has room for " + std::to_string(col.shape(0)) + " entries, " +
+                          "the rows need up to " + std::to_string(total));
+  }
+  const bool wide = col.dtype().is(py::dtype::of<int64_t>());
+  if (!wide && !col.dtype().is(py::dtype::of<int32_t>())) {
+    throw py::value_error("col must be int32 or int64");
+  }
+  if (!wide && num_nodes > (int64_t{1} << 31)) {
+    throw py::value_error("col must be int64 for graphs of more than 2**31 nodes");
+  }
+  void* out = col.mutable_data();
+  py::gil_scoped_release release;
+  return with_edges(src, dst, num_nodes, undirected, [&](const auto& edges) {
+    if (wide) {
+      return sp::fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int64_t*>(out), deg,
+                           num_threads);
+    }
+    return sp::fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int32_t*>(out), deg,
+                         num_threads);
+  });
+}
 
 }  // namespace
 
@@ -274,7 +438,8 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "salient_pipes native core: CSR validation, neighbor sampling, row gathers.";
 
   py::class_<Graph, std::shared_ptr<Graph>>(m, "CSRGraph")
-      .def(py::init<py::array, py::array>(), py::arg("rowptr"), py::arg("col"))
+      .def(py::init<py::array, py::array, bool>(), py::arg("rowptr"), py::arg("col"),
+           py::arg("validate") = true)
       .def_property_readonly("num_nodes", &Graph::num_nodes)
       .def_property_readonly("num_edges", &Graph::num_edges);
 
@@ -283,16 +448,31 @@ PYBIND11_MODULE(_core, m) {
         py::arg("epoch") = 0, py::arg("position") = 0,
         py::arg("dense_limit") = kDefaultDenseLimit);
 
-  m.def("gather", &gather, py::arg("src"), py::arg("index"), py::arg("num_threads") = 1);
+  py::class_<RowCache, std::shared_ptr<RowCache>>(m, "RowCache")
+      .def(py::init<py::array, py::array>(), py::arg("slot"), py::arg("rows"))
+      .def_property_readonly("hits", &RowCache::hits)
+      .def_property_readonly("lookups", &RowCache::lookups)
+      .def_property_readonly("num_cached", &RowCache::num_cached)
+      .def("reset_counts", &RowCache::reset_counts);
+
+  m.def("gather", &gather, py::arg("src"), py::arg("index"), py::arg("num_threads") = 1,
+        py::arg("cache") = nullptr);
+
+  m.def("csr_count", &csr_count, py::arg("src"), py::arg("dst"), py::arg("num_nodes"),
+        py::arg("undirected"), py::arg("counts"));
+  m.def("csr_fill", &csr_fill, py::arg("src"), py::arg("dst"), py::arg("num_nodes"),
+        py::arg("undirected"), py::arg("row_begin"), py::arg("row_end"), py::arg("raw"),
+        py::arg("col"), py::arg("degree"), py::arg("num_threads") = 1);
 
   py::class_<PySession>(m, "Session")
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,
                     std::optional<py::array>, std::optional<py::array>, int, bool, int64_t,
-                    int64_t>(),
+                    int64_t, std::shared_ptr<RowCache>>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0, py::arg("x") = py::none(),
            py::arg("y") = py::none(), py::arg("num_threads") = 1, py::arg("ordered") = true,
-           py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1)
+           py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1,
+           py::arg("x_cache") = nullptr)
       .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -18,6 +19,17 @@
 
 namespace sp {
 
+// How often a gather found its rows in a hot-row cache; shared by the
+// threads that gather through the same cache.
+struct CacheCounts {
+  std::atomic<int64_t> hits{0};
+  std::atomic<int64_t> lookups{0};
+  void add(int64_t h, int64_t n) {
+    hits.fetch_add(h, std::memory_order_relaxed);
+    lookups.fetch_add(n, std::memory_order_relaxed);
+  }
+};
+
 struct SamplerConfig {
   std::vector<int64_t> fanouts;  // per hop, seeds' hop first; -1 = all neighbors
   bool replace = false;
@@ -29,11 +41,16 @@ struct SamplerConfig {
 };
 
 // A 2-D row-major array viewed as rows of bytes: the gather never looks at
-// the dtype, so fp16, bf16, fp32 and int64 labels share one path.
+// the dtype, so fp16, bf16, fp32 and int64 labels share one path. With a
+// hot-row cache, row v is read from cache_rows + cache_slot[v] * row_bytes
+// when cache_slot[v] >= 0 (memory), else from data (often a file mapping).
 struct Rows {
   const unsigned char* data = nullptr;
   int64_t num_rows = 0;
   int64_t row_bytes = 0;
+  const int32_t* cache_slot = nullptr;  // [num_rows] or null
+  const unsigned char* cache_rows = nullptr;
+  CacheCounts* counts = nullptr;  // hits and lookups of the cache, or null
 };
 
 struct Hop {
@@ -57,11 +74,23 @@ inline void gather_rows(const Rows& src, const int64_t* idx, int64_t begin, int6
                         unsigned char* dst) {
   constexpr int64_t kAhead = 8;
   const auto row_bytes = static_cast<size_t>(src.row_bytes);
+  int64_t hits = 0;
+  auto row = [&src, row_bytes](int64_t v, int64_t& found) {
+    if (src.cache_slot != nullptr) {
+      const int32_t slot = src.cache_slot[v];
+      if (slot >= 0) {
+        ++found;
+        return src.cache_rows + static_cast<size_t>(slot) * row_bytes;
+      }
+    }
+    return src.data + static_cast<size_t>(v) * row_bytes;
+  };
+  int64_t ignored = 0;
   for (int64_t i = begin; i < end; ++i) {
-    if (i + kAhead < end) __builtin_prefetch(src.data + idx[i + kAhead] * src.row_bytes);
-    std::memcpy(dst + static_cast<size_t>(i - begin) * row_bytes,
-                src.data + static_cast<size_t>(idx[i]) * row_bytes, row_bytes);
+    if (i + kAhead < end) __builtin_prefetch(row(idx[i + kAhead], ignored));
+    std::memcpy(dst + static_cast<size_t>(i - begin) * row_bytes, row(idx[i], hits), row_bytes);
   }
+  if (src.counts != nullptr) src.counts->add(hits, end - begin);
 }
 
 // Per-worker state: scratch space reused across batches.

@@ -143,7 +143,9 @@ class Stage(IterDataPipe):
 def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
     """Per stage of ``pipe``'s chain (source first): items delivered in the
     last epoch, seconds its consumer waited on it (``wait_s``) and the part of
-    that spent in the stage itself rather than upstream (``self_s``).
+    that spent in the stage itself rather than upstream (``self_s``); for a
+    stage that gathers through a feature cache, its hit rate this epoch
+    (``cache_hit_rate``).
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
@@ -160,5 +162,8 @@ def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
             continue
         rows.append({"stage": type(stage).__name__, "items": stats.items,
                      "wait_s": stats.wait_s, "self_s": max(0.0, stats.wait_s - below)})
+        cache = getattr(stage, "feature_cache", None)
+        if cache is not None:
+            rows[-1]["cache_hit_rate"] = cache.hit_rate
         below = stats.wait_s
     return rows

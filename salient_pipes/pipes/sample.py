@@ -12,6 +12,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 from salient_pipes import _native
 from salient_pipes._checks import check_fanouts, check_int
 from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
+from salient_pipes.data.features import FeatureCache
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import WORKER_PROCESS_ERROR, Stage
 
@@ -102,12 +103,13 @@ class SampleNeighbors(Stage):
         epoch from now on (-1: never)."""
         self._fail_at, self._session = position, None
 
-    def _session_for(self, x: Optional[Tensor], y: Optional[Tensor]) -> _native.Session:
+    def _session_for(self, x: Optional[Tensor], y: Optional[Tensor],
+                     cache: Optional[FeatureCache] = None) -> _native.Session:
         """The session for this iteration: the pipe's persistent one, unless
         an earlier iteration that was abandoned without being closed (say, its
         iterator is still held by a traceback) still owns it. Then this
         iteration gets a fresh session and the two never share a queue."""
-        key = (id(x), id(y))
+        key = (id(x), id(y), id(cache))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
                 self._session = None  # joins the idle workers before starting new ones
@@ -115,13 +117,15 @@ class SampleNeighbors(Stage):
                 self.graph, self.fanouts, replace=self.replace, return_e_id=self.return_e_id,
                 seed=self.seed, x=None if x is None else as_buffer(x),
                 y=None if y is None else as_buffer(y), num_threads=self.num_threads,
-                ordered=self.ordered, fail_at_position=self._fail_at)
+                ordered=self.ordered, fail_at_position=self._fail_at,
+                x_cache=None if cache is None else cache.native)
             self._session_key = key
         return self._session
 
     def _generate(self, epoch: int, start: int, x: Optional[Tensor] = None,
-                  y: Optional[Tensor] = None, **options: Any) -> Iterator[Any]:
-        session = self._session_for(x, y)
+                  y: Optional[Tensor] = None, cache: Optional[FeatureCache] = None,
+                  **options: Any) -> Iterator[Any]:
+        session = self._session_for(x, y, cache)
         self._busy = session
         position = start
         try:
@@ -147,9 +151,10 @@ class SampleNeighbors(Stage):
                              y=None if y is None else from_buffer(ys, y.dtype),
                              adjs=adjs, n_id=torch.from_numpy(n_id))
 
-    def _prepared(self, x: Tensor, y: Optional[Tensor]) -> Iterator[PreparedBatch]:
+    def _prepared(self, x: Tensor, y: Optional[Tensor],
+                  cache: Optional[FeatureCache] = None) -> Iterator[PreparedBatch]:
         """This stage's epoch with features gathered inside the workers."""
-        return self._run({"x": x, "y": y})
+        return self._run({"x": x, "y": y, "cache": cache})
 
     def __len__(self) -> int:
         return len(self.source)

@@ -2,18 +2,18 @@
 
 A ``FastDataset`` holds a CSR graph (``rowptr`` int64, ``col`` int32 below
 2**31 nodes), row-major features (float16 by default), int64 labels with -1
-for unlabeled nodes and an index split. It comes from OGB (``from_path``), a
-PyG ``Data`` (``from_pyg``), generated data (``synthetic``) or tensors, and is
-saved to and reopened from a memory-mapped copy on disk.
+for unlabeled nodes and an index split. It comes from OGB (``from_path``), an
+edge list of any size (``from_edges``), a PyG ``Data`` (``from_pyg``),
+generated data (``synthetic``) or tensors, and is saved to and reopened from
+a memory-mapped copy on disk.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
@@ -24,17 +24,21 @@ from tqdm.auto import tqdm
 
 from salient_pipes import _native
 from salient_pipes._checks import as_node_ids
+from salient_pipes.data import build, ogb
+from salient_pipes.data.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    DatasetCacheError,
+    atomic_directory,
+    check_stamp,
+    dataset_meta,
+    stamp,
+    write_meta,
+)
 
 PathLike = Union[str, os.PathLike]
-
-FORMAT_NAME = "salient_pipes.FastDataset"
-FORMAT_VERSION = 1
 CACHE_DIR = "salient_pipes"
 SPLITS = ("train", "valid", "test")
-
-
-class DatasetCacheError(ValueError):
-    """A saved copy that cannot be used; the message says how to rebuild it."""
 
 
 def csr_from_edge_index(
@@ -91,7 +95,10 @@ class FastDataset:
         col: Tensor,
         split_idx: Mapping[str, Tensor],
         num_classes: int,
+        validate: bool = True,
     ) -> None:
+        """``validate=False`` skips the O(E) checks; :meth:`load` passes it
+        for copies whose validation is on record in their stamps."""
         for field, value in (("x", x), ("y", y), ("rowptr", rowptr), ("col", col)):
             if not isinstance(value, Tensor):
                 raise ValueError(f"{field} must be a torch.Tensor, got {type(value).__name__}")
@@ -111,16 +118,16 @@ class FastDataset:
             )
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-        if y.numel() and int(y.max()) >= num_classes:
+        if validate and y.numel() and int(y.max()) >= num_classes:
             raise ValueError(f"y holds label {int(y.max())} but num_classes is {num_classes}")
-        if y.numel() and int(y.min()) < -1:
+        if validate and y.numel() and int(y.min()) < -1:
             raise ValueError("y may hold -1 (unlabeled) but no other negative label")
         if not isinstance(split_idx, Mapping):
             raise ValueError("split_idx must map split names to node ids or masks, "
                              f"got {type(split_idx).__name__}")
         # Node ids or bool masks (PyG's train_mask style) of one entry per node.
         self.split_idx: Dict[str, Tensor] = {
-            split: as_node_ids(f"split_idx[{split!r}]", idx, num_nodes)
+            split: as_node_ids(f"split_idx[{split!r}]", idx, num_nodes if validate else None)
             for split, idx in split_idx.items()}
         self.name = name
         self.x = x.contiguous()
@@ -128,7 +135,7 @@ class FastDataset:
         self.rowptr = rowptr.contiguous()
         self.col = col.contiguous()
         self.num_classes = num_classes
-        self.graph = _native.CSRGraph(self.rowptr.numpy(), self.col.numpy())
+        self.graph = _native.CSRGraph(self.rowptr.numpy(), self.col.numpy(), validate=validate)
 
     # ------------------------------------------------------------------ views
     @property
@@ -167,39 +174,30 @@ class FastDataset:
     # ------------------------------------------------------------ save / load
     def save(self, path: PathLike, *, progress: bool = True) -> None:
         """Writes the dataset to directory ``path`` atomically: files go to a
-        temporary sibling that is renamed into place only once complete."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
+        temporary sibling that replaces ``path`` only once complete, each
+        with a stamp so that :meth:`load` opens it in O(1)."""
+        with atomic_directory(path) as tmp:
             arrays = self._arrays()
-            files = {}
+            dtypes = {}
             for key, tensor in tqdm(arrays.items(), desc=f"saving {self.name}",
                                     disable=not progress, unit="array"):
-                array = _to_numpy(tensor)
-                np.save(tmp / f"{key}.npy", array)
-                files[key] = {"dtype": str(tensor.dtype).replace("torch.", ""),
-                              "bytes": (tmp / f"{key}.npy").stat().st_size}
-            meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "name": self.name,
-                    "num_nodes": self.num_nodes, "num_edges": self.num_edges,
-                    "num_classes": self.num_classes, "splits": list(self.split_idx),
-                    "files": files}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            _fsync_dir(tmp)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-            _fsync_dir(path.parent, files=False)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+                np.save(tmp / f"{key}.npy", _to_numpy(tensor))
+                dtypes[key] = str(tensor.dtype).replace("torch.", "")
+            write_meta(tmp, dataset_meta(tmp, self.name, self.num_nodes, self.num_edges,
+                                         self.num_classes, list(self.split_idx), dtypes))
 
     @classmethod
-    def load(cls, path: PathLike, *, mmap: bool = True) -> FastDataset:
-        """Opens a copy written by :meth:`save`. With ``mmap`` the arrays are
-        memory-mapped copy-on-write: nothing is read until it is touched, so a
-        graph larger than memory can still be sampled."""
+    def load(cls, path: PathLike, *, mmap: bool = True, random_access: bool = True) -> FastDataset:
+        """Opens a copy written by :meth:`save` or :meth:`from_edges`. With
+        ``mmap`` the arrays are memory-mapped copy-on-write: nothing is read
+        until it is touched, so a graph larger than memory can still be
+        sampled. ``random_access`` advises the kernel that ``x`` is read by
+        random rows, so a row costs a page instead of a read-ahead window.
+
+        Opening costs O(1): sizes and stamps are checked, and the O(E)
+        validation done when the copy was written is not repeated. A copy
+        whose files were copied elsewhere (new modification times, same
+        contents) is validated once and its stamps renewed."""
         path = Path(path)
         rebuild = f"delete {path} and run the conversion again"
         try:
@@ -213,53 +211,93 @@ class FastDataset:
             )
         arrays = {}
         try:
+            trusted = True
             for key, info in meta["files"].items():
                 file = path / f"{key}.npy"
-                if file.stat().st_size != info["bytes"]:
-                    raise DatasetCacheError(
-                        f"{file} has {file.stat().st_size} bytes, expected {info['bytes']} "
-                        f"(truncated or overwritten); {rebuild}"
-                    )
+                trusted &= check_stamp(file, info, rebuild)
                 array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
+                if key == "x" and mmap and random_access:
+                    _advise_random(array)
                 arrays[key] = _from_numpy(array, info["dtype"])
-            return cls(
+            dataset = cls(
                 name=meta["name"], x=arrays["x"], y=arrays["y"], rowptr=arrays["rowptr"],
                 col=arrays["col"], num_classes=meta["num_classes"],
-                split_idx={k: arrays[f"split_{k}"] for k in meta["splits"]},
+                split_idx={k: arrays[f"split_{k}"] for k in meta["splits"]}, validate=not trusted,
             )
         except DatasetCacheError:
             raise
         except (OSError, KeyError, ValueError) as exc:
             raise DatasetCacheError(f"{path} is damaged ({exc}); {rebuild}") from exc
+        if not trusted:
+            _renew_stamps(path, meta)
+        return dataset
 
     # ---------------------------------------------------------------- sources
     @classmethod
     def from_path(
         cls, root: PathLike, name: str, *, feature_dtype: torch.dtype = torch.float16,
-        progress: bool = True, mmap: bool = True,
+        progress: bool = True, mmap: bool = True, memory_limit: Union[int, str, None] = None,
     ) -> FastDataset:
         """An OGB node-property dataset (``ogbn-arxiv``, ``ogbn-products``,
         ``ogbn-papers100M``, ...) in its converted form under ``root``.
 
         The first call converts OGB's files (downloading them if ``root`` does
-        not hold them yet) and saves the result in ``root/<dir>/salient_pipes``;
-        later calls open that copy in seconds.
+        not hold them yet) within ``memory_limit`` (default: a quarter of
+        physical memory; see :meth:`from_edges`) and saves the result in
+        ``root/<dir>/salient_pipes``; later calls open that copy in O(1).
 
         Example:
             >>> ds = FastDataset.from_path("data", "ogbn-arxiv")  # doctest: +SKIP
         """
-        from salient_pipes import ogb_source
-
-        info = ogb_source.dataset_info(name)
+        info = ogb.dataset_info(name)
         cached = Path(root) / info.dir_name / CACHE_DIR
         if not cached.exists():
-            converted = ogb_source.convert(root, info, feature_dtype=feature_dtype,
-                                           progress=progress)
-            converted.save(cached, progress=progress)
+            ogb.convert(root, info, cached, feature_dtype=feature_dtype,
+                        memory_limit=memory_limit, progress=progress)
         dataset = cls.load(cached, mmap=mmap)
         if progress:
             print(dataset.summary(), file=sys.stderr)
         return dataset
+
+    @classmethod
+    def from_edges(
+        cls, path: PathLike, edge_index: Any, num_nodes: int, *, x: Any = None, y: Any = None,
+        split_idx: Optional[Mapping[str, Any]] = None, num_classes: Optional[int] = None,
+        to_undirected: bool = True, memory_limit: Union[int, str, None] = None,
+        feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
+        num_threads: Optional[int] = None, progress: bool = True,
+    ) -> FastDataset:
+        """Writes a dataset at ``path`` from an edge list of any size and
+        returns it opened (memory-mapped).
+
+        ``edge_index`` (``[2, E]`` int32/int64 (source, target) pairs), ``x``
+        (``[N, F]``, any dtype, cast to ``feature_dtype``) and ``y`` (``[N]``
+        or ``[N, 1]`` integer labels, or floats with NaN for none) may each be
+        a tensor, a numpy array, a memory-mapped array or the path of a
+        ``.npy`` file; none is read whole. ``split_idx`` maps split names to
+        node ids or bool masks. Rows are sorted and deduplicated (both
+        directions with ``to_undirected``): the same CSR as
+        :func:`csr_from_edge_index`.
+
+        Beyond a fixed overhead, at most ``memory_limit`` bytes of anonymous
+        memory are used (an int or a string like ``"1GiB"``; default: a
+        quarter of physical memory); more buckets, and so more passes over
+        the edges, keep a smaller limit. The write is atomic: on any error
+        a previous copy at ``path`` is left as it was.
+
+        Example:
+            >>> import tempfile
+            >>> edges = torch.tensor([[0, 1, 2], [1, 2, 0]])
+            >>> ds = FastDataset.from_edges(tempfile.mkdtemp() + "/tri", edges, 3,
+            ...                             memory_limit="1MiB", progress=False)
+            >>> ds.rowptr.tolist(), ds.col.tolist()
+            ([0, 2, 4, 6], [1, 2, 0, 2, 0, 1])
+        """
+        build.write_dataset(path, edge_index, num_nodes, x=x, y=y, split_idx=split_idx,
+                            num_classes=num_classes, to_undirected=to_undirected,
+                            memory_limit=memory_limit, feature_dtype=feature_dtype, name=name,
+                            num_threads=num_threads, progress=progress)
+        return cls.load(path)
 
     @classmethod
     def from_pyg(
@@ -401,16 +439,21 @@ def _from_numpy(array: np.ndarray, dtype: str) -> Tensor:
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
 
-def _fsync_dir(path: Path, *, files: bool = True) -> None:
-    for file in path.iterdir() if files else ():
-        if file.is_file():
-            with open(file, "rb") as f:
-                os.fsync(f.fileno())
-    fd = os.open(path, os.O_RDONLY)
+def _renew_stamps(path: Path, meta: Dict[str, Any]) -> None:
+    """After a full validation: records the files' stamps, so the next open
+    is O(1) again. A read-only copy keeps validating on every open."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        meta["files"] = {key: {"dtype": info["dtype"], **stamp(path / f"{key}.npy")}
+                         for key, info in meta["files"].items()}
+        write_meta(path, meta)
+    except OSError:
+        pass
+
+
+def _advise_random(array: np.ndarray) -> None:
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mmap, "MADV_RANDOM"):
+        mapping.madvise(mmap.MADV_RANDOM)
 
 
 def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[str, Tensor]]:

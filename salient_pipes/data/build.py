@@ -1,0 +1,251 @@
+"""Writing a dataset from an edge list of any size within a memory budget.
+
+The CSR is built externally (``_native/csr_build.hpp``): one pass over the
+edges counts every row's raw entries straight into the memory-mapped
+``rowptr`` file; the rows are then cut into buckets whose raw entries fit
+``memory_limit``, and one pass per bucket gathers its entries, sorts and
+deduplicates each row and appends it to the memory-mapped ``col`` file.
+Features and labels are copied and cast in chunks. Inputs are read through
+memory maps where they are files, so the only anonymous memory is one bucket
+or one chunk, plus a fixed overhead. The result equals
+:func:`~salient_pipes.data.dataset.csr_from_edge_index`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from salient_pipes import _native
+from salient_pipes._checks import as_node_ids, check_int
+from salient_pipes.data.format import (
+    atomic_directory,
+    create_npy,
+    dataset_meta,
+    parse_bytes,
+    physical_memory,
+    shrink_npy,
+    write_meta,
+)
+
+ArrayLike = Union[Tensor, np.ndarray, str, os.PathLike]
+ROW_OVERHEAD = 24  # bytes per bucket row: offset, cursor and distinct count (int64 each)
+CHUNK_BYTES = 64 << 20  # largest chunk of features or labels converted at once
+_PLAN_BLOCK = 1 << 20  # rows of counts read at once while planning buckets
+
+
+def default_memory_limit() -> int:
+    """A quarter of physical memory."""
+    return physical_memory() // 4
+
+
+def open_array(name: str, value: ArrayLike) -> Union[np.ndarray, Tensor]:
+    """``value`` without reading it: a ``.npy`` path is memory-mapped
+    read-only; tensors and arrays are used in place."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            return np.load(value, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{name}: {value} is not a readable .npy file ({exc})") from exc
+    if isinstance(value, Tensor):
+        if value.device.type != "cpu":
+            raise ValueError(f"{name} must be on the CPU, got a tensor on {value.device}")
+        return value.detach()
+    if isinstance(value, np.ndarray):
+        return value
+    raise ValueError(f"{name} must be a tensor, a numpy array or the path of a .npy file, "
+                     f"got {type(value).__name__}")
+
+
+def _edge_rows(edge_index: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
+    edges = open_array("edge_index", edge_index)
+    if isinstance(edges, Tensor):
+        edges = edges.numpy()
+    if edges.ndim != 2 or edges.shape[0] != 2:
+        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edges.shape)}")
+    if edges.dtype not in (np.int32, np.int64):
+        raise ValueError(f"edge_index must hold int32 or int64 node ids, got {edges.dtype}")
+    src, dst = edges[0], edges[1]
+    if not (src.flags.c_contiguous and dst.flags.c_contiguous):
+        raise ValueError("edge_index must be a row-major [2, E] array (each row contiguous); "
+                         "a transposed view would have to be copied whole")
+    return src, dst
+
+
+def plan_buckets(counts: np.ndarray, col_bytes: int, limit: int) -> List[Tuple[int, int]]:
+    """Cuts rows ``[0, len(counts))`` into consecutive buckets whose cost
+    (``counts[r] * col_bytes + ROW_OVERHEAD`` per row) stays within
+    ``limit``. A single row costlier than ``limit`` gets a bucket alone.
+
+    Example:
+        >>> plan_buckets(np.array([10, 10, 10, 50]), 4, 130)
+        [(0, 2), (2, 3), (3, 4)]
+    """
+    n = len(counts)
+    buckets: List[Tuple[int, int]] = []
+    start, used = 0, 0
+    for block in range(0, n, _PLAN_BLOCK):
+        cost = np.asarray(counts[block:block + _PLAN_BLOCK], dtype=np.int64) * col_bytes
+        cum = np.cumsum(cost + ROW_OVERHEAD) + used
+        while True:
+            fit = int(np.searchsorted(cum, limit, side="right"))  # rows that still fit
+            if fit >= len(cum):
+                used = int(cum[-1])
+                break
+            end = max(block + fit, start + 1)
+            buckets.append((start, end))
+            cum -= cum[end - block - 1]
+            start = end
+    if start < n or not buckets:
+        buckets.append((start, n))
+    return buckets
+
+
+def build_csr(directory: Path, edge_index: ArrayLike, num_nodes: int, *, to_undirected: bool,
+              memory_limit: int, num_threads: int, progress: bool) -> int:
+    """Writes ``rowptr.npy`` and ``col.npy`` into ``directory``; returns the
+    number of edges (CSR entries)."""
+    src, dst = _edge_rows(edge_index)
+    col_dtype = np.int32 if num_nodes < 2**31 else np.int64
+    col_bytes = np.dtype(col_dtype).itemsize
+    rowptr = create_npy(directory / "rowptr.npy", np.int64, (num_nodes + 1,))
+    _native.csr_count(src, dst, num_nodes, to_undirected, rowptr)
+    raw_total = int(rowptr.sum())
+    col = create_npy(directory / "col.npy", col_dtype, (raw_total,))
+    buckets = plan_buckets(rowptr[1:], col_bytes, memory_limit)
+    written = 0
+    bar = tqdm(total=num_nodes, desc="building CSR", unit="row", unit_scale=True,
+               disable=not progress)
+    with bar:
+        for begin, end in buckets:
+            raw = np.array(rowptr[begin + 1:end + 1])
+            degree = np.empty(end - begin, dtype=np.int64)
+            count = _native.csr_fill(src, dst, num_nodes, to_undirected, begin, end, raw,
+                                     col[written:], degree, num_threads)
+            rowptr[begin + 1:end + 1] = written + np.cumsum(degree)
+            written += count
+            bar.update(end - begin)
+    rowptr[0] = 0
+    rowptr.flush()
+    col.flush()
+    del rowptr, col
+    shrink_npy(directory / "col.npy", col_dtype, (written,))
+    return written
+
+
+def _rows(source: Union[np.ndarray, Tensor], begin: int, end: int) -> Tensor:
+    part = source[begin:end]
+    return part if isinstance(part, Tensor) else torch.from_numpy(np.array(part))
+
+
+def _chunk_rows(row_bytes: int) -> int:
+    return max(1, CHUNK_BYTES // max(1, row_bytes))
+
+
+def write_features(directory: Path, x: Optional[ArrayLike], num_nodes: int,
+                   feature_dtype: torch.dtype, progress: bool) -> None:
+    """``x.npy``: ``x`` cast to ``feature_dtype`` chunk by chunk ([N, 0] without ``x``)."""
+    out_dtype = np.int16 if feature_dtype == torch.bfloat16 else \
+        torch.empty(0, dtype=feature_dtype).numpy().dtype
+    if x is None:
+        create_npy(directory / "x.npy", out_dtype, (num_nodes, 0))
+        return
+    source = open_array("x", x)
+    if source.ndim != 2 or source.shape[0] != num_nodes:
+        raise ValueError(f"x must have shape [num_nodes={num_nodes}, F], "
+                         f"got {tuple(source.shape)}")
+    width = int(source.shape[1])
+    out = create_npy(directory / "x.npy", out_dtype, (num_nodes, width))
+    step = _chunk_rows(width * 8)
+    for begin in tqdm(range(0, num_nodes, step), desc="copying features", unit="chunk",
+                      disable=not progress or num_nodes <= step):
+        rows = _rows(source, begin, begin + step).to(feature_dtype)
+        out[begin:begin + step] = (rows.view(torch.int16) if feature_dtype == torch.bfloat16
+                                   else rows).numpy()
+    if isinstance(out, np.memmap):
+        out.flush()
+
+
+def write_labels(directory: Path, y: Optional[ArrayLike], num_nodes: int,
+                 num_classes: Optional[int]) -> int:
+    """``y.npy``: int64 labels, NaN and missing as -1, checked chunk by
+    chunk against ``num_classes``; returns ``num_classes`` (computed as
+    ``max(y) + 1`` when not given)."""
+    out = create_npy(directory / "y.npy", np.int64, (num_nodes,))
+    if y is None:
+        out[:] = -1
+        return 1 if num_classes is None else check_int("num_classes", num_classes, minimum=1)
+    source = open_array("y", y)
+    shape = tuple(source.shape)
+    if not (shape == (num_nodes,) or shape == (num_nodes, 1)):
+        raise ValueError(f"y must hold one label per node ([{num_nodes}] or [{num_nodes}, 1]), "
+                         f"got {shape}")
+    top = -1
+    step = _chunk_rows(8)
+    for begin in range(0, num_nodes, step):
+        labels = _rows(source, begin, begin + step).reshape(-1)
+        if labels.is_floating_point():
+            labels = torch.where(torch.isnan(labels), torch.full_like(labels, -1), labels)
+            if not torch.equal(labels, labels.round()):
+                raise ValueError("y must hold integer class labels (or NaN for none)")
+        elif labels.dtype == torch.bool or labels.is_complex():
+            raise ValueError(f"y must hold integer class labels, got {labels.dtype}")
+        labels = labels.to(torch.int64)
+        if labels.numel():
+            if int(labels.min()) < -1:
+                raise ValueError(f"y holds label {int(labels.min())} near node {begin}: "
+                                 "-1 marks unlabeled nodes, no other negative label is allowed")
+            top = max(top, int(labels.max()))
+        out[begin:begin + step] = labels.numpy()
+    if isinstance(out, np.memmap):
+        out.flush()
+    if num_classes is None:
+        return max(1, top + 1)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    if top >= num_classes:
+        raise ValueError(f"y holds label {top} but num_classes is {num_classes}")
+    return num_classes
+
+
+def write_dataset(path: Union[str, os.PathLike], edge_index: ArrayLike, num_nodes: int, *,
+                  x: Optional[ArrayLike] = None, y: Optional[ArrayLike] = None,
+                  split_idx: Optional[Mapping[str, Any]] = None,
+                  num_classes: Optional[int] = None, to_undirected: bool = True,
+                  memory_limit: Union[int, str, None] = None,
+                  feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
+                  num_threads: Optional[int] = None, progress: bool = True) -> None:
+    """Writes a dataset at ``path`` (atomically) within ``memory_limit``;
+    :meth:`FastDataset.from_edges` documents the arguments."""
+    num_nodes = check_int("num_nodes", num_nodes, minimum=0)
+    limit = default_memory_limit() if memory_limit is None else parse_bytes(memory_limit)
+    if limit < 1:
+        raise ValueError(f"memory_limit must be at least one byte, got {memory_limit!r}")
+    if num_threads is None:
+        num_threads = max(1, len(os.sched_getaffinity(0)))
+    num_threads = check_int("num_threads", num_threads, minimum=1)
+    splits: Dict[str, Tensor] = {
+        split: as_node_ids(f"split_idx[{split!r}]", idx, num_nodes)
+        for split, idx in (split_idx or {}).items()}
+    _edge_rows(edge_index)  # argument errors before anything is written
+    path = Path(path)
+    with atomic_directory(path) as tmp:
+        num_edges = build_csr(tmp, edge_index, num_nodes, to_undirected=to_undirected,
+                              memory_limit=limit, num_threads=num_threads, progress=progress)
+        write_features(tmp, x, num_nodes, feature_dtype, progress)
+        num_classes = write_labels(tmp, y, num_nodes, num_classes)
+        for split, idx in splits.items():
+            np.save(tmp / f"split_{split}.npy", idx.numpy())
+        dtypes = {"rowptr": "int64", "col": "int32" if num_nodes < 2**31 else "int64",
+                  "x": str(feature_dtype).replace("torch.", ""), "y": "int64",
+                  **{f"split_{k}": "int64" for k in splits}}
+        write_meta(tmp, dataset_meta(tmp, name or path.name, num_nodes, num_edges, num_classes,
+                                     list(splits), dtypes))
+
+
+__all__ = ["default_memory_limit", "plan_buckets", "write_dataset"]

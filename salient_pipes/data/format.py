@@ -1,0 +1,197 @@
+"""The on-disk format of a dataset: ``.npy`` files and ``meta.json`` in one
+directory, written atomically, each file with a stamp that lets opening
+skip the O(E) validation.
+
+A stamp is a file's size, its modification time and a CRC of 17 spread
+4 KiB blocks: O(1) to check. A size or CRC that differs refuses the copy
+(truncated or overwritten); a modification time that differs alone (the copy
+was copied elsewhere) makes opening validate the data once and renew the
+stamp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import uuid
+import zlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Sequence, Union
+
+import numpy as np
+
+PathLike = Union[str, os.PathLike]
+
+FORMAT_NAME = "salient_pipes.FastDataset"
+FORMAT_VERSION = 1
+HEADER_BYTES = 128  # fixed .npy header size: a file's shape can shrink in place
+_BLOCK = 4096
+_BLOCKS = 17
+
+
+class DatasetCacheError(ValueError):
+    """A saved copy that cannot be used; the message says how to rebuild it."""
+
+
+def parse_bytes(value: Union[int, str], name: str = "memory_limit") -> int:
+    """Bytes from an int or a string such as ``"1GiB"``, ``"512 MB"``, ``"2e9"``.
+
+    Example:
+        >>> parse_bytes("1.5GiB"), parse_bytes("10MB"), parse_bytes(4096)
+        (1610612736, 10000000, 4096)
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a byte count or a string like '1GiB', got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([KMGT]i?B|B)?\s*", value, re.I)
+        if not match:
+            raise ValueError(f"{name} must be a byte count or a string like '1GiB', "
+                             f"got {value!r}")
+        number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    else:
+        raise ValueError(f"{name} must be a byte count or a string like '1GiB', got {value!r}")
+    scale = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+             "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}[unit]
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return int(number * scale)
+
+
+def physical_memory() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# ------------------------------------------------------------------ .npy
+def _header(dtype: np.dtype, shape: Sequence[int]) -> bytes:
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                 "shape": tuple(int(s) for s in shape)}).encode("latin1")
+    pad = HEADER_BYTES - 10 - len(text) - 1
+    if pad < 0:
+        raise ValueError(f"shape {tuple(shape)} does not fit a {HEADER_BYTES}-byte header")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", HEADER_BYTES - 10) + text + b" " * pad + b"\n"
+
+
+def create_npy(file: Path, dtype: Any, shape: Sequence[int]) -> np.memmap:
+    """A new zero-filled ``.npy`` file of ``shape``, mapped for writing (the
+    pages are the file's, not anonymous memory)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    with open(file, "wb") as f:
+        f.write(_header(dtype, shape))
+        f.truncate(HEADER_BYTES + count * dtype.itemsize)
+    if count == 0:
+        return np.zeros(shape, dtype=dtype).view(np.memmap)  # mmap cannot map 0 bytes
+    return np.memmap(file, dtype=dtype, mode="r+", offset=HEADER_BYTES, shape=tuple(shape))
+
+
+def shrink_npy(file: Path, dtype: Any, shape: Sequence[int]) -> None:
+    """Cuts a file made by :func:`create_npy` to a smaller ``shape``."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    with open(file, "r+b") as f:
+        f.write(_header(dtype, shape))
+        f.truncate(HEADER_BYTES + count * dtype.itemsize)
+
+
+# ----------------------------------------------------------------- stamps
+def _sample_crc(file: Path, size: int) -> int:
+    crc = 0
+    with open(file, "rb") as f:
+        for i in range(_BLOCKS):
+            f.seek(max(0, size - _BLOCK) * i // (_BLOCKS - 1))
+            crc = zlib.crc32(f.read(_BLOCK), crc)
+    return crc
+
+
+def stamp(file: Path) -> Dict[str, int]:
+    """The stamp of a finished file: size, modification time, sampled CRC."""
+    st = file.stat()
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "crc": _sample_crc(file, st.st_size)}
+
+
+def check_stamp(file: Path, recorded: Dict[str, Any], rebuild: str) -> bool:
+    """Refuses a file whose size or sampled CRC differs from its stamp; True
+    when it also has the recorded modification time (trusted as validated)."""
+    try:
+        st = file.stat()
+    except OSError as exc:
+        raise DatasetCacheError(f"{file} is missing ({exc}); {rebuild}") from exc
+    if st.st_size != recorded["bytes"]:
+        raise DatasetCacheError(f"{file} has {st.st_size} bytes, expected {recorded['bytes']} "
+                                f"(truncated or overwritten); {rebuild}")
+    if "crc" not in recorded:  # written before stamps existed
+        return False
+    if _sample_crc(file, st.st_size) != recorded["crc"]:
+        raise DatasetCacheError(f"{file} was changed after it was written "
+                                f"(its checksum differs); {rebuild}")
+    return st.st_mtime_ns == recorded["mtime_ns"]
+
+
+def dataset_meta(directory: Path, name: str, num_nodes: int, num_edges: int, num_classes: int,
+                 splits: Sequence[str], dtypes: Dict[str, str]) -> Dict[str, Any]:
+    """``meta.json``'s content for the finished files in ``directory``."""
+    files = {key: {"dtype": dtype, **stamp(directory / f"{key}.npy")}
+             for key, dtype in dtypes.items()}
+    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "name": name,
+            "num_nodes": num_nodes, "num_edges": num_edges, "num_classes": num_classes,
+            "splits": list(splits), "files": files}
+
+
+def write_meta(directory: Path, meta: Dict[str, Any]) -> None:
+    """Writes ``meta.json`` atomically (temp file, fsync, rename)."""
+    tmp = directory / f".meta.json.{uuid.uuid4().hex}"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(meta, indent=1))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, directory / "meta.json")
+
+
+# ------------------------------------------------------------- atomicity
+def fsync_dir(path: Path, *, files: bool = True) -> None:
+    for file in path.iterdir() if files else ():
+        if file.is_file():
+            with open(file, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_directory(path: PathLike) -> Iterator[Path]:
+    """Yields a fresh temporary sibling of ``path`` to fill; when the block
+    ends normally it replaces ``path`` (fsynced first). On any error the
+    temporary directory is removed and a previous copy at ``path`` stays as
+    it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        try:
+            yield tmp
+            fsync_dir(tmp)
+        except OSError as exc:
+            raise OSError(exc.errno, f"writing {path} failed ({exc.strerror or exc}); "
+                          "any previous copy there is intact") from exc
+        old = None
+        if path.exists():  # moved aside, not deleted, until the new copy is in place
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync_dir(path.parent, files=False)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
