@@ -139,3 +139,83 @@ def test_tiny_graphs_every_entry_point(n):
     n_id, hops, xs, ys = session.next()
     assert n_id.tolist() == list(range(n)) and xs.shape == (n, 3) and ys.shape == (n,)
     assert _native.gather(x, np.arange(n, dtype=np.int64)).shape == (n, 3)
+
+
+def _reference_csr(src: np.ndarray, dst: np.ndarray, n: int, undirected: bool):
+    rows = {v: set() for v in range(n)}
+    for s, d in zip(src.tolist(), dst.tolist()):
+        rows[d].add(s)
+        if undirected:
+            rows[s].add(d)
+    rowptr = np.cumsum([0] + [len(rows[v]) for v in range(n)])
+    col = [u for v in range(n) for u in sorted(rows[v])]
+    return rowptr, np.array(col, dtype=np.int64)
+
+
+@FUZZ
+@given(data=st.data(), dtype=int_dtypes, n=st.integers(0, 30), undirected=st.booleans(),
+       threads=st.integers(1, 3), cuts=st.lists(st.integers(0, 30), max_size=4))
+def test_csr_build_is_correct_or_value_error(data, dtype, n, undirected, threads, cuts):
+    src = data.draw(adversarial_ints(dtype, max_len=40))
+    dst = data.draw(hnp.arrays(dtype, len(src), elements=st.integers(0, max(0, min(
+        n, np.iinfo(dtype).max) - 1)) if n else st.just(0)))
+    counts = np.zeros(n + 1, dtype=np.int64)
+    valid = dtype in (np.int32, np.int64) and bool(np.all((src >= 0) & (src < n))) and \
+        bool(np.all((dst >= 0) & (dst < n)))
+    if not valid:
+        with pytest.raises(ValueError):
+            _native.csr_count(src, dst, n, undirected, counts)
+        return
+    _native.csr_count(src, dst, n, undirected, counts)
+    raw = counts[1:]
+    col = np.full(int(raw.sum()), -7, dtype=np.int32)
+    rowptr = [0]
+    written = 0
+    bounds = sorted({0, n, *[c for c in cuts if c <= n]})  # arbitrary row buckets
+    for begin, end in zip(bounds, bounds[1:]):
+        degree = np.zeros(end - begin, dtype=np.int64)
+        count = _native.csr_fill(src, dst, n, undirected, begin, end, raw[begin:end].copy(),
+                                 col[written:], degree, threads)
+        assert count == degree.sum()
+        rowptr += (written + np.cumsum(degree)).tolist()
+        written += count
+    ref_rowptr, ref_col = _reference_csr(src, dst, n, undirected)
+    np.testing.assert_array_equal(rowptr if n else [0], ref_rowptr)
+    np.testing.assert_array_equal(col[:written], ref_col)
+
+
+def test_csr_fill_rejects_what_would_overflow_its_output():
+    src = np.array([0, 1, 2], dtype=np.int64)
+    dst = np.array([1, 2, 0], dtype=np.int64)
+    raw = np.array([2, 2, 2], dtype=np.int64)
+    degree = np.zeros(3, dtype=np.int64)
+    with pytest.raises(ValueError, match="col has room for 5 entries"):
+        _native.csr_fill(src, dst, 3, True, 0, 3, raw, np.zeros(5, np.int32), degree, 1)
+    with pytest.raises(ValueError, match="raw counts must be >= 0"):
+        _native.csr_fill(src, dst, 3, True, 0, 3, -raw, np.zeros(6, np.int32), degree, 1)
+    with pytest.raises(ValueError, match="row_begin"):
+        _native.csr_fill(src, dst, 3, True, 2, 4, raw[:2], np.zeros(6, np.int32), degree, 1)
+    with pytest.raises(ValueError, match="writable"):
+        ro = np.zeros(6, np.int32)
+        ro.flags.writeable = False
+        _native.csr_fill(src, dst, 3, True, 0, 3, raw, ro, degree, 1)
+    with pytest.raises(ValueError, match="same length"):
+        _native.csr_count(src, dst[:2], 3, True, np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="counts must hold 4 entries"):
+        _native.csr_count(src, dst, 3, True, np.zeros(3, np.int64))
+
+
+@FUZZ
+@given(data=st.data(), rows=st.integers(1, 20), width=st.integers(1, 4),
+       threads=st.integers(1, 3))
+def test_gather_through_a_cache_is_correct(data, rows, width, threads):
+    src = data.draw(hnp.arrays(np.float32, (rows, width)))
+    cached = data.draw(st.lists(st.integers(0, rows - 1), unique=True, max_size=rows))
+    slot = np.full(rows, -1, dtype=np.int32)
+    slot[cached] = np.arange(len(cached), dtype=np.int32)
+    cache_rows = np.ascontiguousarray(src[cached]).reshape(len(cached), width)
+    cache = _native.RowCache(slot, cache_rows)
+    index = data.draw(hnp.arrays(np.int64, st.integers(0, 30), elements=st.integers(0, rows - 1)))
+    out = _native.gather(src, index, threads, cache)
+    np.testing.assert_array_equal(out.view(np.uint8), src[index].view(np.uint8))
+    assert cache.lookups == len(index) and cache.hits == int(np.isin(index, cached).sum())

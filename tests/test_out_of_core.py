@@ -385,3 +385,19 @@ def test_ogb_binary_layout_is_streamed_out_of_its_archives(tmp_path, monkeypatch
     assert not list(base.glob(".scratch-*"))
     with zipfile.ZipFile(base / "raw" / "data.npz") as zf:  # the members were compressed
         assert zf.getinfo("node_feat.npy").compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_random_access_advice_by_default_only_for_large_features(tmp_path, monkeypatch):
+    edges = _edges(300, 2000, seed=10)
+    FastDataset.from_edges(tmp_path / "d", edges, 300, x=np.ones((300, 8)), progress=False)
+    advised = []
+    monkeypatch.setattr(dataset_module, "_advise_random", lambda array: advised.append(array))
+    FastDataset.load(tmp_path / "d")
+    assert advised == []  # 4.8 KB of features: read-ahead warms the page cache faster
+    FastDataset.load(tmp_path / "d", random_access=True)
+    assert len(advised) == 1 and advised[0].shape == (300, 8)
+    monkeypatch.setattr(dataset_module, "physical_memory", lambda: 8000)
+    FastDataset.load(tmp_path / "d")
+    FastDataset.load(tmp_path / "d", random_access=False)
+    assert len(advised) == 2
+

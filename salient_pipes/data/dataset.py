@@ -32,6 +32,7 @@ from salient_pipes.data.format import (
     atomic_directory,
     check_stamp,
     dataset_meta,
+    physical_memory,
     stamp,
     write_meta,
 )
@@ -187,12 +188,16 @@ class FastDataset:
                                          self.num_classes, list(self.split_idx), dtypes))
 
     @classmethod
-    def load(cls, path: PathLike, *, mmap: bool = True, random_access: bool = True) -> FastDataset:
+    def load(cls, path: PathLike, *, mmap: bool = True,
+             random_access: Optional[bool] = None) -> FastDataset:
         """Opens a copy written by :meth:`save` or :meth:`from_edges`. With
         ``mmap`` the arrays are memory-mapped copy-on-write: nothing is read
         until it is touched, so a graph larger than memory can still be
         sampled. ``random_access`` advises the kernel that ``x`` is read by
-        random rows, so a row costs a page instead of a read-ahead window.
+        random rows, so a row costs a page instead of a read-ahead window;
+        by default it does so when ``x`` is larger than half of physical
+        memory (then read-ahead only evicts rows that will be needed; for a
+        smaller file it warms the page cache faster).
 
         Opening costs O(1): sizes and stamps are checked, and the O(E)
         validation done when the copy was written is not repeated. A copy
@@ -216,7 +221,8 @@ class FastDataset:
                 file = path / f"{key}.npy"
                 trusted &= check_stamp(file, info, rebuild)
                 array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
-                if key == "x" and mmap and random_access:
+                if key == "x" and mmap and (random_access if random_access is not None
+                                            else file.stat().st_size > physical_memory() // 2):
                     _advise_random(array)
                 arrays[key] = _from_numpy(array, info["dtype"])
             dataset = cls(
