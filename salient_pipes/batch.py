@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -62,6 +62,49 @@ class SampledSubgraph(NamedTuple):
     @property
     def batch_size(self) -> int:
         return self.adjs[-1].size[1] if self.adjs else int(self.n_id.numel())
+
+
+class SeedBatch(NamedTuple):
+    """Seed nodes with a payload that travels with them through sampling
+    (the positions of the seeds in their input set, link labels, ...): what
+    the ``seed_nodes`` and ``seed_edges`` stages yield.
+
+    Example:
+        >>> SeedBatch(torch.tensor([3, 5]), {"input_id": torch.tensor([0, 1])}).seeds.tolist()
+        [3, 5]
+    """
+
+    seeds: Tensor
+    payload: Dict[str, Any]
+
+
+class SampledUnion(NamedTuple):
+    """The output of node-wise sampling (PyG's semantics): every node's
+    neighbors sampled once, the hops joined into one subgraph.
+
+    ``edge_index[0]`` holds the sampled neighbors' local ids (sources),
+    ``edge_index[1]`` the nodes they were sampled for (targets), hop by hop
+    from the seeds outwards. ``e_id`` are the edges' positions in the CSR's
+    ``col``. ``num_sampled_nodes[0]`` is the batch size, then the new nodes
+    of each hop; ``num_sampled_edges`` the edges of each hop.
+
+    Example:
+        >>> u = SampledUnion(torch.tensor([4, 7, 9]), torch.tensor([[1, 2], [0, 0]]),
+        ...                  torch.tensor([10, 11]), [1, 2], [2], {})
+        >>> u.batch_size
+        1
+    """
+
+    n_id: Tensor
+    edge_index: Tensor
+    e_id: Tensor
+    num_sampled_nodes: List[int]
+    num_sampled_edges: List[int]
+    payload: Dict[str, Any]
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_sampled_nodes[0]
 
 
 @dataclass

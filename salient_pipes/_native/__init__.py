@@ -11,7 +11,9 @@ from salient_pipes._native._core import (
     csr_count,
     csr_fill,
     gather,
+    random_nodes,
     sample,
 )
 
-__all__ = ["CSRGraph", "RowCache", "Session", "csr_count", "csr_fill", "gather", "sample"]
+__all__ = ["CSRGraph", "RowCache", "Session", "csr_count", "csr_fill", "gather", "random_nodes",
+           "sample"]

@@ -84,7 +84,7 @@ class Graph {
 };
 
 sp::SamplerConfig make_config(const std::vector<int64_t>& fanouts, bool replace, bool return_e_id,
-                              uint64_t seed, int64_t dense_limit) {
+                              uint64_t seed, int64_t dense_limit, bool node_wise) {
   if (fanouts.empty()) throw py::value_error("fanouts must name at least one hop");
   for (size_t h = 0; h < fanouts.size(); ++h) {
     const int64_t f = fanouts[h];
@@ -100,6 +100,7 @@ sp::SamplerConfig make_config(const std::vector<int64_t>& fanouts, bool replace,
   config.return_e_id = return_e_id;
   config.seed = seed;
   config.dense_limit = dense_limit;
+  config.node_wise = node_wise;
   return config;
 }
 
@@ -219,8 +220,9 @@ std::vector<int64_t> seeds_of(const py::array& seeds) {
 
 py::tuple sample(const std::shared_ptr<Graph>& graph, const py::array& seeds,
                  const std::vector<int64_t>& fanouts, bool replace, bool return_e_id,
-                 uint64_t seed, uint64_t epoch, uint64_t position, int64_t dense_limit) {
-  auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit);
+                 uint64_t seed, uint64_t epoch, uint64_t position, int64_t dense_limit,
+                 bool node_wise) {
+  auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise);
   std::vector<int64_t> s = seeds_of(seeds);
   sp::Sample result;
   {
@@ -229,6 +231,24 @@ py::tuple sample(const std::shared_ptr<Graph>& graph, const py::array& seeds,
     result = sampler.sample(s.data(), static_cast<int64_t>(s.size()), epoch, position);
   }
   return to_python(std::move(result), return_e_id, std::nullopt, std::nullopt);
+}
+
+// `count` node ids drawn uniformly from [0, num_nodes), with replacement,
+// from a stream keyed like a batch's sample (and apart from it).
+py::array random_nodes(int64_t count, int64_t num_nodes, uint64_t seed, uint64_t epoch,
+                       uint64_t position) {
+  if (count < 0) throw py::value_error("count must be >= 0, got " + std::to_string(count));
+  if (num_nodes < 1) {
+    throw py::value_error("num_nodes must be >= 1, got " + std::to_string(num_nodes));
+  }
+  py::array_t<int64_t> out(count);
+  auto* ids = out.mutable_data();
+  constexpr uint64_t kStream = 0x6e65676174697665ULL;  // "negative"
+  sp::Rng rng = sp::Rng::for_batch(seed ^ kStream, epoch, position);
+  for (int64_t i = 0; i < count; ++i) {
+    ids[i] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(num_nodes)));
+  }
+  return out;
 }
 
 int check_threads(int num_threads) {
@@ -278,13 +298,13 @@ class PySession {
   PySession(std::shared_ptr<Graph> graph, const std::vector<int64_t>& fanouts, bool replace,
             bool return_e_id, uint64_t seed, std::optional<py::array> x,
             std::optional<py::array> y, int num_threads, bool ordered, int64_t dense_limit,
-            int64_t fail_at_position, std::shared_ptr<RowCache> x_cache)
+            int64_t fail_at_position, std::shared_ptr<RowCache> x_cache, bool node_wise)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
         x_cache_(std::move(x_cache)),
         return_e_id_(return_e_id) {
-    auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit);
+    auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise);
     std::optional<sp::Rows> x_rows;
     std::optional<sp::Rows> y_rows;
     if (x_cache_ && !x_) throw py::value_error("x_cache needs x");
@@ -446,7 +466,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("sample", &sample, py::arg("graph"), py::arg("seeds"), py::arg("fanouts"),
         py::arg("replace") = false, py::arg("return_e_id") = false, py::arg("seed") = 0,
         py::arg("epoch") = 0, py::arg("position") = 0,
-        py::arg("dense_limit") = kDefaultDenseLimit);
+        py::arg("dense_limit") = kDefaultDenseLimit, py::arg("node_wise") = false);
 
   py::class_<RowCache, std::shared_ptr<RowCache>>(m, "RowCache")
       .def(py::init<py::array, py::array>(), py::arg("slot"), py::arg("rows"))
@@ -458,6 +478,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("gather", &gather, py::arg("src"), py::arg("index"), py::arg("num_threads") = 1,
         py::arg("cache") = nullptr);
 
+  m.def("random_nodes", &random_nodes, py::arg("count"), py::arg("num_nodes"),
+        py::arg("seed") = 0, py::arg("epoch") = 0, py::arg("position") = 0);
+
   m.def("csr_count", &csr_count, py::arg("src"), py::arg("dst"), py::arg("num_nodes"),
         py::arg("undirected"), py::arg("counts"));
   m.def("csr_fill", &csr_fill, py::arg("src"), py::arg("dst"), py::arg("num_nodes"),
@@ -467,12 +490,12 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PySession>(m, "Session")
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,
                     std::optional<py::array>, std::optional<py::array>, int, bool, int64_t,
-                    int64_t, std::shared_ptr<RowCache>>(),
+                    int64_t, std::shared_ptr<RowCache>, bool>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0, py::arg("x") = py::none(),
            py::arg("y") = py::none(), py::arg("num_threads") = 1, py::arg("ordered") = true,
            py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1,
-           py::arg("x_cache") = nullptr)
+           py::arg("x_cache") = nullptr, py::arg("node_wise") = false)
       .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)

@@ -33,6 +33,11 @@ struct CacheCounts {
 struct SamplerConfig {
   std::vector<int64_t> fanouts;  // per hop, seeds' hop first; -1 = all neighbors
   bool replace = false;
+  // Per-hop (SALIENT): every node found so far is a target of the next hop,
+  // hops come outermost first. Node-wise (PyG): only the nodes the previous
+  // hop found are expanded, so each node's neighbors are sampled once and
+  // the hops (seeds' first) form one union subgraph.
+  bool node_wise = false;
   bool return_e_id = false;
   uint64_t seed = 0;
   // Relabel with a per-worker slot array up to this many graph nodes,
@@ -140,40 +145,49 @@ class Sampler {
         throw std::invalid_argument("seed " + std::to_string(s) + " appears twice in the batch");
       }
     }
-    for (const int64_t fanout : config_.fanouts) out.hops.push_back(hop(g, relabel, fanout, out.n_id, rng));
-    std::reverse(out.hops.begin(), out.hops.end());
+    int64_t frontier = 0;  // first node of the previous hop's discoveries
+    for (const int64_t fanout : config_.fanouts) {
+      const auto found = static_cast<int64_t>(out.n_id.size());
+      out.hops.push_back(hop(g, relabel, fanout, out.n_id, rng, config_.node_wise ? frontier : 0));
+      frontier = found;
+    }
+    if (!config_.node_wise) std::reverse(out.hops.begin(), out.hops.end());
     last_num_nodes_ = static_cast<int64_t>(out.n_id.size());
     return out;
   }
 
+  // Samples the neighbors of targets n_id[first:] (all nodes found so far).
   template <typename Index, typename Relabel>
-  Hop hop(const Csr<Index>& g, Relabel& relabel, int64_t fanout, Buffer<int64_t>& n_id, Rng& rng) {
+  Hop hop(const Csr<Index>& g, Relabel& relabel, int64_t fanout, Buffer<int64_t>& n_id, Rng& rng,
+          int64_t first) {
     Hop h;
     h.edge_index = Buffer<int64_t>(pool_);
     h.e_id = Buffer<int64_t>(pool_);
     h.num_dst = static_cast<int64_t>(n_id.size());
+    const int64_t targets = h.num_dst - first;
     // Exact edge count first, so the outputs are allocated once at their size.
-    offsets_.resize(static_cast<size_t>(h.num_dst) + 1);
+    offsets_.resize(static_cast<size_t>(targets) + 1);
     offsets_[0] = 0;
-    for (int64_t i = 0; i < h.num_dst; ++i) {
-      const int64_t d = g.degree(n_id[i]);
+    for (int64_t t = 0; t < targets; ++t) {
+      const int64_t d = g.degree(n_id[first + t]);
       int64_t take = d;
       if (fanout >= 0) take = config_.replace ? (d > 0 ? fanout : 0) : std::min(d, fanout);
-      offsets_[i + 1] = offsets_[i] + take;
+      offsets_[t + 1] = offsets_[t] + take;
     }
-    const int64_t num_edges = offsets_[h.num_dst];
+    const int64_t num_edges = offsets_[targets];
     h.edge_index.resize(static_cast<size_t>(2 * num_edges));
     if (config_.return_e_id) h.e_id.resize(static_cast<size_t>(num_edges));
     int64_t* src = h.edge_index.data();
     int64_t* dst = src + num_edges;
     int64_t* e_id = config_.return_e_id ? h.e_id.data() : nullptr;
 
-    for (int64_t i = 0; i < h.num_dst; ++i) {
+    for (int64_t t = 0; t < targets; ++t) {
+      const int64_t i = first + t;
       const int64_t v = n_id[i];
       const int64_t start = g.begin(v);
       const int64_t degree = g.degree(v);
-      int64_t out = offsets_[i];
-      const int64_t take = offsets_[i + 1] - out;
+      int64_t out = offsets_[t];
+      const int64_t take = offsets_[t + 1] - out;
       auto emit = [&](int64_t position) {
         src[out] = relabel.insert(g.col[start + position], n_id);
         dst[out] = i;

@@ -3,6 +3,9 @@
 ``NodeIndices → shuffle_nodes → batch_nodes → sample_neighbors →
 slice_features → pin_memory → prefetch_to_device``
 
+and for PyG batches ``... → batch_nodes → seed_nodes | seed_edges →
+sample_neighbors(node_wise=True) → to_pyg``.
+
 Importing this package registers each stage's functional name on
 ``IterDataPipe``.
 """
@@ -13,8 +16,11 @@ from salient_pipes.pipes.indices import NodeIndices
 from salient_pipes.pipes.pin import PinMemory
 from salient_pipes.pipes.prefetch import PrefetchToDevice
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
+from salient_pipes.pipes.seed_edges import SeedEdges
+from salient_pipes.pipes.seed_nodes import SeedNodes
 from salient_pipes.pipes.shuffle import ShuffleNodes
 from salient_pipes.pipes.slice import SliceFeatures, gather
+from salient_pipes.pipes.to_pyg import ToPyG
 
 __all__ = [
     "BatchNodes",
@@ -22,10 +28,13 @@ __all__ = [
     "PinMemory",
     "PrefetchToDevice",
     "SampleNeighbors",
+    "SeedEdges",
+    "SeedNodes",
     "ShuffleNodes",
     "SliceFeatures",
     "Stage",
     "StageStats",
+    "ToPyG",
     "default_num_threads",
     "gather",
     "pipeline_stats",

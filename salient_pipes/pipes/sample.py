@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple, Union
+from collections import deque
+from typing import Any, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -11,7 +12,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
 from salient_pipes._checks import check_fanouts, check_int
-from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
+from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph, SampledUnion, SeedBatch
 from salient_pipes.data.features import FeatureCache
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import WORKER_PROCESS_ERROR, Stage
@@ -45,6 +46,23 @@ def as_graph(graph: GraphLike) -> _native.CSRGraph:
         f"expected a FastDataset, CSRGraph or (rowptr, col), got {type(graph).__name__}")
 
 
+def to_union(n_id: Any, hops: Sequence[Tuple[Any, Any, Tuple[int, int]]],
+             payload: Dict[str, Any]) -> SampledUnion:
+    """The hops of a node-wise sample (seeds' hop first) as one subgraph."""
+    n_id = torch.from_numpy(n_id)
+    batch_size = hops[0][2][1] if hops else n_id.numel()
+    edges = [torch.from_numpy(ei) for ei, _, _ in hops]
+    e_ids = [torch.from_numpy(e) for _, e, _ in hops if e is not None]
+    empty = torch.empty(0, dtype=torch.int64)
+    return SampledUnion(
+        n_id=n_id,
+        edge_index=torch.cat(edges, dim=1) if edges else empty.view(2, 0),
+        e_id=torch.cat(e_ids) if e_ids else empty,
+        num_sampled_nodes=[batch_size] + [num_src - num_dst for _, _, (num_src, num_dst) in hops],
+        num_sampled_edges=[ei.shape[1] for ei, _, _ in hops],
+        payload=payload)
+
+
 def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:
     return [Adj(torch.from_numpy(ei), None if e is None else torch.from_numpy(e), tuple(size))
             for ei, e, size in hops]
@@ -55,10 +73,17 @@ class SampleNeighbors(Stage):
     """Samples the multi-hop neighborhood of each seed batch on a pool of
     native threads, up to ``max_in_flight`` batches ahead of the consumer.
 
-    Yields :class:`SampledSubgraph` (``n_id``, ``adjs``). ``fanouts[0]`` is
+    Yields :class:`SampledSubgraph` (``n_id``, ``adjs``): SALIENT's per-hop
+    sampling, where every node found so far is a target of the next hop.
+    With ``node_wise=True`` it yields :class:`SampledUnion` instead: PyG's
+    semantics, each node's neighbors sampled once and the hops joined into
+    one subgraph (what ``to_pyg`` and the PyG loaders use). ``fanouts[0]`` is
     the seeds' hop; ``-1`` takes every neighbor. A batch's sample depends only
     on ``(seed, epoch, position in the epoch)``: the same whatever
     ``num_threads``. With ``ordered=False`` batches come as they finish.
+
+    The source yields seed tensors, or :class:`SeedBatch` items whose payload
+    travels on with the sample (node-wise mode, ordered).
 
     Example:
         >>> from salient_pipes import FastDataset
@@ -72,13 +97,14 @@ class SampleNeighbors(Stage):
     def __init__(self, source: IterDataPipe, graph: GraphLike, fanouts: Sequence[int],
                  replace: bool = False, num_threads: Optional[int] = None,
                  max_in_flight: Optional[int] = None, ordered: bool = True, seed: int = 0,
-                 return_e_id: bool = False) -> None:
+                 return_e_id: bool = False, node_wise: bool = False) -> None:
         super().__init__(source)
         self.graph = as_graph(graph)
         self.fanouts = check_fanouts(fanouts)
         self.replace, self.ordered = bool(replace), bool(ordered)
         self.seed = check_int("seed", seed, minimum=0)
         self.return_e_id = bool(return_e_id)
+        self.node_wise = bool(node_wise)
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
         self.max_in_flight = 2 * self.num_threads if max_in_flight is None else \
@@ -118,7 +144,7 @@ class SampleNeighbors(Stage):
                 seed=self.seed, x=None if x is None else as_buffer(x),
                 y=None if y is None else as_buffer(y), num_threads=self.num_threads,
                 ordered=self.ordered, fail_at_position=self._fail_at,
-                x_cache=None if cache is None else cache.native)
+                x_cache=None if cache is None else cache.native, node_wise=self.node_wise)
             self._session_key = key
         return self._session
 
@@ -128,22 +154,38 @@ class SampleNeighbors(Stage):
         session = self._session_for(x, y, cache)
         self._busy = session
         position = start
+        payloads: Deque[Dict[str, Any]] = deque()  # of the batches in flight, in order
         try:
-            for seeds in self.source:
+            for item in self.source:
+                seeds = self._seeds_of(item, payloads)
                 session.submit(as_index(seeds), epoch, position)
                 position += 1
                 if session.in_flight >= self.max_in_flight:
-                    yield self._wrap(session.next(), x, y)
+                    yield self._wrap(session.next(), x, y, payloads)
             while session.in_flight:
-                yield self._wrap(session.next(), x, y)
+                yield self._wrap(session.next(), x, y, payloads)
         finally:
             session.cancel()
             if self._busy is session:
                 self._busy = None
 
-    @staticmethod
-    def _wrap(result: tuple, x: Optional[Tensor], y: Optional[Tensor]) -> Any:
+    def _seeds_of(self, item: Any, payloads: Deque[Dict[str, Any]]) -> Any:
+        if not isinstance(item, SeedBatch):
+            if self.ordered:
+                payloads.append({})
+            return item
+        if not (self.node_wise and self.ordered):
+            raise ValueError("a SeedBatch's payload travels with node-wise, ordered sampling "
+                             "only (sample_neighbors(..., node_wise=True, ordered=True))")
+        payloads.append(item.payload)
+        return item.seeds
+
+    def _wrap(self, result: tuple, x: Optional[Tensor], y: Optional[Tensor],
+              payloads: Deque[Dict[str, Any]]) -> Any:
         n_id, hops, xs, ys = result
+        payload = payloads.popleft() if self.ordered else {}
+        if self.node_wise:
+            return to_union(n_id, hops, payload)
         adjs = to_adjs(hops)
         if x is None:
             return SampledSubgraph(torch.from_numpy(n_id), adjs)

@@ -69,6 +69,9 @@ class SliceFeatures(Stage):
             raise ValueError(f"x must be a 1-D or 2-D CPU tensor, got {x.dim()}-D on {x.device}")
         if y is not None and y.size(0) != x.size(0):
             raise ValueError(f"x has {x.size(0)} rows but y has {y.size(0)}")
+        if isinstance(source, SampleNeighbors) and source.node_wise:
+            raise ValueError("slice_features takes per-hop samples; node-wise samples "
+                             "(node_wise=True) become PyG batches with to_pyg(data)")
         self.x, self.y = x.contiguous(), None if y is None else y.contiguous()
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)

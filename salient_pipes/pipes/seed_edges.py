@@ -1,0 +1,115 @@
+"""Stage: batches of labelled edges, with negatives, become seed nodes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from torch import Tensor
+from torch.utils.data import IterDataPipe, functional_datapipe
+
+from salient_pipes import _native
+from salient_pipes._checks import check_int
+from salient_pipes.batch import SeedBatch
+from salient_pipes.pipes.base import Stage
+
+NEGATIVE_MODES = ("binary", "triplet")
+
+
+@functional_datapipe("seed_edges")
+class SeedEdges(Stage):
+    """Turns each batch of positions in ``edge_label_index`` (``[2, L]``)
+    into the seed nodes of link prediction, as PyG's ``LinkNeighborLoader``:
+
+    - ``neg_sampling=None``: the batch's edges; payload ``input_id``,
+      ``edge_label_index`` (local ids) and ``edge_label`` (when given).
+    - ``"binary"``: ``ceil(amount * B)`` random (source, destination) pairs
+      join them with label 0 (given labels that start at 0 are shifted by 1,
+      as PyG does, so that 0 means negative; without labels positives get 1).
+    - ``"triplet"``: ``ceil(amount)`` random destinations per edge; payload
+      ``src_index``, ``dst_pos_index``, ``dst_neg_index`` (``[B]`` or
+      ``[B, ceil(amount)]``).
+
+    Seeds are the distinct endpoints, sorted. Negatives are drawn by the
+    native core from a stream keyed by ``(seed, epoch, batch position)``:
+    the same on every run and resume, whatever the thread count.
+
+    Example:
+        >>> from salient_pipes.pipes import NodeIndices
+        >>> eli = torch.tensor([[0, 2], [1, 3]])
+        >>> pipe = NodeIndices(torch.arange(2)).batch_nodes(2).seed_edges(eli, num_nodes=4)
+        >>> b = next(iter(pipe)); b.seeds.tolist(), b.payload["edge_label_index"].tolist()
+        ([0, 1, 2, 3], [[0, 2], [1, 3]])
+    """
+
+    def __init__(self, source: IterDataPipe, edge_label_index: Tensor, num_nodes: int,
+                 edge_label: Optional[Tensor] = None, neg_sampling: Optional[str] = None,
+                 amount: float = 1.0, seed: int = 0) -> None:
+        super().__init__(source)
+        self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
+        eli = torch.as_tensor(edge_label_index)
+        if eli.dim() != 2 or eli.size(0) != 2 or eli.is_floating_point() or \
+                eli.dtype == torch.bool:
+            raise ValueError(f"edge_label_index must be an integer tensor of shape [2, L], "
+                             f"got {eli.dtype} {tuple(eli.shape)}")
+        eli = eli.to(torch.int64)
+        if eli.numel() and (int(eli.min()) < 0 or int(eli.max()) >= self.num_nodes):
+            raise ValueError(f"edge_label_index holds node ids outside [0, {self.num_nodes})")
+        if edge_label is not None:
+            edge_label = torch.as_tensor(edge_label)
+            if edge_label.size(0) != eli.size(1):
+                raise ValueError(f"edge_label has {edge_label.size(0)} entries but "
+                                 f"edge_label_index has {eli.size(1)} edges")
+        if neg_sampling is not None and neg_sampling not in NEGATIVE_MODES:
+            raise ValueError(f"neg_sampling must be None, 'binary' or 'triplet', "
+                             f"got {neg_sampling!r}")
+        if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount <= 0:
+            raise ValueError(f"the negative sampling amount must be a number > 0, got {amount!r}")
+        if neg_sampling == "triplet" and edge_label is not None:
+            raise ValueError("edge_label must be None for triplet negative sampling: the batch's "
+                             "src_index, dst_pos_index and dst_neg_index tell positives from "
+                             "negatives")
+        if neg_sampling == "binary" and edge_label is not None and edge_label.numel() and \
+                int(edge_label.min()) == 0:
+            edge_label = edge_label + 1  # 0 now means "negative"
+        self.edge_label_index, self.edge_label = eli, edge_label
+        self.neg_sampling, self.amount = neg_sampling, float(amount)
+        self.seed = check_int("seed", seed, minimum=0)
+
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[SeedBatch]:
+        for position, index in enumerate(self.source, start):
+            yield self._seeds(index, epoch, position)
+
+    def _negatives(self, count: int, epoch: int, position: int) -> Tensor:
+        return torch.from_numpy(_native.random_nodes(count, self.num_nodes, self.seed, epoch,
+                                                     position))
+
+    def _seeds(self, index: Tensor, epoch: int, position: int) -> SeedBatch:
+        src, dst = self.edge_label_index[:, index]
+        label = None if self.edge_label is None else self.edge_label[index]
+        num_pos = index.numel()
+        payload: Dict[str, Any] = {"input_id": index}
+        if self.neg_sampling == "binary":
+            num_neg = math.ceil(num_pos * self.amount)
+            neg = self._negatives(2 * num_neg, epoch, position)
+            src, dst = torch.cat([src, neg[:num_neg]]), torch.cat([dst, neg[num_neg:]])
+            if label is None:
+                label = torch.ones(num_pos)
+            label = torch.cat([label, label.new_zeros((num_neg,) + label.shape[1:])])
+        elif self.neg_sampling == "triplet":
+            per_edge = math.ceil(self.amount)
+            dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position)])
+        seeds, inverse = torch.cat([src, dst]).unique(return_inverse=True)
+        if self.neg_sampling == "triplet":
+            payload["src_index"] = inverse[:num_pos]
+            payload["dst_pos_index"] = inverse[num_pos:2 * num_pos]
+            payload["dst_neg_index"] = inverse[2 * num_pos:].view(num_pos, -1).squeeze(-1)
+        else:
+            payload["edge_label_index"] = inverse.view(2, -1)
+            if label is not None:
+                payload["edge_label"] = label
+        return SeedBatch(seeds, payload)
+
+    def __len__(self) -> int:
+        return len(self.source)

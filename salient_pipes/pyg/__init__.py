@@ -1,0 +1,15 @@
+"""PyG's loaders on our native core: change one import.
+
+    from salient_pipes.pyg import NeighborLoader, LinkNeighborLoader
+
+``NeighborLoader`` and ``LinkNeighborLoader`` take PyG's arguments and yield
+``torch_geometric.data.Data`` batches as PyG's loaders do (docs/pyg.md says
+what is supported). They are thin: argument handling and a chain of our
+stages (``seed_nodes``/``seed_edges`` → ``sample_neighbors(node_wise=True)``
+→ ``to_pyg``).
+"""
+
+from salient_pipes.pyg.graph import PygCsc, csc_of
+from salient_pipes.pyg.loader import LinkNeighborLoader, NeighborLoader
+
+__all__ = ["LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of"]
