@@ -401,3 +401,29 @@ def test_random_access_advice_by_default_only_for_large_features(tmp_path, monke
     FastDataset.load(tmp_path / "d", random_access=False)
     assert len(advised) == 2
 
+
+
+def test_files_larger_than_half_of_memory_are_mapped_read_only(tmp_path, monkeypatch):
+    # A private mapping of a file larger than memory needs that much memory
+    # committed, which the kernel refuses: such files are mapped read-only.
+    edges = _edges(300, 2000, seed=11)
+    x = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    FastDataset.from_edges(tmp_path / "d", edges, 300, x=x, progress=False)
+    modes = {}
+    real_load = np.load
+
+    def spy(file, mmap_mode=None, **kwargs):
+        modes[Path(file).stem] = mmap_mode
+        return real_load(file, mmap_mode=mmap_mode, **kwargs)
+
+    monkeypatch.setattr(dataset_module.np, "load", spy)
+    FastDataset.load(tmp_path / "d")
+    assert set(modes.values()) == {"c"}  # copy-on-write: writes stay private
+    monkeypatch.setattr(dataset_module, "physical_memory", lambda: 8000)  # x is 4.8 KB
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's non-writable warning is not shown to users
+        large = FastDataset.load(tmp_path / "d")
+    assert modes["x"] == "r" and modes["col"] == "r" and modes["y"] == "c"
+    assert torch.equal(large.x, torch.from_numpy(x).half())

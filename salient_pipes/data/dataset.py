@@ -14,6 +14,7 @@ import json
 import mmap
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
@@ -199,6 +200,11 @@ class FastDataset:
         memory (then read-ahead only evicts rows that will be needed; for a
         smaller file it warms the page cache faster).
 
+        Files larger than half of physical memory are mapped read-only: a
+        private (copy-on-write) mapping of them would need that much memory
+        committed, which the kernel refuses. Copy such an array before
+        modifying it.
+
         Opening costs O(1): sizes and stamps are checked, and the O(E)
         validation done when the copy was written is not repeated. A copy
         whose files were copied elsewhere (new modification times, same
@@ -220,9 +226,10 @@ class FastDataset:
             for key, info in meta["files"].items():
                 file = path / f"{key}.npy"
                 trusted &= check_stamp(file, info, rebuild)
-                array = np.load(file, mmap_mode="c" if mmap else None, allow_pickle=False)
-                if key == "x" and mmap and (random_access if random_access is not None
-                                            else file.stat().st_size > physical_memory() // 2):
+                large = file.stat().st_size > physical_memory() // 2
+                array = np.load(file, mmap_mode=("r" if large else "c") if mmap else None,
+                                allow_pickle=False)
+                if key == "x" and mmap and (large if random_access is None else random_access):
                     _advise_random(array)
                 arrays[key] = _from_numpy(array, info["dtype"])
             dataset = cls(
@@ -441,7 +448,9 @@ def _to_numpy(t: Tensor) -> np.ndarray:
 
 
 def _from_numpy(array: np.ndarray, dtype: str) -> Tensor:
-    t = torch.from_numpy(array)
+    with warnings.catch_warnings():  # read-only mappings of large files; see load()
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(array)
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
 
