@@ -326,3 +326,36 @@ def test_empty_graph_and_single_node():
     n_id, hops, _, _ = _native.sample(single, np.array([0]), [5, -1], return_e_id=True)
     assert n_id.tolist() == [0]
     assert [h[0].tolist() for h in hops] == [[[0], [0]], [[0], [0]]]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=graphs, data=st.data(),
+       fanouts=st.lists(st.sampled_from([-1, 1, 2, 5, 70]), min_size=1, max_size=3),
+       replace=st.booleans(), seed=st.integers(0, 2**64 - 1), dense=st.booleans())
+def test_node_wise_sample_properties(graph, data, fanouts, replace, seed, dense):
+    """PyG's semantics: hop h expands exactly the nodes hop h - 1 found."""
+    rowptr, col = graph
+    n = len(rowptr) - 1
+    seeds = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n,
+                                        unique=True)), dtype=np.int64)
+    n_id, hops, _, _ = _native.sample(_native.CSRGraph(rowptr, col), seeds, fanouts,
+                                      replace=replace, return_e_id=True, seed=seed,
+                                      dense_limit=2**40 if dense else 0, node_wise=True)
+    assert len(set(n_id.tolist())) == len(n_id)
+    np.testing.assert_array_equal(n_id[: len(seeds)], seeds)
+    begin, end = 0, len(seeds)
+    for (edge_index, e_id, (num_src, num_dst)), fanout in pairs(hops, fanouts):
+        src, dst = edge_index
+        assert num_dst == end and (not len(dst) or (dst.min() >= begin and dst.max() < end))
+        np.testing.assert_array_equal(col[e_id], n_id[src])  # every edge exists
+        assert np.all(e_id >= rowptr[n_id[dst]]) and np.all(e_id < rowptr[n_id[dst] + 1])
+        degree = rowptr[n_id[begin:end] + 1] - rowptr[n_id[begin:end]]
+        if fanout == -1:
+            expected = degree
+        elif replace:
+            expected = np.where(degree > 0, fanout, 0)
+        else:
+            expected = np.minimum(degree, fanout)
+        np.testing.assert_array_equal(np.bincount(dst - begin, minlength=end - begin), expected)
+        begin, end = end, num_src
+    assert end == len(n_id)

@@ -283,3 +283,30 @@ def test_native_node_wise_matches_a_reference():
         np.testing.assert_array_equal(edge_index, np.array([src, dst]).reshape(2, -1))
         frontier = new
     assert n_id.tolist() == [int(v) for v in expected]
+
+
+# ---------------------------------------------------------------- examples
+def test_node_classification_example_learns_cora(planetoid_root):
+    from tests.test_pipes import load_example
+
+    example = load_example("pyg_node_classification")
+    result = example.main(["--root", str(planetoid_root), "--epochs", "10"])["salient"]
+    assert result["test_acc"] > 0.7  # chance is 1/7; PyG's loader gives about 0.79
+
+
+def test_link_prediction_example_learns_cora(planetoid_root):
+    from tests.test_pipes import load_example
+
+    example = load_example("pyg_link_prediction")
+    result = example.main(["--root", str(planetoid_root), "--epochs", "4"])["salient"]
+    assert result["test_auc"] > 0.7  # chance is 0.5
+
+
+def test_roc_auc_of_the_example():
+    from tests.test_pipes import load_example
+
+    roc_auc = load_example("pyg_link_prediction").roc_auc
+    labels = torch.tensor([1, 0, 1, 0, 1])
+    assert roc_auc(torch.tensor([0.9, 0.1, 0.8, 0.2, 0.7]), labels) == 1.0
+    assert roc_auc(torch.tensor([0.1, 0.9, 0.2, 0.8, 0.3]), labels) == 0.0
+    assert roc_auc(torch.tensor([0.9, 0.8, 0.1, 0.2, 0.7]), labels) == pytest.approx(3 / 6)
