@@ -178,7 +178,9 @@ def anon_bytes() -> int:
 
 
 def time_batches(path: Path, budget_share: Optional[float], random_access: bool,
-                 batches: int, threads: int) -> dict:
+                 batches: int, threads: int, progress: Optional[Path] = None) -> dict:
+    """Times the first ``batches`` batches; each batch's seconds are also
+    appended to ``progress`` as they finish (a timed-out run still tells)."""
     import threading
 
     from salient_pipes import FastDataset, FeatureCache, pipeline_stats, salient_pipeline
@@ -218,6 +220,9 @@ def time_batches(path: Path, budget_share: Optional[float], random_access: bool,
         now = time.perf_counter()
         times.append(now - t0)
         t0 = now
+        if progress is not None:
+            with open(progress, "a") as f:
+                f.write(f"{times[-1]}\n")
     del it
     done.set()
     stats = pipeline_stats(pipe)
@@ -231,27 +236,39 @@ def time_batches(path: Path, budget_share: Optional[float], random_access: bool,
             "anon_peak_bytes": peak[0] - base}
 
 
-def epochs(scratch: Path, num_nodes: int, width: int, batches: int, threads: int) -> dict:
-    path = big_feature_dataset(scratch, num_nodes, width)
+def epochs(scratch: Path, num_nodes: int, width: int, batches: int, threads: int,
+           budget_s: float, existing: Optional[Path] = None) -> dict:
+    path = existing or big_feature_dataset(scratch, num_nodes, width)
     configs = [("plain mmap", None, False), ("random-access advice", None, True),
                ("cache 10 %", 0.10, True), ("cache 25 %", 0.25, True)]
     results = {"nodes": num_nodes, "width": width,
                "feature_gib": num_nodes * width * 2 / GIB,
                "memory_gib": memory_total() / GIB, "threads": threads, "configs": {}}
     for name, share, random_access in configs:
-        proc = subprocess.run(
-            [sys.executable, "-c",
-             "import json, sys; from benchmarks.out_of_core import time_batches; "
-             f"print(json.dumps(time_batches(__import__('pathlib').Path({str(path)!r}), "
-             f"{share!r}, {random_access!r}, {batches}, {threads})))"],
-            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
-        if proc.returncode != 0:
-            results["configs"][name] = {"failed": proc.returncode, "stderr": proc.stderr[-800:]}
+        progress = scratch / f"progress-{len(results['configs'])}"
+        progress.write_text("")
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c",
+                 "import json, sys; from pathlib import Path; "
+                 "from benchmarks.out_of_core import time_batches; "
+                 f"print(json.dumps(time_batches(Path({str(path)!r}), {share!r}, "
+                 f"{random_access!r}, {batches}, {threads}, Path({str(progress)!r}))))"],
+                capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                timeout=budget_s)
+        except subprocess.TimeoutExpired:
+            done = [float(t) for t in progress.read_text().split()]
+            results["configs"][name] = {"timed_out_s": budget_s, "batch_s": done}
         else:
-            results["configs"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            if proc.returncode != 0:
+                results["configs"][name] = {"failed": proc.returncode,
+                                            "stderr": proc.stderr[-800:]}
+            else:
+                results["configs"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(name, {k: v for k, v in results["configs"][name].items() if k != "batch_s"},
               flush=True)
-    shutil.rmtree(path, ignore_errors=True)
+    if existing is None:
+        shutil.rmtree(path, ignore_errors=True)
     return results
 
 
@@ -306,13 +323,23 @@ def report(result: dict) -> None:
                   "| configuration | s / batch | epoch (extrapolated) | cache hit rate "
                   "| cache fill | peak anon. memory (cache) | speed-up vs plain mmap |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        base = ep["configs"].get("plain mmap", {}).get("per_batch_s")
+        plain = ep["configs"].get("plain mmap", {})
+        base = plain.get("per_batch_s")
+        if "timed_out_s" in plain:  # a lower bound of plain mmap's time per batch
+            base = plain["timed_out_s"] / max(1, len(plain["batch_s"]))
         for name, c in ep["configs"].items():
+            if "timed_out_s" in c:
+                done = len(c["batch_s"])
+                lines.append(f"| {name} | > {c['timed_out_s'] / max(done, 1):.0f} "
+                             f"({done} batch(es) done in {c['timed_out_s']:.0f} s) | | | | | |")
+                continue
             if "per_batch_s" not in c:
                 lines.append(f"| {name} | failed | | | | | |")
                 continue
             hit = "–" if c["cache_hit_rate"] is None else f"{c['cache_hit_rate']:.1%}"
             speed = f"{base / c['per_batch_s']:.1f}x" if base else "–"
+            if "timed_out_s" in plain and name != "plain mmap" and base:
+                speed = f"> {speed}"
             memory = (f"{c['anon_peak_bytes'] / GIB:.2f} GiB "
                       f"({c['cache_bytes'] / GIB:.2f} GiB)")
             lines.append(f"| {name} | {c['per_batch_s']:.2f} | {c['epoch_s'] / 60:.0f} min | "
@@ -348,6 +375,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--budget", type=float, default=600,
+                        help="seconds one configuration may take before it is stopped")
+    parser.add_argument("--dataset", type=Path, default=None,
+                        help="reuse a feature dataset a previous run left (kept afterwards)")
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="salient-ooc-", dir=args.scratch))
     previous = RESULTS / "out_of_core.json"
@@ -360,7 +391,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             result["papers100m"] = papers100m(result["conversion"])
         if args.what in ("epochs", "all"):
             nodes = 200_000 if args.quick else 64_000_000
-            result["epochs"] = epochs(scratch, nodes, 256, args.batches, args.threads)
+            result["epochs"] = epochs(scratch, nodes, 256, args.batches, args.threads,
+                                      args.budget, args.dataset)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.quick:  # checks the script; the recorded figures stay as they are

@@ -86,7 +86,9 @@ class SampledUnion(NamedTuple):
     ``edge_index[1]`` the nodes they were sampled for (targets), hop by hop
     from the seeds outwards. ``e_id`` are the edges' positions in the CSR's
     ``col``. ``num_sampled_nodes[0]`` is the batch size, then the new nodes
-    of each hop; ``num_sampled_edges`` the edges of each hop.
+    of each hop; ``num_sampled_edges`` the edges of each hop. With disjoint
+    sampling, ``batch[i]`` is the seed (position in the batch) whose
+    subgraph local node ``i`` belongs to, and ``n_id`` may repeat a node.
 
     Example:
         >>> u = SampledUnion(torch.tensor([4, 7, 9]), torch.tensor([[1, 2], [0, 0]]),
@@ -101,6 +103,7 @@ class SampledUnion(NamedTuple):
     num_sampled_nodes: List[int]
     num_sampled_edges: List[int]
     payload: Dict[str, Any]
+    batch: Optional[Tensor] = None
 
     @property
     def batch_size(self) -> int:

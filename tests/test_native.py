@@ -359,3 +359,21 @@ def test_node_wise_sample_properties(graph, data, fanouts, replace, seed, dense)
         np.testing.assert_array_equal(np.bincount(dst - begin, minlength=end - begin), expected)
         begin, end = end, num_src
     assert end == len(n_id)
+
+
+def test_disjoint_node_wise_sampling_keys_every_node_by_its_seed():
+    rowptr, col = random_csr(300, 3000, seed=21)
+    graph = _native.CSRGraph(rowptr, col)
+    seeds = np.array([5, 9, 5, 200], dtype=np.int64)  # seed 5 twice: two subgraphs
+    keys, hops, _, _ = _native.sample(graph, seeds, [3, 2], node_wise=True, disjoint=True,
+                                      return_e_id=True, seed=4)
+    batch, n_id = keys // 300, keys % 300
+    np.testing.assert_array_equal(batch[:4], np.arange(4))
+    np.testing.assert_array_equal(n_id[:4], seeds)
+    assert len(set(keys.tolist())) == len(keys)
+    for edge_index, e_id, _ in hops:
+        src, dst = edge_index
+        np.testing.assert_array_equal(batch[src], batch[dst])  # edges stay in their subgraph
+        np.testing.assert_array_equal(col[e_id], n_id[src])
+    with pytest.raises(ValueError, match="disjoint sampling needs node_wise"):
+        _native.sample(graph, seeds, [3], disjoint=True)

@@ -143,6 +143,54 @@ def test_subgraph_types():
     assert torch.equal(induced.edge_attr, data.edge_attr[induced.e_id])
 
 
+@pytest.mark.parametrize("trim", [False, True])
+def test_disjoint_subgraphs_per_seed(trim):
+    data = _data(num_nodes=250, num_edges=1500, seed=20)
+    model = _sage(data, 2)
+    seeds = torch.tensor([3, 3, 17, 40, 41, 99])  # a seed may repeat: its subgraphs are apart
+    loader = NeighborLoader(data, [-1, -1], input_nodes=seeds, batch_size=4, disjoint=True,
+                            seed=1)
+    with torch.no_grad():
+        full = model(data.x, data.edge_index)
+        got = []
+        for batch in loader:
+            b = batch.batch_size
+            assert torch.equal(batch.batch[:b], torch.arange(b))
+            assert torch.equal(batch.batch[batch.edge_index[0]], batch.batch[batch.edge_index[1]])
+            for i in range(b):  # within one seed's subgraph a node appears once
+                own = batch.n_id[batch.batch == i]
+                assert own.unique().numel() == own.numel()
+            assert torch.equal(data.edge_index[:, batch.e_id], batch.n_id[batch.edge_index])
+            kwargs = dict(num_sampled_nodes_per_hop=batch.num_sampled_nodes,
+                          num_sampled_edges_per_hop=batch.num_sampled_edges) if trim else {}
+            out = model(batch.x, batch.edge_index, **kwargs)[:b]
+            torch.testing.assert_close(out, full[batch.n_id[:b]], rtol=1e-12, atol=1e-12)
+            got.append(batch.n_id[:b])
+    assert torch.equal(torch.cat(got), seeds)
+    # the two subgraphs of seed 3 are the same nodes under different batch ids
+    first = next(iter(loader))
+    assert torch.equal(first.n_id[first.batch == 0].sort().values,
+                       first.n_id[first.batch == 1].sort().values)
+
+
+def test_disjoint_link_batches_as_pyg_lays_them_out():
+    data = _data(seed=21)
+    binary = next(iter(LinkNeighborLoader(data, [2], batch_size=8, neg_sampling="binary",
+                                          disjoint=True, seed=3)))
+    assert torch.equal(binary.edge_label_index, torch.arange(32).view(2, -1))
+    positives = binary.n_id[binary.edge_label_index[:, :8]]
+    assert torch.equal(positives, data.edge_index[:, binary.input_id])
+    assert int(binary.batch.max()) < 8  # every node belongs to one of the batch's edges
+    triplet = next(iter(LinkNeighborLoader(data, [2], batch_size=8, disjoint=True, seed=3,
+                                           neg_sampling={"mode": "triplet", "amount": 2})))
+    assert torch.equal(triplet.src_index, torch.arange(8))
+    assert torch.equal(triplet.dst_pos_index, torch.arange(8, 16))
+    assert triplet.dst_neg_index.shape == (8, 2)
+    # negatives of edge i sit where the seed position mod 8 is i
+    assert torch.equal(triplet.batch[triplet.dst_neg_index],
+                       torch.arange(8).view(-1, 1).expand(8, 2))
+
+
 # ----------------------------------------------------------------- links
 def test_binary_link_batches():
     data = _data(seed=10)
@@ -223,7 +271,8 @@ def test_bad_input_gets_clear_errors():
         (lambda: NeighborLoader(data, [2.5]), ValueError, r"num_neighbors\[0\] must be an int"),
         (lambda: NeighborLoader(data, [2], batch_size=0), ValueError, "batch_size must be >= 1"),
         (lambda: NeighborLoader(data, [2], subgraph_type="weird"), ValueError, "subgraph_type"),
-        (lambda: NeighborLoader(data, [2], disjoint=True), NotImplementedError, "disjoint"),
+        (lambda: NeighborLoader(data, [2], disjoint=True, subgraph_type="induced"),
+         NotImplementedError, "induced' with disjoint"),
         (lambda: NeighborLoader(data, [2], input_time=torch.zeros(3)), NotImplementedError,
          "temporal"),
         (lambda: NeighborLoader(data, [2], time_attr="t"), NotImplementedError, "temporal"),

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -38,6 +39,10 @@ struct SamplerConfig {
   // hop found are expanded, so each node's neighbors are sampled once and
   // the hops (seeds' first) form one union subgraph.
   bool node_wise = false;
+  // Node-wise only: every seed gets its own subgraph (PyG's disjoint). A
+  // node is then known by the key seed_index * num_nodes + node, so the same
+  // node under two seeds gets two local ids; n_id holds the keys.
+  bool disjoint = false;
   bool return_e_id = false;
   uint64_t seed = 0;
   // Relabel with a per-worker slot array up to this many graph nodes,
@@ -135,13 +140,20 @@ class Sampler {
       ~Reset() { relabel.clear(n_id); }
     } reset{relabel, out.n_id};
 
+    if (config_.disjoint && num_seeds > 0 &&
+        num_seeds > (std::numeric_limits<int64_t>::max() / 2) / std::max<int64_t>(g.num_nodes, 1)) {
+      throw std::invalid_argument("a disjoint batch of " + std::to_string(num_seeds) +
+                                  " seeds over " + std::to_string(g.num_nodes) +
+                                  " nodes is too large");
+    }
     for (int64_t i = 0; i < num_seeds; ++i) {
       const int64_t s = seeds[i];
       if (s < 0 || s >= g.num_nodes) {
         throw std::invalid_argument("seed " + std::to_string(s) + " is outside [0, " +
                                     std::to_string(g.num_nodes) + ")");
       }
-      if (relabel.insert(s, out.n_id) != i) {
+      const int64_t key = config_.disjoint ? i * g.num_nodes + s : s;
+      if (relabel.insert(key, out.n_id) != i) {
         throw std::invalid_argument("seed " + std::to_string(s) + " appears twice in the batch");
       }
     }
@@ -169,7 +181,7 @@ class Sampler {
     offsets_.resize(static_cast<size_t>(targets) + 1);
     offsets_[0] = 0;
     for (int64_t t = 0; t < targets; ++t) {
-      const int64_t d = g.degree(n_id[first + t]);
+      const int64_t d = g.degree(node_of(n_id[first + t], g.num_nodes));
       int64_t take = d;
       if (fanout >= 0) take = config_.replace ? (d > 0 ? fanout : 0) : std::min(d, fanout);
       offsets_[t + 1] = offsets_[t] + take;
@@ -183,13 +195,14 @@ class Sampler {
 
     for (int64_t t = 0; t < targets; ++t) {
       const int64_t i = first + t;
-      const int64_t v = n_id[i];
+      const int64_t v = node_of(n_id[i], g.num_nodes);
+      const int64_t base = n_id[i] - v;  // the seed's key offset (0 unless disjoint)
       const int64_t start = g.begin(v);
       const int64_t degree = g.degree(v);
       int64_t out = offsets_[t];
       const int64_t take = offsets_[t + 1] - out;
       auto emit = [&](int64_t position) {
-        src[out] = relabel.insert(g.col[start + position], n_id);
+        src[out] = relabel.insert(base + g.col[start + position], n_id);
         dst[out] = i;
         if (e_id != nullptr) e_id[out] = start + position;
         ++out;
@@ -206,6 +219,10 @@ class Sampler {
     }
     h.num_src = static_cast<int64_t>(n_id.size());
     return h;
+  }
+
+  int64_t node_of(int64_t key, int64_t num_nodes) const {
+    return config_.disjoint ? key % num_nodes : key;
   }
 
   // Fills picked_ with `take` distinct positions of [0, degree), uniformly.
@@ -234,7 +251,7 @@ class Sampler {
   static std::variant<DenseRelabel, HashRelabel> make_relabel(const AnyCsr& graph,
                                                               const SamplerConfig& config) {
     const int64_t n = std::visit([](const auto& g) { return g.num_nodes; }, graph);
-    if (n <= config.dense_limit) return DenseRelabel(n);
+    if (n <= config.dense_limit && !config.disjoint) return DenseRelabel(n);
     return HashRelabel();
   }
 

@@ -47,9 +47,15 @@ def as_graph(graph: GraphLike) -> _native.CSRGraph:
 
 
 def to_union(n_id: Any, hops: Sequence[Tuple[Any, Any, Tuple[int, int]]],
-             payload: Dict[str, Any]) -> SampledUnion:
-    """The hops of a node-wise sample (seeds' hop first) as one subgraph."""
+             payload: Dict[str, Any], disjoint_over: Optional[int] = None) -> SampledUnion:
+    """The hops of a node-wise sample (seeds' hop first) as one subgraph.
+    ``disjoint_over``: the graph's node count when ``n_id`` holds disjoint
+    sampling's keys (``seed position * num_nodes + node``)."""
     n_id = torch.from_numpy(n_id)
+    batch = None
+    if disjoint_over is not None:
+        batch = torch.div(n_id, disjoint_over, rounding_mode="floor")
+        n_id = n_id - batch * disjoint_over
     batch_size = hops[0][2][1] if hops else n_id.numel()
     edges = [torch.from_numpy(ei) for ei, _, _ in hops]
     e_ids = [torch.from_numpy(e) for _, e, _ in hops if e is not None]
@@ -60,7 +66,7 @@ def to_union(n_id: Any, hops: Sequence[Tuple[Any, Any, Tuple[int, int]]],
         e_id=torch.cat(e_ids) if e_ids else empty,
         num_sampled_nodes=[batch_size] + [num_src - num_dst for _, _, (num_src, num_dst) in hops],
         num_sampled_edges=[ei.shape[1] for ei, _, _ in hops],
-        payload=payload)
+        payload=payload, batch=batch)
 
 
 def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:
@@ -77,7 +83,9 @@ class SampleNeighbors(Stage):
     sampling, where every node found so far is a target of the next hop.
     With ``node_wise=True`` it yields :class:`SampledUnion` instead: PyG's
     semantics, each node's neighbors sampled once and the hops joined into
-    one subgraph (what ``to_pyg`` and the PyG loaders use). ``fanouts[0]`` is
+    one subgraph (what ``to_pyg`` and the PyG loaders use); with
+    ``disjoint=True`` as well, every seed gets a subgraph of its own (PyG's
+    ``disjoint``; ``SampledUnion.batch`` tells them apart). ``fanouts[0]`` is
     the seeds' hop; ``-1`` takes every neighbor. A batch's sample depends only
     on ``(seed, epoch, position in the epoch)``: the same whatever
     ``num_threads``. With ``ordered=False`` batches come as they finish.
@@ -97,7 +105,8 @@ class SampleNeighbors(Stage):
     def __init__(self, source: IterDataPipe, graph: GraphLike, fanouts: Sequence[int],
                  replace: bool = False, num_threads: Optional[int] = None,
                  max_in_flight: Optional[int] = None, ordered: bool = True, seed: int = 0,
-                 return_e_id: bool = False, node_wise: bool = False) -> None:
+                 return_e_id: bool = False, node_wise: bool = False,
+                 disjoint: bool = False) -> None:
         super().__init__(source)
         self.graph = as_graph(graph)
         self.fanouts = check_fanouts(fanouts)
@@ -105,6 +114,9 @@ class SampleNeighbors(Stage):
         self.seed = check_int("seed", seed, minimum=0)
         self.return_e_id = bool(return_e_id)
         self.node_wise = bool(node_wise)
+        self.disjoint = bool(disjoint)
+        if self.disjoint and not self.node_wise:
+            raise ValueError("disjoint=True needs node_wise=True")
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
         self.max_in_flight = 2 * self.num_threads if max_in_flight is None else \
@@ -144,7 +156,8 @@ class SampleNeighbors(Stage):
                 seed=self.seed, x=None if x is None else as_buffer(x),
                 y=None if y is None else as_buffer(y), num_threads=self.num_threads,
                 ordered=self.ordered, fail_at_position=self._fail_at,
-                x_cache=None if cache is None else cache.native, node_wise=self.node_wise)
+                x_cache=None if cache is None else cache.native, node_wise=self.node_wise,
+                disjoint=self.disjoint)
             self._session_key = key
         return self._session
 
@@ -185,7 +198,8 @@ class SampleNeighbors(Stage):
         n_id, hops, xs, ys = result
         payload = payloads.popleft() if self.ordered else {}
         if self.node_wise:
-            return to_union(n_id, hops, payload)
+            return to_union(n_id, hops, payload,
+                            self.graph.num_nodes if self.disjoint else None)
         adjs = to_adjs(hops)
         if x is None:
             return SampledSubgraph(torch.from_numpy(n_id), adjs)

@@ -31,7 +31,9 @@ class SeedEdges(Stage):
       ``src_index``, ``dst_pos_index``, ``dst_neg_index`` (``[B]`` or
       ``[B, ceil(amount)]``).
 
-    Seeds are the distinct endpoints, sorted. Negatives are drawn by the
+    Seeds are the distinct endpoints, sorted; with ``disjoint=True`` every
+    endpoint is a seed of its own (for disjoint sampling, as PyG lays it
+    out). Negatives are drawn by the
     native core from a stream keyed by ``(seed, epoch, batch position)``:
     the same on every run and resume, whatever the thread count.
 
@@ -45,7 +47,7 @@ class SeedEdges(Stage):
 
     def __init__(self, source: IterDataPipe, edge_label_index: Tensor, num_nodes: int,
                  edge_label: Optional[Tensor] = None, neg_sampling: Optional[str] = None,
-                 amount: float = 1.0, seed: int = 0) -> None:
+                 amount: float = 1.0, seed: int = 0, disjoint: bool = False) -> None:
         super().__init__(source)
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
         eli = torch.as_tensor(edge_label_index)
@@ -76,6 +78,7 @@ class SeedEdges(Stage):
         self.edge_label_index, self.edge_label = eli, edge_label
         self.neg_sampling, self.amount = neg_sampling, float(amount)
         self.seed = check_int("seed", seed, minimum=0)
+        self.disjoint = bool(disjoint)
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[SeedBatch]:
         for position, index in enumerate(self.source, start):
@@ -100,6 +103,8 @@ class SeedEdges(Stage):
         elif self.neg_sampling == "triplet":
             per_edge = math.ceil(self.amount)
             dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position)])
+        if self.disjoint:
+            return self._disjoint(torch.cat([src, dst]), num_pos, label, payload)
         seeds, inverse = torch.cat([src, dst]).unique(return_inverse=True)
         if self.neg_sampling == "triplet":
             payload["src_index"] = inverse[:num_pos]
@@ -107,6 +112,22 @@ class SeedEdges(Stage):
             payload["dst_neg_index"] = inverse[2 * num_pos:].view(num_pos, -1).squeeze(-1)
         else:
             payload["edge_label_index"] = inverse.view(2, -1)
+            if label is not None:
+                payload["edge_label"] = label
+        return SeedBatch(seeds, payload)
+
+    def _disjoint(self, seeds: Tensor, num_pos: int, label: Optional[Tensor],
+                  payload: Dict[str, Any]) -> SeedBatch:
+        # Every endpoint its own seed; a node's subgraph belongs to edge
+        # (seed position mod batch size), as PyG numbers them.
+        payload["disjoint_groups"] = num_pos
+        if self.neg_sampling == "triplet":
+            payload["src_index"] = torch.arange(num_pos)
+            payload["dst_pos_index"] = torch.arange(num_pos, 2 * num_pos)
+            negatives = torch.arange(2 * num_pos, seeds.numel()).view(-1, num_pos).t()
+            payload["dst_neg_index"] = negatives.contiguous().squeeze(-1)
+        else:
+            payload["edge_label_index"] = torch.arange(seeds.numel()).view(2, -1)
             if label is not None:
                 payload["edge_label"] = label
         return SeedBatch(seeds, payload)

@@ -51,6 +51,9 @@ class ToPyG(Stage):
         if subgraph_type not in SUBGRAPH_TYPES:
             raise ValueError(f"subgraph_type must be one of {SUBGRAPH_TYPES}, "
                              f"got {subgraph_type!r}")
+        if subgraph_type == "induced" and getattr(source, "disjoint", False):
+            raise NotImplementedError("subgraph_type='induced' with disjoint sampling is not "
+                                      "supported yet")
         if subgraph_type == "induced" and csc is None:
             raise ValueError("subgraph_type='induced' needs the CSR (rowptr, col) as csc")
         self.data, self.perm, self.subgraph_type, self.csc = data, perm, subgraph_type, csc
@@ -82,8 +85,12 @@ class ToPyG(Stage):
         batch.e_id = self.perm[edge]
         batch.num_sampled_nodes = sub.num_sampled_nodes
         batch.num_sampled_edges = sub.num_sampled_edges
+        groups = sub.payload.get("disjoint_groups")
+        if sub.batch is not None:  # each node's seed; for links, the seed's edge (as PyG)
+            batch.batch = sub.batch if groups is None else sub.batch % groups
         for key, value in sub.payload.items():
-            batch[key] = value
+            if key != "disjoint_groups":
+                batch[key] = value
         if "edge_label_index" not in sub.payload and "src_index" not in sub.payload:
             batch.batch_size = sub.batch_size  # node batches, as PyG's NeighborLoader
         return batch

@@ -44,7 +44,6 @@ class _Loader:
         if isinstance(num_neighbors, dict) or type(data).__name__ == "HeteroData":
             raise NotImplementedError("heterogeneous graphs (HeteroData, num_neighbors per edge "
                                       "type) are not supported yet by salient_pipes.pyg")
-        _not_yet("disjoint=True", disjoint or None)
         _not_yet("temporal sampling (time_attr)", time_attr)
         _not_yet("weight_attr (biased sampling)", weight_attr)
         _not_yet("transform_sampler_output", transform_sampler_output)
@@ -56,6 +55,7 @@ class _Loader:
         self.data, self.transform = data, transform
         self.num_neighbors = check_fanouts(num_neighbors, "num_neighbors")
         self.replace, self.subgraph_type = bool(replace), subgraph_type
+        self.disjoint = bool(disjoint)
         self.csc = csc_of(data)
         options = dict(loader_kwargs)
         for key in _NOT_APPLICABLE:
@@ -85,7 +85,8 @@ class _Loader:
         pipe = (seeds.sample_neighbors(self.csc.graph, self.num_neighbors, replace=self.replace,
                                        num_threads=self.num_threads,
                                        max_in_flight=self.max_in_flight, seed=self.seed,
-                                       return_e_id=True, node_wise=True)
+                                       return_e_id=True, node_wise=True,
+                                       disjoint=self.disjoint)
                 .to_pyg(self.data, self.csc.perm, self.subgraph_type,
                         csc=(self.csc.rowptr, self.csc.col)))
         if self.pin_memory:
@@ -132,8 +133,9 @@ class NeighborLoader(_Loader):
 
     ``num_workers`` sets our sampling threads (0: the process's cores) and
     ``prefetch_factor`` the batches each runs ahead; ``seed`` (ours) fixes
-    shuffling and sampling, by default drawn from torch's RNG. Temporal
-    sampling, ``disjoint`` and heterogeneous graphs raise
+    shuffling and sampling, by default drawn from torch's RNG.
+    ``disjoint=True`` gives every seed its own subgraph (``batch`` maps
+    nodes to seeds). Temporal sampling and heterogeneous graphs raise
     ``NotImplementedError`` (see docs/pyg.md).
 
     Example:
@@ -163,9 +165,9 @@ class NeighborLoader(_Loader):
                                       "graphs, which are not supported yet")
         self.input_nodes = torch.arange(num_nodes) if input_nodes is None else \
             as_node_ids("input_nodes", input_nodes, num_nodes)
-        if self.input_nodes.unique().numel() != self.input_nodes.numel():
-            raise ValueError("input_nodes holds a node twice; each seed is sampled once "
-                             "per epoch")
+        if not self.disjoint and self.input_nodes.unique().numel() != self.input_nodes.numel():
+            raise ValueError("input_nodes holds a node twice; a batch samples each seed once "
+                             "(disjoint=True gives every seed its own subgraph)")
         self.pipe = self._chain(self._positions(self.input_nodes.numel())
                                 .seed_nodes(self.input_nodes))
 
@@ -217,7 +219,8 @@ class LinkNeighborLoader(_Loader):
         self.pipe = self._chain(
             self._positions(count).seed_edges(edge_label_index, int(data.num_nodes),
                                               edge_label=edge_label, neg_sampling=mode,
-                                              amount=amount, seed=self.seed))
+                                              amount=amount, seed=self.seed,
+                                              disjoint=self.disjoint))
 
 
 def negative_sampling(neg_sampling: Any, ratio: Optional[float]) -> Tuple[Optional[str], float]:
