@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "resume from it when it holds a checkpoint")
     train.add_argument("--checkpoint-every", type=_positive(int), default=50,
                        help="batches between checkpoints (one is also saved after each epoch)")
+    train.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                       help="report per epoch how long training waited for data, and write "
+                            "DIR/profile.json and DIR/stages.png (per-stage wait times)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel training under torchrun: one process per GPU "
@@ -219,6 +222,10 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
                              on_batch=every_n)
         row = {"epoch": epoch, "loss": result.loss, "train_s": result.seconds}
         line = f"epoch {epoch:3d} | loss {result.loss:.4f} | train {result.seconds:6.2f} s"
+        if args.profile is not None:
+            row.update(data_wait_s=result.data_wait_s, stages=pipeline_stats(pipe))
+            line += (f" | data wait {result.data_wait_s:5.2f} s "
+                     f"({result.data_wait_share:.0%} of the epoch)")
         cached = [s["cache_hit_rate"] for s in pipeline_stats(pipe) if "cache_hit_rate" in s]
         if cached:
             row["cache_hit_rate"] = cached[0]
@@ -244,10 +251,45 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     log(f"final    | valid acc {final['valid']:.4f} | test acc {final['test']:.4f} "
         f"(chance {summary['chance']:.4f})")
     log(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    if args.profile is not None and lead:
+        write_profile(args.profile, history, str(device))
+        log(f"profile  written to {args.profile}/profile.json and stages.png")
     if args.out is not None and lead:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def write_profile(directory: Path, history: list, device: str) -> None:
+    """``profile.json`` (per epoch: seconds, data wait, per-stage waits) and,
+    with matplotlib, ``stages.png``: each epoch's time split into the wait
+    for data and the steps, and the last epoch's per-stage waits."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "profile.json").write_text(json.dumps({"device": device,
+                                                        "epochs": history}, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # the plot is optional (pip install matplotlib)
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = [row["epoch"] for row in history]
+    waits = [row["data_wait_s"] for row in history]
+    steps = [row["train_s"] - row["data_wait_s"] for row in history]
+    left.bar(epochs, steps, label="training steps")
+    left.bar(epochs, waits, bottom=steps, label="waiting for data")
+    left.set_xlabel("epoch")
+    left.set_ylabel("seconds")
+    left.legend()
+    stages = history[-1]["stages"] if history else []
+    right.barh([s["stage"] for s in stages], [s["self_s"] for s in stages])
+    right.invert_yaxis()
+    right.set_xlabel("seconds its consumer waited on it (last epoch)")
+    fig.tight_layout()
+    fig.savefig(directory / "stages.png", dpi=110)
+    plt.close(fig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -17,11 +17,19 @@ from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipelin
 
 @dataclass
 class EpochResult:
-    """Mean training loss over the epoch's seeds, wall seconds, and batches."""
+    """Mean training loss over the epoch's seeds, wall seconds, batches, and
+    the seconds the training loop waited for its next batch (``data_wait_s``;
+    the rest of ``seconds`` is the step itself)."""
 
     loss: float
     seconds: float
     batches: int
+    data_wait_s: float = 0.0
+
+    @property
+    def data_wait_share(self) -> float:
+        """The share of the epoch spent waiting for data (0 for an empty epoch)."""
+        return self.data_wait_s / self.seconds if self.seconds > 0 else 0.0
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -62,8 +70,15 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
     seeds = 0
     batches = 0
     start = time.perf_counter()
-    for batch in tqdm(pipe, total=batches_per_epoch(pipe), desc=desc, disable=not progress,
-                      leave=False):
+    waited = 0.0
+    items = iter(tqdm(pipe, total=batches_per_epoch(pipe), desc=desc, disable=not progress,
+                      leave=False))
+    while True:
+        asked = time.perf_counter()
+        batch = next(items, None)
+        waited += time.perf_counter() - asked
+        if batch is None:
+            break
         if batch.x.device != device:
             batch = batch.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -77,7 +92,8 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
         if on_batch is not None:
             on_batch(batches)
     mean = (total / max(seeds, 1)).item()
-    return EpochResult(loss=mean, seconds=time.perf_counter() - start, batches=batches)
+    return EpochResult(loss=mean, seconds=time.perf_counter() - start, batches=batches,
+                       data_wait_s=waited)
 
 
 @torch.no_grad()

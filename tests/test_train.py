@@ -154,3 +154,41 @@ def test_cli_error_is_a_message_not_a_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_epoch_measures_the_wait_for_data():
+    import time
+
+    from salient_pipes import SAGE, FastDataset, salient_pipeline, train_epoch
+
+    ds = FastDataset.synthetic(num_nodes=2000, seed=1)
+    batches = list(salient_pipeline(ds, batch_size=256, fanouts=(4, 4), device="cpu"))
+
+    def slow():
+        for batch in batches:
+            time.sleep(0.05)
+            yield batch
+
+    model = SAGE(ds.num_features, 16, ds.num_classes, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    waited = train_epoch(model, slow(), optimizer, progress=False)
+    assert waited.batches == len(batches)
+    assert 0.05 * len(batches) <= waited.data_wait_s < waited.seconds
+    ready = train_epoch(model, iter(batches), optimizer, progress=False)
+    assert ready.data_wait_s < 0.05 * len(batches) / 2  # batches in memory: hardly a wait
+    assert 0 < ready.data_wait_share < waited.data_wait_share < 1
+
+
+def test_cli_profile_writes_its_report(tmp_path, capsys):
+    assert main(["train", "--epochs", "2", "--num-nodes", "3000", "--hidden", "16",
+                 "--batch-size", "512", "--fanouts", "5,5", "--no-progress",
+                 "--profile", str(tmp_path / "prof")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("% of the epoch)") == 2
+    profile = json.loads((tmp_path / "prof" / "profile.json").read_text())
+    assert [row["epoch"] for row in profile["epochs"]] == [0, 1]
+    for row in profile["epochs"]:
+        assert 0 <= row["data_wait_s"] <= row["train_s"]
+        assert [s["stage"] for s in row["stages"]][-3:] == ["SampleNeighbors", "SliceFeatures",
+                                                           "PrefetchToDevice"]
+    assert (tmp_path / "prof" / "stages.png").stat().st_size > 1000
