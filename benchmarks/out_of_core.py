@@ -227,12 +227,11 @@ def time_batches(path: Path, budget_share: Optional[float], random_access: bool,
     done.set()
     stats = pipeline_stats(pipe)
     hit = [s["cache_hit_rate"] for s in stats if "cache_hit_rate" in s]
-    # Batches are sampled and gathered in parallel (up to max_in_flight), so the
-    # first one comes late and the next ones close behind: the steady rate is
-    # the batches after the first over their time.
-    steady = float(np.mean(times[1:])) if len(times) > 1 else times[0]
+    # Batches are prepared in parallel (up to max_in_flight), so the first one
+    # comes late and the next ones close behind: the rate is the mean over
+    # many more batches than are in flight.
     per_batch = float(np.mean(times))
-    return {"batch_s": times, "first_batch_s": times[0], "steady_batch_s": steady,
+    return {"batch_s": times, "first_batch_s": times[0],
             "per_batch_s": per_batch, "epoch_s": per_batch * len(pipe),
             "batches_per_epoch": len(pipe), "rows_per_batch": rows / len(times),
             "cache_fill_s": fill_s, "cache_hit_rate": hit[0] if hit else None,
@@ -328,11 +327,11 @@ def report(result: dict) -> None:
                   "threads than cores keep more reads in flight). The feature file is evicted "
                   "from the page cache before each configuration. Batches are prepared "
                   "in parallel (16 in flight on 8 threads), so the first one arrives when most "
-                  "of the first 16 are done: the table gives that first batch's time "
-                  f"(comparable across configurations), the mean time of the next "
-                  f"{ep.get('batches', 4) - 1} batches, and the epoch extrapolated from both.",
+                  "of the first 16 are done and the next ones close behind: the table gives "
+                  "the first batch's time and the mean over the first "
+                  f"{ep.get('batches', 4)} batches, from which the epoch is extrapolated.",
                   "",
-                  "| configuration | first batch | then s / batch | epoch (extrapolated) "
+                  "| configuration | first batch | s / batch (mean) | epoch (extrapolated) "
                   "| cache hit rate | cache fill | peak anon. memory (cache) "
                   "| first batch vs plain mmap |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -355,15 +354,14 @@ def report(result: dict) -> None:
                 speed = f"> {speed}"
             memory = (f"{c['anon_peak_bytes'] / GIB:.2f} GiB "
                       f"({c['cache_bytes'] / GIB:.2f} GiB)")
-            epoch = c["first_batch_s"] + c["steady_batch_s"] * (c["batches_per_epoch"] - 1)
-            lines.append(f"| {name} | {c['first_batch_s']:.0f} s | {c['steady_batch_s']:.1f} s | "
-                         f"{epoch / 3600:.1f} h | {hit} | {c['cache_fill_s']:.0f} s | {memory} | "
-                         f"{speed} |")
+            lines.append(f"| {name} | {c['first_batch_s']:.0f} s | {c['per_batch_s']:.1f} s | "
+                         f"{c['epoch_s'] / 3600:.1f} h | {hit} | {c['cache_fill_s']:.0f} s | "
+                         f"{memory} | {speed} |")
         lines.append("")
         fig, ax = plt.subplots(figsize=(6, 3))
         names = [n for n, c in ep["configs"].items() if "per_batch_s" in c]
-        ax.barh(names, [ep["configs"][n]["steady_batch_s"] for n in names], color="tab:blue")
-        ax.set_xlabel("seconds per batch after the first (15/10/5, batch 1024)")
+        ax.barh(names, [ep["configs"][n]["per_batch_s"] for n in names], color="tab:blue")
+        ax.set_xlabel("mean seconds per batch (15/10/5, batch 1024)")
         ax.invert_yaxis()
         ax.set_title(f"features {ep['feature_gib']:.0f} GiB on a {ep['memory_gib']:.0f} GiB "
                      "machine")

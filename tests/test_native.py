@@ -377,3 +377,26 @@ def test_disjoint_node_wise_sampling_keys_every_node_by_its_seed():
         np.testing.assert_array_equal(col[e_id], n_id[src])
     with pytest.raises(ValueError, match="disjoint sampling needs node_wise"):
         _native.sample(graph, seeds, [3], disjoint=True)
+
+
+@pytest.mark.parametrize("node_wise", [False, True])
+@pytest.mark.parametrize("replace", [False, True])
+@pytest.mark.parametrize("dense", [True, False])
+def test_prefetching_changes_nothing_but_speed(node_wise, replace, dense):
+    rowptr, col = random_csr(5000, 80000, seed=22)
+    graph = _native.CSRGraph(rowptr, col)
+    seeds = np.random.default_rng(1).permutation(5000)[:300].astype(np.int64)
+    kwargs = dict(replace=replace, return_e_id=True, seed=3, epoch=2, position=5,
+                  node_wise=node_wise, dense_limit=2**40 if dense else 0)
+    fanouts = [10, -1, 3] if not replace else [10, 5, 3]
+    on = _native.sample(graph, seeds, fanouts, prefetch=True, **kwargs)
+    off = _native.sample(graph, seeds, fanouts, prefetch=False, **kwargs)
+    np.testing.assert_array_equal(on[0], off[0])
+    for (e1, i1, s1), (e2, i2, s2) in pairs(on[1], off[1]):
+        np.testing.assert_array_equal(e1, e2)
+        np.testing.assert_array_equal(i1, i2)
+        assert s1 == s2
+    session = _native.Session(graph, fanouts, replace=replace, seed=3, prefetch=False,
+                              node_wise=node_wise)
+    session.submit(seeds, 2, 5)
+    np.testing.assert_array_equal(session.next()[0], on[0])

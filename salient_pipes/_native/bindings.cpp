@@ -85,7 +85,7 @@ class Graph {
 
 sp::SamplerConfig make_config(const std::vector<int64_t>& fanouts, bool replace, bool return_e_id,
                               uint64_t seed, int64_t dense_limit, bool node_wise,
-                              bool disjoint) {
+                              bool disjoint, bool prefetch = true) {
   if (disjoint && !node_wise) throw py::value_error("disjoint sampling needs node_wise=True");
   if (fanouts.empty()) throw py::value_error("fanouts must name at least one hop");
   for (size_t h = 0; h < fanouts.size(); ++h) {
@@ -104,6 +104,7 @@ sp::SamplerConfig make_config(const std::vector<int64_t>& fanouts, bool replace,
   config.dense_limit = dense_limit;
   config.node_wise = node_wise;
   config.disjoint = disjoint;
+  config.prefetch = prefetch;
   return config;
 }
 
@@ -224,9 +225,9 @@ std::vector<int64_t> seeds_of(const py::array& seeds) {
 py::tuple sample(const std::shared_ptr<Graph>& graph, const py::array& seeds,
                  const std::vector<int64_t>& fanouts, bool replace, bool return_e_id,
                  uint64_t seed, uint64_t epoch, uint64_t position, int64_t dense_limit,
-                 bool node_wise, bool disjoint) {
-  auto config =
-      make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise, disjoint);
+                 bool node_wise, bool disjoint, bool prefetch) {
+  auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise,
+                            disjoint, prefetch);
   std::vector<int64_t> s = seeds_of(seeds);
   sp::Sample result;
   {
@@ -303,14 +304,14 @@ class PySession {
             bool return_e_id, uint64_t seed, std::optional<py::array> x,
             std::optional<py::array> y, int num_threads, bool ordered, int64_t dense_limit,
             int64_t fail_at_position, std::shared_ptr<RowCache> x_cache, bool node_wise,
-            bool disjoint)
+            bool disjoint, bool prefetch)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
         x_cache_(std::move(x_cache)),
         return_e_id_(return_e_id) {
-    auto config =
-        make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise, disjoint);
+    auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise,
+                              disjoint, prefetch);
     if (disjoint && (x || y)) throw py::value_error("disjoint sampling gathers no features");
     std::optional<sp::Rows> x_rows;
     std::optional<sp::Rows> y_rows;
@@ -474,7 +475,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("replace") = false, py::arg("return_e_id") = false, py::arg("seed") = 0,
         py::arg("epoch") = 0, py::arg("position") = 0,
         py::arg("dense_limit") = kDefaultDenseLimit, py::arg("node_wise") = false,
-        py::arg("disjoint") = false);
+        py::arg("disjoint") = false, py::arg("prefetch") = true);
 
   py::class_<RowCache, std::shared_ptr<RowCache>>(m, "RowCache")
       .def(py::init<py::array, py::array>(), py::arg("slot"), py::arg("rows"))
@@ -498,13 +499,13 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PySession>(m, "Session")
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,
                     std::optional<py::array>, std::optional<py::array>, int, bool, int64_t,
-                    int64_t, std::shared_ptr<RowCache>, bool, bool>(),
+                    int64_t, std::shared_ptr<RowCache>, bool, bool, bool>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0, py::arg("x") = py::none(),
            py::arg("y") = py::none(), py::arg("num_threads") = 1, py::arg("ordered") = true,
            py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1,
            py::arg("x_cache") = nullptr, py::arg("node_wise") = false,
-           py::arg("disjoint") = false)
+           py::arg("disjoint") = false, py::arg("prefetch") = true)
       .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)

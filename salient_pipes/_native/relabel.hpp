@@ -30,6 +30,8 @@ class DenseRelabel {
     for (size_t i = 0; i < n_id.size(); ++i) local_[static_cast<size_t>(n_id[i])] = -1;
   }
 
+  void prefetch(int64_t v) const { __builtin_prefetch(&local_[static_cast<size_t>(v)]); }
+
  private:
   std::vector<int32_t> local_;
 };
@@ -56,6 +58,8 @@ class HashRelabel {
   }
 
   void clear(const Buffer<int64_t>&) { std::fill(keys_.begin(), keys_.end(), -1); }
+
+  void prefetch(int64_t v) const { __builtin_prefetch(&keys_[slot_of(v)]); }
 
  private:
   size_t slot_of(int64_t v) const {

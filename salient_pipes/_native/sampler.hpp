@@ -43,6 +43,9 @@ struct SamplerConfig {
   // node is then known by the key seed_index * num_nodes + node, so the same
   // node under two seeds gets two local ids; n_id holds the keys.
   bool disjoint = false;
+  // Software prefetch of rows and relabel slots (off only to measure it;
+  // the output is the same either way).
+  bool prefetch = true;
   bool return_e_id = false;
   uint64_t seed = 0;
   // Relabel with a per-worker slot array up to this many graph nodes,
@@ -201,20 +204,35 @@ class Sampler {
       const int64_t degree = g.degree(v);
       int64_t out = offsets_[t];
       const int64_t take = offsets_[t + 1] - out;
-      auto emit = [&](int64_t position) {
-        src[out] = relabel.insert(base + g.col[start + position], n_id);
-        dst[out] = i;
-        if (e_id != nullptr) e_id[out] = start + position;
-        ++out;
-      };
-      // -1 takes every neighbor once, with or without replacement.
+      // Latency hiding: the row of a target kAhead ahead is requested now,
+      // so its cache miss overlaps this target's work.
+      if (config_.prefetch && t + kAhead < targets) {
+        __builtin_prefetch(g.col + g.begin(node_of(n_id[i + kAhead], g.num_nodes)));
+      }
+      // Positions first (the random draws, in the same order as always) ...
+      picked_.clear();
       if (fanout < 0 || (take == degree && !config_.replace)) {
-        for (int64_t p = 0; p < degree; ++p) emit(p);
+        // -1 takes every neighbor once, with or without replacement.
+        for (int64_t p = 0; p < degree; ++p) picked_.push_back(p);
       } else if (config_.replace) {
-        for (int64_t k = 0; k < take; ++k) emit(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));
+        for (int64_t k = 0; k < take; ++k) {
+          picked_.push_back(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));
+        }
       } else {
         choose(degree, take, rng);
-        for (const int64_t p : picked_) emit(p);
+      }
+      // ... then the neighbors and their relabel slots, all requested before
+      // the first is used, so their misses overlap instead of queueing.
+      neighbors_.clear();
+      for (const int64_t p : picked_) {
+        neighbors_.push_back(base + static_cast<int64_t>(g.col[start + p]));
+        if (config_.prefetch) relabel.prefetch(neighbors_.back());
+      }
+      for (size_t k = 0; k < picked_.size(); ++k) {
+        src[out] = relabel.insert(neighbors_[k], n_id);
+        dst[out] = i;
+        if (e_id != nullptr) e_id[out] = start + picked_[k];
+        ++out;
       }
     }
     h.num_src = static_cast<int64_t>(n_id.size());
@@ -256,6 +274,7 @@ class Sampler {
   }
 
   static constexpr int64_t kFloydLimit = 64;
+  static constexpr int64_t kAhead = 4;  // targets between a row's prefetch and its use
 
   AnyCsr graph_;
   SamplerConfig config_;
@@ -263,6 +282,7 @@ class Sampler {
   std::shared_ptr<BlockPool> pool_;
   std::vector<int64_t> offsets_;
   std::vector<int64_t> picked_;
+  std::vector<int64_t> neighbors_;
   std::vector<int64_t> positions_;
   int64_t last_num_nodes_ = 0;
 };
