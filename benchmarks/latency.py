@@ -1,0 +1,106 @@
+"""Sampling throughput against graph size: how much the sampler's software
+prefetching (rows a few targets ahead, a target's relabel slots before use)
+hides of the memory latency once the graph outgrows the caches.
+
+Synthetic graphs of 0.1 M to 10 M nodes (12 edges per node before
+symmetrization, heavy-tailed degrees, random node ids) are built with
+``FastDataset.from_edges`` in a scratch directory. One native session on one
+thread samples 15/10/5 for batches of 1024 random seeds, with prefetching on
+and off, interleaved; the figure is sampled edges per second per thread.
+Writes benchmarks/results/latency.json, docs/img/latency.png and a section
+of docs/benchmarks.md.
+
+Run: python -m benchmarks.latency [--sizes 100000 1000000 4000000 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import List
+
+import numpy as np
+
+from benchmarks.common import machine, save_figure, save_json, write_section
+from benchmarks.out_of_core import write_edges
+from salient_pipes import FastDataset, _native
+
+FANOUTS = [15, 10, 5]
+BATCH = 1024
+
+
+def edges_per_second(ds: FastDataset, prefetch: bool, batches: int) -> float:
+    rng = np.random.default_rng(0)
+    session = _native.Session(ds.graph, FANOUTS, seed=1, num_threads=1, prefetch=prefetch)
+    seeds = [rng.choice(ds.num_nodes, BATCH, replace=False).astype(np.int64)
+             for _ in range(batches)]
+    start = time.perf_counter()
+    edges = 0
+    for position, batch in enumerate(seeds):
+        session.submit(batch, 0, position)
+        _, hops, _, _ = session.next()
+        edges += sum(edge_index.shape[1] for edge_index, _, _ in hops)
+    return edges / (time.perf_counter() - start)
+
+
+def main(argv: List[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+",
+                        default=[100_000, 1_000_000, 4_000_000, 10_000_000])
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="salient-latency-"))
+    rows = []
+    try:
+        for n in args.sizes:
+            write_edges(scratch / "edges.npy", 12 * n, n, seed=n)
+            ds = FastDataset.from_edges(scratch / "g", scratch / "edges.npy", n, progress=False)
+            (scratch / "edges.npy").unlink()
+            runs = {True: [], False: []}
+            for _ in range(args.rounds):  # interleaved, so both see the same machine state
+                for prefetch in (False, True):
+                    runs[prefetch].append(edges_per_second(ds, prefetch, args.batches))
+            row = {"nodes": n, "edges": ds.num_edges,
+                   "off": float(np.median(runs[False])), "on": float(np.median(runs[True]))}
+            rows.append(row)
+            print(row, flush=True)
+            del ds
+            shutil.rmtree(scratch / "g")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    save_json("latency", {"machine": machine(), "rows": rows, "fanouts": FANOUTS,
+                          "batch": BATCH})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    nodes = [r["nodes"] for r in rows]
+    ax.plot(nodes, [r["off"] / 1e6 for r in rows], "o-", label="prefetch off")
+    ax.plot(nodes, [r["on"] / 1e6 for r in rows], "o-", label="prefetch on")
+    ax.set_xscale("log")
+    ax.set_xlabel("nodes (12 edges per node, random ids)")
+    ax.set_ylabel("M sampled edges / s / thread")
+    ax.legend()
+    save_figure(fig, "latency")
+    lines = ["`python -m benchmarks.latency`: one native sampling thread, 15/10/5, batches "
+             "of 1024 random seeds, no feature gather; medians of "
+             f"{args.rounds} interleaved rounds of {args.batches} batches.", "",
+             "| nodes | CSR entries | prefetch off | prefetch on | gain |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['nodes'] / 1e6:g} M | {r['edges'] / 1e6:.0f} M | "
+                     f"{r['off'] / 1e6:.1f} M edges/s | {r['on'] / 1e6:.1f} M edges/s | "
+                     f"{r['on'] / r['off']:.2f}x |")
+    lines += ["", "![throughput against graph size](img/latency.png)"]
+    write_section("latency", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
