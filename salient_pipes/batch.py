@@ -104,6 +104,7 @@ class SampledUnion(NamedTuple):
     num_sampled_edges: List[int]
     payload: Dict[str, Any]
     batch: Optional[Tensor] = None
+    x: Optional[Tensor] = None  # x[n_id], when gathered by the sampling workers
 
     @property
     def batch_size(self) -> int:

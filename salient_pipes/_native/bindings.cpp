@@ -304,15 +304,26 @@ class PySession {
             bool return_e_id, uint64_t seed, std::optional<py::array> x,
             std::optional<py::array> y, int num_threads, bool ordered, int64_t dense_limit,
             int64_t fail_at_position, std::shared_ptr<RowCache> x_cache, bool node_wise,
-            bool disjoint, bool prefetch)
+            bool disjoint, bool prefetch, std::optional<py::array> edge_ids)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
         x_cache_(std::move(x_cache)),
+        edge_ids_(std::move(edge_ids)),
         return_e_id_(return_e_id) {
     auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise,
                               disjoint, prefetch);
     if (disjoint && (x || y)) throw py::value_error("disjoint sampling gathers no features");
+    if (edge_ids_) {
+      require_1d(*edge_ids_, "edge_ids");
+      require_int64(*edge_ids_, "edge_ids");
+      if (edge_ids_->shape(0) != graph_->num_edges()) {
+        throw py::value_error("edge_ids must hold one id per edge of the graph (" +
+                              std::to_string(graph_->num_edges()) + "), got " +
+                              std::to_string(edge_ids_->shape(0)));
+      }
+      config.edge_ids = static_cast<const int64_t*>(edge_ids_->data());
+    }
     std::optional<sp::Rows> x_rows;
     std::optional<sp::Rows> y_rows;
     if (x_cache_ && !x_) throw py::value_error("x_cache needs x");
@@ -355,6 +366,7 @@ class PySession {
   std::optional<py::array> x_;
   std::optional<py::array> y_;
   std::shared_ptr<RowCache> x_cache_;
+  std::optional<py::array> edge_ids_;
   bool return_e_id_;
   std::unique_ptr<sp::Session> session_;
 };
@@ -499,13 +511,15 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PySession>(m, "Session")
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,
                     std::optional<py::array>, std::optional<py::array>, int, bool, int64_t,
-                    int64_t, std::shared_ptr<RowCache>, bool, bool, bool>(),
+                    int64_t, std::shared_ptr<RowCache>, bool, bool, bool,
+                    std::optional<py::array>>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0, py::arg("x") = py::none(),
            py::arg("y") = py::none(), py::arg("num_threads") = 1, py::arg("ordered") = true,
            py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1,
            py::arg("x_cache") = nullptr, py::arg("node_wise") = false,
-           py::arg("disjoint") = false, py::arg("prefetch") = true)
+           py::arg("disjoint") = false, py::arg("prefetch") = true,
+           py::arg("edge_ids") = py::none())
       .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)

@@ -46,6 +46,9 @@ struct SamplerConfig {
   // Software prefetch of rows and relabel slots (off only to measure it;
   // the output is the same either way).
   bool prefetch = true;
+  // With return_e_id: report edge_ids[position] instead of the position in
+  // col (a caller-owned [num_edges] array, e.g. the CSC's edge permutation).
+  const int64_t* edge_ids = nullptr;
   bool return_e_id = false;
   uint64_t seed = 0;
   // Relabel with a per-worker slot array up to this many graph nodes,
@@ -231,7 +234,10 @@ class Sampler {
       for (size_t k = 0; k < picked_.size(); ++k) {
         src[out] = relabel.insert(neighbors_[k], n_id);
         dst[out] = i;
-        if (e_id != nullptr) e_id[out] = start + picked_[k];
+        if (e_id != nullptr) {
+          const int64_t position = start + picked_[k];
+          e_id[out] = config_.edge_ids != nullptr ? config_.edge_ids[position] : position;
+        }
         ++out;
       }
     }

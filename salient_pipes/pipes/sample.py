@@ -47,7 +47,8 @@ def as_graph(graph: GraphLike) -> _native.CSRGraph:
 
 
 def to_union(n_id: Any, hops: Sequence[Tuple[Any, Any, Tuple[int, int]]],
-             payload: Dict[str, Any], disjoint_over: Optional[int] = None) -> SampledUnion:
+             payload: Dict[str, Any], disjoint_over: Optional[int] = None,
+             x: Optional[Tensor] = None) -> SampledUnion:
     """The hops of a node-wise sample (seeds' hop first) as one subgraph.
     ``disjoint_over``: the graph's node count when ``n_id`` holds disjoint
     sampling's keys (``seed position * num_nodes + node``)."""
@@ -66,7 +67,7 @@ def to_union(n_id: Any, hops: Sequence[Tuple[Any, Any, Tuple[int, int]]],
         e_id=torch.cat(e_ids) if e_ids else empty,
         num_sampled_nodes=[batch_size] + [num_src - num_dst for _, _, (num_src, num_dst) in hops],
         num_sampled_edges=[ei.shape[1] for ei, _, _ in hops],
-        payload=payload, batch=batch)
+        payload=payload, batch=batch, x=x)
 
 
 def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:
@@ -106,7 +107,7 @@ class SampleNeighbors(Stage):
                  replace: bool = False, num_threads: Optional[int] = None,
                  max_in_flight: Optional[int] = None, ordered: bool = True, seed: int = 0,
                  return_e_id: bool = False, node_wise: bool = False,
-                 disjoint: bool = False) -> None:
+                 disjoint: bool = False, edge_ids: Optional[Tensor] = None) -> None:
         super().__init__(source)
         self.graph = as_graph(graph)
         self.fanouts = check_fanouts(fanouts)
@@ -117,6 +118,8 @@ class SampleNeighbors(Stage):
         self.disjoint = bool(disjoint)
         if self.disjoint and not self.node_wise:
             raise ValueError("disjoint=True needs node_wise=True")
+        # e_id reports edge_ids[position in col] instead of the position
+        self.edge_ids = None if edge_ids is None else torch.as_tensor(edge_ids)
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
         self.max_in_flight = 2 * self.num_threads if max_in_flight is None else \
@@ -157,7 +160,8 @@ class SampleNeighbors(Stage):
                 y=None if y is None else as_buffer(y), num_threads=self.num_threads,
                 ordered=self.ordered, fail_at_position=self._fail_at,
                 x_cache=None if cache is None else cache.native, node_wise=self.node_wise,
-                disjoint=self.disjoint)
+                disjoint=self.disjoint,
+                edge_ids=None if self.edge_ids is None else as_buffer(self.edge_ids))
             self._session_key = key
         return self._session
 
@@ -198,8 +202,8 @@ class SampleNeighbors(Stage):
         n_id, hops, xs, ys = result
         payload = payloads.popleft() if self.ordered else {}
         if self.node_wise:
-            return to_union(n_id, hops, payload,
-                            self.graph.num_nodes if self.disjoint else None)
+            return to_union(n_id, hops, payload, self.graph.num_nodes if self.disjoint else None,
+                            None if x is None else from_buffer(xs, x.dtype))
         adjs = to_adjs(hops)
         if x is None:
             return SampledSubgraph(torch.from_numpy(n_id), adjs)

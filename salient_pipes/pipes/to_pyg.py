@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Iterator, Optional, Tuple
 
 import torch
@@ -10,6 +11,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes.batch import SampledUnion
 from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.sample import SampleNeighbors
 
 SUBGRAPH_TYPES = ("directional", "bidirectional", "induced")
 
@@ -57,32 +59,59 @@ class ToPyG(Stage):
         if subgraph_type == "induced" and csc is None:
             raise ValueError("subgraph_type='induced' needs the CSR (rowptr, col) as csc")
         self.data, self.perm, self.subgraph_type, self.csc = data, perm, subgraph_type, csc
+        # Directly after node-wise sampling, x[n_id] is gathered by the sampling
+        # workers (as slice_features does for per-hop samples); the rest of
+        # the attributes are sliced here.
+        x = getattr(data, "x", None)
+        self.fused = (isinstance(source, SampleNeighbors) and source.node_wise
+                      and not source.disjoint and isinstance(x, Tensor) and x.dim() == 2
+                      and x.device.type == "cpu")
+        self._rest = data
+        if self.fused:
+            self._rest = copy.copy(data)
+            self._rest.num_nodes = data.num_nodes  # stated: no inference from x's rows
+            del self._rest.x
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
-        for sub in self.source:
+        items = self.source._prepared(self.data.x, None) if self.fused else self.source
+        for sub in items:
             if not isinstance(sub, SampledUnion):
                 raise TypeError("to_pyg takes node-wise samples (sample_neighbors(..., "
                                 f"node_wise=True)), got {type(sub).__name__}")
             yield self._batch(sub)
 
-    def _edges(self, sub: SampledUnion) -> Tuple[Tensor, Tensor, Tensor]:
-        row, col = sub.edge_index
-        edge = sub.e_id
+    def _edges(self, sub: SampledUnion) -> Tuple[Tensor, Tensor]:
+        """The batch's edge_index and the ids in ``data.edge_index`` of its edges."""
+        # A sampler given edge_ids reports ids; otherwise positions in col.
+        e_id = sub.e_id if getattr(self.source, "edge_ids", None) is not None \
+            else self.perm[sub.e_id]
+        if self.subgraph_type == "directional":
+            return sub.edge_index, e_id
         if self.subgraph_type == "bidirectional":
             from torch_geometric.sampler.utils import to_bidirectional
 
-            row, col, edge = to_bidirectional(row, col, row, col, edge, edge)
-        elif self.subgraph_type == "induced":
-            row, col, edge = induced_edges(self.csc, sub.n_id)
-        return row, col, edge
+            row, col = sub.edge_index
+            row, col, e_id = to_bidirectional(row, col, row, col, e_id, e_id)
+            return torch.stack([row, col]), e_id
+        row, col, position = induced_edges(self.csc, sub.n_id)
+        return torch.stack([row, col]), self.perm[position]
 
     def _batch(self, sub: SampledUnion) -> Any:
-        from torch_geometric.loader.utils import filter_data
+        from torch_geometric.loader.utils import filter_node_store_
 
-        row, col, edge = self._edges(sub)
-        batch = filter_data(self.data, sub.n_id, row, col, edge, self.perm)
+        edge_index, e_id = self._edges(sub)
+        batch = copy.copy(self._rest)
+        filter_node_store_(self._rest._store, batch._store, sub.n_id)  # PyG's node slicing
+        for key, value in self._rest._store.items():
+            if key == "edge_index":
+                batch.edge_index = edge_index
+            elif self._rest._store.is_edge_attr(key):
+                dim = self._rest.__cat_dim__(key, value)
+                batch[key] = value.index_select(dim, e_id.to(value.device))
+        if sub.x is not None:
+            batch.x = sub.x
         batch.n_id = sub.n_id
-        batch.e_id = self.perm[edge]
+        batch.e_id = e_id
         batch.num_sampled_nodes = sub.num_sampled_nodes
         batch.num_sampled_edges = sub.num_sampled_edges
         groups = sub.payload.get("disjoint_groups")

@@ -86,7 +86,7 @@ class _Loader:
                                        num_threads=self.num_threads,
                                        max_in_flight=self.max_in_flight, seed=self.seed,
                                        return_e_id=True, node_wise=True,
-                                       disjoint=self.disjoint)
+                                       disjoint=self.disjoint, edge_ids=self.csc.perm)
                 .to_pyg(self.data, self.csc.perm, self.subgraph_type,
                         csc=(self.csc.rowptr, self.csc.col)))
         if self.pin_memory:
