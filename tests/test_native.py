@@ -400,3 +400,22 @@ def test_prefetching_changes_nothing_but_speed(node_wise, replace, dense):
                               node_wise=node_wise)
     session.submit(seeds, 2, 5)
     np.testing.assert_array_equal(session.next()[0], on[0])
+
+
+def test_session_reports_mapped_edge_ids():
+    rowptr, col = random_csr(400, 4000, seed=23)
+    graph = _native.CSRGraph(rowptr, col)
+    ids = np.random.default_rng(0).permutation(len(col)).astype(np.int64)
+    seeds = np.arange(0, 400, 5, dtype=np.int64)
+    runs = []
+    for edge_ids in (None, ids):
+        session = _native.Session(graph, [4, 3], return_e_id=True, node_wise=True, seed=2,
+                                  edge_ids=edge_ids)
+        session.submit(seeds, 0, 0)
+        runs.append(session.next()[1])
+    for (_, positions, _), (_, mapped, _) in pairs(*runs):
+        np.testing.assert_array_equal(mapped, ids[positions])
+    with pytest.raises(ValueError, match="edge_ids must hold one id per edge"):
+        _native.Session(graph, [2], edge_ids=ids[:-1])
+    with pytest.raises(ValueError, match="edge_ids must be int64"):
+        _native.Session(graph, [2], edge_ids=ids.astype(np.int32))
