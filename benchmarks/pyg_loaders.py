@@ -88,7 +88,9 @@ def main(argv=None) -> None:
         "`python -m benchmarks.pyg_loaders`: one epoch of batches fully built as PyG `Data` "
         "(nothing trained) on the arxiv-sized graph as a PyG `Data` (fp32 features). Node "
         "batches: the train split, 15/10/5, batch 1024. Link batches: 100,000 edges with "
-        "binary negatives, 10/5, batch 1024. Ours on 2 sampling threads; medians of "
+        "binary negatives, 10/5, batch 1024. Ours on 2 sampling threads; PyG's with "
+        "torch-sparse's sampler (pyg-lib's wheels are not on PyPI, so it cannot be installed "
+        "here). Medians of "
         f"{args.epochs} epochs after a warm-up, same run.", "",
         "| loader | salient_pipes.pyg | PyG, 0 workers | PyG, 2 workers | speed-up vs 2 workers |",
         "| --- | ---: | ---: | ---: | ---: |"]
