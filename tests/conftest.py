@@ -60,6 +60,15 @@ def reference_full_sample(rowptr: np.ndarray, col: np.ndarray, seeds: Sequence[i
     return n_id, adjs[::-1]
 
 
+def expected_counts(degree: np.ndarray, fanout: int, replace: bool) -> np.ndarray:
+    """How many edges a target of each ``degree`` must get in a hop."""
+    if fanout == -1:
+        return degree
+    if replace:
+        return np.where(degree > 0, fanout, 0)
+    return np.minimum(degree, fanout)
+
+
 def check_sample(rowptr: np.ndarray, col: np.ndarray, seeds: np.ndarray, fanouts: Sequence[int],
                  replace: bool, n_id: np.ndarray, hops: list) -> None:
     """Asserts every property a sample must have (DESIGN.md §2)."""
@@ -82,13 +91,7 @@ def check_sample(rowptr: np.ndarray, col: np.ndarray, seeds: np.ndarray, fanouts
         assert np.all(e_id >= rowptr[n_id[dst]]) and np.all(e_id < rowptr[n_id[dst] + 1])
         counts = np.bincount(dst, minlength=num_dst)
         degree = rowptr[n_id[:num_dst] + 1] - rowptr[n_id[:num_dst]]
-        if fanout == -1:
-            expected = degree
-        elif replace:
-            expected = np.where(degree > 0, fanout, 0)
-        else:
-            expected = np.minimum(degree, fanout)
-        np.testing.assert_array_equal(counts, expected)
+        np.testing.assert_array_equal(counts, expected_counts(degree, fanout, replace))
         if not replace:
             pairs = set(zip(dst.tolist(), e_id.tolist()))
             assert len(pairs) == len(dst), "an edge position was drawn twice"

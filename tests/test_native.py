@@ -16,6 +16,7 @@ from scipy.stats import chisquare
 from salient_pipes import _native
 from tests.conftest import (
     check_sample,
+    expected_counts,
     pairs,
     random_csr,
     reference_full_sample,
@@ -350,13 +351,8 @@ def test_node_wise_sample_properties(graph, data, fanouts, replace, seed, dense)
         np.testing.assert_array_equal(col[e_id], n_id[src])  # every edge exists
         assert np.all(e_id >= rowptr[n_id[dst]]) and np.all(e_id < rowptr[n_id[dst] + 1])
         degree = rowptr[n_id[begin:end] + 1] - rowptr[n_id[begin:end]]
-        if fanout == -1:
-            expected = degree
-        elif replace:
-            expected = np.where(degree > 0, fanout, 0)
-        else:
-            expected = np.minimum(degree, fanout)
-        np.testing.assert_array_equal(np.bincount(dst - begin, minlength=end - begin), expected)
+        np.testing.assert_array_equal(np.bincount(dst - begin, minlength=end - begin),
+                                      expected_counts(degree, fanout, replace))
         begin, end = end, num_src
     assert end == len(n_id)
 
