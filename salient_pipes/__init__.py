@@ -8,9 +8,15 @@ Example:
     ...     out = batch.x[: batch.batch_size]
 """
 
-from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph
-from salient_pipes.data import DatasetCacheError, FastDataset, FeatureCache, csr_from_edge_index
-from salient_pipes.models import SAGE
+from salient_pipes.batch import Adj, HeteroBatch, PreparedBatch, SampledSubgraph
+from salient_pipes.data import (
+    DatasetCacheError,
+    FastDataset,
+    FeatureCache,
+    HeteroDataset,
+    csr_from_edge_index,
+)
+from salient_pipes.models import SAGE, HeteroSAGE
 from salient_pipes.pipeline import salient_pipeline
 from salient_pipes.pipes import (
     BatchNodes,
@@ -32,6 +38,9 @@ __all__ = [
     "DatasetCacheError",
     "FastDataset",
     "FeatureCache",
+    "HeteroBatch",
+    "HeteroDataset",
+    "HeteroSAGE",
     "NodeIndices",
     "PinMemory",
     "PrefetchToDevice",

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
 Device = Union[str, torch.device]
+EdgeType = Tuple[str, str, str]
 
 
 class Adj(NamedTuple):
@@ -169,5 +170,76 @@ class PreparedBatch:
     def record_stream(self, stream: torch.cuda.Stream) -> None:
         """Marks every tensor as in use by ``stream`` (see ``Tensor.record_stream``),
         so the caching allocator does not reuse its memory too early."""
+        for t in self.tensors():
+            t.record_stream(stream)
+
+
+@dataclass
+class HeteroBatch:
+    """A node-wise sample of a heterogeneous graph (PyG's semantics), per
+    node type and per edge type ``(src, rel, dst)``:
+
+    - ``n_id[t]``: the global ids of the sampled nodes of type ``t``; the
+      seeds come first in their type.
+    - ``edge_index[e]``: ``[2, E]`` local ids, row 0 into ``n_id[src]``,
+      row 1 into ``n_id[dst]``; ``e_id[e]`` the edges' ids (when asked).
+    - ``num_sampled_nodes[t]``: the seeds (0 for other types), then the new
+      nodes of each hop; ``num_sampled_edges[e]``: the edges of each hop.
+    - ``x[t]``: ``x[t][n_id[t]]`` once features are sliced (empty before);
+      ``y``: the seeds' labels, or ``None``.
+    - ``input_type``: the seeds' node type; ``payload``: what travelled
+      with the seeds (``input_id``, ...).
+
+    Example:
+        >>> b = HeteroBatch(x={}, y=None, edge_index={("a", "to", "p"): torch.tensor([[0], [0]])},
+        ...                 n_id={"p": torch.tensor([5]), "a": torch.tensor([2])}, e_id={},
+        ...                 num_sampled_nodes={"p": [1, 0], "a": [0, 1]},
+        ...                 num_sampled_edges={("a", "to", "p"): [1]}, input_type="p")
+        >>> b.batch_size
+        1
+    """
+
+    x: Dict[str, Tensor]
+    y: Optional[Tensor]
+    edge_index: Dict[EdgeType, Tensor]
+    n_id: Dict[str, Tensor]
+    e_id: Dict[EdgeType, Tensor]
+    num_sampled_nodes: Dict[str, List[int]]
+    num_sampled_edges: Dict[EdgeType, List[int]]
+    input_type: str
+    payload: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_sampled_nodes[self.input_type][0]
+
+    def tensors(self) -> List[Tensor]:
+        out = [*self.x.values(), *self.edge_index.values(), *self.n_id.values(),
+               *self.e_id.values()]
+        return out if self.y is None else out + [self.y]
+
+    def _map(self, fn: Any) -> HeteroBatch:
+        return HeteroBatch(
+            x={t: fn(v) for t, v in self.x.items()}, y=None if self.y is None else fn(self.y),
+            edge_index={e: fn(v) for e, v in self.edge_index.items()},
+            n_id={t: fn(v) for t, v in self.n_id.items()},
+            e_id={e: fn(v) for e, v in self.e_id.items()},
+            num_sampled_nodes=self.num_sampled_nodes, num_sampled_edges=self.num_sampled_edges,
+            input_type=self.input_type, payload=self.payload)
+
+    def to(self, device: Device, non_blocking: bool = False) -> HeteroBatch:
+        """Copies every tensor to ``device`` (asynchronously from pinned memory
+        with ``non_blocking``)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> HeteroBatch:
+        """The batch in page-locked memory (itself if already pinned)."""
+        return self if self.is_pinned() else self._map(lambda t: t.pin_memory())
+
+    def is_pinned(self) -> bool:
+        return all(t.is_pinned() for t in self.tensors())
+
+    def record_stream(self, stream: torch.cuda.Stream) -> None:
+        """Marks every tensor as in use by ``stream`` (see ``PreparedBatch``)."""
         for t in self.tensors():
             t.record_stream(stream)

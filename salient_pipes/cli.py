@@ -8,19 +8,20 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 
-from salient_pipes.data import FastDataset, parse_bytes
+from salient_pipes.data import FastDataset, HeteroDataset, parse_bytes
 from salient_pipes.data.features import POLICIES
 from salient_pipes.distributed import process_group
-from salient_pipes.models import SAGE
+from salient_pipes.models import SAGE, HeteroSAGE
 from salient_pipes.pipeline import resolve_device, salient_pipeline
 from salient_pipes.pipes import pipeline_stats
 from salient_pipes.train import batchwise_test, train_epoch
 
 SYNTHETIC = "synthetic"
+MAG_SYNTHETIC = "mag-synthetic"
 CORA = "cora"
 
 
@@ -63,12 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train GraphSAGE through salient_pipeline()",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train.add_argument("--dataset", default=SYNTHETIC,
-                       help="'synthetic' (built in, no download), 'cora' (a Planetoid root), "
-                            "or an OGB node-property name such as ogbn-arxiv")
+                       help="'synthetic' (built in, no download), 'mag-synthetic' (built in, "
+                            "heterogeneous, ogbn-mag's schema), 'cora' (a Planetoid root), "
+                            "or an OGB node-property name such as ogbn-arxiv or ogbn-mag")
     train.add_argument("--root", default=None,
                        help="data directory (default: data/ for OGB, data/planetoid for cora)")
     train.add_argument("--num-nodes", type=_positive(int), default=50_000,
                        help="nodes of the synthetic graph")
+    train.add_argument("--mag-scale", type=_positive(float), default=0.05,
+                       help="size of mag-synthetic relative to ogbn-mag (1.0: 1.9 M nodes)")
     train.add_argument("--epochs", type=_positive(int, allow_zero=True), default=5)
     train.add_argument("--batch-size", type=_positive(int), default=1024)
     train.add_argument("--fanouts", type=_fanouts, default=[15, 10, 5],
@@ -108,10 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
-                 progress: bool, memory_limit: Optional[int] = None) -> FastDataset:
-    """The dataset the CLI names: synthetic, Cora from a Planetoid root, or OGB."""
+                 progress: bool, memory_limit: Optional[int] = None,
+                 mag_scale: float = 0.05) -> Union[FastDataset, HeteroDataset]:
+    """The dataset the CLI names: synthetic, mag-synthetic, Cora from a
+    Planetoid root, or OGB (homogeneous or heterogeneous)."""
     if name == SYNTHETIC:
         return FastDataset.synthetic(num_nodes=num_nodes, seed=seed)
+    if name == MAG_SYNTHETIC:
+        return HeteroDataset.synthetic_mag(scale=mag_scale, seed=seed)
+    from salient_pipes.data.ogb import is_hetero
+
+    if is_hetero(name):
+        return HeteroDataset.from_path(root or "data", name, progress=progress,
+                                       memory_limit=memory_limit)
     if name.lower() == CORA:
         from torch_geometric.datasets import Planetoid
 
@@ -122,12 +135,12 @@ def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
 
 
 def _check_dataset_name(parser: argparse.ArgumentParser, name: str) -> None:
-    if name in (SYNTHETIC,) or name.lower() == CORA:
+    if name in (SYNTHETIC, MAG_SYNTHETIC) or name.lower() == CORA:
         return
-    from salient_pipes.data.ogb import dataset_info
+    from salient_pipes.data.ogb import dataset_info, is_hetero
 
     try:
-        dataset_info(name)
+        dataset_info(name, hetero=is_hetero(name))
     except ValueError as exc:
         parser.error(f"--dataset: {exc}")
 
@@ -135,7 +148,7 @@ def _check_dataset_name(parser: argparse.ArgumentParser, name: str) -> None:
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def _run_key(args: argparse.Namespace, dataset: FastDataset) -> dict:
+def _run_key(args: argparse.Namespace, dataset: Union[FastDataset, HeteroDataset]) -> dict:
     """What a checkpoint must agree with to be resumed by this run."""
     return {"dataset": dataset.name, "fanouts": args.fanouts, "batch_size": args.batch_size,
             "hidden": args.hidden, "seed": args.seed}
@@ -175,11 +188,19 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
 
     t0 = time.perf_counter()
     dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed, progress,
-                           args.memory_limit)
+                           args.memory_limit, args.mag_scale)
     log(f"dataset  {dataset.summary()} (ready in {time.perf_counter() - t0:.1f} s)")
     layers = len(args.fanouts)
     test_fanouts = args.test_fanouts or [20] * layers
-    core = SAGE(dataset.num_features, args.hidden, dataset.num_classes, layers).to(device)
+    if isinstance(dataset, HeteroDataset):
+        if args.feature_cache is not None:
+            raise SystemExit("salient-pipes: --feature-cache is not supported for "
+                             "heterogeneous datasets yet")
+        core: torch.nn.Module = HeteroSAGE(
+            (dataset.node_types, dataset.edge_types), dataset.num_features, args.hidden,
+            dataset.num_classes, layers, target=dataset.label_type).to(device)
+    else:
+        core = SAGE(dataset.num_features, args.hidden, dataset.num_classes, layers).to(device)
     model = core
     if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -189,7 +210,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
                             feature_cache=args.feature_cache, cache_policy=args.cache_policy,
                             device=device, num_threads=args.num_threads, seed=args.seed)
     world = torch.distributed.get_world_size() if args.distributed else 1
-    log(f"training {layers}-layer SAGE on {device} x {world} process(es), "
+    log(f"training {layers}-layer {type(core).__name__} on {device} x {world} process(es), "
         f"{len(pipe)} batches per epoch per process")
     history: list = []
     first_epoch = 0

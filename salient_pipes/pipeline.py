@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from salient_pipes._checks import as_node_ids
-from salient_pipes.data import FastDataset, FeatureCache, iter_splits
+from salient_pipes.data import FastDataset, FeatureCache, HeteroDataset, iter_splits
 from salient_pipes.pipes import NodeIndices, Stage
 
 
@@ -31,7 +31,7 @@ def resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, i
 
 
 def salient_pipeline(
-    dataset: FastDataset,
+    dataset: Union[FastDataset, HeteroDataset],
     split: Union[str, Tensor] = "train",
     *,
     batch_size: int = 1024,
@@ -56,7 +56,10 @@ def salient_pipeline(
     slice_features (fused into sampling) → [pin_memory] → prefetch_to_device``
 
     ``split`` names one of ``dataset.split_idx`` or is the seed set itself
-    (node ids or a bool mask over the nodes). ``replace`` samples neighbors
+    (node ids or a bool mask over the nodes). A :class:`HeteroDataset` is
+    sampled node-wise per edge type (``fanouts`` a list for every edge type
+    or a dict per edge type) from seeds of its ``label_type``, and yields
+    :class:`~salient_pipes.batch.HeteroBatch` items. ``replace`` samples neighbors
     with replacement; ``return_e_id`` fills each ``Adj.e_id``.
 
     ``feature_cache`` keeps a byte budget of feature rows in memory (an int,
@@ -78,14 +81,19 @@ def salient_pipeline(
         >>> len(pipe), next(iter(pipe)).batch_size
         (3, 256)
     """
-    if not isinstance(dataset, FastDataset):
+    if isinstance(dataset, HeteroDataset):
+        if feature_cache is not None:
+            raise NotImplementedError("feature_cache for heterogeneous datasets is not "
+                                      "supported yet")
+    elif not isinstance(dataset, FastDataset):
         hint = (" (a PyG Data: convert it once with FastDataset.from_pyg(data))"
                 if hasattr(dataset, "edge_index") else "")
         raise TypeError(f"dataset must be a FastDataset, got {type(dataset).__name__}{hint}")
     if isinstance(split, str):
         (_, index), = iter_splits(dataset, [split])
     else:
-        index = as_node_ids("split", split, dataset.num_nodes)
+        index = as_node_ids("split", split, dataset.num_nodes[dataset.label_type]
+                            if isinstance(dataset, HeteroDataset) else dataset.num_nodes)
     device = resolve_device(device)
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:

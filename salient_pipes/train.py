@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from salient_pipes.batch import PreparedBatch
-from salient_pipes.data import FastDataset, iter_splits
+from salient_pipes.batch import HeteroBatch, PreparedBatch
+from salient_pipes.data import FastDataset, HeteroDataset, iter_splits
 from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipeline
 
 
@@ -45,7 +45,20 @@ def batches_per_epoch(pipe: Iterable[Any]) -> Optional[int]:
         return None
 
 
-def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
+def forward(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+    """The model's output for the seeds of ``batch``: ``model(x, adjs)`` for a
+    :class:`PreparedBatch`; for a :class:`HeteroBatch`,
+    ``model(x_dict, edge_index_dict)`` (a dict of outputs per node type is
+    read at the input type), first ``batch_size`` rows."""
+    if isinstance(batch, HeteroBatch):
+        out = model(batch.x, batch.edge_index)
+        if isinstance(out, dict):
+            out = out[batch.input_type]
+        return out[: batch.batch_size]
+    return model(batch.x, batch.adjs)
+
+
+def train_epoch(model: torch.nn.Module, pipe: Iterable[Union[PreparedBatch, HeteroBatch]],
                 optimizer: torch.optim.Optimizer, *, progress: bool = True,
                 desc: str = "train",
                 on_batch: Optional[Callable[[int], None]] = None) -> EpochResult:
@@ -79,10 +92,10 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
         waited += time.perf_counter() - asked
         if batch is None:
             break
-        if batch.x.device != device:
+        if batch.y.device != device:
             batch = batch.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        out = model(batch.x, batch.adjs)
+        out = forward(model, batch)
         loss = F.nll_loss(out, batch.y, ignore_index=-1)
         loss.backward()
         optimizer.step()
@@ -99,7 +112,7 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[PreparedBatch],
 @torch.no_grad()
 def batchwise_test(
     model: torch.nn.Module,
-    dataset: FastDataset,
+    dataset: Union[FastDataset, HeteroDataset],
     fanouts: Sequence[int] = (20, 20, 20),
     batch_size: int = 1024,
     sets: Sequence[str] = ("valid",),
@@ -136,7 +149,7 @@ def batchwise_test(
         counts = torch.zeros(2, dtype=torch.int64, device=device)  # correct, labeled
         for batch in tqdm(pipe, total=len(pipe), desc=f"eval {name}", disable=not progress,
                           leave=False):
-            pred = model(batch.x, batch.adjs).argmax(dim=-1)
+            pred = forward(model, batch).argmax(dim=-1)
             labeled = batch.y >= 0
             counts[0] += ((pred == batch.y) & labeled).sum()
             counts[1] += labeled.sum()

@@ -6,6 +6,8 @@ It works on raw buffers (numpy arrays; torch tensors cross through
 
 from salient_pipes._native._core import (
     CSRGraph,
+    HeteroGraph,
+    HeteroSession,
     RowCache,
     Session,
     csr_count,
@@ -15,5 +17,6 @@ from salient_pipes._native._core import (
     sample,
 )
 
-__all__ = ["CSRGraph", "RowCache", "Session", "csr_count", "csr_fill", "gather", "random_nodes",
+__all__ = ["CSRGraph", "HeteroGraph", "HeteroSession", "RowCache",
+           "Session", "csr_count", "csr_fill", "gather", "random_nodes",
            "sample"]

@@ -13,6 +13,7 @@
 
 #include "csr_build.hpp"
 #include "graph.hpp"
+#include "hetero.hpp"
 #include "sampler.hpp"
 #include "session.hpp"
 #include "threads.hpp"
@@ -52,7 +53,8 @@ class Graph {
  public:
   // validate=false is for copies whose validation is on record (a dataset
   // opened through its stamp); everything else is checked here.
-  Graph(py::array rowptr, py::array col, bool validate)
+  // num_cols >= 0: col holds ids of another node set of that size.
+  Graph(py::array rowptr, py::array col, bool validate, int64_t num_cols = -1)
       : rowptr_(std::move(rowptr)), col_(std::move(col)) {
     require_1d(rowptr_, "rowptr");
     require_int64(rowptr_, "rowptr");
@@ -70,7 +72,7 @@ class Graph {
     }
     if (!validate) return;
     py::gil_scoped_release release;
-    std::visit([](const auto& g) { sp::validate(g); }, csr_);
+    std::visit([num_cols](const auto& g) { sp::validate(g, num_cols); }, csr_);
   }
 
   const AnyCsr& csr() const { return csr_; }
@@ -330,8 +332,9 @@ class PySession {
     if (x_) x_rows = attached_rows(*x_, "x");
     if (x_cache_) x_cache_->attach(*x_rows, *x_, "x");
     if (y_) y_rows = attached_rows(*y_, "y");
-    session_ = std::make_unique<sp::Session>(graph_->csr(), std::move(config), x_rows, y_rows,
-                                             check_threads(num_threads), ordered, fail_at_position);
+    session_ = std::make_unique<sp::Session<sp::SampleJob>>(
+        sp::SampleJob{graph_->csr(), std::move(config), x_rows, y_rows},
+        check_threads(num_threads), ordered, fail_at_position);
   }
 
   void submit(const py::array& seeds, uint64_t epoch, uint64_t position) {
@@ -368,10 +371,214 @@ class PySession {
   std::shared_ptr<RowCache> x_cache_;
   std::optional<py::array> edge_ids_;
   bool return_e_id_;
-  std::unique_ptr<sp::Session> session_;
+  std::unique_ptr<sp::Session<sp::SampleJob>> session_;
 };
 
 constexpr int64_t kDefaultDenseLimit = int64_t{1} << 26;
+
+// A heterogeneous graph: one validated CSR per edge type, rows of the
+// destination type, columns of the source type.
+class HeteroGraph {
+ public:
+  HeteroGraph(const std::vector<int64_t>& num_nodes, const std::vector<int>& src_type,
+              const std::vector<int>& dst_type, const std::vector<py::array>& rowptr,
+              const std::vector<py::array>& col, bool validate) {
+    const size_t edge_types = src_type.size();
+    if (dst_type.size() != edge_types || rowptr.size() != edge_types ||
+        col.size() != edge_types) {
+      throw py::value_error("src_type, dst_type, rowptr and col must hold one entry per edge "
+                            "type each");
+    }
+    for (size_t t = 0; t < num_nodes.size(); ++t) {
+      if (num_nodes[t] < 0) {
+        throw py::value_error("num_nodes[" + std::to_string(t) + "] must be >= 0");
+      }
+    }
+    graph_.num_nodes = num_nodes;
+    const auto types = static_cast<int>(num_nodes.size());
+    for (size_t e = 0; e < edge_types; ++e) {
+      const std::string name = "edge type " + std::to_string(e);
+      if (src_type[e] < 0 || src_type[e] >= types || dst_type[e] < 0 || dst_type[e] >= types) {
+        throw py::value_error(name + " names a node type outside [0, " + std::to_string(types) +
+                              ")");
+      }
+      const int64_t rows = num_nodes[static_cast<size_t>(dst_type[e])];
+      if (rowptr[e].ndim() != 1 || rowptr[e].shape(0) != rows + 1) {
+        throw py::value_error(name + ": rowptr must hold num_nodes[dst] + 1 = " +
+                              std::to_string(rows + 1) + " entries");
+      }
+      try {
+        parts_.push_back(std::make_shared<Graph>(
+            rowptr[e], col[e], validate, num_nodes[static_cast<size_t>(src_type[e])]));
+      } catch (const std::exception& err) {
+        throw py::value_error(name + ": " + err.what());
+      }
+      graph_.csr.push_back(parts_.back()->csr());
+    }
+    graph_.src_type = src_type;
+    graph_.dst_type = dst_type;
+  }
+
+  const sp::HeteroGraph& graph() const { return graph_; }
+  int num_node_types() const { return static_cast<int>(graph_.num_nodes.size()); }
+  int num_edge_types() const { return static_cast<int>(graph_.csr.size()); }
+  int64_t num_edges(int e) const { return parts_.at(static_cast<size_t>(e))->num_edges(); }
+
+ private:
+  std::vector<std::shared_ptr<Graph>> parts_;
+  sp::HeteroGraph graph_;
+};
+
+// The Python face of a heterogeneous sampling session.
+class PyHeteroSession {
+ public:
+  PyHeteroSession(std::shared_ptr<HeteroGraph> graph,
+                  const std::vector<std::vector<int64_t>>& fanouts, bool replace,
+                  bool return_e_id, uint64_t seed, std::vector<std::optional<py::array>> x,
+                  std::optional<py::array> y, int y_type, int num_threads, bool ordered,
+                  int64_t dense_limit, std::vector<std::optional<py::array>> edge_ids,
+                  bool prefetch, int64_t fail_at_position)
+      : graph_(std::move(graph)),
+        x_(std::move(x)),
+        y_(std::move(y)),
+        edge_ids_(std::move(edge_ids)),
+        return_e_id_(return_e_id) {
+    const sp::HeteroGraph& g = graph_->graph();
+    const size_t edge_types = g.csr.size();
+    const size_t types = g.num_nodes.size();
+    if (fanouts.size() != edge_types) {
+      throw py::value_error("fanouts must hold one list per edge type (" +
+                            std::to_string(edge_types) + "), got " +
+                            std::to_string(fanouts.size()));
+    }
+    for (size_t e = 0; e < edge_types; ++e) {
+      if (fanouts[e].empty() || fanouts[e].size() != fanouts[0].size()) {
+        throw py::value_error("fanouts must name the same number (>= 1) of hops for every edge "
+                              "type; edge type " + std::to_string(e) + " has " +
+                              std::to_string(fanouts[e].size()));
+      }
+      for (size_t h = 0; h < fanouts[e].size(); ++h) {
+        const int64_t f = fanouts[e][h];
+        if (f < -1 || f > kMaxFanout) {
+          throw py::value_error("fanouts[" + std::to_string(e) + "][" + std::to_string(h) +
+                                "] = " + std::to_string(f) +
+                                ": each fanout must be a count >= 0 up to 2**31 - 1, or -1 for "
+                                "all neighbors");
+        }
+      }
+    }
+    sp::HeteroJob job;
+    job.graph = g;
+    job.config.fanouts = fanouts;
+    job.config.replace = replace;
+    job.config.return_e_id = return_e_id;
+    job.config.prefetch = prefetch;
+    job.config.seed = seed;
+    job.config.dense_limit = dense_limit;
+    if (!edge_ids_.empty() && edge_ids_.size() != edge_types) {
+      throw py::value_error("edge_ids must hold one entry (an array or None) per edge type");
+    }
+    for (size_t e = 0; e < edge_ids_.size(); ++e) {
+      const int64_t* ids = nullptr;
+      if (edge_ids_[e]) {
+        const std::string name = "edge_ids[" + std::to_string(e) + "]";
+        require_1d(*edge_ids_[e], name.c_str());
+        require_int64(*edge_ids_[e], name.c_str());
+        if (edge_ids_[e]->shape(0) != graph_->num_edges(static_cast<int>(e))) {
+          throw py::value_error(name + " must hold one id per edge of its edge type");
+        }
+        ids = static_cast<const int64_t*>(edge_ids_[e]->data());
+      }
+      job.config.edge_ids.push_back(ids);
+    }
+    if (!x_.empty() && x_.size() != types) {
+      throw py::value_error("x must hold one entry (an array or None) per node type");
+    }
+    for (size_t t = 0; t < x_.size(); ++t) {
+      std::optional<sp::Rows> rows;
+      if (x_[t]) {
+        const std::string name = "x[" + std::to_string(t) + "]";
+        rows = rows_of(*x_[t], name.c_str());
+        if (rows->num_rows != g.num_nodes[t]) {
+          throw py::value_error(name + " has " + std::to_string(rows->num_rows) +
+                                " rows but node type " + std::to_string(t) + " has " +
+                                std::to_string(g.num_nodes[t]) + " nodes");
+        }
+      }
+      job.x.push_back(rows);
+    }
+    if (y_) {
+      if (y_type < 0 || static_cast<size_t>(y_type) >= types) {
+        throw py::value_error("y_type must name a node type when y is given");
+      }
+      job.y = rows_of(*y_, "y");
+      if (job.y->num_rows != g.num_nodes[static_cast<size_t>(y_type)]) {
+        throw py::value_error("y has " + std::to_string(job.y->num_rows) +
+                              " rows but its node type has " +
+                              std::to_string(g.num_nodes[static_cast<size_t>(y_type)]) +
+                              " nodes");
+      }
+      job.y_type = y_type;
+    }
+    session_ = std::make_unique<sp::Session<sp::HeteroJob>>(
+        std::move(job), check_threads(num_threads), ordered, fail_at_position);
+  }
+
+  void submit(const std::vector<py::array>& seeds, uint64_t epoch, uint64_t position) {
+    sp::HeteroSeeds input;
+    for (const auto& s : seeds) input.push_back(seeds_of(s));
+    if (input.size() != graph_->graph().num_nodes.size()) {
+      throw py::value_error("seeds must hold one array per node type (" +
+                            std::to_string(graph_->graph().num_nodes.size()) + "), got " +
+                            std::to_string(input.size()));
+    }
+    session_->submit(std::move(input), epoch, position);
+  }
+
+  // (n_id per node type, (row, col, e_id) per edge type, num_sampled_nodes,
+  //  num_sampled_edges, x per node type (None where not gathered), y)
+  py::tuple next() {
+    sp::HeteroSample s;
+    {
+      py::gil_scoped_release release;
+      s = session_->next();
+    }
+    py::list n_ids;
+    py::list xs;
+    for (size_t t = 0; t < s.n_id.size(); ++t) {
+      const auto n = static_cast<int64_t>(s.n_id[t].size());
+      n_ids.append(int64_array(std::move(s.n_id[t]), {n}));
+      if (t < x_.size() && x_[t]) {
+        xs.append(to_array(std::move(s.x[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
+      } else {
+        xs.append(py::none());
+      }
+    }
+    py::list edges;
+    for (size_t e = 0; e < s.row.size(); ++e) {
+      const auto n = static_cast<int64_t>(s.row[e].size());
+      py::object e_id = py::none();
+      if (return_e_id_) e_id = int64_array(std::move(s.e_id[e]), {n});
+      edges.append(py::make_tuple(int64_array(std::move(s.row[e]), {n}),
+                                  int64_array(std::move(s.col[e]), {n}), e_id));
+    }
+    py::object ys = py::none();
+    if (y_) ys = to_array(std::move(s.y), y_->dtype(), row_shape(*y_, s.num_y));
+    return py::make_tuple(n_ids, edges, s.num_sampled_nodes, s.num_sampled_edges, xs, ys);
+  }
+
+  void cancel() { session_->cancel(); }
+  int64_t in_flight() const { return session_->in_flight(); }
+  int num_threads() const { return session_->num_threads(); }
+
+ private:
+  std::shared_ptr<HeteroGraph> graph_;
+  std::vector<std::optional<py::array>> x_;
+  std::optional<py::array> y_;
+  std::vector<std::optional<py::array>> edge_ids_;
+  bool return_e_id_;
+  std::unique_ptr<sp::Session<sp::HeteroJob>> session_;
+};
 
 // The two id arrays of an edge list, checked to be parallel int32/int64 arrays.
 void require_edges(const py::array& src, const py::array& dst) {
@@ -389,17 +596,23 @@ void require_edges(const py::array& src, const py::array& dst) {
   }
 }
 
+// num_src >= 0: sources are ids of another node set of that size (a
+// bipartite edge type), which an undirected build cannot mix with rows.
 template <typename Fn>
 auto with_edges(const py::array& src, const py::array& dst, int64_t num_nodes, bool undirected,
-                const Fn& fn) {
+                int64_t num_src, const Fn& fn) {
+  if (num_src >= 0 && undirected && num_src != num_nodes) {
+    throw py::value_error("an undirected build needs sources and destinations of one node set "
+                          "(num_src_nodes == num_nodes)");
+  }
   if (src.dtype().is(py::dtype::of<int32_t>())) {
     return fn(sp::EdgeList<int32_t>{static_cast<const int32_t*>(src.data()),
                                     static_cast<const int32_t*>(dst.data()), src.shape(0),
-                                    num_nodes, undirected});
+                                    num_nodes, undirected, num_src});
   }
   return fn(sp::EdgeList<int64_t>{static_cast<const int64_t*>(src.data()),
                                   static_cast<const int64_t*>(dst.data()), src.shape(0),
-                                  num_nodes, undirected});
+                                  num_nodes, undirected, num_src});
 }
 
 int64_t* writable_int64(py::array& a, int64_t length, const char* name) {
@@ -415,12 +628,12 @@ int64_t* writable_int64(py::array& a, int64_t length, const char* name) {
 
 // counts[v + 1] += raw entries of row v; ValueError naming the first bad id.
 void csr_count(const py::array& src, const py::array& dst, int64_t num_nodes, bool undirected,
-               py::array counts) {
+               py::array counts, int64_t num_src_nodes) {
   require_edges(src, dst);
   if (num_nodes < 0) throw py::value_error("num_nodes must be >= 0");
   int64_t* out = writable_int64(counts, num_nodes + 1, "counts");
   py::gil_scoped_release release;
-  with_edges(src, dst, num_nodes, undirected, [out](const auto& edges) {
+  with_edges(src, dst, num_nodes, undirected, num_src_nodes, [out](const auto& edges) {
     sp::count_rows(edges, out);
     return 0;
   });
@@ -430,7 +643,7 @@ void csr_count(const py::array& src, const py::array& dst, int64_t num_nodes, bo
 // distinct counts into degree; returns the entries written.
 int64_t csr_fill(const py::array& src, const py::array& dst, int64_t num_nodes, bool undirected,
                  int64_t row_begin, int64_t row_end, const py::array& raw, py::array col,
-                 py::array degree, int num_threads) {
+                 py::array degree, int num_threads, int64_t num_src_nodes) {
   require_edges(src, dst);
   check_threads(num_threads);
   if (row_begin < 0 || row_end < row_begin || row_end > num_nodes) {
@@ -462,7 +675,7 @@ int64_t csr_fill(const py::array& src, const py::array& dst, int64_t num_nodes, 
   }
   void* out = col.mutable_data();
   py::gil_scoped_release release;
-  return with_edges(src, dst, num_nodes, undirected, [&](const auto& edges) {
+  return with_edges(src, dst, num_nodes, undirected, num_src_nodes, [&](const auto& edges) {
     if (wide) {
       return sp::fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int64_t*>(out), deg,
                            num_threads);
@@ -478,8 +691,8 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "salient_pipes native core: CSR validation, neighbor sampling, row gathers.";
 
   py::class_<Graph, std::shared_ptr<Graph>>(m, "CSRGraph")
-      .def(py::init<py::array, py::array, bool>(), py::arg("rowptr"), py::arg("col"),
-           py::arg("validate") = true)
+      .def(py::init<py::array, py::array, bool, int64_t>(), py::arg("rowptr"), py::arg("col"),
+           py::arg("validate") = true, py::arg("num_cols") = -1)
       .def_property_readonly("num_nodes", &Graph::num_nodes)
       .def_property_readonly("num_edges", &Graph::num_edges);
 
@@ -503,10 +716,39 @@ PYBIND11_MODULE(_core, m) {
         py::arg("seed") = 0, py::arg("epoch") = 0, py::arg("position") = 0);
 
   m.def("csr_count", &csr_count, py::arg("src"), py::arg("dst"), py::arg("num_nodes"),
-        py::arg("undirected"), py::arg("counts"));
+        py::arg("undirected"), py::arg("counts"), py::arg("num_src_nodes") = -1);
   m.def("csr_fill", &csr_fill, py::arg("src"), py::arg("dst"), py::arg("num_nodes"),
         py::arg("undirected"), py::arg("row_begin"), py::arg("row_end"), py::arg("raw"),
-        py::arg("col"), py::arg("degree"), py::arg("num_threads") = 1);
+        py::arg("col"), py::arg("degree"), py::arg("num_threads") = 1,
+        py::arg("num_src_nodes") = -1);
+
+  py::class_<HeteroGraph, std::shared_ptr<HeteroGraph>>(m, "HeteroGraph")
+      .def(py::init<const std::vector<int64_t>&, const std::vector<int>&, const std::vector<int>&,
+                    const std::vector<py::array>&, const std::vector<py::array>&, bool>(),
+           py::arg("num_nodes"), py::arg("src_type"), py::arg("dst_type"), py::arg("rowptr"),
+           py::arg("col"), py::arg("validate") = true)
+      .def_property_readonly("num_node_types", &HeteroGraph::num_node_types)
+      .def_property_readonly("num_edge_types", &HeteroGraph::num_edge_types)
+      .def("num_edges", &HeteroGraph::num_edges, py::arg("edge_type"));
+
+  py::class_<PyHeteroSession>(m, "HeteroSession")
+      .def(py::init<std::shared_ptr<HeteroGraph>, const std::vector<std::vector<int64_t>>&, bool,
+                    bool, uint64_t, std::vector<std::optional<py::array>>,
+                    std::optional<py::array>, int, int, bool, int64_t,
+                    std::vector<std::optional<py::array>>, bool, int64_t>(),
+           py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
+           py::arg("return_e_id") = false, py::arg("seed") = 0,
+           py::arg("x") = std::vector<std::optional<py::array>>{}, py::arg("y") = py::none(),
+           py::arg("y_type") = -1, py::arg("num_threads") = 1, py::arg("ordered") = true,
+           py::arg("dense_limit") = kDefaultDenseLimit,
+           py::arg("edge_ids") = std::vector<std::optional<py::array>>{},
+           py::arg("prefetch") = true, py::arg("fail_at_position") = -1)
+      .def("submit", &PyHeteroSession::submit, py::arg("seeds"), py::arg("epoch"),
+           py::arg("position"))
+      .def("next", &PyHeteroSession::next)
+      .def("cancel", &PyHeteroSession::cancel)
+      .def_property_readonly("in_flight", &PyHeteroSession::in_flight)
+      .def_property_readonly("num_threads", &PyHeteroSession::num_threads);
 
   py::class_<PySession>(m, "Session")
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,

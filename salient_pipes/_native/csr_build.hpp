@@ -22,8 +22,10 @@ struct EdgeList {
   const Id* src = nullptr;
   const Id* dst = nullptr;
   int64_t num_edges = 0;
-  int64_t num_nodes = 0;
+  int64_t num_nodes = 0;  // rows: dst ids are below it
   bool undirected = true;
+  int64_t num_src = -1;  // src ids are below it (another node set); -1: num_nodes
+  int64_t src_bound() const { return num_src < 0 ? num_nodes : num_src; }
 };
 
 template <typename Id>
@@ -32,7 +34,8 @@ template <typename Id>
                               : static_cast<int64_t>(edges.dst[e]);
   throw std::invalid_argument("edge_index[" + std::to_string(side) + ", " + std::to_string(e) +
                               "] = " + std::to_string(v) + " is outside [0, " +
-                              std::to_string(edges.num_nodes) + ")");
+                              std::to_string(side == 0 ? edges.src_bound() : edges.num_nodes) +
+                              ")");
 }
 
 // counts[v + 1] += raw entries of row v (duplicates included). Validates
@@ -40,10 +43,11 @@ template <typename Id>
 template <typename Id>
 void count_rows(const EdgeList<Id>& edges, int64_t* counts) {
   const auto n = static_cast<uint64_t>(edges.num_nodes);
+  const auto n_src = static_cast<uint64_t>(edges.src_bound());
   for (int64_t e = 0; e < edges.num_edges; ++e) {
     const auto s = static_cast<uint64_t>(static_cast<int64_t>(edges.src[e]));
     const auto d = static_cast<uint64_t>(static_cast<int64_t>(edges.dst[e]));
-    if (s >= n) bad_edge(edges, e, 0);  // negatives wrap to huge values
+    if (s >= n_src) bad_edge(edges, e, 0);  // negatives wrap to huge values
     if (d >= n) bad_edge(edges, e, 1);
     ++counts[d + 1];
     if (edges.undirected && s != d) ++counts[s + 1];

@@ -25,8 +25,11 @@ using AnyCsr = std::variant<Csr<int32_t>, Csr<int64_t>>;
 // Checks the invariants every sampler relies on, so the hot loop never has
 // to: rowptr starts at 0, never decreases, ends at len(col), and every column
 // index names a node. Throws std::invalid_argument (Python: ValueError).
+// `num_cols` bounds the column ids when they name another node set (the
+// source type of a heterogeneous edge type); -1: the rows' own nodes.
 template <typename Index>
-void validate(const Csr<Index>& g) {
+void validate(const Csr<Index>& g, int64_t num_cols = -1) {
+  if (num_cols < 0) num_cols = g.num_nodes;
   if (g.num_nodes < 0) throw std::invalid_argument("rowptr must hold at least one entry");
   if (g.rowptr[0] != 0) {
     throw std::invalid_argument("rowptr[0] must be 0, got " + std::to_string(g.rowptr[0]));
@@ -44,9 +47,9 @@ void validate(const Csr<Index>& g) {
   }
   for (int64_t e = 0; e < g.num_edges; ++e) {
     const int64_t u = g.col[e];
-    if (u < 0 || u >= g.num_nodes) {
+    if (u < 0 || u >= num_cols) {
       throw std::invalid_argument("col[" + std::to_string(e) + "] = " + std::to_string(u) +
-                                  " is outside [0, " + std::to_string(g.num_nodes) + ")");
+                                  " is outside [0, " + std::to_string(num_cols) + ")");
     }
   }
 }

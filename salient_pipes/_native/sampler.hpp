@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "expand.hpp"
 #include "graph.hpp"
 #include "relabel.hpp"
 #include "rng.hpp"
@@ -117,7 +118,13 @@ class Sampler {
       : graph_(graph),
         config_(std::move(config)),
         relabel_(make_relabel(graph_, config_)),
-        pool_(std::move(pool)) {}
+        pool_(std::move(pool)) {
+    options_.replace = config_.replace;
+    options_.prefetch = config_.prefetch;
+    options_.edge_ids = config_.edge_ids;
+    options_.key_space =
+        config_.disjoint ? std::visit([](const auto& g) { return g.num_nodes; }, graph_) : 0;
+  }
 
   // Samples the subgraph of one batch of seeds. The random stream depends
   // only on (config.seed, epoch, position), never on the calling thread.
@@ -182,94 +189,15 @@ class Sampler {
     h.edge_index = Buffer<int64_t>(pool_);
     h.e_id = Buffer<int64_t>(pool_);
     h.num_dst = static_cast<int64_t>(n_id.size());
-    const int64_t targets = h.num_dst - first;
     // Exact edge count first, so the outputs are allocated once at their size.
-    offsets_.resize(static_cast<size_t>(targets) + 1);
-    offsets_[0] = 0;
-    for (int64_t t = 0; t < targets; ++t) {
-      const int64_t d = g.degree(node_of(n_id[first + t], g.num_nodes));
-      int64_t take = d;
-      if (fanout >= 0) take = config_.replace ? (d > 0 ? fanout : 0) : std::min(d, fanout);
-      offsets_[t + 1] = offsets_[t] + take;
-    }
-    const int64_t num_edges = offsets_[targets];
+    const int64_t num_edges = expander_.count(g, n_id, first, h.num_dst, fanout, options_);
     h.edge_index.resize(static_cast<size_t>(2 * num_edges));
     if (config_.return_e_id) h.e_id.resize(static_cast<size_t>(num_edges));
     int64_t* src = h.edge_index.data();
-    int64_t* dst = src + num_edges;
-    int64_t* e_id = config_.return_e_id ? h.e_id.data() : nullptr;
-
-    for (int64_t t = 0; t < targets; ++t) {
-      const int64_t i = first + t;
-      const int64_t v = node_of(n_id[i], g.num_nodes);
-      const int64_t base = n_id[i] - v;  // the seed's key offset (0 unless disjoint)
-      const int64_t start = g.begin(v);
-      const int64_t degree = g.degree(v);
-      int64_t out = offsets_[t];
-      const int64_t take = offsets_[t + 1] - out;
-      // Latency hiding: the row of a target kAhead ahead is requested now,
-      // so its cache miss overlaps this target's work.
-      if (config_.prefetch && t + kAhead < targets) {
-        __builtin_prefetch(g.col + g.begin(node_of(n_id[i + kAhead], g.num_nodes)));
-      }
-      // Positions first (the random draws, in the same order as always) ...
-      picked_.clear();
-      if (fanout < 0 || (take == degree && !config_.replace)) {
-        // -1 takes every neighbor once, with or without replacement.
-        for (int64_t p = 0; p < degree; ++p) picked_.push_back(p);
-      } else if (config_.replace) {
-        for (int64_t k = 0; k < take; ++k) {
-          picked_.push_back(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));
-        }
-      } else {
-        choose(degree, take, rng);
-      }
-      // ... then the neighbors and their relabel slots, all requested before
-      // the first is used, so their misses overlap instead of queueing.
-      neighbors_.clear();
-      for (const int64_t p : picked_) {
-        neighbors_.push_back(base + static_cast<int64_t>(g.col[start + p]));
-        if (config_.prefetch) relabel.prefetch(neighbors_.back());
-      }
-      for (size_t k = 0; k < picked_.size(); ++k) {
-        src[out] = relabel.insert(neighbors_[k], n_id);
-        dst[out] = i;
-        if (e_id != nullptr) {
-          const int64_t position = start + picked_[k];
-          e_id[out] = config_.edge_ids != nullptr ? config_.edge_ids[position] : position;
-        }
-        ++out;
-      }
-    }
+    expander_.fill(g, n_id, first, h.num_dst, fanout, relabel, n_id, rng, options_, src,
+                   src + num_edges, config_.return_e_id ? h.e_id.data() : nullptr);
     h.num_src = static_cast<int64_t>(n_id.size());
     return h;
-  }
-
-  int64_t node_of(int64_t key, int64_t num_nodes) const {
-    return config_.disjoint ? key % num_nodes : key;
-  }
-
-  // Fills picked_ with `take` distinct positions of [0, degree), uniformly.
-  void choose(int64_t degree, int64_t take, Rng& rng) {
-    picked_.clear();
-    if (take <= kFloydLimit) {
-      // Floyd's algorithm: one draw per pick; the membership test is a scan
-      // of at most kFloydLimit values that stay in L1.
-      for (int64_t j = degree - take; j < degree; ++j) {
-        const auto t = static_cast<int64_t>(rng.below(static_cast<uint64_t>(j + 1)));
-        const bool seen = std::find(picked_.begin(), picked_.end(), t) != picked_.end();
-        picked_.push_back(seen ? j : t);
-      }
-      return;
-    }
-    // Partial Fisher-Yates over the positions of the row.
-    positions_.resize(static_cast<size_t>(degree));
-    for (int64_t p = 0; p < degree; ++p) positions_[p] = p;
-    for (int64_t k = 0; k < take; ++k) {
-      const auto r = k + static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree - k)));
-      std::swap(positions_[k], positions_[r]);
-      picked_.push_back(positions_[k]);
-    }
   }
 
   static std::variant<DenseRelabel, HashRelabel> make_relabel(const AnyCsr& graph,
@@ -279,18 +207,46 @@ class Sampler {
     return HashRelabel();
   }
 
-  static constexpr int64_t kFloydLimit = 64;
-  static constexpr int64_t kAhead = 4;  // targets between a row's prefetch and its use
-
   AnyCsr graph_;
   SamplerConfig config_;
   std::variant<DenseRelabel, HashRelabel> relabel_;
   std::shared_ptr<BlockPool> pool_;
-  std::vector<int64_t> offsets_;
-  std::vector<int64_t> picked_;
-  std::vector<int64_t> neighbors_;
-  std::vector<int64_t> positions_;
+  HopOptions options_;
+  Expander expander_;
   int64_t last_num_nodes_ = 0;
+};
+
+// A session's work for homogeneous sampling (see session.hpp): sample a
+// batch, then gather the x rows of its nodes and the y rows of its seeds.
+struct SampleJob {
+  using Input = std::vector<int64_t>;
+  using Output = Sample;
+  using Worker = Sampler;
+
+  AnyCsr graph;
+  SamplerConfig config;
+  std::optional<Rows> x;
+  std::optional<Rows> y;
+  // Shared with every array a batch hands to Python, which gives its memory
+  // back when Python drops it (possibly after the session is gone).
+  std::shared_ptr<BlockPool> pool = std::make_shared<BlockPool>(64);
+
+  void make_worker(std::optional<Sampler>& worker) const { worker.emplace(graph, config, pool); }
+
+  Sample produce(Sampler& sampler, const Input& seeds, uint64_t epoch, uint64_t position) const {
+    Sample s = sampler.sample(seeds.data(), static_cast<int64_t>(seeds.size()), epoch, position);
+    if (x) {
+      s.x = Buffer<unsigned char>(pool);
+      s.x.resize(s.n_id.size() * static_cast<size_t>(x->row_bytes));
+      gather_rows(*x, s.n_id.data(), 0, static_cast<int64_t>(s.n_id.size()), s.x.data());
+    }
+    if (y) {
+      s.y = Buffer<unsigned char>(pool);
+      s.y.resize(seeds.size() * static_cast<size_t>(y->row_bytes));
+      gather_rows(*y, seeds.data(), 0, static_cast<int64_t>(seeds.size()), s.y.data());
+    }
+    return s;
+  }
 };
 
 }  // namespace sp

@@ -1,6 +1,10 @@
 // A sampling session: a pool of worker threads that turns submitted seed
 // batches into finished samples (with gathered features), handed back in
-// submission order or as they complete.
+// submission order or as they complete. What a batch is and how it is
+// produced is the Job's business (sampler.hpp: SampleJob, hetero.hpp:
+// HeteroJob): Job::Input (the seeds), Job::Output, Job::Worker (per-thread
+// state, made lazily by make_worker) and produce(worker, input, epoch,
+// position), which must be safe to call from several threads at once.
 #pragma once
 
 #include <condition_variable>
@@ -15,18 +19,17 @@
 #include <thread>
 #include <vector>
 
-#include "sampler.hpp"
 
 namespace sp {
 
+template <typename Job>
 class Session {
  public:
-  Session(const AnyCsr& graph, SamplerConfig config, std::optional<Rows> x, std::optional<Rows> y,
-          int num_threads, bool ordered, int64_t fail_at_position)
-      : graph_(graph),
-        config_(std::move(config)),
-        x_(x),
-        y_(y),
+  using Input = typename Job::Input;
+  using Output = typename Job::Output;
+
+  Session(Job job, int num_threads, bool ordered, int64_t fail_at_position)
+      : job_(std::move(job)),
         ordered_(ordered),
         fail_at_position_(fail_at_position) {
     threads_.reserve(static_cast<size_t>(num_threads));
@@ -43,7 +46,7 @@ class Session {
 
   ~Session() { shutdown(); }
 
-  void submit(std::vector<int64_t> seeds, uint64_t epoch, uint64_t position) {
+  void submit(Input seeds, uint64_t epoch, uint64_t position) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.push_back(Task{next_ticket_++, generation_, std::move(seeds), epoch, position});
@@ -54,7 +57,7 @@ class Session {
 
   // Blocks (without spinning) until the next batch is ready. A worker's
   // exception is rethrown here, in the consumer's thread.
-  Sample next() {
+  Output next() {
     std::unique_lock<std::mutex> lock(mu_);
     if (in_flight_ == 0) throw std::logic_error("no batch in flight: submit seeds before next()");
     done_cv_.wait(lock, [this] { return ordered_ ? done_.count(next_deliver_) > 0 : !done_.empty(); });
@@ -92,13 +95,13 @@ class Session {
   struct Task {
     uint64_t ticket;
     uint64_t generation;
-    std::vector<int64_t> seeds;
+    Input seeds;
     uint64_t epoch;
     uint64_t position;
   };
 
   struct Outcome {
-    Sample sample;
+    Output sample;
     std::exception_ptr error;
   };
 
@@ -113,7 +116,7 @@ class Session {
   }
 
   void work() {
-    std::optional<Sampler> sampler;
+    std::optional<typename Job::Worker> worker;
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
@@ -124,8 +127,11 @@ class Session {
 
       Outcome outcome;
       try {
-        if (!sampler) sampler.emplace(graph_, config_, pool_);
-        outcome.sample = produce(*sampler, task);
+        if (static_cast<int64_t>(task.position) == fail_at_position_) {
+          throw std::runtime_error("injected failure in batch " + std::to_string(task.position));
+        }
+        if (!worker) job_.make_worker(worker);
+        outcome.sample = job_.produce(*worker, task.seeds, task.epoch, task.position);
       } catch (...) {
         outcome.error = std::current_exception();
       }
@@ -143,35 +149,9 @@ class Session {
     }
   }
 
-  Sample produce(Sampler& sampler, const Task& task) const {
-    if (static_cast<int64_t>(task.position) == fail_at_position_) {
-      throw std::runtime_error("injected failure in batch " + std::to_string(task.position));
-    }
-    Sample s = sampler.sample(task.seeds.data(), static_cast<int64_t>(task.seeds.size()),
-                              task.epoch, task.position);
-    if (x_) {
-      s.x = Buffer<unsigned char>(pool_);
-      s.x.resize(s.n_id.size() * static_cast<size_t>(x_->row_bytes));
-      gather_rows(*x_, s.n_id.data(), 0, static_cast<int64_t>(s.n_id.size()), s.x.data());
-    }
-    if (y_) {
-      s.y = Buffer<unsigned char>(pool_);
-      s.y.resize(task.seeds.size() * static_cast<size_t>(y_->row_bytes));
-      gather_rows(*y_, task.seeds.data(), 0, static_cast<int64_t>(task.seeds.size()), s.y.data());
-    }
-    return s;
-  }
-
-  const AnyCsr graph_;
-  const SamplerConfig config_;
-  const std::optional<Rows> x_;
-  const std::optional<Rows> y_;
+  const Job job_;
   const bool ordered_;
   const int64_t fail_at_position_;
-  // Shared with every array a batch hands to Python, which gives its memory
-  // back when Python drops it (possibly after the session is gone).
-  const std::shared_ptr<BlockPool> pool_ = std::make_shared<BlockPool>(kPooledBlocks);
-  static constexpr size_t kPooledBlocks = 64;
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;

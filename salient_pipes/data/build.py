@@ -108,14 +108,19 @@ def plan_buckets(counts: np.ndarray, col_bytes: int, limit: int) -> List[Tuple[i
 
 
 def build_csr(directory: Path, edge_index: ArrayLike, num_nodes: int, *, to_undirected: bool,
-              memory_limit: int, num_threads: int, progress: bool) -> int:
+              memory_limit: int, num_threads: int, progress: bool,
+              num_src: Optional[int] = None) -> int:
     """Writes ``rowptr.npy`` and ``col.npy`` into ``directory``; returns the
-    number of edges (CSR entries)."""
+    number of edges (CSR entries). ``num_nodes`` rows (destinations);
+    ``num_src``: the sources' node count when they are of another node set
+    (an edge type of a heterogeneous graph; directed builds only)."""
     src, dst = _edge_rows(edge_index)
-    col_dtype = np.int32 if num_nodes < 2**31 else np.int64
+    bound = num_nodes if num_src is None else num_src
+    col_dtype = np.int32 if bound < 2**31 else np.int64
     col_bytes = np.dtype(col_dtype).itemsize
     rowptr = create_npy(directory / "rowptr.npy", np.int64, (num_nodes + 1,))
-    _native.csr_count(src, dst, num_nodes, to_undirected, rowptr)
+    native_src = -1 if num_src is None else num_src
+    _native.csr_count(src, dst, num_nodes, to_undirected, rowptr, native_src)
     raw_total = int(rowptr.sum())
     col = create_npy(directory / "col.npy", col_dtype, (raw_total,))
     buckets = plan_buckets(rowptr[1:], col_bytes, memory_limit)
@@ -127,7 +132,7 @@ def build_csr(directory: Path, edge_index: ArrayLike, num_nodes: int, *, to_undi
             raw = np.array(rowptr[begin + 1:end + 1])
             degree = np.empty(end - begin, dtype=np.int64)
             count = _native.csr_fill(src, dst, num_nodes, to_undirected, begin, end, raw,
-                                     col[written:], degree, num_threads)
+                                     col[written:], degree, num_threads, native_src)
             rowptr[begin + 1:end + 1] = written + np.cumsum(degree)
             written += count
             bar.update(end - begin)

@@ -220,18 +220,9 @@ class FastDataset:
                 f"{path} is not a {FORMAT_NAME} v{FORMAT_VERSION} copy "
                 f"(format {meta.get('format')!r}, version {meta.get('version')!r}); {rebuild}"
             )
-        arrays = {}
         try:
-            trusted = True
-            for key, info in meta["files"].items():
-                file = path / f"{key}.npy"
-                trusted &= check_stamp(file, info, rebuild)
-                large = file.stat().st_size > physical_memory() // 2
-                array = np.load(file, mmap_mode=("r" if large else "c") if mmap else None,
-                                allow_pickle=False)
-                if key == "x" and mmap and (large if random_access is None else random_access):
-                    _advise_random(array)
-                arrays[key] = _from_numpy(array, info["dtype"])
+            arrays, trusted = open_files(path, meta["files"], rebuild, mmap=mmap,
+                                         random_access={"x": random_access})
             dataset = cls(
                 name=meta["name"], x=arrays["x"], y=arrays["y"], rowptr=arrays["rowptr"],
                 col=arrays["col"], num_classes=meta["num_classes"],
@@ -452,6 +443,31 @@ def _from_numpy(array: np.ndarray, dtype: str) -> Tensor:
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         t = torch.from_numpy(array)
     return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+def open_files(path: Path, files: Dict[str, Dict[str, Any]], rebuild: str, *, mmap: bool,
+               random_access: Optional[Dict[str, Optional[bool]]] = None
+               ) -> Tuple[Dict[str, Tensor], bool]:
+    """The arrays ``meta.json`` lists (``key`` → ``path/key.npy``), checked
+    against their stamps and memory-mapped (read-only above half of
+    physical memory, copy-on-write below); and whether every file still has
+    its recorded modification time (trusted as validated). Keys in
+    ``random_access`` get random-access advice when ``True``, or when
+    ``None`` and the file is larger than half of memory."""
+    arrays = {}
+    trusted = True
+    for key, info in files.items():
+        file = path / f"{key}.npy"
+        trusted &= check_stamp(file, info, rebuild)
+        large = file.stat().st_size > physical_memory() // 2
+        array = np.load(file, mmap_mode=("r" if large else "c") if mmap else None,
+                        allow_pickle=False)
+        if mmap and key in (random_access or {}):
+            advise = random_access[key]
+            if large if advise is None else advise:
+                _advise_random(array)
+        arrays[key] = _from_numpy(array, info["dtype"])
+    return arrays, trusted
 
 
 def _renew_stamps(path: Path, meta: Dict[str, Any]) -> None:

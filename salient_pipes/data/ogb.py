@@ -53,15 +53,24 @@ def _master() -> pd.DataFrame:
     return pd.read_csv(table, index_col=0, keep_default_na=False)
 
 
-def dataset_info(name: str) -> OgbInfo:
-    """ogb's description of ``name``; ``ValueError`` listing the known names."""
+def is_hetero(name: str) -> bool:
+    """Whether OGB's node-property dataset ``name`` is heterogeneous (ogbn-mag)."""
+    master = _master()
+    return name in master and master[name]["is hetero"] == "True"
+
+
+def dataset_info(name: str, hetero: bool = False) -> OgbInfo:
+    """ogb's description of ``name``; ``ValueError`` listing the known names.
+    A heterogeneous one (ogbn-mag) is refused unless ``hetero``."""
     master = _master()
     if name not in master:
         raise ValueError(f"unknown OGB node-property dataset {name!r}; known: "
                          f"{', '.join(master.keys())}")
     meta = master[name]
-    if meta["is hetero"] == "True":
-        raise ValueError(f"{name} is heterogeneous; FastDataset handles homogeneous graphs")
+    if (meta["is hetero"] == "True") != hetero:
+        raise ValueError(f"{name} is heterogeneous: open it with HeteroDataset.from_path"
+                         if not hetero else f"{name} is homogeneous: open it with "
+                         "FastDataset.from_path")
     return OgbInfo(
         name=name,
         dir_name=name.replace("-", "_"),
@@ -75,6 +84,8 @@ def dataset_info(name: str) -> OgbInfo:
 
 
 def _has_raw(raw_dir: Path, info: OgbInfo) -> bool:
+    if (raw_dir / "triplet-type-list.csv.gz").exists():
+        return True
     return (raw_dir / ("data.npz" if info.binary else "edge.csv.gz")).exists()
 
 
@@ -211,4 +222,59 @@ def convert(root: PathLike, info: OgbInfo, dest: PathLike, *,
     return Path(dest)
 
 
-__all__: Sequence[str] = ["OgbInfo", "convert", "dataset_info", "download"]
+def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
+                   feature_dtype: torch.dtype = torch.float16,
+                   memory_limit: Union[int, str, None] = None, progress: bool = True) -> Path:
+    """Converts a heterogeneous OGB node-property dataset (ogbn-mag's raw
+    layout: ``num-node-dict.csv.gz``, ``triplet-type-list.csv.gz``,
+    ``relations/<src>___<rel>___<dst>/edge.csv.gz``,
+    ``node-feat/<type>/node-feat.csv.gz``, ``node-label/<type>/...``,
+    ``split/<kind>/<type>/{train,valid,test}.csv.gz``) into a
+    :class:`~salient_pipes.data.hetero.HeteroDataset` at ``dest``, streaming
+    every file (see :meth:`HeteroDataset.from_edges` for the memory bound).
+    Edge types are kept as OGB lists them (no reverse types are added)."""
+    from salient_pipes.data.hetero import HeteroDataset
+
+    directory = download(root, info)
+    raw = directory / "raw"
+    counts = {t: int(v[0]) for t, v in
+              pd.read_csv(raw / "num-node-dict.csv.gz", compression="gzip").to_dict("list").items()}
+    triplets = [tuple(str(v) for v in row) for row in
+                pd.read_csv(raw / "triplet-type-list.csv.gz", compression="gzip",
+                            header=None).values]
+    labelled = [t for t in counts if (raw / "node-label" / t / "node-label.csv.gz").exists()]
+    if len(labelled) != 1:
+        raise ValueError(f"{raw} should label exactly one node type, found {labelled}")
+    label_type = labelled[0]
+    split_dir = directory / "split" / info.split / label_type
+    scratch = directory / f".scratch-{uuid.uuid4().hex}"
+    scratch.mkdir()
+    try:
+        edges = {}
+        for triplet in triplets:
+            folder = raw / "relations" / "___".join(triplet)
+            num_edges = _csv_total(folder / "num-edge-list.csv.gz")
+            edges[triplet] = csv_to_npy(folder / "edge.csv.gz",
+                                        scratch / f"{'__'.join(triplet)}.npy", num_edges,
+                                        np.dtype(np.int64), transpose=True,
+                                        desc=f"reading {triplet[1]} edges", progress=progress)
+        x = {}
+        for t in counts:
+            file = raw / "node-feat" / t / "node-feat.csv.gz"
+            if file.exists():
+                x[t] = csv_to_npy(file, scratch / f"x_{t}.npy", counts[t], np.dtype(np.float32),
+                                  desc=f"reading {t} features", progress=progress)
+        y = csv_to_npy(raw / "node-label" / label_type / "node-label.csv.gz", scratch / "y.npy",
+                       counts[label_type], np.dtype(np.float64), desc="reading labels",
+                       progress=progress)
+        HeteroDataset.from_edges(dest, counts, edges, label_type=label_type, x=x, y=y,
+                                 split_idx=_read_split(split_dir), num_classes=info.num_classes,
+                                 memory_limit=memory_limit, feature_dtype=feature_dtype,
+                                 name=info.name, progress=progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Path(dest)
+
+
+__all__: Sequence[str] = ["OgbInfo", "convert", "convert_hetero", "dataset_info", "download",
+                          "is_hetero"]

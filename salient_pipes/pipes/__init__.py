@@ -4,7 +4,9 @@
 slice_features → pin_memory → prefetch_to_device``
 
 and for PyG batches ``... → batch_nodes → seed_nodes | seed_edges →
-sample_neighbors(node_wise=True) → to_pyg``.
+sample_neighbors(node_wise=True) → to_pyg``; a heterogeneous graph's
+``sample_neighbors`` is ``sample_hetero_neighbors`` (``to_pyg`` builds
+``HeteroData``).
 
 Importing this package registers each stage's functional name on
 ``IterDataPipe``.
@@ -16,6 +18,7 @@ from salient_pipes.pipes.indices import NodeIndices
 from salient_pipes.pipes.pin import PinMemory
 from salient_pipes.pipes.prefetch import PrefetchToDevice
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
+from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors, hetero_fanouts
 from salient_pipes.pipes.seed_edges import SeedEdges
 from salient_pipes.pipes.seed_nodes import SeedNodes
 from salient_pipes.pipes.shuffle import ShuffleNodes
@@ -27,6 +30,7 @@ __all__ = [
     "NodeIndices",
     "PinMemory",
     "PrefetchToDevice",
+    "SampleHeteroNeighbors",
     "SampleNeighbors",
     "SeedEdges",
     "SeedNodes",
@@ -37,6 +41,7 @@ __all__ = [
     "ToPyG",
     "default_num_threads",
     "gather",
+    "hetero_fanouts",
     "pipeline_stats",
     "upstream",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import Any, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -75,6 +75,31 @@ def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:
             for ei, e, size in hops]
 
 
+def run_session(stage: Any, session: Any, epoch: int, start: int,
+                seeds_of: Callable[[Any, Deque[Dict[str, Any]]], Any],
+                wrap: Callable[[Any, Deque[Dict[str, Any]]], Any]) -> Iterator[Any]:
+    """A sampling stage's epoch: submits the seeds of each item of
+    ``stage.source`` (batch ``start`` onwards) to the native ``session``,
+    keeping at most ``stage.max_in_flight`` batches in flight, and yields
+    the wrapped results. ``payloads`` holds, in order, what travels with the
+    batches in flight. The session is cancelled however the epoch ends."""
+    stage._busy = session
+    position = start
+    payloads: Deque[Dict[str, Any]] = deque()
+    try:
+        for item in stage.source:
+            session.submit(seeds_of(item, payloads), epoch, position)
+            position += 1
+            if session.in_flight >= stage.max_in_flight:
+                yield wrap(session.next(), payloads)
+        while session.in_flight:
+            yield wrap(session.next(), payloads)
+    finally:
+        session.cancel()
+        if stage._busy is session:
+            stage._busy = None
+
+
 @functional_datapipe("sample_neighbors")
 class SampleNeighbors(Stage):
     """Samples the multi-hop neighborhood of each seed batch on a pool of
@@ -102,6 +127,21 @@ class SampleNeighbors(Stage):
         >>> sub = next(iter(pipe)); sub.adjs[-1].size[1]
         32
     """
+
+    def __new__(cls, source: Any = None, graph: Any = None, *args: Any,
+                **kwargs: Any) -> Any:
+        # A heterogeneous graph gets the heterogeneous stage (always node-wise).
+        if isinstance(getattr(graph, "graph", None), _native.HeteroGraph):
+            from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
+
+            if kwargs.pop("disjoint", False):
+                raise NotImplementedError("disjoint sampling of heterogeneous graphs is not "
+                                          "supported yet")
+            if not kwargs.pop("node_wise", True):
+                raise ValueError("heterogeneous graphs are sampled node-wise (PyG's "
+                                 "semantics); node_wise=False does not apply")
+            return SampleHeteroNeighbors(source, graph, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, source: IterDataPipe, graph: GraphLike, fanouts: Sequence[int],
                  replace: bool = False, num_threads: Optional[int] = None,
@@ -168,23 +208,9 @@ class SampleNeighbors(Stage):
     def _generate(self, epoch: int, start: int, x: Optional[Tensor] = None,
                   y: Optional[Tensor] = None, cache: Optional[FeatureCache] = None,
                   **options: Any) -> Iterator[Any]:
-        session = self._session_for(x, y, cache)
-        self._busy = session
-        position = start
-        payloads: Deque[Dict[str, Any]] = deque()  # of the batches in flight, in order
-        try:
-            for item in self.source:
-                seeds = self._seeds_of(item, payloads)
-                session.submit(as_index(seeds), epoch, position)
-                position += 1
-                if session.in_flight >= self.max_in_flight:
-                    yield self._wrap(session.next(), x, y, payloads)
-            while session.in_flight:
-                yield self._wrap(session.next(), x, y, payloads)
-        finally:
-            session.cancel()
-            if self._busy is session:
-                self._busy = None
+        return run_session(self, self._session_for(x, y, cache), epoch, start,
+                           lambda item, payloads: as_index(self._seeds_of(item, payloads)),
+                           lambda result, payloads: self._wrap(result, x, y, payloads))
 
     def _seeds_of(self, item: Any, payloads: Deque[Dict[str, Any]]) -> Any:
         if not isinstance(item, SeedBatch):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -31,6 +31,9 @@ class SeedEdges(Stage):
       ``src_index``, ``dst_pos_index``, ``dst_neg_index`` (``[B]`` or
       ``[B, ceil(amount)]``).
 
+    With ``edge_type`` (a heterogeneous graph's ``(src, rel, dst)``), seeds
+    are a dict of ids per node type and the payload names the edge type.
+
     Seeds are the distinct endpoints, sorted; with ``disjoint=True`` every
     endpoint is a seed of its own (for disjoint sampling, as PyG lays it
     out). Negatives are drawn by the
@@ -47,17 +50,29 @@ class SeedEdges(Stage):
 
     def __init__(self, source: IterDataPipe, edge_label_index: Tensor, num_nodes: int,
                  edge_label: Optional[Tensor] = None, neg_sampling: Optional[str] = None,
-                 amount: float = 1.0, seed: int = 0, disjoint: bool = False) -> None:
+                 amount: float = 1.0, seed: int = 0, disjoint: bool = False,
+                 edge_type: Optional[Tuple[str, str, str]] = None,
+                 num_dst_nodes: Optional[int] = None) -> None:
         super().__init__(source)
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
+        # A heterogeneous graph's edge type: sources are ids of edge_type[0]
+        # (num_nodes of them), destinations of edge_type[2] (num_dst_nodes).
+        self.edge_type = edge_type
+        self.num_dst_nodes = self.num_nodes if num_dst_nodes is None else \
+            check_int("num_dst_nodes", num_dst_nodes, minimum=1)
+        if edge_type is not None and disjoint:
+            raise NotImplementedError("disjoint sampling of heterogeneous graphs is not "
+                                      "supported yet")
         eli = torch.as_tensor(edge_label_index)
         if eli.dim() != 2 or eli.size(0) != 2 or eli.is_floating_point() or \
                 eli.dtype == torch.bool:
             raise ValueError(f"edge_label_index must be an integer tensor of shape [2, L], "
                              f"got {eli.dtype} {tuple(eli.shape)}")
         eli = eli.to(torch.int64)
-        if eli.numel() and (int(eli.min()) < 0 or int(eli.max()) >= self.num_nodes):
-            raise ValueError(f"edge_label_index holds node ids outside [0, {self.num_nodes})")
+        for row, bound in ((0, self.num_nodes), (1, self.num_dst_nodes)):
+            ids = eli[row]
+            if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= bound):
+                raise ValueError(f"edge_label_index[{row}] holds node ids outside [0, {bound})")
         if edge_label is not None:
             edge_label = torch.as_tensor(edge_label)
             if edge_label.size(0) != eli.size(1):
@@ -84,7 +99,10 @@ class SeedEdges(Stage):
         for position, index in enumerate(self.source, start):
             yield self._seeds(index, epoch, position)
 
-    def _negatives(self, count: int, epoch: int, position: int) -> Tensor:
+    def _negatives(self, count: int, epoch: int, position: int, dst: bool = False) -> Tensor:
+        if dst and self.num_dst_nodes != self.num_nodes:  # another node type: its own stream
+            return torch.from_numpy(_native.random_nodes(count, self.num_dst_nodes, self.seed,
+                                                         epoch, position | (1 << 63)))
         return torch.from_numpy(_native.random_nodes(count, self.num_nodes, self.seed, epoch,
                                                      position))
 
@@ -95,16 +113,24 @@ class SeedEdges(Stage):
         payload: Dict[str, Any] = {"input_id": index}
         if self.neg_sampling == "binary":
             num_neg = math.ceil(num_pos * self.amount)
-            neg = self._negatives(2 * num_neg, epoch, position)
-            src, dst = torch.cat([src, neg[:num_neg]]), torch.cat([dst, neg[num_neg:]])
+            if self.num_dst_nodes == self.num_nodes:
+                neg = self._negatives(2 * num_neg, epoch, position)
+                neg_src, neg_dst = neg[:num_neg], neg[num_neg:]
+            else:
+                neg_src = self._negatives(num_neg, epoch, position)
+                neg_dst = self._negatives(num_neg, epoch, position, dst=True)
+            src, dst = torch.cat([src, neg_src]), torch.cat([dst, neg_dst])
             if label is None:
                 label = torch.ones(num_pos)
             label = torch.cat([label, label.new_zeros((num_neg,) + label.shape[1:])])
         elif self.neg_sampling == "triplet":
             per_edge = math.ceil(self.amount)
-            dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position)])
+            dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position,
+                                                  dst=True)])
         if self.disjoint:
             return self._disjoint(torch.cat([src, dst]), num_pos, label, payload)
+        if self.edge_type is not None and self.edge_type[0] != self.edge_type[2]:
+            return self._bipartite(src, dst, num_pos, label, payload)
         seeds, inverse = torch.cat([src, dst]).unique(return_inverse=True)
         if self.neg_sampling == "triplet":
             payload["src_index"] = inverse[:num_pos]
@@ -114,7 +140,26 @@ class SeedEdges(Stage):
             payload["edge_label_index"] = inverse.view(2, -1)
             if label is not None:
                 payload["edge_label"] = label
+        if self.edge_type is not None:
+            payload["input_edge_type"] = self.edge_type
+            return SeedBatch({self.edge_type[0]: seeds}, payload)
         return SeedBatch(seeds, payload)
+
+    def _bipartite(self, src: Tensor, dst: Tensor, num_pos: int, label: Optional[Tensor],
+                   payload: Dict[str, Any]) -> SeedBatch:
+        # Endpoints of two node types: seeds of each, local ids per type.
+        src_seeds, src_local = src.unique(return_inverse=True)
+        dst_seeds, dst_local = dst.unique(return_inverse=True)
+        if self.neg_sampling == "triplet":
+            payload["src_index"] = src_local
+            payload["dst_pos_index"] = dst_local[:num_pos]
+            payload["dst_neg_index"] = dst_local[num_pos:].view(num_pos, -1).squeeze(-1)
+        else:
+            payload["edge_label_index"] = torch.stack([src_local, dst_local])
+            if label is not None:
+                payload["edge_label"] = label
+        payload["input_edge_type"] = self.edge_type
+        return SeedBatch({self.edge_type[0]: src_seeds, self.edge_type[2]: dst_seeds}, payload)
 
     def _disjoint(self, seeds: Tensor, num_pos: int, label: Optional[Tensor],
                   payload: Dict[str, Any]) -> SeedBatch:

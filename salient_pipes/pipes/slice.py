@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional, Union
 
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
 from salient_pipes._checks import check_int
-from salient_pipes.batch import PreparedBatch
+from salient_pipes.batch import HeteroBatch, PreparedBatch
 from salient_pipes.data.features import FeatureCache
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import Stage
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
+from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
 
 
 def gather(src: Tensor, index: Tensor, num_threads: int = 1,
@@ -37,7 +38,9 @@ def gather(src: Tensor, index: Tensor, num_threads: int = 1,
 @functional_datapipe("slice_features")
 class SliceFeatures(Stage):
     """Turns each :class:`SampledSubgraph` into a :class:`PreparedBatch`:
-    ``x[n_id]`` and ``y[seeds]`` (``y`` optional).
+    ``x[n_id]`` and ``y[seeds]`` (``y`` optional). With ``x`` a dict of
+    features per node type, fills each :class:`HeteroBatch`'s ``x`` (and
+    ``y`` for the seeds).
 
     Directly after ``sample_neighbors`` the gather is fused into the sampling
     workers, as in SALIENT: each batch is sliced by the thread that sampled
@@ -58,10 +61,16 @@ class SliceFeatures(Stage):
         True
     """
 
-    def __init__(self, source: IterDataPipe, x: Tensor, y: Optional[Tensor] = None,
-                 num_threads: Optional[int] = None,
+    def __init__(self, source: IterDataPipe, x: Union[Tensor, Mapping[str, Tensor]],
+                 y: Optional[Tensor] = None, num_threads: Optional[int] = None,
                  cache: Optional[FeatureCache] = None) -> None:
         super().__init__(source)
+        self.num_threads = default_num_threads() if num_threads is None else \
+            check_int("num_threads", num_threads, minimum=1)
+        self.hetero = isinstance(x, Mapping)
+        if self.hetero:  # {node type: features} of a heterogeneous graph
+            self._init_hetero(x, y, cache)
+            return
         for name, value in (("x", x), ("y", y)):
             if value is not None and not isinstance(value, Tensor):
                 raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
@@ -73,8 +82,6 @@ class SliceFeatures(Stage):
             raise ValueError("slice_features takes per-hop samples; node-wise samples "
                              "(node_wise=True) become PyG batches with to_pyg(data)")
         self.x, self.y = x.contiguous(), None if y is None else y.contiguous()
-        self.num_threads = default_num_threads() if num_threads is None else \
-            check_int("num_threads", num_threads, minimum=1)
         if cache is not None and not isinstance(cache, FeatureCache):
             raise ValueError(f"cache must be a FeatureCache, got {type(cache).__name__}")
         if cache is not None and cache.slot.numel() != self.x.size(0):
@@ -82,11 +89,28 @@ class SliceFeatures(Stage):
                              f"x has {self.x.size(0)}")
         self.feature_cache = cache
 
+    def _init_hetero(self, x: Mapping[str, Tensor], y: Optional[Tensor],
+                     cache: Optional[FeatureCache]) -> None:
+        if cache is not None:
+            raise NotImplementedError("a feature cache for heterogeneous graphs is not "
+                                      "supported yet")
+        for t, value in x.items():
+            if not isinstance(value, Tensor) or value.dim() != 2 or value.device.type != "cpu":
+                raise ValueError(f"x[{t!r}] must be a 2-D CPU tensor")
+        if y is not None and not isinstance(y, Tensor):
+            raise ValueError(f"y must be a torch.Tensor, got {type(y).__name__}")
+        self.x, self.y, self.feature_cache = dict(x), y, None
+
     @property
     def fused(self) -> bool:
+        if self.hetero:
+            return isinstance(self.source, SampleHeteroNeighbors)
         return isinstance(self.source, SampleNeighbors)
 
-    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[PreparedBatch]:
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
+        if self.hetero:
+            yield from self._hetero()
+            return
         if self.feature_cache is not None:
             self.feature_cache.reset_counts()
         if self.fused:
@@ -97,6 +121,20 @@ class SliceFeatures(Stage):
                 x=gather(self.x, sub.n_id, self.num_threads, self.feature_cache),
                 y=None if self.y is None else gather(self.y, sub.n_id[: sub.batch_size]),
                 adjs=sub.adjs, n_id=sub.n_id)
+
+    def _hetero(self) -> Iterator[HeteroBatch]:
+        if self.fused:
+            yield from self.source._prepared(self.x, self.y)
+            return
+        for b in self.source:
+            if not isinstance(b, HeteroBatch):
+                raise TypeError(f"slice_features with features per node type takes "
+                                f"HeteroBatch items, got {type(b).__name__}")
+            b.x = {t: gather(self.x[t], b.n_id[t], self.num_threads)
+                   for t in b.n_id if t in self.x}
+            if self.y is not None:
+                b.y = gather(self.y, b.n_id[b.input_type][:b.batch_size])
+            yield b
 
     def __len__(self) -> int:
         return len(self.source)

@@ -46,6 +46,16 @@ class ToPyG(Stage):
         ([0, 1], [0])
     """
 
+    def __new__(cls, source: Any = None, data: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # A HeteroData gets the heterogeneous stage.
+        if type(data).__name__ == "HeteroData":
+            from salient_pipes.pipes.to_pyg_hetero import ToHeteroPyG
+
+            kwargs.pop("perm", None)
+            kwargs.pop("csc", None)
+            return ToHeteroPyG(source, data, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, source: IterDataPipe, data: Any, perm: Tensor,
                  subgraph_type: str = "directional",
                  csc: Optional[Tuple[Tensor, Tensor]] = None) -> None:

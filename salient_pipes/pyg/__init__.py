@@ -3,13 +3,14 @@
     from salient_pipes.pyg import NeighborLoader, LinkNeighborLoader
 
 ``NeighborLoader`` and ``LinkNeighborLoader`` take PyG's arguments and yield
-``torch_geometric.data.Data`` batches as PyG's loaders do (docs/pyg.md says
+``torch_geometric.data.Data`` (or ``HeteroData``) batches as PyG's loaders do (docs/pyg.md says
 what is supported). They are thin: argument handling and a chain of our
 stages (``seed_nodes``/``seed_edges`` → ``sample_neighbors(node_wise=True)``
 → ``to_pyg``).
 """
 
-from salient_pipes.pyg.graph import PygCsc, csc_of
+from salient_pipes.pyg.graph import HeteroCsc, PygCsc, csc_of, hetero_csc_of
 from salient_pipes.pyg.loader import LinkNeighborLoader, NeighborLoader
 
-__all__ = ["LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of"]
+__all__ = ["HeteroCsc", "LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of",
+           "hetero_csc_of"]

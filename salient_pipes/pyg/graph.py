@@ -1,9 +1,10 @@
-"""A PyG graph in the form our sampler reads: the CSC of ``edge_index``."""
+"""A PyG graph in the form our sampler reads: the CSC of ``edge_index``
+(of every edge type's, for ``HeteroData``)."""
 
 from __future__ import annotations
 
 import weakref
-from typing import Any, Dict, NamedTuple, Tuple
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 import torch
 from torch import Tensor
@@ -64,4 +65,85 @@ def csc_of(data: Any) -> PygCsc:
     key = id(edge_index)
     _converted[key] = (weakref.ref(edge_index), csc)
     weakref.finalize(edge_index, _converted.pop, key, None)
+    return csc
+
+
+class HeteroCsc(NamedTuple):
+    """A ``HeteroData``'s edge types as CSCs (rows: the destination type's
+    nodes), each as :class:`PygCsc` builds it (duplicates kept, ``perm``
+    mapping positions to edge ids), plus the native graph the
+    heterogeneous sampler reads."""
+
+    node_types: List[str]
+    edge_types: List[Tuple[str, str, str]]
+    num_nodes: Dict[str, int]
+    rowptr: Dict[Tuple[str, str, str], Tensor]
+    col: Dict[Tuple[str, str, str], Tensor]
+    perm: Dict[Tuple[str, str, str], Tensor]
+    graph: _native.HeteroGraph
+
+
+def _csc(edge_index: Any, num_src: int, num_dst: int, where: str) -> Tuple[Tensor, Tensor, Tensor]:
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or \
+            edge_index.size(0) != 2 or edge_index.is_floating_point():
+        raise ValueError(f"{where}.edge_index must be an integer tensor of shape [2, E]")
+    src, dst = edge_index.to(torch.int64)
+    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
+        raise ValueError(f"{where}.edge_index[0] holds ids outside its source type's "
+                         f"[0, {num_src})")
+    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
+        raise ValueError(f"{where}.edge_index[1] holds ids outside its destination type's "
+                         f"[0, {num_dst})")
+    perm = torch.sort(dst, stable=True).indices
+    col = src[perm].to(torch.int32 if num_src < 2**31 else torch.int64)
+    rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
+    torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=rowptr[1:])
+    return rowptr, col, perm
+
+
+_hetero_converted: Dict[int, Tuple[weakref.ref, Tuple[int, ...], HeteroCsc]] = {}
+
+
+def hetero_csc_of(data: Any) -> HeteroCsc:
+    """The CSCs of every edge type of a ``HeteroData``, built once per graph
+    (while its ``edge_index`` tensors stay the same) and reused.
+
+    Example:
+        >>> from torch_geometric.data import HeteroData
+        >>> data = HeteroData()
+        >>> data["p"].num_nodes = 2; data["a"].num_nodes = 3
+        >>> data["a", "writes", "p"].edge_index = torch.tensor([[2, 0, 1], [1, 1, 0]])
+        >>> csc = hetero_csc_of(data)
+        >>> csc.rowptr[("a", "writes", "p")].tolist(), csc.col[("a", "writes", "p")].tolist()
+        ([0, 1, 3], [1, 2, 0])
+    """
+    if type(data).__name__ != "HeteroData":
+        raise ValueError(f"expected a HeteroData, got {type(data).__name__}")
+    edge_types = list(data.edge_types)
+    fingerprint = tuple(id(getattr(data[e], "edge_index", None)) for e in edge_types) + \
+        tuple(int(data[t].num_nodes or 0) for t in data.node_types)
+    entry = _hetero_converted.get(id(data))
+    if entry is not None and entry[0]() is data and entry[1] == fingerprint:
+        return entry[2]
+    node_types = list(data.node_types)
+    num_nodes = {}
+    for t in node_types:
+        n = data[t].num_nodes
+        if n is None:
+            raise ValueError(f"data[{t!r}] has no nodes count (set num_nodes or x)")
+        num_nodes[t] = int(n)
+    rowptr, col, perm = {}, {}, {}
+    for e in edge_types:
+        rowptr[e], col[e], perm[e] = _csc(getattr(data[e], "edge_index", None),
+                                          num_nodes[e[0]], num_nodes[e[2]], f"data[{e!r}]")
+    index = {t: i for i, t in enumerate(node_types)}
+    graph = _native.HeteroGraph([num_nodes[t] for t in node_types],
+                                [index[e[0]] for e in edge_types],
+                                [index[e[2]] for e in edge_types],
+                                [rowptr[e].numpy() for e in edge_types],
+                                [col[e].numpy() for e in edge_types], False)
+    csc = HeteroCsc(node_types, edge_types, num_nodes, rowptr, col, perm, graph)
+    key = id(data)
+    _hetero_converted[key] = (weakref.ref(data), fingerprint, csc)
+    weakref.finalize(data, _hetero_converted.pop, key, None)
     return csc

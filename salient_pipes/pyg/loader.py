@@ -17,8 +17,8 @@ from torch import Tensor
 from torch.utils.data import IterDataPipe
 
 from salient_pipes._checks import as_node_ids, check_fanouts, check_int
-from salient_pipes.pipes import NodeIndices, Stage, default_num_threads
-from salient_pipes.pyg.graph import csc_of
+from salient_pipes.pipes import NodeIndices, Stage, default_num_threads, hetero_fanouts
+from salient_pipes.pyg.graph import csc_of, hetero_csc_of
 
 # DataLoader keywords PyG's loaders accept that mean nothing without worker
 # processes: accepted so that code runs unchanged, and documented as such.
@@ -41,9 +41,13 @@ class _Loader:
                  weight_attr: Optional[str], transform: Optional[Callable],
                  transform_sampler_output: Optional[Callable], neighbor_sampler: Any,
                  loader_kwargs: Dict[str, Any]) -> None:
-        if isinstance(num_neighbors, dict) or type(data).__name__ == "HeteroData":
-            raise NotImplementedError("heterogeneous graphs (HeteroData, num_neighbors per edge "
-                                      "type) are not supported yet by salient_pipes.pyg")
+        self.hetero = type(data).__name__ == "HeteroData"
+        if isinstance(num_neighbors, dict) and not self.hetero:
+            raise ValueError("num_neighbors per edge type (a dict) is for HeteroData; a Data "
+                             "takes a list")
+        if self.hetero and disjoint:
+            raise NotImplementedError("disjoint sampling of heterogeneous graphs is not "
+                                      "supported yet by salient_pipes.pyg")
         _not_yet("temporal sampling (time_attr)", time_attr)
         _not_yet("weight_attr (biased sampling)", weight_attr)
         _not_yet("transform_sampler_output", transform_sampler_output)
@@ -53,10 +57,15 @@ class _Loader:
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable, got {type(transform).__name__}")
         self.data, self.transform = data, transform
-        self.num_neighbors = check_fanouts(num_neighbors, "num_neighbors")
         self.replace, self.subgraph_type = bool(replace), subgraph_type
         self.disjoint = bool(disjoint)
-        self.csc = csc_of(data)
+        if self.hetero:
+            self.csc: Any = hetero_csc_of(data)
+            self.num_neighbors: Any = dict(zip(self.csc.edge_types, hetero_fanouts(
+                num_neighbors, self.csc.edge_types, "num_neighbors")))
+        else:
+            self.num_neighbors = check_fanouts(num_neighbors, "num_neighbors")
+            self.csc = csc_of(data)
         options = dict(loader_kwargs)
         for key in _NOT_APPLICABLE:
             if options.pop(key, None) is not None:
@@ -81,7 +90,14 @@ class _Loader:
             seed = int(torch.randint(0, 2**62, (), generator=generator))
         self.seed = check_int("seed", seed, minimum=0)
 
-    def _chain(self, seeds: IterDataPipe) -> Stage:
+    def _chain(self, seeds: IterDataPipe, input_type: Optional[str] = None) -> Stage:
+        if self.hetero:
+            pipe = (seeds.sample_neighbors(self.csc, self.num_neighbors, input_type=input_type,
+                                           replace=self.replace, num_threads=self.num_threads,
+                                           max_in_flight=self.max_in_flight, seed=self.seed,
+                                           return_e_id=True, edge_ids=self.csc.perm)
+                    .to_pyg(self.data, subgraph_type=self.subgraph_type))
+            return self._finish(pipe)
         pipe = (seeds.sample_neighbors(self.csc.graph, self.num_neighbors, replace=self.replace,
                                        num_threads=self.num_threads,
                                        max_in_flight=self.max_in_flight, seed=self.seed,
@@ -89,6 +105,9 @@ class _Loader:
                                        disjoint=self.disjoint, edge_ids=self.csc.perm)
                 .to_pyg(self.data, self.csc.perm, self.subgraph_type,
                         csc=(self.csc.rowptr, self.csc.col)))
+        return self._finish(pipe)
+
+    def _finish(self, pipe: Stage) -> Stage:
         if self.pin_memory:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -159,17 +178,22 @@ class NeighborLoader(_Loader):
         super().__init__(data, num_neighbors, replace, subgraph_type, disjoint, temporal_strategy,
                          time_attr, weight_attr, transform, transform_sampler_output,
                          neighbor_sampler, kwargs)
-        num_nodes = int(data.num_nodes)
-        if isinstance(input_nodes, tuple):
-            raise NotImplementedError("input_nodes as (node_type, ids) is for heterogeneous "
-                                      "graphs, which are not supported yet")
+        input_type = None
+        if self.hetero:
+            input_type, input_nodes = _typed_input(input_nodes, self.csc.node_types)
+            num_nodes = self.csc.num_nodes[input_type]
+        elif isinstance(input_nodes, (tuple, str)):
+            raise ValueError("input_nodes as (node_type, ids) is for HeteroData; a Data takes "
+                             "ids, a mask or None")
+        else:
+            num_nodes = int(data.num_nodes)
         self.input_nodes = torch.arange(num_nodes) if input_nodes is None else \
             as_node_ids("input_nodes", input_nodes, num_nodes)
         if not self.disjoint and self.input_nodes.unique().numel() != self.input_nodes.numel():
             raise ValueError("input_nodes holds a node twice; a batch samples each seed once "
                              "(disjoint=True gives every seed its own subgraph)")
         self.pipe = self._chain(self._positions(self.input_nodes.numel())
-                                .seed_nodes(self.input_nodes))
+                                .seed_nodes(self.input_nodes), input_type)
 
 
 class LinkNeighborLoader(_Loader):
@@ -208,19 +232,63 @@ class LinkNeighborLoader(_Loader):
         super().__init__(data, num_neighbors, replace, subgraph_type, disjoint, temporal_strategy,
                          time_attr, weight_attr, transform, transform_sampler_output,
                          neighbor_sampler, kwargs)
-        if isinstance(edge_label_index, tuple):
-            raise NotImplementedError("edge_label_index as (edge_type, index) is for "
-                                      "heterogeneous graphs, which are not supported yet")
-        if edge_label_index is None:
-            edge_label_index = data.edge_index
         mode, amount = negative_sampling(neg_sampling, neg_sampling_ratio)
+        edge_type, num_src, num_dst = None, None, None
+        if self.hetero:
+            edge_type, edge_label_index = _typed_edges(edge_label_index, self.csc.edge_types)
+            if edge_label_index is None:
+                edge_label_index = data[edge_type].edge_index
+            num_src = self.csc.num_nodes[edge_type[0]]
+            num_dst = self.csc.num_nodes[edge_type[2]]
+        elif isinstance(edge_label_index, tuple):
+            raise ValueError("edge_label_index as (edge_type, index) is for HeteroData; a Data "
+                             "takes a [2, L] tensor or None")
+        else:
+            if edge_label_index is None:
+                edge_label_index = data.edge_index
+            num_src = int(data.num_nodes)
         edge_label_index = torch.as_tensor(edge_label_index)
         count = edge_label_index.size(-1) if edge_label_index.dim() == 2 else 0
         self.pipe = self._chain(
-            self._positions(count).seed_edges(edge_label_index, int(data.num_nodes),
+            self._positions(count).seed_edges(edge_label_index, num_src,
                                               edge_label=edge_label, neg_sampling=mode,
                                               amount=amount, seed=self.seed,
-                                              disjoint=self.disjoint))
+                                              disjoint=self.disjoint, edge_type=edge_type,
+                                              num_dst_nodes=num_dst),
+            None if edge_type is None else edge_type[0])
+
+
+def _typed_input(input_nodes: Any, node_types: Sequence[str]) -> Tuple[str, Any]:
+    """``(node_type, ids or mask or None)`` from PyG's heterogeneous
+    ``input_nodes``: a node type, or ``(node_type, ids | mask | None)``."""
+    if isinstance(input_nodes, str):
+        input_nodes = (input_nodes, None)
+    if not (isinstance(input_nodes, tuple) and len(input_nodes) == 2
+            and isinstance(input_nodes[0], str)):
+        raise ValueError("for HeteroData, input_nodes must be a node type or "
+                         f"(node_type, ids | mask | None), got {type(input_nodes).__name__}")
+    if input_nodes[0] not in node_types:
+        raise ValueError(f"input_nodes names node type {input_nodes[0]!r}, which the graph "
+                         f"does not have; its node types: {list(node_types)}")
+    return input_nodes
+
+
+def _typed_edges(edge_label_index: Any, edge_types: Sequence[Tuple[str, str, str]]
+                 ) -> Tuple[Tuple[str, str, str], Any]:
+    """``(edge_type, index or None)`` from PyG's heterogeneous
+    ``edge_label_index``: an edge type, or ``(edge_type, [2, L] | None)``."""
+    if isinstance(edge_label_index, tuple) and len(edge_label_index) == 3 and \
+            all(isinstance(v, str) for v in edge_label_index):
+        edge_label_index = (edge_label_index, None)
+    if not (isinstance(edge_label_index, tuple) and len(edge_label_index) == 2
+            and isinstance(edge_label_index[0], tuple)):
+        raise ValueError("for HeteroData, edge_label_index must be an edge type or "
+                         "(edge_type, [2, L] index | None)")
+    edge_type = tuple(edge_label_index[0])
+    if edge_type not in edge_types:
+        raise ValueError(f"edge_label_index names edge type {edge_type!r}, which the graph does "
+                         f"not have; its edge types: {list(edge_types)}")
+    return edge_type, edge_label_index[1]
 
 
 def negative_sampling(neg_sampling: Any, ratio: Optional[float]) -> Tuple[Optional[str], float]:

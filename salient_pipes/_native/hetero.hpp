@@ -1,0 +1,227 @@
+// Node-wise neighbor sampling of heterogeneous graphs (PyG's semantics):
+// one CSR per edge type (src, rel, dst), whose rows are the destination
+// type's nodes and whose columns are ids of the source type. Each hop
+// expands, for every edge type, the destination-type nodes the previous hop
+// found (the seeds at first) with that edge type's fanout; every node type
+// has its own local ids, handed out in discovery order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "buffer.hpp"
+#include "expand.hpp"
+#include "graph.hpp"
+#include "relabel.hpp"
+#include "rng.hpp"
+#include "sampler.hpp"
+
+namespace sp {
+
+struct HeteroGraph {
+  std::vector<int64_t> num_nodes;  // per node type
+  std::vector<AnyCsr> csr;         // per edge type
+  std::vector<int> src_type;       // per edge type: the type of col's ids
+  std::vector<int> dst_type;       // per edge type: the type of the rows
+};
+
+struct HeteroConfig {
+  std::vector<std::vector<int64_t>> fanouts;  // [edge type][hop]; -1: all, 0: none
+  bool replace = false;
+  bool return_e_id = false;
+  bool prefetch = true;
+  uint64_t seed = 0;
+  int64_t dense_limit = int64_t{1} << 26;
+  std::vector<const int64_t*> edge_ids;  // per edge type: e_id map, or null for positions
+};
+
+// Seeds per node type (most types empty).
+using HeteroSeeds = std::vector<std::vector<int64_t>>;
+
+struct HeteroSample {
+  std::vector<Buffer<int64_t>> n_id;                    // per node type: its ids, seeds first
+  std::vector<Buffer<int64_t>> row;                     // per edge type: sources' local ids
+  std::vector<Buffer<int64_t>> col;                     // per edge type: destinations' local ids
+  std::vector<Buffer<int64_t>> e_id;                    // per edge type, when asked
+  std::vector<std::vector<int64_t>> num_sampled_nodes;  // [node type][hop + 1]
+  std::vector<std::vector<int64_t>> num_sampled_edges;  // [edge type][hop]
+  std::vector<Buffer<unsigned char>> x;                 // per node type, when gathered
+  Buffer<unsigned char> y;                              // the labelled type's seeds' rows
+  int64_t num_y = 0;                                    // rows in y
+};
+
+class HeteroSampler {
+ public:
+  HeteroSampler(const HeteroGraph& graph, HeteroConfig config,
+                std::shared_ptr<BlockPool> pool = nullptr)
+      : graph_(graph), config_(std::move(config)), pool_(std::move(pool)) {
+    for (const int64_t n : graph_.num_nodes) {
+      if (n <= config_.dense_limit) {
+        relabel_.emplace_back(DenseRelabel(n));
+      } else {
+        relabel_.emplace_back(HashRelabel());
+      }
+    }
+    options_.resize(graph_.csr.size());
+    for (size_t e = 0; e < options_.size(); ++e) {
+      options_[e].replace = config_.replace;
+      options_[e].prefetch = config_.prefetch;
+      options_[e].edge_ids = e < config_.edge_ids.size() ? config_.edge_ids[e] : nullptr;
+    }
+  }
+
+  // The random stream depends only on (config.seed, epoch, position).
+  HeteroSample sample(const HeteroSeeds& seeds, uint64_t epoch, uint64_t position) {
+    const size_t types = graph_.num_nodes.size();
+    const size_t edge_types = graph_.csr.size();
+    if (seeds.size() != types) {
+      throw std::invalid_argument("seeds must hold one list per node type (" +
+                                  std::to_string(types) + "), got " +
+                                  std::to_string(seeds.size()));
+    }
+    Rng rng = Rng::for_batch(config_.seed, epoch, position);
+    HeteroSample out;
+    for (size_t t = 0; t < types; ++t) {
+      out.n_id.emplace_back(pool_);
+      out.num_sampled_nodes.emplace_back();
+    }
+    for (size_t e = 0; e < edge_types; ++e) {
+      out.row.emplace_back(pool_);
+      out.col.emplace_back(pool_);
+      out.e_id.emplace_back(pool_);
+      out.num_sampled_edges.emplace_back();
+    }
+    // Reset the slots even when a hop throws, so the worker stays usable.
+    struct Reset {
+      HeteroSampler& self;
+      const HeteroSample& out;
+      ~Reset() {
+        for (size_t t = 0; t < out.n_id.size(); ++t) {
+          std::visit([&](auto& r) { r.clear(out.n_id[t]); }, self.relabel_[t]);
+        }
+      }
+    } reset{*this, out};
+
+    std::vector<int64_t> first(types, 0);
+    std::vector<int64_t> last(types, 0);
+    for (size_t t = 0; t < types; ++t) {
+      const int64_t n = graph_.num_nodes[t];
+      for (size_t i = 0; i < seeds[t].size(); ++i) {
+        const int64_t s = seeds[t][i];
+        if (s < 0 || s >= n) {
+          throw std::invalid_argument("seed " + std::to_string(s) + " of node type " +
+                                      std::to_string(t) + " is outside [0, " + std::to_string(n) +
+                                      ")");
+        }
+        const int64_t local =
+            std::visit([&](auto& r) { return r.insert(s, out.n_id[t]); }, relabel_[t]);
+        if (local != static_cast<int64_t>(i)) {
+          throw std::invalid_argument("seed " + std::to_string(s) + " of node type " +
+                                      std::to_string(t) + " appears twice in the batch");
+        }
+      }
+      last[t] = static_cast<int64_t>(out.n_id[t].size());
+      out.num_sampled_nodes[t].push_back(last[t]);
+    }
+    const size_t hops = config_.fanouts.empty() ? 0 : config_.fanouts[0].size();
+    for (size_t h = 0; h < hops; ++h) {
+      for (size_t e = 0; e < edge_types; ++e) {
+        const int64_t fanout = config_.fanouts[e][h];
+        const int d = graph_.dst_type[e];
+        const int s = graph_.src_type[e];
+        int64_t count = 0;
+        if (fanout != 0 && last[d] > first[d]) {
+          count = std::visit(
+              [&](const auto& g) {
+                return std::visit(
+                    [&](auto& relabel) {
+                      return expand(g, relabel, e, fanout, out, first[d], last[d], d, s, rng);
+                    },
+                    relabel_[s]);
+              },
+              graph_.csr[e]);
+        }
+        out.num_sampled_edges[e].push_back(count);
+      }
+      for (size_t t = 0; t < types; ++t) {
+        first[t] = last[t];
+        last[t] = static_cast<int64_t>(out.n_id[t].size());
+        out.num_sampled_nodes[t].push_back(last[t] - first[t]);
+      }
+    }
+    return out;
+  }
+
+ private:
+  template <typename Index, typename Relabel>
+  int64_t expand(const Csr<Index>& g, Relabel& relabel, size_t e, int64_t fanout,
+                 HeteroSample& out, int64_t first, int64_t last, int d, int s, Rng& rng) {
+    const HopOptions& opt = options_[e];
+    const int64_t count = expander_.count(g, out.n_id[d], first, last, fanout, opt);
+    const size_t old = out.row[e].size();
+    out.row[e].resize(old + static_cast<size_t>(count));
+    out.col[e].resize(old + static_cast<size_t>(count));
+    int64_t* e_id = nullptr;
+    if (config_.return_e_id) {
+      out.e_id[e].resize(old + static_cast<size_t>(count));
+      e_id = out.e_id[e].data() + old;
+    }
+    // When s == d, n_id[d] is both the targets and where new nodes go.
+    expander_.fill(g, out.n_id[d], first, last, fanout, relabel, out.n_id[s], rng, opt,
+                   out.row[e].data() + old, out.col[e].data() + old, e_id);
+    return count;
+  }
+
+  const HeteroGraph& graph_;
+  HeteroConfig config_;
+  std::shared_ptr<BlockPool> pool_;
+  std::vector<std::variant<DenseRelabel, HashRelabel>> relabel_;
+  std::vector<HopOptions> options_;
+  Expander expander_;
+};
+
+// A session's work for heterogeneous sampling (see session.hpp): sample,
+// then gather each node type's x rows and the labelled type's seeds' y rows.
+struct HeteroJob {
+  using Input = HeteroSeeds;
+  using Output = HeteroSample;
+  using Worker = HeteroSampler;
+
+  HeteroGraph graph;
+  HeteroConfig config;
+  std::vector<std::optional<Rows>> x;  // per node type
+  std::optional<Rows> y;
+  int y_type = -1;
+  std::shared_ptr<BlockPool> pool = std::make_shared<BlockPool>(64);
+
+  void make_worker(std::optional<HeteroSampler>& worker) const {
+    worker.emplace(graph, config, pool);
+  }
+
+  HeteroSample produce(HeteroSampler& sampler, const Input& seeds, uint64_t epoch,
+                       uint64_t position) const {
+    HeteroSample s = sampler.sample(seeds, epoch, position);
+    for (size_t t = 0; t < x.size() && t < s.n_id.size(); ++t) {
+      s.x.emplace_back(pool);
+      if (!x[t]) continue;
+      const auto n = static_cast<int64_t>(s.n_id[t].size());
+      s.x[t].resize(static_cast<size_t>(n * x[t]->row_bytes));
+      gather_rows(*x[t], s.n_id[t].data(), 0, n, s.x[t].data());
+    }
+    if (y && y_type >= 0) {
+      const auto& ids = seeds[static_cast<size_t>(y_type)];
+      s.y = Buffer<unsigned char>(pool);
+      s.y.resize(ids.size() * static_cast<size_t>(y->row_bytes));
+      s.num_y = static_cast<int64_t>(ids.size());
+      gather_rows(*y, ids.data(), 0, static_cast<int64_t>(ids.size()), s.y.data());
+    }
+    return s;
+  }
+};
+
+}  // namespace sp

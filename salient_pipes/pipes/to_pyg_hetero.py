@@ -1,0 +1,97 @@
+"""Stage: heterogeneous samples become PyG ``HeteroData`` batches."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from torch.utils.data import IterDataPipe
+
+from salient_pipes.batch import HeteroBatch
+from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
+
+# Where PyG's link loader puts each seed payload entry: on the edge type,
+# its source type or its destination type.
+_ON_SRC, _ON_DST = ("src_index",), ("dst_pos_index", "dst_neg_index")
+
+
+class ToHeteroPyG(Stage):
+    """Turns each :class:`HeteroBatch` into a ``torch_geometric.data.HeteroData``
+    as PyG's loaders build theirs (PyG's own ``filter_hetero_data``): every
+    node type's attributes sliced by its ``n_id``, every edge type's
+    ``edge_index`` in local ids and its edge attributes sliced by ``e_id``;
+    ``n_id``, ``e_id``, ``num_sampled_nodes``, ``num_sampled_edges`` per
+    type, and on the input type ``input_id`` and ``batch_size`` (node
+    batches) or, on the input edge type, ``edge_label_index`` and
+    ``edge_label`` (link batches). ``pipe.to_pyg(hetero_data)`` builds this
+    stage.
+
+    The sampler must report edge ids of ``data`` (``return_e_id=True`` with
+    the CSCs' ``perm`` as ``edge_ids``, as the loaders set it up). Directly
+    after sampling, ``x`` of every node type is gathered by the sampling
+    workers.
+    """
+
+    def __init__(self, source: IterDataPipe, data: Any,
+                 subgraph_type: str = "directional") -> None:
+        super().__init__(source)
+        if subgraph_type != "directional":
+            raise NotImplementedError(f"subgraph_type={subgraph_type!r} for heterogeneous graphs "
+                                      "is not supported yet (only 'directional')")
+        self.data = data
+        self.fused_x: Dict[str, torch.Tensor] = {}
+        if isinstance(source, SampleHeteroNeighbors):
+            for t in data.node_types:
+                x = getattr(data[t], "x", None)
+                if isinstance(x, torch.Tensor) and x.dim() == 2 and x.device.type == "cpu":
+                    self.fused_x[t] = x
+        self._rest = copy.copy(data)
+        for t in self.fused_x:
+            self._rest[t].num_nodes = data[t].num_nodes  # stated: not inferred from x
+            del self._rest[t].x
+
+    def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
+        items = self.source._prepared(self.fused_x, None) if self.fused_x else self.source
+        for sub in items:
+            if not isinstance(sub, HeteroBatch):
+                raise TypeError(f"to_pyg(HeteroData) takes heterogeneous samples, got "
+                                f"{type(sub).__name__}")
+            yield self._batch(sub)
+
+    def _batch(self, sub: HeteroBatch) -> Any:
+        from torch_geometric.loader.utils import filter_hetero_data
+
+        if not sub.e_id and sub.edge_index:
+            raise ValueError("to_pyg needs edge ids: sample with return_e_id=True")
+        row = {e: ei[0] for e, ei in sub.edge_index.items()}
+        col = {e: ei[1] for e, ei in sub.edge_index.items()}
+        batch = filter_hetero_data(self._rest, dict(sub.n_id), row, col, dict(sub.e_id))
+        for t, x in sub.x.items():
+            batch[t].x = x
+        for t, n_id in sub.n_id.items():
+            batch[t].n_id = n_id
+            batch[t].num_sampled_nodes = sub.num_sampled_nodes[t]
+        for e, e_id in sub.e_id.items():
+            batch[e].e_id = e_id
+        for e, counts in sub.num_sampled_edges.items():
+            batch[e].num_sampled_edges = counts
+        payload = dict(sub.payload)
+        edge_type: Optional[tuple] = payload.pop("input_edge_type", None)
+        if edge_type is None:  # node batches, as PyG's NeighborLoader
+            for key, value in payload.items():
+                batch[sub.input_type][key] = value
+            batch[sub.input_type].batch_size = sub.batch_size
+            return batch
+        for key, value in payload.items():
+            store = edge_type[0] if key in _ON_SRC else edge_type[2] if key in _ON_DST \
+                else edge_type
+            batch[store][key] = value
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+__all__ = ["ToHeteroPyG"]

@@ -1,0 +1,458 @@
+"""Heterogeneous graphs: dataset, native sampler, stages, PyG loaders, training."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from salient_pipes import HeteroDataset, HeteroSAGE, _native, salient_pipeline
+from salient_pipes.data.hetero import typed_csr
+from salient_pipes.pipes import NodeIndices, hetero_fanouts
+from salient_pipes.train import batchwise_test, forward, train_epoch
+
+WRITES = ("author", "writes", "paper")
+CITES = ("paper", "cites", "paper")
+
+
+@pytest.fixture(scope="module")
+def mag():
+    return HeteroDataset.synthetic_mag(scale=0.002, num_classes=8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def mag_pyg(mag):
+    return mag.to_pyg()
+
+
+def csr_neighbors(ds_or_csc, e, v):
+    rowptr, col = ds_or_csc.rowptr[e], ds_or_csc.col[e]
+    return col[rowptr[v]:rowptr[v + 1]].tolist()
+
+
+# --------------------------------------------------------------- the dataset
+def test_typed_csr_is_sorted_deduplicated_and_bipartite():
+    rowptr, col = typed_csr(torch.tensor([[4, 0, 4, 2], [1, 1, 1, 0]]), num_src=5, num_dst=3)
+    assert rowptr.tolist() == [0, 1, 3, 3]
+    assert col.tolist() == [2, 0, 4]
+    with pytest.raises(ValueError, match=r"edge_index\[0\].*\[0, 5\)"):
+        typed_csr(torch.tensor([[5], [0]]), num_src=5, num_dst=3)
+    with pytest.raises(ValueError, match=r"edge_index\[1\].*\[0, 3\)"):
+        typed_csr(torch.tensor([[0], [3]]), num_src=5, num_dst=3)
+
+
+def test_dataset_validates_its_fields(mag):
+    edges = {e: (mag.rowptr[e], mag.col[e]) for e in mag.edge_types}
+    kwargs = dict(name="t", num_nodes=mag.num_nodes, edges=edges, x=mag.x, y=mag.y,
+                  label_type="paper", split_idx=mag.split_idx, num_classes=mag.num_classes)
+    HeteroDataset(**kwargs)  # the reference is valid
+    bad_x = dict(mag.x, author=mag.x["author"][:-1])
+    with pytest.raises(ValueError, match=r"x\['author'\] must be a tensor of shape"):
+        HeteroDataset(**{**kwargs, "x": bad_x})
+    with pytest.raises(ValueError, match="label_type 'venue' is not a node type"):
+        HeteroDataset(**{**kwargs, "label_type": "venue"})
+    with pytest.raises(ValueError, match="names node type 'venue'"):
+        HeteroDataset(**{**kwargs, "edges": {**edges, ("venue", "hosts", "paper"): edges[CITES]}})
+    # an edge type whose source ids exceed its source type's count
+    small = dict(mag.num_nodes, author=3)
+    with pytest.raises(ValueError, match=r"edge type \('author', .*col\[\d+\] = \d+ is "
+                                         r"outside \[0, 3\)"):
+        HeteroDataset(**{**kwargs, "num_nodes": small,
+                         "x": dict(mag.x, author=mag.x["author"][:3])})
+    with pytest.raises(ValueError, match="y must hold labels"):
+        HeteroDataset(**{**kwargs, "y": mag.y.clone().fill_(mag.num_classes)})
+
+
+def test_save_load_round_trip_and_stamps(mag, tmp_path):
+    mag.save(tmp_path / "g", progress=False)
+    back = HeteroDataset.load(tmp_path / "g")
+    assert back.node_types == mag.node_types and back.edge_types == mag.edge_types
+    for e in mag.edge_types:
+        assert torch.equal(back.rowptr[e], mag.rowptr[e]) and torch.equal(back.col[e], mag.col[e])
+    for t in mag.node_types:
+        assert torch.equal(back.x[t], mag.x[t])
+    assert torch.equal(back.y, mag.y)
+    assert {k: v.tolist() for k, v in back.split_idx.items()} == \
+        {k: v.tolist() for k, v in mag.split_idx.items()}
+    col = tmp_path / "g" / "edges" / "author__writes__paper" / "col.npy"
+    with open(col, "r+b") as f:
+        f.truncate(col.stat().st_size - 4)
+    from salient_pipes.data import DatasetCacheError
+
+    with pytest.raises(DatasetCacheError, match="truncated"):
+        HeteroDataset.load(tmp_path / "g")
+
+
+def test_from_edges_bounded_build_equals_in_memory(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    counts = {"paper": 300, "author": 500}
+    writes = torch.stack([torch.randint(500, (4000,), generator=gen),
+                          torch.randint(300, (4000,), generator=gen)])
+    cites = torch.randint(300, (2, 3000), generator=gen)
+    np.save(tmp_path / "cites.npy", cites.numpy())  # a .npy path is read through a memory map
+    x = {"paper": torch.randn(300, 6, generator=gen)}
+    ds = HeteroDataset.from_edges(tmp_path / "g", counts, {WRITES: writes,
+                                                           CITES: tmp_path / "cites.npy"},
+                                  label_type="paper", x=x, y=torch.randint(4, (300,)),
+                                  split_idx={"train": torch.arange(100)},
+                                  memory_limit=256, progress=False)  # many tiny buckets
+    for e, ei in ((WRITES, writes), (CITES, cites)):
+        rowptr, col = typed_csr(ei, counts[e[0]], counts[e[2]])
+        assert torch.equal(ds.rowptr[e], rowptr) and torch.equal(ds.col[e], col)
+    assert ds.num_features == {"paper": 6, "author": 0}
+    assert torch.equal(ds.x["paper"], x["paper"].half())
+    with pytest.raises(ValueError, match=r"edge type \('author', 'writes', 'paper'\).*outside"):
+        HeteroDataset.from_edges(tmp_path / "h", counts,
+                                 {WRITES: torch.tensor([[500], [0]])}, label_type="paper",
+                                 progress=False)
+    assert not (tmp_path / "h").exists()  # nothing half-written
+
+
+def _write_gz_csv(path: Path, frame: pd.DataFrame, header: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        frame.to_csv(f, header=header, index=False)
+
+
+def test_ogb_mag_raw_layout_is_converted(tmp_path, monkeypatch):
+    """A small graph in ogbn-mag's exact raw layout goes through the real converter."""
+    gen = np.random.default_rng(0)
+    counts = {"author": 40, "field_of_study": 7, "institution": 5, "paper": 30}
+    root = tmp_path / "data"
+    raw = root / "ogbn_mag" / "raw"
+    _write_gz_csv(raw / "num-node-dict.csv.gz", pd.DataFrame({k: [v] for k, v in counts.items()}),
+                  header=True)
+    triplets = [("author", "affiliated_with", "institution"), ("author", "writes", "paper"),
+                ("paper", "cites", "paper"), ("paper", "has_topic", "field_of_study")]
+    _write_gz_csv(raw / "triplet-type-list.csv.gz", pd.DataFrame(triplets))
+    edges = {}
+    for s, r, d in triplets:
+        m = 60
+        ei = np.stack([gen.integers(counts[s], size=m), gen.integers(counts[d], size=m)], 1)
+        edges[(s, r, d)] = ei
+        folder = raw / "relations" / f"{s}___{r}___{d}"
+        _write_gz_csv(folder / "edge.csv.gz", pd.DataFrame(ei))
+        _write_gz_csv(folder / "num-edge-list.csv.gz", pd.DataFrame([m]))
+    feats = gen.standard_normal((30, 4)).astype(np.float32)
+    _write_gz_csv(raw / "node-feat" / "paper" / "node-feat.csv.gz", pd.DataFrame(feats))
+    labels = gen.integers(349, size=30)
+    _write_gz_csv(raw / "node-label" / "paper" / "node-label.csv.gz", pd.DataFrame(labels))
+    split = root / "ogbn_mag" / "split" / "time" / "paper"
+    for name, ids in (("train", range(0, 20)), ("valid", range(20, 25)), ("test", range(25, 30))):
+        _write_gz_csv(split / f"{name}.csv.gz", pd.DataFrame(list(ids)))
+    ds = HeteroDataset.from_path(root, "ogbn-mag", progress=False)
+    assert ds.num_nodes == counts and ds.label_type == "paper" and ds.num_classes == 349
+    assert sorted(ds.edge_types) == sorted(triplets)
+    for e, ei in edges.items():
+        rowptr, col = typed_csr(torch.from_numpy(ei.T.copy()), counts[e[0]], counts[e[2]])
+        assert torch.equal(ds.rowptr[e], rowptr) and torch.equal(ds.col[e], col)
+    assert torch.allclose(ds.x["paper"].float(), torch.from_numpy(feats), atol=1e-2)
+    assert ds.x["author"].shape == (40, 0)
+    assert ds.y.tolist() == labels.tolist()
+    assert ds.split_idx["valid"].tolist() == list(range(20, 25))
+    # the second open reads the converted copy
+    monkeypatch.setattr("salient_pipes.data.ogb.convert_hetero",
+                        lambda *a, **k: pytest.fail("converted twice"))
+    assert HeteroDataset.from_path(root, "ogbn-mag", progress=False).num_nodes == counts
+
+
+# ------------------------------------------------------------- the sampler
+def _check_sample(ds, batch, fanouts):
+    """Every edge exists, hops expand the previous hop's nodes with at most
+    (and, without replacement, exactly min(degree, fanout)) neighbors, ids
+    map back and counts add up."""
+    for t in ds.node_types:
+        assert sum(batch.num_sampled_nodes[t]) == batch.n_id[t].numel()
+        assert batch.n_id[t].unique().numel() == batch.n_id[t].numel()
+    for i, e in enumerate(ds.edge_types):
+        s, _, d = e
+        ei = batch.edge_index[e]
+        assert sum(batch.num_sampled_edges[e]) == ei.size(1)
+        src, dst = batch.n_id[s][ei[0]], batch.n_id[d][ei[1]]
+        for u, v in zip(src.tolist(), dst.tolist()):
+            assert u in csr_neighbors(ds, e, v)
+        begin = 0
+        for hop, count in enumerate(batch.num_sampled_edges[e]):
+            targets = ei[1, begin:begin + count]
+            lo = sum(batch.num_sampled_nodes[d][:hop])
+            hi = lo + batch.num_sampled_nodes[d][hop]
+            assert ((targets >= lo) & (targets < hi)).all()
+            per_target = torch.bincount(targets - lo, minlength=hi - lo)
+            degree = (ds.rowptr[e][1:] - ds.rowptr[e][:-1])[batch.n_id[d][lo:hi]]
+            f = fanouts[i][hop]
+            want = degree if f < 0 else degree.clamp(max=f)
+            assert torch.equal(per_target, want)
+            begin += count
+
+
+def test_sampled_subgraphs_are_valid_and_exact(mag):
+    fanouts = {e: [3, 2] for e in mag.edge_types}
+    fanouts[CITES] = [-1, 0]
+    pipe = (NodeIndices(mag.split_idx["train"]).batch_nodes(40)
+            .sample_neighbors(mag, fanouts, return_e_id=True, num_threads=2)
+            .slice_features(mag.x, mag.y))
+    lists = hetero_fanouts(fanouts, mag.edge_types)
+    batches = list(pipe)
+    assert len(batches) == len(pipe)
+    for b in batches[:3]:
+        _check_sample(mag, b, lists)
+        for t in mag.node_types:
+            assert torch.equal(b.x[t], mag.x[t][b.n_id[t]])
+        assert torch.equal(b.y, mag.y[b.n_id["paper"][:b.batch_size]])
+        for e in mag.edge_types:  # e_id are positions in the edge type's col
+            assert torch.equal(mag.col[e][b.e_id[e]].long(), b.n_id[e[0]][b.edge_index[e][0]])
+    seeds = torch.cat([b.n_id["paper"][:b.batch_size] for b in batches])
+    assert torch.equal(seeds, mag.split_idx["train"])
+
+
+def _batches(ds, threads, **kwargs):
+    pipe = (NodeIndices(ds.split_idx["train"]).shuffle_nodes(seed=1).batch_nodes(50)
+            .sample_neighbors(ds, [4, 3], num_threads=threads, seed=7, **kwargs))
+    return list(pipe)
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.n_id.keys() == y.n_id.keys()
+        for t in x.n_id:
+            assert torch.equal(x.n_id[t], y.n_id[t])
+        for e in x.edge_index:
+            assert torch.equal(x.edge_index[e], y.edge_index[e])
+        assert x.num_sampled_edges == y.num_sampled_edges
+
+
+def test_same_samples_whatever_the_thread_count(mag):
+    one = _batches(mag, 1)
+    _same(one, _batches(mag, 3))
+    _same(one, _batches(mag, 2, ordered=True, max_in_flight=1))
+    other = _batches(mag, 1, replace=True)
+    assert any(not torch.equal(a.n_id["author"], b.n_id["author"]) for a, b in zip(one, other))
+
+
+def _native_run(ds, **kwargs):
+    index = {t: i for i, t in enumerate(ds.node_types)}
+    session = _native.HeteroSession(ds.graph, hetero_fanouts([5, 4], ds.edge_types), seed=3,
+                                    return_e_id=True, **kwargs)
+    out = []
+    for position, seeds in enumerate(ds.split_idx["train"][:200].split(40)):
+        lists = [np.empty(0, dtype=np.int64)] * len(ds.node_types)
+        lists[index["paper"]] = seeds.numpy()
+        session.submit(lists, 0, position)
+        out.append(session.next())
+    return out
+
+
+def test_hash_relabelling_and_prefetch_give_identical_samples(mag):
+    base = _native_run(mag)
+    for variant in (_native_run(mag, dense_limit=0), _native_run(mag, prefetch=False)):
+        for (n1, e1, c1, s1, _, _), (n2, e2, c2, s2, _, _) in zip(base, variant):
+            assert all(np.array_equal(a, b) for a, b in zip(n1, n2))
+            assert all(np.array_equal(a[i], b[i]) for a, b in zip(e1, e2) for i in range(3))
+            assert c1 == c2 and s1 == s2
+
+
+def test_sampler_errors_are_clear(mag):
+    pipe = NodeIndices(torch.arange(3))
+    with pytest.raises(ValueError, match=r"names edge type \('a', 'b', 'c'\)"):
+        pipe.sample_neighbors(mag, {("a", "b", "c"): [2]})
+    with pytest.raises(ValueError, match="same number of hops"):
+        pipe.sample_neighbors(mag, {WRITES: [2], CITES: [2, 2]})
+    with pytest.raises(ValueError, match=r"fanouts\[1\] = 'x'"):
+        pipe.sample_neighbors(mag, [2, "x"])
+    with pytest.raises(ValueError, match="input_type must be one of"):
+        pipe.sample_neighbors(mag, [2], input_type="venue")
+    with pytest.raises(NotImplementedError, match="disjoint"):
+        pipe.sample_neighbors(mag, [2], disjoint=True)
+    bad = NodeIndices(torch.tensor([mag.num_nodes["paper"]])).batch_nodes(1)
+    with pytest.raises(ValueError, match="outside"):
+        list(bad.sample_neighbors(mag, [2]))
+    twice = NodeIndices(torch.tensor([1, 1])).batch_nodes(2)
+    with pytest.raises(ValueError, match="appears twice"):
+        list(twice.sample_neighbors(mag, [2]))
+    with pytest.raises(ValueError, match=r"x\[1\] has 3 rows"):
+        _native.HeteroSession(mag.graph, hetero_fanouts([2], mag.edge_types),
+                              x=[None, np.zeros((3, 2), np.float32), None, None])
+
+
+def test_a_worker_failure_reaches_the_consumer_and_the_stage_recovers(mag):
+    pipe = NodeIndices(mag.split_idx["train"][:200]).batch_nodes(40).sample_neighbors(mag, [3])
+    pipe._fail_at = 2
+    pipe._session = None
+    with pytest.raises(RuntimeError, match="injected failure in batch 2"):
+        list(pipe)
+    pipe._fail_at, pipe._session = -1, None
+    assert len(list(pipe)) == 5
+
+
+def test_resume_continues_the_epoch_exactly(mag):
+    def pipe():
+        return (NodeIndices(mag.split_idx["train"]).shuffle_nodes(seed=2).batch_nodes(64)
+                .sample_neighbors(mag, [3, 2], seed=5, num_threads=2)
+                .slice_features(mag.x, mag.y))
+    full = list(pipe())
+    resumed = pipe()
+    resumed.load_state_dict({"epoch": 0, "batches_done": 3})
+    _same(full[3:], list(resumed))
+
+
+# ------------------------------------------------------------- PyG loaders
+def test_full_neighborhoods_give_the_full_graph_outputs_of_a_to_hetero_model(mag_pyg):
+    from torch_geometric.nn import SAGEConv, to_hetero
+
+    from salient_pipes.pyg import NeighborLoader
+
+    data = mag_pyg.clone()
+    for t in data.node_types:
+        data[t].x = data[t].x.double()
+
+    class GNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = SAGEConv((-1, -1), 16)
+            self.conv2 = SAGEConv((-1, -1), 5)
+
+        def forward(self, x, edge_index):
+            return self.conv2(self.conv1(x, edge_index).relu(), edge_index)
+
+    torch.manual_seed(0)
+    model = to_hetero(GNN(), data.metadata(), aggr="sum").double()
+    with torch.no_grad():
+        full = model(data.x_dict, data.edge_index_dict)["paper"]
+        seeds = torch.arange(0, data["paper"].num_nodes, 7)
+        loader = NeighborLoader(data, num_neighbors=[-1, -1], input_nodes=("paper", seeds),
+                                batch_size=16, seed=0)
+        seen = 0
+        for batch in loader:
+            out = model(batch.x_dict, batch.edge_index_dict)["paper"][:batch["paper"].batch_size]
+            assert torch.allclose(out, full[batch["paper"].n_id[:batch["paper"].batch_size]],
+                                  atol=1e-10)
+            seen += batch["paper"].batch_size
+    assert seen == seeds.numel()
+
+
+def test_full_neighborhoods_give_the_full_graph_outputs_of_hetero_sage(mag):
+    model = HeteroSAGE((mag.node_types, mag.edge_types), mag.num_features, 16, mag.num_classes,
+                       num_layers=2, target="paper").double().eval()
+    x = {t: v.double() for t, v in mag.x.items()}
+    with torch.no_grad():
+        full = model(x, {e: mag.to_pyg()[e].edge_index for e in mag.edge_types})
+        pipe = salient_pipeline(mag, "valid", batch_size=32, fanouts=[-1, -1], device="cpu",
+                                shuffle=False)
+        for batch in pipe:
+            batch.x = {t: v.double() for t, v in batch.x.items()}
+            assert torch.allclose(forward(model, batch),
+                                  full[batch.n_id["paper"][:batch.batch_size]], atol=1e-10)
+
+
+def test_neighbor_loader_batches_match_pyg_layout(mag_pyg):
+    from salient_pipes.pyg import NeighborLoader
+
+    data = mag_pyg
+    mask = data["paper"].train_mask
+    loader = NeighborLoader(data, num_neighbors={WRITES: [3, 2], CITES: [2, 2]},
+                            input_nodes=("paper", mask), batch_size=30, shuffle=True, seed=4)
+    batch = next(iter(loader))
+    assert batch["paper"].batch_size == 30
+    assert torch.equal(batch["paper"].n_id[:30], mask.nonzero().view(-1)[batch["paper"].input_id])
+    for t in data.node_types:
+        assert torch.equal(batch[t].x, data[t].x[batch[t].n_id])
+        assert sum(batch[t].num_sampled_nodes) == batch[t].n_id.numel()
+    assert torch.equal(batch["paper"].y, data["paper"].y[batch["paper"].n_id])
+    for e in data.edge_types:
+        ei, e_id = batch[e].edge_index, batch[e].e_id
+        assert torch.equal(data[e].edge_index[:, e_id],
+                           torch.stack([batch[e[0]].n_id[ei[0]], batch[e[2]].n_id[ei[1]]]))
+        assert sum(batch[e].num_sampled_edges) == ei.size(1)
+    # edge types missing from the dict are not sampled
+    assert batch[("paper", "has_topic", "field_of_study")].edge_index.size(1) == 0
+    assert len(loader) == -(-int(mask.sum()) // 30)
+
+
+def test_loader_input_errors(mag_pyg):
+    from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader
+
+    with pytest.raises(ValueError, match="node type 'venue'"):
+        NeighborLoader(mag_pyg, [2], input_nodes=("venue", None))
+    with pytest.raises(ValueError, match="node type or"):
+        NeighborLoader(mag_pyg, [2], input_nodes=torch.arange(3))
+    with pytest.raises(ValueError, match=r"names edge type \('a', 'b', 'c'\)"):
+        NeighborLoader(mag_pyg, {("a", "b", "c"): [2]}, input_nodes="paper")
+    with pytest.raises(ValueError, match="edge type"):
+        LinkNeighborLoader(mag_pyg, [2], edge_label_index=(("a", "b", "c"), None))
+    with pytest.raises(NotImplementedError, match="disjoint"):
+        NeighborLoader(mag_pyg, [2], input_nodes="paper", disjoint=True)
+    broken = mag_pyg.clone()
+    broken[WRITES].edge_index = torch.tensor([[10**6], [0]])
+    with pytest.raises(ValueError, match="source type"):
+        NeighborLoader(broken, [2], input_nodes="paper")
+
+
+@pytest.mark.parametrize("mode", ["binary", "triplet"])
+def test_link_loader_on_a_bipartite_edge_type(mag_pyg, mode):
+    from salient_pipes.pyg import LinkNeighborLoader
+
+    data = mag_pyg
+    label_index = data[WRITES].edge_index[:, :50]
+    loader = LinkNeighborLoader(data, num_neighbors=[2, 2], edge_label_index=(WRITES, label_index),
+                                batch_size=20, neg_sampling=mode, seed=1)
+    batches = list(loader)
+    assert len(batches) == 3
+    for batch in batches:
+        store = batch[WRITES]
+        pos = label_index[:, store.input_id]
+        authors, papers = batch["author"].n_id, batch["paper"].n_id
+        if mode == "binary":
+            n = store.input_id.numel()
+            eli = store.edge_label_index
+            assert torch.equal(authors[eli[0, :n]], pos[0])
+            assert torch.equal(papers[eli[1, :n]], pos[1])
+            assert store.edge_label.tolist() == [1.0] * n + [0.0] * (eli.size(1) - n)
+        else:
+            assert torch.equal(authors[batch["author"].src_index], pos[0])
+            assert torch.equal(papers[batch["paper"].dst_pos_index], pos[1])
+            assert batch["paper"].dst_neg_index.max() < papers.numel()
+        # the seeds of both types come first in their types
+        assert batch["author"].num_sampled_nodes[0] > 0 and batch["paper"].num_sampled_nodes[0] > 0
+
+
+def test_loader_determinism_across_workers(mag_pyg):
+    from salient_pipes.pyg import NeighborLoader
+
+    def run(workers):
+        loader = NeighborLoader(mag_pyg, [3, 2], input_nodes="paper", batch_size=100,
+                                shuffle=True, seed=9, num_workers=workers)
+        return [(b["author"].n_id, b[WRITES].edge_index) for b in loader]
+
+    for (a1, e1), (a2, e2) in zip(run(1), run(3)):
+        assert torch.equal(a1, a2) and torch.equal(e1, e2)
+
+
+# ----------------------------------------------------- training and the CLI
+def test_training_learns_on_the_mag_like_graph(mag):
+    torch.manual_seed(0)
+    model = HeteroSAGE((mag.node_types, mag.edge_types), mag.num_features, 32, mag.num_classes,
+                       num_layers=2, target="paper")
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    pipe = salient_pipeline(mag, batch_size=128, fanouts=[5, 5], device="cpu", num_threads=2)
+    losses = [train_epoch(model, pipe, opt, progress=False).loss for _ in range(4)]
+    assert losses[-1] < 0.7 * losses[0]
+    acc = batchwise_test(model, mag, fanouts=[5, 5], device="cpu", progress=False)["valid"]
+    assert acc > 2.0 / mag.num_classes
+
+
+def test_cli_trains_the_mag_like_graph(tmp_path):
+    import json
+
+    from salient_pipes.cli import main
+
+    out = tmp_path / "summary.json"
+    main(["train", "--dataset", "mag-synthetic", "--mag-scale", "0.002", "--epochs", "1",
+          "--fanouts", "4,3", "--hidden", "16", "--batch-size", "256", "--no-progress",
+          "--device", "cpu", "--out", str(out)])
+    summary = json.loads(out.read_text())
+    assert summary["dataset"].startswith("mag-like") and 0 <= summary["test_acc"] <= 1
