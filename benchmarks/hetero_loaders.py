@@ -30,7 +30,7 @@ THREADS = 2
 
 def seconds_per_batch(loader, batches: int, warmup: int = 5) -> float:
     it = iter(loader)
-    for batch in itertools.islice(it, warmup):
+    for _ in itertools.islice(it, warmup):
         pass
     start = time.perf_counter()
     done = 0

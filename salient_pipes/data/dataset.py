@@ -10,7 +10,6 @@ a memory-mapped copy on disk.
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import sys
@@ -34,6 +33,7 @@ from salient_pipes.data.format import (
     check_stamp,
     dataset_meta,
     physical_memory,
+    read_meta,
     stamp,
     write_meta,
 )
@@ -211,15 +211,7 @@ class FastDataset:
         contents) is validated once and its stamps renewed."""
         path = Path(path)
         rebuild = f"delete {path} and run the conversion again"
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise DatasetCacheError(f"{path} holds no readable dataset ({exc}); {rebuild}") from exc
-        if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
-            raise DatasetCacheError(
-                f"{path} is not a {FORMAT_NAME} v{FORMAT_VERSION} copy "
-                f"(format {meta.get('format')!r}, version {meta.get('version')!r}); {rebuild}"
-            )
+        meta = read_meta(path, FORMAT_NAME, FORMAT_VERSION, rebuild)
         try:
             arrays, trusted = open_files(path, meta["files"], rebuild, mmap=mmap,
                                          random_access={"x": random_access})

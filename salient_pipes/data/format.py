@@ -144,6 +144,20 @@ def dataset_meta(directory: Path, name: str, num_nodes: int, num_edges: int, num
             "splits": list(splits), "files": files}
 
 
+def read_meta(path: Path, fmt: str, version: int, rebuild: str) -> Dict[str, Any]:
+    """``path/meta.json``, refused (``DatasetCacheError``) when unreadable or
+    of another format or version."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetCacheError(f"{path} holds no readable dataset ({exc}); {rebuild}") from exc
+    if meta.get("format") != fmt or meta.get("version") != version:
+        raise DatasetCacheError(f"{path} is not a {fmt} v{version} copy (format "
+                                f"{meta.get('format')!r}, version {meta.get('version')!r}); "
+                                f"{rebuild}")
+    return meta
+
+
 def write_meta(directory: Path, meta: Dict[str, Any]) -> None:
     """Writes ``meta.json`` atomically (temp file, fsync, rename)."""
     tmp = directory / f".meta.json.{uuid.uuid4().hex}"

@@ -15,7 +15,6 @@ stamps like :class:`~salient_pipes.data.dataset.FastDataset`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -40,6 +39,7 @@ from salient_pipes.data.format import (
     DatasetCacheError,
     atomic_directory,
     parse_bytes,
+    read_meta,
     stamp,
     write_meta,
 )
@@ -265,13 +265,7 @@ class HeteroDataset:
         only a copy whose files were copied elsewhere."""
         path = Path(path)
         rebuild = f"delete {path} and write it again"
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise DatasetCacheError(f"{path} holds no readable dataset ({exc})") from exc
-        if meta.get("format") != HETERO_FORMAT or meta.get("version") != HETERO_VERSION:
-            raise DatasetCacheError(f"{path} is not a {HETERO_FORMAT} v{HETERO_VERSION} copy "
-                                    f"(format {meta.get('format')!r}); {rebuild}")
+        meta = read_meta(path, HETERO_FORMAT, HETERO_VERSION, rebuild)
         try:
             arrays, trusted = open_files(path, meta["files"], rebuild, mmap=mmap,
                                          random_access={f"nodes/{t}/x": None
