@@ -120,16 +120,16 @@ def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
         return FastDataset.synthetic(num_nodes=num_nodes, seed=seed)
     if name == MAG_SYNTHETIC:
         return HeteroDataset.synthetic_mag(scale=mag_scale, seed=seed)
-    from salient_pipes.data.ogb import is_hetero
-
-    if is_hetero(name):
-        return HeteroDataset.from_path(root or "data", name, progress=progress,
-                                       memory_limit=memory_limit)
     if name.lower() == CORA:
         from torch_geometric.datasets import Planetoid
 
         data = Planetoid(root or "data/planetoid", "Cora")[0]
         return FastDataset.from_pyg(data, name="cora")
+    from salient_pipes.data.ogb import is_hetero
+
+    if is_hetero(name):
+        return HeteroDataset.from_path(root or "data", name, progress=progress,
+                                       memory_limit=memory_limit)
     return FastDataset.from_path(root or "data", name, progress=progress,
                                  memory_limit=memory_limit)
 

@@ -382,12 +382,13 @@ class HeteroGraph {
  public:
   HeteroGraph(const std::vector<int64_t>& num_nodes, const std::vector<int>& src_type,
               const std::vector<int>& dst_type, const std::vector<py::array>& rowptr,
-              const std::vector<py::array>& col, bool validate) {
+              const std::vector<py::array>& col, bool validate,
+              const std::vector<std::string>& names) {
     const size_t edge_types = src_type.size();
     if (dst_type.size() != edge_types || rowptr.size() != edge_types ||
-        col.size() != edge_types) {
-      throw py::value_error("src_type, dst_type, rowptr and col must hold one entry per edge "
-                            "type each");
+        col.size() != edge_types || (!names.empty() && names.size() != edge_types)) {
+      throw py::value_error("src_type, dst_type, rowptr, col (and names, if given) must hold "
+                            "one entry per edge type each");
     }
     for (size_t t = 0; t < num_nodes.size(); ++t) {
       if (num_nodes[t] < 0) {
@@ -397,7 +398,8 @@ class HeteroGraph {
     graph_.num_nodes = num_nodes;
     const auto types = static_cast<int>(num_nodes.size());
     for (size_t e = 0; e < edge_types; ++e) {
-      const std::string name = "edge type " + std::to_string(e);
+      // Errors name the edge type as the caller knows it.
+      const std::string name = "edge type " + (names.empty() ? std::to_string(e) : names[e]);
       if (src_type[e] < 0 || src_type[e] >= types || dst_type[e] < 0 || dst_type[e] >= types) {
         throw py::value_error(name + " names a node type outside [0, " + std::to_string(types) +
                               ")");
@@ -535,7 +537,7 @@ class PyHeteroSession {
     session_->submit(std::move(input), epoch, position);
   }
 
-  // (n_id per node type, (row, col, e_id) per edge type, num_sampled_nodes,
+  // (n_id per node type, (edge_index [2, E], e_id) per edge type, num_sampled_nodes,
   //  num_sampled_edges, x per node type (None where not gathered), y)
   py::tuple next() {
     sp::HeteroSample s;
@@ -555,12 +557,11 @@ class PyHeteroSession {
       }
     }
     py::list edges;
-    for (size_t e = 0; e < s.row.size(); ++e) {
-      const auto n = static_cast<int64_t>(s.row[e].size());
+    for (size_t e = 0; e < s.edge_index.size(); ++e) {
+      const auto n = static_cast<int64_t>(s.edge_index[e].size() / 2);
       py::object e_id = py::none();
       if (return_e_id_) e_id = int64_array(std::move(s.e_id[e]), {n});
-      edges.append(py::make_tuple(int64_array(std::move(s.row[e]), {n}),
-                                  int64_array(std::move(s.col[e]), {n}), e_id));
+      edges.append(py::make_tuple(int64_array(std::move(s.edge_index[e]), {2, n}), e_id));
     }
     py::object ys = py::none();
     if (y_) ys = to_array(std::move(s.y), y_->dtype(), row_shape(*y_, s.num_y));
@@ -724,9 +725,11 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<HeteroGraph, std::shared_ptr<HeteroGraph>>(m, "HeteroGraph")
       .def(py::init<const std::vector<int64_t>&, const std::vector<int>&, const std::vector<int>&,
-                    const std::vector<py::array>&, const std::vector<py::array>&, bool>(),
+                    const std::vector<py::array>&, const std::vector<py::array>&, bool,
+                    const std::vector<std::string>&>(),
            py::arg("num_nodes"), py::arg("src_type"), py::arg("dst_type"), py::arg("rowptr"),
-           py::arg("col"), py::arg("validate") = true)
+           py::arg("col"), py::arg("validate") = true,
+           py::arg("names") = std::vector<std::string>{})
       .def_property_readonly("num_node_types", &HeteroGraph::num_node_types)
       .def_property_readonly("num_edge_types", &HeteroGraph::num_edge_types)
       .def("num_edges", &HeteroGraph::num_edges, py::arg("edge_type"));

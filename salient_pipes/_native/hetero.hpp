@@ -6,6 +6,7 @@
 // has its own local ids, handed out in discovery order.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -45,8 +46,8 @@ using HeteroSeeds = std::vector<std::vector<int64_t>>;
 
 struct HeteroSample {
   std::vector<Buffer<int64_t>> n_id;                    // per node type: its ids, seeds first
-  std::vector<Buffer<int64_t>> row;                     // per edge type: sources' local ids
-  std::vector<Buffer<int64_t>> col;                     // per edge type: destinations' local ids
+  // Per edge type, [2, E]: sources' local ids, then destinations' local ids.
+  std::vector<Buffer<int64_t>> edge_index;
   std::vector<Buffer<int64_t>> e_id;                    // per edge type, when asked
   std::vector<std::vector<int64_t>> num_sampled_nodes;  // [node type][hop + 1]
   std::vector<std::vector<int64_t>> num_sampled_edges;  // [edge type][hop]
@@ -68,6 +69,8 @@ class HeteroSampler {
       }
     }
     options_.resize(graph_.csr.size());
+    row_.resize(graph_.csr.size());
+    col_.resize(graph_.csr.size());
     for (size_t e = 0; e < options_.size(); ++e) {
       options_[e].replace = config_.replace;
       options_[e].prefetch = config_.prefetch;
@@ -91,9 +94,10 @@ class HeteroSampler {
       out.num_sampled_nodes.emplace_back();
     }
     for (size_t e = 0; e < edge_types; ++e) {
-      out.row.emplace_back(pool_);
-      out.col.emplace_back(pool_);
+      out.edge_index.emplace_back(pool_);
       out.e_id.emplace_back(pool_);
+      row_[e].clear();
+      col_[e].clear();
       out.num_sampled_edges.emplace_back();
     }
     // Reset the slots even when a hop throws, so the worker stays usable.
@@ -154,6 +158,12 @@ class HeteroSampler {
         out.num_sampled_nodes[t].push_back(last[t] - first[t]);
       }
     }
+    for (size_t e = 0; e < edge_types; ++e) {
+      const size_t n = row_[e].size();
+      out.edge_index[e].resize(2 * n);
+      std::copy(row_[e].begin(), row_[e].end(), out.edge_index[e].data());
+      std::copy(col_[e].begin(), col_[e].end(), out.edge_index[e].data() + n);
+    }
     return out;
   }
 
@@ -163,9 +173,9 @@ class HeteroSampler {
                  HeteroSample& out, int64_t first, int64_t last, int d, int s, Rng& rng) {
     const HopOptions& opt = options_[e];
     const int64_t count = expander_.count(g, out.n_id[d], first, last, fanout, opt);
-    const size_t old = out.row[e].size();
-    out.row[e].resize(old + static_cast<size_t>(count));
-    out.col[e].resize(old + static_cast<size_t>(count));
+    const size_t old = row_[e].size();
+    row_[e].resize(old + static_cast<size_t>(count));
+    col_[e].resize(old + static_cast<size_t>(count));
     int64_t* e_id = nullptr;
     if (config_.return_e_id) {
       out.e_id[e].resize(old + static_cast<size_t>(count));
@@ -173,7 +183,7 @@ class HeteroSampler {
     }
     // When s == d, n_id[d] is both the targets and where new nodes go.
     expander_.fill(g, out.n_id[d], first, last, fanout, relabel, out.n_id[s], rng, opt,
-                   out.row[e].data() + old, out.col[e].data() + old, e_id);
+                   row_[e].data() + old, col_[e].data() + old, e_id);
     return count;
   }
 
@@ -183,6 +193,10 @@ class HeteroSampler {
   std::vector<std::variant<DenseRelabel, HashRelabel>> relabel_;
   std::vector<HopOptions> options_;
   Expander expander_;
+  // Per edge type, the hops' edges as they are sampled (reused across
+  // batches); copied into the batch's [2, E] edge_index at the end.
+  std::vector<std::vector<int64_t>> row_;
+  std::vector<std::vector<int64_t>> col_;
 };
 
 // A session's work for heterogeneous sampling (see session.hpp): sample,

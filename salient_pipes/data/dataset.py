@@ -34,6 +34,7 @@ from salient_pipes.data.format import (
     dataset_meta,
     physical_memory,
     read_meta,
+    reading_copy,
     stamp,
     write_meta,
 )
@@ -60,18 +61,37 @@ def csr_from_edge_index(
     edge_index = torch.as_tensor(edge_index, dtype=torch.int64)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
-        raise ValueError(f"edge_index holds node ids outside [0, {num_nodes})")
     src, dst = edge_index
     if to_undirected:
         src, dst = torch.cat([src, dst]), torch.cat([dst, src])
-    key = torch.unique(dst * num_nodes + src)  # sorted by (row, col), duplicates gone
-    row = key // num_nodes
-    col = key - row * num_nodes
-    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(row, minlength=num_nodes), 0, out=rowptr[1:])
-    col_dtype = torch.int32 if num_nodes < 2**31 else torch.int64
-    return rowptr, col.to(col_dtype)
+    return typed_csr(torch.stack([src, dst]), num_nodes, num_nodes)  # checks the ids
+
+
+def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, Tensor]:
+    """The CSR of one edge type from its ``[2, E]`` (source, destination)
+    pairs: row ``v`` lists the sources of the edges into destination ``v``,
+    sorted and deduplicated.
+
+    Example:
+        >>> rowptr, col = typed_csr(torch.tensor([[0, 2, 2], [1, 0, 1]]), num_src=3, num_dst=2)
+        >>> rowptr.tolist(), col.tolist()
+        ([0, 1, 3], [2, 0, 2])
+    """
+    edge_index = torch.as_tensor(edge_index)
+    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
+        raise ValueError(f"edge_index must be an integer tensor of shape [2, E], "
+                         f"got {edge_index.dtype} {tuple(edge_index.shape)}")
+    src, dst = edge_index.to(torch.int64)
+    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
+        raise ValueError(f"edge_index[0] holds source ids outside [0, {num_src})")
+    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
+        raise ValueError(f"edge_index[1] holds destination ids outside [0, {num_dst})")
+    key = torch.unique(dst * max(num_src, 1) + src)
+    row = key // max(num_src, 1)
+    rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
+    torch.cumsum(torch.bincount(row, minlength=num_dst), 0, out=rowptr[1:])
+    col = key - row * max(num_src, 1)
+    return rowptr, col.to(torch.int32 if num_src < 2**31 else torch.int64)
 
 
 class FastDataset:
@@ -212,7 +232,7 @@ class FastDataset:
         path = Path(path)
         rebuild = f"delete {path} and run the conversion again"
         meta = read_meta(path, FORMAT_NAME, FORMAT_VERSION, rebuild)
-        try:
+        with reading_copy(path, rebuild):
             arrays, trusted = open_files(path, meta["files"], rebuild, mmap=mmap,
                                          random_access={"x": random_access})
             dataset = cls(
@@ -220,10 +240,6 @@ class FastDataset:
                 col=arrays["col"], num_classes=meta["num_classes"],
                 split_idx={k: arrays[f"split_{k}"] for k in meta["splits"]}, validate=not trusted,
             )
-        except DatasetCacheError:
-            raise
-        except (OSError, KeyError, ValueError) as exc:
-            raise DatasetCacheError(f"{path} is damaged ({exc}); {rebuild}") from exc
         if not trusted:
             _renew_stamps(path, meta)
         return dataset
@@ -488,4 +504,5 @@ def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[st
         yield name, dataset.split_idx[name]
 
 
-__all__ = ["DatasetCacheError", "FastDataset", "csr_from_edge_index", "iter_splits"]
+__all__ = ["DatasetCacheError", "FastDataset", "csr_from_edge_index", "iter_splits",
+           "typed_csr"]

@@ -158,6 +158,18 @@ def read_meta(path: Path, fmt: str, version: int, rebuild: str) -> Dict[str, Any
     return meta
 
 
+@contextmanager
+def reading_copy(path: Path, rebuild: str) -> Iterator[None]:
+    """Turns any error while opening the saved copy at ``path`` into a
+    ``DatasetCacheError`` that says it is damaged and how to rebuild it."""
+    try:
+        yield
+    except DatasetCacheError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetCacheError(f"{path} is damaged ({exc}); {rebuild}") from exc
+
+
 def write_meta(directory: Path, meta: Dict[str, Any]) -> None:
     """Writes ``meta.json`` atomically (temp file, fsync, rename)."""
     tmp = directory / f".meta.json.{uuid.uuid4().hex}"

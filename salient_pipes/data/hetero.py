@@ -34,12 +34,12 @@ from salient_pipes.data.build import (
     write_features,
     write_labels,
 )
-from salient_pipes.data.dataset import _renew_stamps, _to_numpy, open_files
+from salient_pipes.data.dataset import _renew_stamps, _to_numpy, open_files, typed_csr
 from salient_pipes.data.format import (
-    DatasetCacheError,
     atomic_directory,
     parse_bytes,
     read_meta,
+    reading_copy,
     stamp,
     write_meta,
 )
@@ -64,31 +64,15 @@ def edge_dir(edge_type: EdgeType) -> str:
     return "__".join(edge_type)
 
 
-def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, Tensor]:
-    """The CSR of one edge type from its ``[2, E]`` (source, destination)
-    pairs: row ``v`` lists the sources of the edges into destination ``v``,
-    sorted and deduplicated.
-
-    Example:
-        >>> rowptr, col = typed_csr(torch.tensor([[0, 2, 2], [1, 0, 1]]), num_src=3, num_dst=2)
-        >>> rowptr.tolist(), col.tolist()
-        ([0, 1, 3], [2, 0, 2])
-    """
-    edge_index = torch.as_tensor(edge_index)
-    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
-        raise ValueError(f"edge_index must be an integer tensor of shape [2, E], "
-                         f"got {edge_index.dtype} {tuple(edge_index.shape)}")
-    src, dst = edge_index.to(torch.int64)
-    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
-        raise ValueError(f"edge_index[0] holds source ids outside [0, {num_src})")
-    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
-        raise ValueError(f"edge_index[1] holds destination ids outside [0, {num_dst})")
-    key = torch.unique(dst * max(num_src, 1) + src)
-    row = key // max(num_src, 1)
-    rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(row, minlength=num_dst), 0, out=rowptr[1:])
-    col = key - row * max(num_src, 1)
-    return rowptr, col.to(torch.int32 if num_src < 2**31 else torch.int64)
+def hetero_meta(directory: Path, name: str, num_nodes: Mapping[str, int],
+                edge_types: Sequence[EdgeType], label_type: str, num_classes: int,
+                splits: Sequence[str], dtypes: Dict[str, str]) -> Dict[str, Any]:
+    """``meta.json``'s content for the finished files in ``directory``."""
+    return {"format": HETERO_FORMAT, "version": HETERO_VERSION, "name": name,
+            "num_nodes": dict(num_nodes), "edge_types": [list(e) for e in edge_types],
+            "label_type": label_type, "num_classes": num_classes, "splits": list(splits),
+            "files": {k: {"dtype": d, **stamp(directory / f"{k}.npy")}
+                      for k, d in dtypes.items()}}
 
 
 def _edge_type(value: Any, name: str) -> EdgeType:
@@ -168,18 +152,12 @@ class HeteroDataset:
             self.edge_types.append(e)
             self.rowptr[e], self.col[e] = rowptr, col
         index = {t: i for i, t in enumerate(self.node_types)}
-        try:
-            self.graph = _native.HeteroGraph(
-                [self.num_nodes[t] for t in self.node_types],
-                [index[e[0]] for e in self.edge_types], [index[e[2]] for e in self.edge_types],
-                [_to_numpy(self.rowptr[e]) for e in self.edge_types],
-                [_to_numpy(self.col[e]) for e in self.edge_types], validate)
-        except ValueError as exc:
-            position = str(exc).split(":")[0]
-            if position.startswith("edge type "):
-                e = self.edge_types[int(position.split()[-1])]
-                raise ValueError(f"edge type {e}: {str(exc).split(':', 1)[1].strip()}") from None
-            raise
+        self.graph = _native.HeteroGraph(
+            [self.num_nodes[t] for t in self.node_types],
+            [index[e[0]] for e in self.edge_types], [index[e[2]] for e in self.edge_types],
+            [_to_numpy(self.rowptr[e]) for e in self.edge_types],
+            [_to_numpy(self.col[e]) for e in self.edge_types], validate,
+            [str(e) for e in self.edge_types])
 
     # ---------------------------------------------------------------- facts
     @property
@@ -238,14 +216,6 @@ class HeteroDataset:
             files[f"edges/{edge_dir(e)}/col"] = self.col[e]
         return files
 
-    def _meta(self, directory: Path, dtypes: Dict[str, str]) -> Dict[str, Any]:
-        return {"format": HETERO_FORMAT, "version": HETERO_VERSION, "name": self.name,
-                "num_nodes": self.num_nodes, "edge_types": [list(e) for e in self.edge_types],
-                "label_type": self.label_type, "num_classes": self.num_classes,
-                "splits": list(self.split_idx),
-                "files": {k: {"dtype": d, **stamp(directory / f"{k}.npy")}
-                          for k, d in dtypes.items()}}
-
     def save(self, path: PathLike, *, progress: bool = True) -> None:
         """Writes the dataset to directory ``path`` atomically (see
         :meth:`FastDataset.save`); :meth:`load` opens it in O(1)."""
@@ -256,7 +226,9 @@ class HeteroDataset:
                 (tmp / key).parent.mkdir(parents=True, exist_ok=True)
                 np.save(tmp / f"{key}.npy", _to_numpy(tensor))
                 dtypes[key] = str(tensor.dtype).replace("torch.", "")
-            write_meta(tmp, self._meta(tmp, dtypes))
+            write_meta(tmp, hetero_meta(tmp, self.name, self.num_nodes, self.edge_types,
+                                        self.label_type, self.num_classes,
+                                        list(self.split_idx), dtypes))
 
     @classmethod
     def load(cls, path: PathLike, *, mmap: bool = True) -> HeteroDataset:
@@ -266,7 +238,7 @@ class HeteroDataset:
         path = Path(path)
         rebuild = f"delete {path} and write it again"
         meta = read_meta(path, HETERO_FORMAT, HETERO_VERSION, rebuild)
-        try:
+        with reading_copy(path, rebuild):
             arrays, trusted = open_files(path, meta["files"], rebuild, mmap=mmap,
                                          random_access={f"nodes/{t}/x": None
                                                         for t in meta["num_nodes"]})
@@ -279,10 +251,6 @@ class HeteroDataset:
                 label_type=meta["label_type"],
                 split_idx={s: arrays[f"split_{s}"] for s in meta["splits"]},
                 num_classes=meta["num_classes"], validate=not trusted)
-        except DatasetCacheError:
-            raise
-        except (OSError, KeyError, ValueError) as exc:
-            raise DatasetCacheError(f"{path} is damaged ({exc}); {rebuild}") from exc
         if not trusted:
             _renew_stamps(path, meta)
         return dataset
@@ -357,12 +325,8 @@ class HeteroDataset:
             for s, idx in splits.items():
                 np.save(tmp / f"split_{s}.npy", idx.numpy())
                 dtypes[f"split_{s}"] = "int64"
-            meta = {"format": HETERO_FORMAT, "version": HETERO_VERSION,
-                    "name": name or path.name, "num_nodes": counts,
-                    "edge_types": [list(e) for e in types], "label_type": label_type,
-                    "num_classes": classes, "splits": list(splits),
-                    "files": {k: {"dtype": v, **stamp(tmp / f"{k}.npy")}
-                              for k, v in dtypes.items()}}
+            meta = hetero_meta(tmp, name or path.name, counts, list(types), label_type,
+                               classes, list(splits), dtypes)
             write_meta(tmp, meta)
         return cls.load(path)
 

@@ -170,10 +170,9 @@ class SampleHeteroNeighbors(Stage):
             t: from_buffer(a, x[t].dtype) for t, a in zip(self.node_types, xs) if a is not None}
         return HeteroBatch(
             x=feats, y=None if ys is None else from_buffer(ys, y.dtype),
-            edge_index={e: torch.stack([torch.from_numpy(r), torch.from_numpy(c)])
-                        for e, (r, c, _) in zip(self.edge_types, edges)},
+            edge_index={e: torch.from_numpy(ei) for e, (ei, _) in zip(self.edge_types, edges)},
             n_id={t: torch.from_numpy(a) for t, a in zip(self.node_types, n_ids)},
-            e_id={e: torch.from_numpy(i) for e, (_, _, i) in zip(self.edge_types, edges)
+            e_id={e: torch.from_numpy(i) for e, (_, i) in zip(self.edge_types, edges)
                   if i is not None},
             num_sampled_nodes=dict(zip(self.node_types, num_nodes)),
             num_sampled_edges=dict(zip(self.edge_types, num_edges)),

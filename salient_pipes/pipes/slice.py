@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterator, Mapping, Optional, Union
 
 from torch import Tensor
@@ -130,11 +131,10 @@ class SliceFeatures(Stage):
             if not isinstance(b, HeteroBatch):
                 raise TypeError(f"slice_features with features per node type takes "
                                 f"HeteroBatch items, got {type(b).__name__}")
-            b.x = {t: gather(self.x[t], b.n_id[t], self.num_threads)
-                   for t in b.n_id if t in self.x}
-            if self.y is not None:
-                b.y = gather(self.y, b.n_id[b.input_type][:b.batch_size])
-            yield b
+            yield dataclasses.replace(
+                b, x={t: gather(self.x[t], b.n_id[t], self.num_threads)
+                      for t in b.n_id if t in self.x},
+                y=None if self.y is None else gather(self.y, b.n_id[b.input_type][:b.batch_size]))
 
     def __len__(self) -> int:
         return len(self.source)

@@ -41,7 +41,7 @@ def csc_of(data: Any) -> PygCsc:
         ([0, 1, 3, 3], [1, 0, 2], [2, 0, 1])
     """
     if type(data).__name__ == "HeteroData":
-        raise NotImplementedError("heterogeneous graphs (HeteroData) are not supported yet")
+        raise ValueError("csc_of takes a Data; for a HeteroData use hetero_csc_of")
     edge_index = getattr(data, "edge_index", None)
     if not isinstance(edge_index, Tensor):
         raise ValueError("data needs an edge_index tensor (a torch_geometric Data); "
@@ -51,16 +51,7 @@ def csc_of(data: Any) -> PygCsc:
     if entry is not None and entry[0]() is edge_index and \
             entry[1].rowptr.numel() == num_nodes + 1:
         return entry[1]
-    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
-        raise ValueError(f"data.edge_index must be an integer tensor of shape [2, E], "
-                         f"got {edge_index.dtype} {tuple(edge_index.shape)}")
-    src, dst = edge_index.to(torch.int64)
-    if src.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
-        raise ValueError(f"data.edge_index holds node ids outside [0, {num_nodes})")
-    perm = torch.sort(dst, stable=True).indices
-    col = src[perm].to(torch.int32 if num_nodes < 2**31 else torch.int64)
-    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=rowptr[1:])
+    rowptr, col, perm = _csc(edge_index, num_nodes, num_nodes, "data")
     csc = PygCsc(rowptr, col, perm, _native.CSRGraph(rowptr.numpy(), col.numpy()))
     key = id(edge_index)
     _converted[key] = (weakref.ref(edge_index), csc)
@@ -89,11 +80,11 @@ def _csc(edge_index: Any, num_src: int, num_dst: int, where: str) -> Tuple[Tenso
         raise ValueError(f"{where}.edge_index must be an integer tensor of shape [2, E]")
     src, dst = edge_index.to(torch.int64)
     if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
-        raise ValueError(f"{where}.edge_index[0] holds ids outside its source type's "
-                         f"[0, {num_src})")
+        raise ValueError(f"{where}.edge_index[0] holds ids outside [0, {num_src}) (the source "
+                         "type's node count)")
     if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
-        raise ValueError(f"{where}.edge_index[1] holds ids outside its destination type's "
-                         f"[0, {num_dst})")
+        raise ValueError(f"{where}.edge_index[1] holds ids outside [0, {num_dst}) (the "
+                         "destination type's node count)")
     perm = torch.sort(dst, stable=True).indices
     col = src[perm].to(torch.int32 if num_src < 2**31 else torch.int64)
     rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
@@ -141,7 +132,8 @@ def hetero_csc_of(data: Any) -> HeteroCsc:
                                 [index[e[0]] for e in edge_types],
                                 [index[e[2]] for e in edge_types],
                                 [rowptr[e].numpy() for e in edge_types],
-                                [col[e].numpy() for e in edge_types], False)
+                                [col[e].numpy() for e in edge_types], False,
+                                [str(e) for e in edge_types])
     csc = HeteroCsc(node_types, edge_types, num_nodes, rowptr, col, perm, graph)
     key = id(data)
     _hetero_converted[key] = (weakref.ref(data), fingerprint, csc)
