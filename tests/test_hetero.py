@@ -456,3 +456,17 @@ def test_cli_trains_the_mag_like_graph(tmp_path):
           "--device", "cpu", "--out", str(out)])
     summary = json.loads(out.read_text())
     assert summary["dataset"].startswith("mag-like") and 0 <= summary["test_acc"] <= 1
+
+
+def test_edge_attributes_are_sliced_by_edge_id(mag_pyg):
+    from salient_pipes.pyg import NeighborLoader
+
+    data = mag_pyg.clone()
+    data[WRITES].edge_attr = torch.randn(data[WRITES].num_edges, 3)
+    data[WRITES].weight = torch.arange(data[WRITES].num_edges)
+    batch = next(iter(NeighborLoader(data, [4, 2], input_nodes="paper", batch_size=64, seed=0)))
+    e_id = batch[WRITES].e_id
+    assert e_id.numel() > 0
+    assert torch.equal(batch[WRITES].edge_attr, data[WRITES].edge_attr[e_id])
+    assert torch.equal(batch[WRITES].weight, e_id)
+    assert batch["author"].num_nodes == batch["author"].n_id.numel()

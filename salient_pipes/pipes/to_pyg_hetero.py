@@ -19,7 +19,7 @@ _ON_SRC, _ON_DST = ("src_index",), ("dst_pos_index", "dst_neg_index")
 
 class ToHeteroPyG(Stage):
     """Turns each :class:`HeteroBatch` into a ``torch_geometric.data.HeteroData``
-    as PyG's loaders build theirs (PyG's own ``filter_hetero_data``): every
+    as PyG's loaders build theirs (PyG's own node slicing): every
     node type's attributes sliced by its ``n_id``, every edge type's
     ``edge_index`` in local ids and its edge attributes sliced by ``e_id``;
     ``n_id``, ``e_id``, ``num_sampled_nodes``, ``num_sampled_edges`` per
@@ -61,22 +61,29 @@ class ToHeteroPyG(Stage):
             yield self._batch(sub)
 
     def _batch(self, sub: HeteroBatch) -> Any:
-        from torch_geometric.loader.utils import filter_hetero_data
+        from torch_geometric.loader.utils import filter_node_store_
 
         if not sub.e_id and sub.edge_index:
             raise ValueError("to_pyg needs edge ids: sample with return_e_id=True")
-        row = {e: ei[0] for e, ei in sub.edge_index.items()}
-        col = {e: ei[1] for e, ei in sub.edge_index.items()}
-        batch = filter_hetero_data(self._rest, dict(sub.n_id), row, col, dict(sub.e_id))
+        batch = copy.copy(self._rest)
+        for t in self._rest.node_types:  # PyG's node slicing
+            filter_node_store_(self._rest[t], batch[t], sub.n_id[t])
+            batch[t].n_id = sub.n_id[t]
+            batch[t].num_sampled_nodes = sub.num_sampled_nodes[t]
         for t, x in sub.x.items():
             batch[t].x = x
-        for t, n_id in sub.n_id.items():
-            batch[t].n_id = n_id
-            batch[t].num_sampled_nodes = sub.num_sampled_nodes[t]
-        for e, e_id in sub.e_id.items():
+        # Edge stores as PyG's filter_edge_store_ builds them, without copying
+        # the sampler's [2, E] edge_index again.
+        for e in self._rest.edge_types:
+            store, e_id = self._rest[e], sub.e_id[e]
+            for key, value in store.items():
+                if key == "edge_index":
+                    batch[e].edge_index = sub.edge_index[e]
+                elif store.is_edge_attr(key):
+                    dim = self._rest.__cat_dim__(key, value, store)
+                    batch[e][key] = value.index_select(dim, e_id.to(value.device))
             batch[e].e_id = e_id
-        for e, counts in sub.num_sampled_edges.items():
-            batch[e].num_sampled_edges = counts
+            batch[e].num_sampled_edges = sub.num_sampled_edges[e]
         payload = dict(sub.payload)
         edge_type: Optional[tuple] = payload.pop("input_edge_type", None)
         if edge_type is None:  # node batches, as PyG's NeighborLoader
