@@ -470,3 +470,25 @@ def test_edge_attributes_are_sliced_by_edge_id(mag_pyg):
     assert torch.equal(batch[WRITES].edge_attr, data[WRITES].edge_attr[e_id])
     assert torch.equal(batch[WRITES].weight, e_id)
     assert batch["author"].num_nodes == batch["author"].n_id.numel()
+
+
+def test_native_boundary_refuses_inconsistent_input(mag):
+    rp = np.array([0, 1, 1], dtype=np.int64)
+    col = np.array([0], dtype=np.int32)
+    with pytest.raises(ValueError, match="rowptr must hold num_nodes"):
+        _native.HeteroGraph([3, 2], [1], [0], [rp], [col])
+    with pytest.raises(ValueError, match=r"names a node type outside \[0, 2\)"):
+        _native.HeteroGraph([2, 2], [2], [0], [rp], [col])
+    with pytest.raises(ValueError, match="one entry per edge type"):
+        _native.HeteroGraph([2, 2], [1], [0], [rp], [col], True, ["a", "b"])
+    with pytest.raises(ValueError, match=r"edge type \('a', 'r', 'p'\): col\[0\] = 0"):
+        _native.HeteroGraph([2, 0], [1], [0], [rp], [col], True, ["('a', 'r', 'p')"])
+    session = _native.HeteroSession(mag.graph, hetero_fanouts([2], mag.edge_types))
+    with pytest.raises(ValueError, match="one array per node type"):
+        session.submit([np.zeros(1, dtype=np.int64)], 0, 0)
+    with pytest.raises(ValueError, match="one list per edge type"):
+        _native.HeteroSession(mag.graph, [[2]])
+    with pytest.raises(ValueError, match="same number"):
+        _native.HeteroSession(mag.graph, [[2]] * (len(mag.edge_types) - 1) + [[2, 2]])
+    with pytest.raises(ValueError, match=r"fanouts\[0\]\[0\] = -2"):
+        _native.HeteroSession(mag.graph, [[-2]] + [[2]] * (len(mag.edge_types) - 1))
