@@ -168,13 +168,6 @@ class HeteroDataset:
     def num_features(self) -> Dict[str, int]:
         return {t: int(self.x[t].size(1)) for t in self.node_types}
 
-    def node_type_index(self, node_type: str) -> int:
-        """The position of ``node_type`` in :attr:`node_types` (a clear error if unknown)."""
-        if node_type not in self.num_nodes:
-            raise ValueError(f"unknown node type {node_type!r}; the dataset has "
-                             f"{self.node_types}")
-        return self.node_types.index(node_type)
-
     def summary(self) -> str:
         nodes = ", ".join(f"{t} {n:,}" for t, n in self.num_nodes.items())
         edges = sum(self.num_edges.values())
@@ -472,14 +465,5 @@ class HeteroDataset:
                    num_classes=num_classes)
 
 
-def hetero_splits(dataset: HeteroDataset, names: Sequence[str]) -> List[Tuple[str, Tensor]]:
-    """``(name, ids)`` per requested split, naming a missing one."""
-    missing = [n for n in names if n not in dataset.split_idx]
-    if missing:
-        raise ValueError(f"{dataset.name} has no split {missing[0]!r}; it has "
-                         f"{sorted(dataset.split_idx)}")
-    return [(n, dataset.split_idx[n]) for n in names]
-
-
-__all__ = ["EdgeType", "HeteroDataset", "MAG_EDGES", "MAG_NODES", "edge_dir", "hetero_splits",
-           "typed_csr"]
+__all__ = ["EdgeType", "HeteroDataset", "MAG_EDGES", "MAG_NODES", "edge_dir",
+           "hetero_meta"]
