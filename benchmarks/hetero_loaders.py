@@ -4,8 +4,9 @@ An ogbn-mag-shaped synthetic graph (``HeteroDataset.synthetic_mag``, scale
 1: 1.94 M nodes of 4 types, 21.1 M edges of 4 types, 128 features per
 type) as a PyG ``HeteroData``. Batches of 1024 train papers, 15/10
 neighbors per edge type, fully built (``HeteroData`` with ``x`` per type),
-nothing trained. Ours on 2 sampling threads; PyG's with 0 and 2 worker
-processes (torch-sparse's sampler). Ours runs whole epochs; PyG's loaders
+nothing trained; features as fp32 and as fp16 (the same for both loaders).
+Ours on 2 sampling threads; PyG's with 0 and 2 worker processes
+(torch-sparse's sampler). Ours runs whole epochs; PyG's loaders
 run ``--pyg-batches`` batches after a warm-up, scaled to an epoch (same
 run, same machine). Writes benchmarks/results/hetero_loaders.json and a
 section of docs/benchmarks.md.
@@ -64,6 +65,32 @@ def stage_breakdown(data, fanouts, csc, epochs: int) -> dict:
     return out
 
 
+def measure(data, loaders, batches_timed: int, epochs: int) -> dict:
+    """Seconds per epoch of ours (whole epochs), our chain cut early, and
+    PyG's loaders (``batches_timed`` batches scaled to the epoch), on ``data``."""
+    pyg, ours = loaders
+    fanouts = [15, 10]
+    node = dict(num_neighbors=fanouts, input_nodes=("paper", data["paper"].train_mask),
+                batch_size=1024, shuffle=True)
+    loader = ours.NeighborLoader(data, num_workers=THREADS, seed=0, **node)
+    batches = len(loader)
+    times = []
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        for batch in loader:
+            _ = batch["paper"].x
+        times.append(time.perf_counter() - start)
+    result = {"batches": batches, "ours_epochs_s": times[1:], "ours_s": median(times[1:]),
+              "breakdown_s": stage_breakdown(data, fanouts, loader.csc, epochs), "pyg_s": {}}
+    print(result, flush=True)
+    for name, extra in (("PyG, 0 workers", dict(num_workers=0)),
+                        ("PyG, 2 workers", dict(num_workers=2, persistent_workers=True))):
+        per = seconds_per_batch(pyg.NeighborLoader(data, **node, **extra), batches_timed)
+        result["pyg_s"][name] = per * batches
+        print(name, result["pyg_s"][name], flush=True)
+    return result
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,52 +107,38 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     ds = HeteroDataset.synthetic_mag(scale=args.scale, reverse=False, seed=0)
     data = ds.to_pyg()
-    for t in data.node_types:
-        data[t].x = data[t].x.float()
     print(ds.summary(), f"built in {time.perf_counter() - t0:.0f} s", flush=True)
-    fanouts = [15, 10]
-    node = dict(num_neighbors=fanouts, input_nodes=("paper", data["paper"].train_mask),
-                batch_size=1024, shuffle=True)
-    loader = ours.NeighborLoader(data, num_workers=THREADS, seed=0, **node)
-    batches = len(loader)
-    times = []
-    for _ in range(args.epochs + 1):
-        start = time.perf_counter()
-        for batch in loader:
-            _ = batch["paper"].x
-        times.append(time.perf_counter() - start)
-    ours_s = median(times[1:])
-    print("salient_pipes", ours_s, flush=True)
-    parts = stage_breakdown(data, fanouts, loader.csc, args.epochs)
-    print(parts, flush=True)
-    pyg_s = {}
-    for name, extra in (("PyG, 0 workers", dict(num_workers=0)),
-                        ("PyG, 2 workers", dict(num_workers=2, persistent_workers=True))):
-        per = seconds_per_batch(pyg.NeighborLoader(data, **node, **extra), args.pyg_batches)
-        pyg_s[name] = per * batches
-        print(name, pyg_s[name], flush=True)
-    save_json("hetero_loaders", {"machine": machine(), "dataset": ds.summary(),
-                                 "batches_per_epoch": batches, "ours_epochs_s": times[1:],
-                                 "ours_s": ours_s, "pyg_epoch_s": pyg_s,
-                                 "ours_breakdown_s": parts,
+    runs = {}
+    for dtype in (torch.float32, torch.float16):  # the same features for both loaders
+        for t in data.node_types:
+            data[t].x = ds.x[t].to(dtype)
+        runs[str(dtype).replace("torch.", "")] = measure(data, (pyg, ours), args.pyg_batches,
+                                                         args.epochs)
+    save_json("hetero_loaders", {"machine": machine(), "dataset": ds.summary(), "runs": runs,
                                  "pyg_batches_timed": args.pyg_batches, "threads": THREADS})
+    batches = runs["float32"]["batches"]
     lines = [
         "`python -m benchmarks.hetero_loaders`: per-epoch batch preparation on an "
         f"ogbn-mag-shaped synthetic graph ({ds.summary()}), batches of 1024 train papers, "
-        "15/10 neighbors per edge type, built as PyG `HeteroData` (nothing trained). Ours on "
-        "2 sampling threads, median of "
+        "15/10 neighbors per edge type, built as PyG `HeteroData` (nothing trained), with "
+        "the features as fp32 (as OGB ships ogbn-mag's) and as fp16 (our format's default), "
+        "the same tensors for both loaders. Ours on 2 sampling threads, median of "
         f"{args.epochs} whole epochs ({batches} batches) after a warm-up; PyG's hetero "
         f"`NeighborLoader` (torch-sparse's sampler) timed over {args.pyg_batches} batches "
         "after 5 warm-up batches and scaled to the epoch. Same run, same machine.", "",
-        "| loader | seconds per epoch | speed-up of ours |", "| --- | ---: | ---: |",
-        f"| salient_pipes.pyg.NeighborLoader | {ours_s:.2f} s | |"]
-    for name, seconds in pyg_s.items():
-        lines.append(f"| {name} | {seconds:.2f} s | **{seconds / ours_s:.1f}x** |")
+        "| features | salient_pipes.pyg | PyG, 0 workers | PyG, 2 workers | "
+        "speed-up vs 2 workers |", "| --- | ---: | ---: | ---: | ---: |"]
+    for dtype, r in runs.items():
+        p0, p2 = r["pyg_s"]["PyG, 0 workers"], r["pyg_s"]["PyG, 2 workers"]
+        lines.append(f"| {dtype} | {r['ours_s']:.2f} s | {p0:.2f} s | {p2:.2f} s | "
+                     f"**{p2 / r['ours_s']:.1f}x** |")
     lines += ["", "Where our epoch goes (the same chain cut earlier, same run): "
-              + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
-              + f", the whole loader {ours_s:.2f} s. The fp32 rows of about 124 k nodes "
-              "per batch (about 63 MB) dominate: the gather is bound by memory bandwidth, "
-              "and PyG's loader copies the same rows."]
+              + "; ".join(f"{dtype}: " + ", ".join(f"{k} {v:.2f} s"
+                                                   for k, v in r["breakdown_s"].items())
+                          + f", the whole loader {r['ours_s']:.2f} s"
+                          for dtype, r in runs.items())
+              + ". The feature rows of about 124 k nodes per batch dominate: the gather is "
+              "bound by memory bandwidth, and PyG's loader copies the same rows."]
     write_section("hetero_loaders", "\n".join(lines))
 
 
