@@ -415,3 +415,47 @@ def test_session_reports_mapped_edge_ids():
         _native.Session(graph, [2], edge_ids=ids[:-1])
     with pytest.raises(ValueError, match="edge_ids must be int64"):
         _native.Session(graph, [2], edge_ids=ids.astype(np.int32))
+
+
+def test_huge_pages_change_nothing_but_speed():
+    """A CSR copied into huge pages (more than 2 MiB: the advised path) gives
+    the same samples as the same CSR in ordinary pages."""
+    import torch
+
+    from salient_pipes.data.memory import HUGE_PAGE, huge_pages
+
+    n = 50_000
+    rowptr, col = random_csr(n, 2_000_000, seed=31)
+    huge_rowptr, huge_col = huge_pages(torch.from_numpy(rowptr)), huge_pages(torch.from_numpy(col))
+    assert huge_col.data_ptr() % HUGE_PAGE == 0 and np.array_equal(huge_col.numpy(), col)
+    assert torch.equal(huge_rowptr, torch.from_numpy(rowptr))
+    seeds = np.random.default_rng(2).permutation(n)[:2000].astype(np.int64)
+    results = []
+    for graph in (_native.CSRGraph(rowptr, col),
+                  _native.CSRGraph(huge_rowptr.numpy(), huge_col.numpy())):
+        session = _native.Session(graph, [8, 4], seed=5, return_e_id=True)
+        session.submit(seeds, 1, 3)
+        results.append(session.next())
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for (e1, i1, s1), (e2, i2, s2) in pairs(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(e1, e2)
+        np.testing.assert_array_equal(i1, i2)
+        assert s1 == s2
+
+
+def test_huge_page_advice_covers_whole_pages_only():
+    import mmap
+
+    import torch
+
+    from salient_pipes.data.memory import HUGE_PAGE, huge_pages
+
+    small = torch.arange(1000)
+    assert huge_pages(small) is small  # below one huge page: left where it is
+    moved = huge_pages(torch.arange(HUGE_PAGE // 8 * 3, dtype=torch.int64))  # 6 MiB
+    assert moved.data_ptr() % HUGE_PAGE == 0
+    assert torch.equal(moved, torch.arange(HUGE_PAGE // 8 * 3))
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        assert _native.advise_huge_pages(moved.numpy()) == 3 * HUGE_PAGE
+        assert _native.advise_huge_pages(moved[1:].numpy()) == 2 * HUGE_PAGE  # unaligned start
+    assert _native.advise_huge_pages(np.zeros(1000)) == 0

@@ -10,6 +10,7 @@ from salient_pipes._native._core import (
     HeteroSession,
     RowCache,
     Session,
+    advise_huge_pages,
     csr_count,
     csr_fill,
     gather,
@@ -18,5 +19,5 @@ from salient_pipes._native._core import (
 )
 
 __all__ = ["CSRGraph", "HeteroGraph", "HeteroSession", "RowCache",
-           "Session", "csr_count", "csr_fill", "gather", "random_nodes",
+           "Session", "advise_huge_pages", "csr_count", "csr_fill", "gather", "random_nodes",
            "sample"]

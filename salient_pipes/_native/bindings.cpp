@@ -14,6 +14,7 @@
 #include "csr_build.hpp"
 #include "graph.hpp"
 #include "hetero.hpp"
+#include "huge.hpp"
 #include "sampler.hpp"
 #include "session.hpp"
 #include "threads.hpp"
@@ -256,6 +257,12 @@ py::array random_nodes(int64_t count, int64_t num_nodes, uint64_t seed, uint64_t
     ids[i] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(num_nodes)));
   }
   return out;
+}
+
+// Advises transparent huge pages for the whole 2 MiB pages of a (writable
+// or read-only) array's buffer; returns the bytes advised.
+size_t advise_huge_pages(const py::array& a) {
+  return sp::advise_huge(const_cast<void*>(a.data()), static_cast<size_t>(a.nbytes()));
 }
 
 int check_threads(int num_threads) {
@@ -712,6 +719,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("gather", &gather, py::arg("src"), py::arg("index"), py::arg("num_threads") = 1,
         py::arg("cache") = nullptr);
+
+  m.def("advise_huge_pages", &advise_huge_pages, py::arg("array"));
 
   m.def("random_nodes", &random_nodes, py::arg("count"), py::arg("num_nodes"),
         py::arg("seed") = 0, py::arg("epoch") = 0, py::arg("position") = 0);

@@ -38,6 +38,7 @@ from salient_pipes.data.format import (
     stamp,
     write_meta,
 )
+from salient_pipes.data.memory import huge_pages
 
 PathLike = Union[str, os.PathLike]
 CACHE_DIR = "salient_pipes"
@@ -91,7 +92,7 @@ def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, T
     rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(row, minlength=num_dst), 0, out=rowptr[1:])
     col = key - row * max(num_src, 1)
-    return rowptr, col.to(torch.int32 if num_src < 2**31 else torch.int64)
+    return huge_pages(rowptr), huge_pages(col.to(torch.int32 if num_src < 2**31 else torch.int64))
 
 
 class FastDataset:
@@ -234,7 +235,8 @@ class FastDataset:
         meta = read_meta(path, FORMAT_NAME, FORMAT_VERSION, rebuild)
         with reading_copy(path, rebuild):
             arrays, trusted = open_files(path, meta["files"], rebuild, mmap=mmap,
-                                         random_access={"x": random_access})
+                                         random_access={"x": random_access},
+                                         graph=("rowptr", "col"))
             dataset = cls(
                 name=meta["name"], x=arrays["x"], y=arrays["y"], rowptr=arrays["rowptr"],
                 col=arrays["col"], num_classes=meta["num_classes"],
@@ -454,20 +456,25 @@ def _from_numpy(array: np.ndarray, dtype: str) -> Tensor:
 
 
 def open_files(path: Path, files: Dict[str, Dict[str, Any]], rebuild: str, *, mmap: bool,
-               random_access: Optional[Dict[str, Optional[bool]]] = None
-               ) -> Tuple[Dict[str, Tensor], bool]:
+               random_access: Optional[Dict[str, Optional[bool]]] = None,
+               graph: Sequence[str] = ()) -> Tuple[Dict[str, Tensor], bool]:
     """The arrays ``meta.json`` lists (``key`` → ``path/key.npy``), checked
     against their stamps and memory-mapped (read-only above half of
     physical memory, copy-on-write below); and whether every file still has
     its recorded modification time (trusted as validated). Keys in
     ``random_access`` get random-access advice when ``True``, or when
-    ``None`` and the file is larger than half of memory."""
+    ``None`` and the file is larger than half of memory. Without ``mmap``
+    the ``graph`` keys (the CSR) are read into huge pages."""
     arrays = {}
     trusted = True
     for key, info in files.items():
         file = path / f"{key}.npy"
         trusted &= check_stamp(file, info, rebuild)
         large = file.stat().st_size > physical_memory() // 2
+        if not mmap and key in graph:
+            array = np.load(file, mmap_mode="r", allow_pickle=False)
+            arrays[key] = huge_pages(_from_numpy(array, info["dtype"]))
+            continue
         array = np.load(file, mmap_mode=("r" if large else "c") if mmap else None,
                         allow_pickle=False)
         if mmap and key in (random_access or {}):

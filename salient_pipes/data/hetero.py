@@ -234,7 +234,10 @@ class HeteroDataset:
         with reading_copy(path, rebuild):
             arrays, trusted = open_files(path, meta["files"], rebuild, mmap=mmap,
                                          random_access={f"nodes/{t}/x": None
-                                                        for t in meta["num_nodes"]})
+                                                        for t in meta["num_nodes"]},
+                                         graph=[f"edges/{edge_dir(tuple(e))}/{k}"
+                                                for e in meta["edge_types"]
+                                                for k in ("rowptr", "col")])
             edge_types = [tuple(e) for e in meta["edge_types"]]
             dataset = cls(
                 name=meta["name"], num_nodes=meta["num_nodes"],

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from salient_pipes import _native
+from salient_pipes.data.memory import huge_pages
 
 
 class PygCsc(NamedTuple):
@@ -89,7 +90,7 @@ def _csc(edge_index: Any, num_src: int, num_dst: int, where: str) -> Tuple[Tenso
     col = src[perm].to(torch.int32 if num_src < 2**31 else torch.int64)
     rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=rowptr[1:])
-    return rowptr, col, perm
+    return huge_pages(rowptr), huge_pages(col), perm
 
 
 _hetero_converted: Dict[int, Tuple[weakref.ref, Tuple[int, ...], HeteroCsc]] = {}
