@@ -14,7 +14,9 @@ import torch
 
 from salient_pipes.data import FastDataset, HeteroDataset, parse_bytes
 from salient_pipes.data.features import POLICIES
-from salient_pipes.distributed import process_group
+from salient_pipes.distributed import PartitionedDataset, partition, process_group
+from salient_pipes.distributed.partition import METHODS
+from salient_pipes.distributed.partitioned import CACHE_POLICIES, cache_budget
 from salient_pipes.models import SAGE, HeteroSAGE
 from salient_pipes.pipeline import resolve_device, salient_pipeline
 from salient_pipes.pipes import pipeline_stats
@@ -48,6 +50,16 @@ def _positive(kind: type, allow_zero: bool = False):
                 f"must be {'>= 0' if allow_zero else '> 0'}, got {text}")
         return value
     return parse
+
+
+def _cache_size(text: str) -> Union[int, str]:
+    if text.strip().endswith("%"):
+        try:
+            cache_budget(text, 1, 1)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text.strip()
+    return _bytes(text)
 
 
 def _bytes(text: str) -> int:
@@ -84,11 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
     train.add_argument("--num-threads", type=_positive(int), default=None,
                        help="native sampling threads (default: cores / local processes)")
-    train.add_argument("--feature-cache", type=_bytes, default=None, metavar="SIZE",
-                       help="keep this many bytes of feature rows in memory (e.g. 4GiB), for "
-                            "features read from a file larger than memory")
-    train.add_argument("--cache-policy", choices=POLICIES, default="degree",
-                       help="which rows --feature-cache keeps")
+    train.add_argument("--feature-cache", type=_cache_size, default=None, metavar="SIZE",
+                       help="keep this many bytes of feature rows in memory (e.g. 4GiB, or "
+                            "10%% of the feature table): hot rows of a file larger than "
+                            "memory, or remote rows of a --partitioned dataset")
+    train.add_argument("--cache-policy", choices=sorted(set(POLICIES) | set(CACHE_POLICIES)),
+                       default=None,
+                       help="which rows --feature-cache keeps (default: degree; vip for "
+                            "--partitioned)")
+    train.add_argument("--partitioned", type=Path, default=None, metavar="DIR",
+                       help="train on a dataset written by 'salient-pipes partition': each "
+                            "rank holds its part's feature rows and fetches the rest")
     train.add_argument("--memory-limit", type=_bytes, default=None, metavar="SIZE",
                        help="memory for converting an OGB dataset the first time "
                             "(default: a quarter of physical memory)")
@@ -108,7 +126,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel training under torchrun: one process per GPU "
                             "(NCCL) or per CPU worker (gloo)")
+    part = sub.add_parser("partition", help="cut a dataset's feature rows into parts, one "
+                                            "per rank, for train --partitioned",
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    part.add_argument("--dataset", default=SYNTHETIC,
+                      help="'synthetic', 'cora' or an OGB node-property name")
+    part.add_argument("--root", default=None, help="where OGB datasets live")
+    part.add_argument("--num-nodes", type=_positive(int), default=50_000,
+                      help="nodes of the synthetic dataset")
+    part.add_argument("--seed", type=int, default=0)
+    part.add_argument("--memory-limit", type=_bytes, default=None, metavar="SIZE",
+                      help="memory for converting an OGB dataset the first time")
+    part.add_argument("--parts", type=_positive(int), required=True,
+                      help="number of parts: the world size of the training run")
+    part.add_argument("--method", choices=METHODS, default="metis",
+                      help="METIS (pip install pymetis) keeps neighbours together; random "
+                           "needs no graph in memory")
+    part.add_argument("--out", type=Path, required=True, help="directory to write")
+    part.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
+
+
+def run_partition(args: argparse.Namespace) -> None:
+    """Writes the dataset ``args`` name, cut into ``args.parts`` parts."""
+    dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed,
+                           not args.no_progress, args.memory_limit)
+    if not isinstance(dataset, FastDataset):
+        raise SystemExit("salient-pipes: partitioning heterogeneous datasets is not "
+                         "supported yet")
+    print(f"dataset  {dataset.summary()}", flush=True)
+    start = time.perf_counter()
+    partition(dataset, args.parts, args.out, method=args.method, seed=args.seed,
+              progress=not args.no_progress)
+    meta = json.loads((args.out / "meta.json").read_text())
+    print(f"written  {args.out}: {args.parts} parts of {min(meta['part_sizes']):,}-"
+          f"{max(meta['part_sizes']):,} rows, training nodes per part "
+          f"{meta['split_sizes'].get('train')} ({args.method}, "
+          f"{time.perf_counter() - start:.1f} s)", flush=True)
 
 
 def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
@@ -187,8 +241,20 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
             print(text, flush=True)
 
     t0 = time.perf_counter()
-    dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed, progress,
-                           args.memory_limit, args.mag_scale)
+    dataset: Union[FastDataset, HeteroDataset, PartitionedDataset]
+    feature_cache = args.feature_cache
+    if args.partitioned is not None:
+        dataset = PartitionedDataset.load(
+            args.partitioned, cache=feature_cache, cache_policy=args.cache_policy or "vip",
+            fanouts=args.fanouts, batch_size=args.batch_size, seed=args.seed)
+        feature_cache = None  # chosen and filled by load()
+    else:
+        dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed, progress,
+                               args.memory_limit, args.mag_scale)
+        if isinstance(feature_cache, str):  # a share of the feature table
+            feature_cache = cache_budget(feature_cache, dataset.num_nodes,
+                                         dataset.num_features * dataset.x.element_size()) \
+                if isinstance(dataset, FastDataset) else feature_cache
     log(f"dataset  {dataset.summary()} (ready in {time.perf_counter() - t0:.1f} s)")
     layers = len(args.fanouts)
     test_fanouts = args.test_fanouts or [20] * layers
@@ -207,7 +273,8 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
             core, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     pipe = salient_pipeline(dataset, "train", batch_size=args.batch_size, fanouts=args.fanouts,
-                            feature_cache=args.feature_cache, cache_policy=args.cache_policy,
+                            feature_cache=feature_cache,
+                            cache_policy=args.cache_policy or "degree",
                             device=device, num_threads=args.num_threads, seed=args.seed)
     world = torch.distributed.get_world_size() if args.distributed else 1
     log(f"training {layers}-layer {type(core).__name__} on {device} x {world} process(es), "
@@ -251,6 +318,13 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
         if cached:
             row["cache_hit_rate"] = cached[0]
             line += f" | cache hits {cached[0]:.1%}"
+        fetched = [s for s in pipeline_stats(pipe) if "remote_bytes" in s]
+        if fetched:
+            keys = ("local_rows", "cached_rows", "remote_rows", "remote_bytes",
+                    "remote_bytes_per_batch", "remote_share")
+            row["fetch"] = {k: fetched[0][k] for k in keys}
+            line += (f" | fetched {fetched[0]['remote_bytes'] / 2**20:,.1f} MiB "
+                     f"({fetched[0]['remote_share']:.1%} of rows)")
         if (epoch + 1) % args.eval_every == 0 or epoch == args.epochs - 1:
             t = time.perf_counter()
             acc = batchwise_test(core, dataset, test_fanouts, args.batch_size, sets=("valid",),
@@ -320,6 +394,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _check_dataset_name(parser, args.dataset)
         if args.test_fanouts is not None and len(args.test_fanouts) != len(args.fanouts):
             parser.error("--test-fanouts must name as many hops as --fanouts")
+        if args.cache_policy is not None and \
+                (args.cache_policy == "vip") != (args.partitioned is not None):
+            parser.error(f"--cache-policy {args.cache_policy} is for "
+                         f"{'' if args.cache_policy == 'vip' else 'un'}partitioned datasets")
+        if args.partitioned is not None and not args.distributed:
+            try:
+                parts = json.loads((args.partitioned / "meta.json").read_text())["num_parts"]
+            except (OSError, ValueError, KeyError) as exc:
+                parser.error(f"--partitioned: {args.partitioned} holds no partitioned "
+                             f"dataset ({exc})")
+            if parts > 1:
+                parser.error(f"--partitioned: {args.partitioned} has {parts} parts; train "
+                             f"it with --distributed under torchrun --nproc-per-node {parts}")
         if args.distributed and "WORLD_SIZE" not in os.environ:
             parser.error("--distributed runs under torchrun, e.g. "
                          "torchrun --nproc-per-node 2 -m salient_pipes train --distributed")
@@ -328,6 +415,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 run_train(args, device)
         else:
             run_train(args, resolve_device(args.device))
+    elif args.command == "partition":
+        _check_dataset_name(parser, args.dataset)
+        run_partition(args)
     return 0
 
 

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from salient_pipes._checks import as_node_ids
 from salient_pipes.data import FastDataset, FeatureCache, HeteroDataset, iter_splits
+from salient_pipes.distributed.partitioned import PartitionedDataset
 from salient_pipes.pipes import NodeIndices, Stage
 
 
@@ -31,7 +32,7 @@ def resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, i
 
 
 def salient_pipeline(
-    dataset: Union[FastDataset, HeteroDataset],
+    dataset: Union[FastDataset, HeteroDataset, PartitionedDataset],
     split: Union[str, Tensor] = "train",
     *,
     batch_size: int = 1024,
@@ -49,6 +50,7 @@ def salient_pipeline(
     world_size: Optional[int] = None,
     feature_cache: Union[int, str, FeatureCache, None] = None,
     cache_policy: str = "degree",
+    fetch_depth: int = 2,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -67,6 +69,15 @@ def salient_pipeline(
     ``cache_policy`` (``"degree"`` or ``"sampled"``): for features read from
     a file larger than memory. ``pipeline_stats`` reports its hit rate.
 
+    A :class:`~salient_pipes.distributed.PartitionedDataset` (feature rows
+    cut across ranks) replaces ``slice_features`` by ``fetch_features``:
+    each rank's seeds are its part's nodes of the split, the local rows,
+    cached rows and rows fetched from their owners make ``x``, up to
+    ``fetch_depth`` batches ahead. When shuffling (training) every rank pads
+    its seeds with repeats to the largest part's count, so all ranks run
+    the same number of batches; evaluation (``shuffle=False``) takes each
+    seed once. Its cache is chosen when the dataset is loaded.
+
     ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
     defaults to on for a CUDA device. ``rank``/``world_size`` default to the
     initialized ``torch.distributed`` process group: each rank then gets a
@@ -81,6 +92,13 @@ def salient_pipeline(
         >>> len(pipe), next(iter(pipe)).batch_size
         (3, 256)
     """
+    if isinstance(dataset, PartitionedDataset):
+        return _partitioned_pipeline(dataset, split, batch_size=batch_size, fanouts=fanouts,
+                                     replace=replace, return_e_id=return_e_id,
+                                     shuffle=shuffle, drop_last=drop_last, device=device,
+                                     num_threads=num_threads, max_in_flight=max_in_flight,
+                                     seed=seed, pin_memory=pin_memory, depth=fetch_depth,
+                                     feature_cache=feature_cache)
     if isinstance(dataset, HeteroDataset):
         if feature_cache is not None:
             raise NotImplementedError("feature_cache for heterogeneous datasets is not "
@@ -110,6 +128,47 @@ def salient_pipeline(
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
         .slice_features(dataset.x, dataset.y, cache=feature_cache)
     )
+    if pin_memory:
+        pipe = pipe.pin_memory()
+    return pipe.prefetch_to_device(device)
+
+
+def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor], *,
+                          batch_size: int, fanouts: Sequence[int], replace: bool,
+                          return_e_id: bool, shuffle: bool, drop_last: bool,
+                          device: Union[str, torch.device, None], num_threads: Optional[int],
+                          max_in_flight: Optional[int], seed: int,
+                          pin_memory: Optional[bool], depth: int,
+                          feature_cache: object) -> Stage:
+    """``salient_pipeline`` for one rank of a partitioned dataset."""
+    from salient_pipes.distributed.fetch import FetchFeatures
+
+    if feature_cache is not None:
+        raise ValueError("a partitioned dataset's cache is chosen when it is loaded: "
+                         "PartitionedDataset.load(path, cache=...)")
+    if isinstance(split, str):
+        (_, index), = iter_splits(dataset, [split])
+        pad_to = dataset.max_split_size(split) if shuffle else 0
+    else:
+        index = as_node_ids("split", split, dataset.num_nodes)
+        index = index[dataset.owner[index] == dataset.rank]
+        pad_to = 0
+        if shuffle and dataset.fetch_group is not None:  # the largest part's share
+            size = torch.tensor([index.numel()])
+            torch.distributed.all_reduce(size, torch.distributed.ReduceOp.MAX,
+                                         group=dataset.fetch_group)
+            pad_to = int(size)
+    device = resolve_device(device)
+    if pin_memory is None:
+        pin_memory = device.type == "cuda"
+    pipe = (
+        NodeIndices(index)
+        .shuffle_nodes(seed=seed, shuffle=shuffle, pad_to=pad_to)
+        .batch_nodes(batch_size, drop_last=drop_last)
+        .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
+                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
+    )
+    pipe = FetchFeatures(pipe, dataset, depth=depth, num_threads=num_threads)
     if pin_memory:
         pipe = pipe.pin_memory()
     return pipe.prefetch_to_device(device)

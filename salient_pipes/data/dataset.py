@@ -95,7 +95,27 @@ def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, T
     return huge_pages(rowptr), huge_pages(col.to(torch.int32 if num_src < 2**31 else torch.int64))
 
 
-class FastDataset:
+class CSRViews:
+    """Sizes read off ``rowptr``, ``col`` and ``x`` (which the subclass sets)."""
+
+    rowptr: Tensor
+    col: Tensor
+    x: Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        return self.rowptr.numel() - 1
+
+    @property
+    def num_edges(self) -> int:
+        return self.col.numel()
+
+    @property
+    def num_features(self) -> int:
+        return self.x.size(1)
+
+
+class FastDataset(CSRViews):
     """A node-classification graph in SALIENT's fast format.
 
     Construction validates every field and raises ``ValueError`` naming the
@@ -161,18 +181,6 @@ class FastDataset:
         self.graph = _native.CSRGraph(self.rowptr.numpy(), self.col.numpy(), validate=validate)
 
     # ------------------------------------------------------------------ views
-    @property
-    def num_nodes(self) -> int:
-        return self.rowptr.numel() - 1
-
-    @property
-    def num_edges(self) -> int:
-        return self.col.numel()
-
-    @property
-    def num_features(self) -> int:
-        return self.x.size(1)
-
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._arrays().values())

@@ -145,7 +145,8 @@ def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
     last epoch, seconds its consumer waited on it (``wait_s``) and the part of
     that spent in the stage itself rather than upstream (``self_s``); for a
     stage that gathers through a feature cache, its hit rate this epoch
-    (``cache_hit_rate``).
+    (``cache_hit_rate``); and what a stage's ``extra_stats()`` reports (the
+    feature fetch of a partitioned dataset: rows by source, bytes fetched).
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
@@ -165,5 +166,8 @@ def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
         cache = getattr(stage, "feature_cache", None)
         if cache is not None:
             rows[-1]["cache_hit_rate"] = cache.hit_rate
+        extra = getattr(stage, "extra_stats", None)
+        if callable(extra):
+            rows[-1].update(extra())
         below = stats.wait_s
     return rows

@@ -23,6 +23,10 @@ class ShuffleNodes(Stage):
     at most one node (``batch_nodes`` then gives every rank the same number of
     batches). ``shuffle=False`` shards without permuting (evaluation).
 
+    ``pad_to`` repeats nodes from the start of the (permuted) index until the
+    epoch holds at least ``pad_to`` nodes: ranks whose seed sets differ in
+    size (a partitioned dataset's parts) then run equal batch counts.
+
     Example:
         >>> from salient_pipes.pipes import NodeIndices
         >>> pipe = NodeIndices(torch.arange(6)).shuffle_nodes(seed=0, rank=1, world_size=2)
@@ -31,7 +35,7 @@ class ShuffleNodes(Stage):
     """
 
     def __init__(self, source: IterDataPipe, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True) -> None:
+                 shuffle: bool = True, pad_to: int = 0) -> None:
         super().__init__(source)
         seed = check_int("seed", seed, minimum=0)
         rank = check_int("rank", rank, minimum=0)
@@ -40,10 +44,12 @@ class ShuffleNodes(Stage):
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
                              f"world_size={world_size}")
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
+        self.pad_to = check_int("pad_to", pad_to, minimum=0)
 
     def num_nodes_per_epoch(self) -> int:
         """The largest shard's size: what every rank's batch count is based on."""
-        return math.ceil(self.source.num_nodes_per_epoch() / self.world_size)
+        return max(self.pad_to,
+                   math.ceil(self.source.num_nodes_per_epoch() / self.world_size))
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:
         for idx in self.source:
@@ -55,6 +61,11 @@ class ShuffleNodes(Stage):
                     raise ValueError(f"cannot shard {idx.numel()} nodes over "
                                      f"{self.world_size} ranks: every rank needs a seed")
                 idx = torch.tensor_split(idx, self.world_size)[self.rank]
+            if idx.numel() < self.pad_to:
+                if idx.numel() == 0:
+                    raise ValueError(f"cannot pad an empty seed set to {self.pad_to} nodes")
+                repeats = torch.arange(self.pad_to - idx.numel()) % idx.numel()
+                idx = torch.cat([idx, idx[repeats]])
             yield idx.contiguous()
 
     def __len__(self) -> int:
