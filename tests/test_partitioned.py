@@ -388,3 +388,23 @@ def test_cli_trains_a_partitioned_dataset_under_torchrun(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["processes"] == 2 and summary["test_acc"] > 2 * summary["chance"]
     assert 0 < summary["history"][-1]["fetch"]["remote_share"] < 1
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_fetch_runs_at_most_depth_batches_ahead(tmp_path, depth):
+    ds = _dataset()
+    part = PartitionedDataset.load(partition(ds, 1, tmp_path / "p", method="random",
+                                             progress=False))
+    pipe = (NodeIndices(part.split_idx["train"]).batch_nodes(50)
+            .sample_neighbors(part, [3]).fetch_features(part, depth=depth))
+    assert len(pipe) > depth + 3
+    items = iter(pipe)
+    next(items)
+    deadline = time.monotonic() + 10
+    while pipe.fetch_stats.batches < depth + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # room to overrun the bound, if it did not hold
+    # One batch handed out, ``depth`` queued, one waiting to be queued.
+    assert pipe.fetch_stats.batches == depth + 2
+    assert sum(1 for _ in items) == len(pipe) - 1
+    assert pipe.fetch_stats.batches == len(pipe)
