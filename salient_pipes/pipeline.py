@@ -11,6 +11,7 @@ from salient_pipes._checks import as_node_ids
 from salient_pipes.data import FastDataset, FeatureCache, HeteroDataset, iter_splits
 from salient_pipes.distributed.partitioned import PartitionedDataset
 from salient_pipes.pipes import NodeIndices, Stage
+from salient_pipes.pipes.pinned_pool import PinnedPool
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -79,7 +80,9 @@ def salient_pipeline(
     seed once. Its cache is chosen when the dataset is loaded.
 
     ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
-    defaults to on for a CUDA device. ``rank``/``world_size`` default to the
+    defaults to on for a CUDA device, and then the workers gather ``x``
+    straight into a pool of page-locked slots (:class:`PinnedPool`), so
+    features are copied once on their way to the device. ``rank``/``world_size`` default to the
     initialized ``torch.distributed`` process group: each rank then gets a
     disjoint shard of every epoch and the same number of batches. The
     returned pipe has ``len()`` (batches per epoch), ``set_epoch()`` and
@@ -120,14 +123,19 @@ def salient_pipeline(
         feature_cache = FeatureCache.for_dataset(
             dataset, feature_cache, policy=cache_policy, fanouts=fanouts, batch_size=batch_size,
             seeds=index, seed=seed, pin=device.type == "cuda")
-    pipe = (
+    sampled = (
         NodeIndices(index)
         .shuffle_nodes(seed=seed, rank=rank, world_size=world_size, shuffle=shuffle)
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
-        .slice_features(dataset.x, dataset.y, cache=feature_cache)
     )
+    pinned = None
+    if pin_memory and isinstance(dataset, FastDataset):
+        # Slots for the batches in flight, in the pin and prefetch queues, in
+        # use, and waiting for their copies to finish.
+        pinned = PinnedPool(num_slots=sampled.max_in_flight + 6)
+    pipe = sampled.slice_features(dataset.x, dataset.y, cache=feature_cache, pinned=pinned)
     if pin_memory:
         pipe = pipe.pin_memory()
     return pipe.prefetch_to_device(device)

@@ -8,6 +8,7 @@ from salient_pipes._native._core import (
     CSRGraph,
     HeteroGraph,
     HeteroSession,
+    PinnedSlots,
     RowCache,
     Session,
     advise_huge_pages,
@@ -18,6 +19,6 @@ from salient_pipes._native._core import (
     sample,
 )
 
-__all__ = ["CSRGraph", "HeteroGraph", "HeteroSession", "RowCache",
+__all__ = ["CSRGraph", "HeteroGraph", "HeteroSession", "PinnedSlots", "RowCache",
            "Session", "advise_huge_pages", "csr_count", "csr_fill", "gather", "random_nodes",
            "sample"]

@@ -199,9 +199,75 @@ py::array int64_array(Buffer<int64_t>&& buffer, std::vector<py::ssize_t> shape) 
   return to_array(std::move(buffer), py::dtype::of<int64_t>(), std::move(shape));
 }
 
+// The Python face of sp::PinnedSlots: lent memory stays referenced here until
+// its slot is removed.
+class PinnedSlots {
+ public:
+  int add(py::array memory) {
+    if (memory.ndim() != 1 || !is_c_contiguous(memory) || memory.itemsize() != 1 ||
+        !memory.writeable()) {
+      throw py::value_error("a pinned slot must be a writable, contiguous 1-D byte array");
+    }
+    const int slot = core_->add(static_cast<unsigned char*>(memory.mutable_data()),
+                                static_cast<size_t>(memory.shape(0)));
+    memory_.resize(static_cast<size_t>(slot) + 1);
+    memory_[static_cast<size_t>(slot)] = std::move(memory);
+    return slot;
+  }
+
+  bool remove(int slot) {
+    if (!core_->remove(slot)) return false;
+    memory_[static_cast<size_t>(slot)] = py::object();
+    return true;
+  }
+
+  std::vector<int> in_state(const std::string& state) const {
+    if (state == "free") return core_->with_state(sp::PinnedSlots::State::kFree);
+    if (state == "lent") return core_->with_state(sp::PinnedSlots::State::kLent);
+    if (state == "retired") return core_->with_state(sp::PinnedSlots::State::kRetired);
+    throw py::value_error("state must be 'free', 'lent' or 'retired', got '" + state + "'");
+  }
+
+  void give(int slot) {
+    try {
+      core_->give(slot);
+    } catch (const std::logic_error& e) {
+      throw py::value_error(e.what());
+    }
+  }
+
+  // An array over a batch's slot; dropping it retires the slot.
+  py::array view(sp::SlotLease&& lease, const py::dtype& dtype,
+                 std::vector<py::ssize_t> shape) {
+    struct Owner {
+      std::shared_ptr<sp::PinnedSlots> slots;
+      int slot;
+      py::object memory;
+    };
+    unsigned char* data = lease.data();
+    const int slot = lease.hand_over();
+    auto owner = std::make_unique<Owner>(Owner{core_, slot, memory_[static_cast<size_t>(slot)]});
+    py::capsule base(owner.get(), [](void* p) {
+      std::unique_ptr<Owner> o(static_cast<Owner*>(p));
+      try {
+        o->slots->retire(o->slot);
+      } catch (...) {  // cannot happen (the array owned the lent slot); never throw here
+      }
+    });
+    static_cast<void>(owner.release());
+    return py::array(dtype, shape, {}, data, base);
+  }
+
+  const std::shared_ptr<sp::PinnedSlots>& core() const { return core_; }
+
+ private:
+  std::shared_ptr<sp::PinnedSlots> core_ = std::make_shared<sp::PinnedSlots>();
+  std::vector<py::object> memory_;
+};
+
 // (n_id, [(edge_index, e_id | None, (num_src, num_dst)), ...], x | None, y | None)
 py::tuple to_python(sp::Sample&& s, bool return_e_id, const std::optional<py::array>& x,
-                    const std::optional<py::array>& y) {
+                    const std::optional<py::array>& y, PinnedSlots* pinned = nullptr) {
   py::list hops;
   for (auto& h : s.hops) {
     const auto num_edges = static_cast<py::ssize_t>(h.edge_index.size() / 2);
@@ -213,7 +279,11 @@ py::tuple to_python(sp::Sample&& s, bool return_e_id, const std::optional<py::ar
   const auto num_nodes = static_cast<int64_t>(s.n_id.size());
   py::object xs = py::none();
   py::object ys = py::none();
-  if (x) xs = to_array(std::move(s.x), x->dtype(), row_shape(*x, num_nodes));
+  if (x && s.x_slot.held() && pinned != nullptr) {
+    xs = pinned->view(std::move(s.x_slot), x->dtype(), row_shape(*x, num_nodes));
+  } else if (x) {
+    xs = to_array(std::move(s.x), x->dtype(), row_shape(*x, num_nodes));
+  }
   if (y) ys = to_array(std::move(s.y), y->dtype(), row_shape(*y, s.batch_size));
   return py::make_tuple(int64_array(std::move(s.n_id), {num_nodes}), hops, xs, ys);
 }
@@ -313,11 +383,13 @@ class PySession {
             bool return_e_id, uint64_t seed, std::optional<py::array> x,
             std::optional<py::array> y, int num_threads, bool ordered, int64_t dense_limit,
             int64_t fail_at_position, std::shared_ptr<RowCache> x_cache, bool node_wise,
-            bool disjoint, bool prefetch, std::optional<py::array> edge_ids)
+            bool disjoint, bool prefetch, std::optional<py::array> edge_ids,
+            std::shared_ptr<PinnedSlots> pinned)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
         x_cache_(std::move(x_cache)),
+        pinned_(std::move(pinned)),
         edge_ids_(std::move(edge_ids)),
         return_e_id_(return_e_id) {
     auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise,
@@ -339,9 +411,12 @@ class PySession {
     if (x_) x_rows = attached_rows(*x_, "x");
     if (x_cache_) x_cache_->attach(*x_rows, *x_, "x");
     if (y_) y_rows = attached_rows(*y_, "y");
+    if (pinned_ && !x_) throw py::value_error("pinned slots need x");
+    sp::SampleJob job{graph_->csr(), std::move(config), x_rows, y_rows,
+                      std::make_shared<sp::BlockPool>(64), nullptr};
+    if (pinned_) job.pinned = pinned_->core();
     session_ = std::make_unique<sp::Session<sp::SampleJob>>(
-        sp::SampleJob{graph_->csr(), std::move(config), x_rows, y_rows},
-        check_threads(num_threads), ordered, fail_at_position);
+        std::move(job), check_threads(num_threads), ordered, fail_at_position);
   }
 
   void submit(const py::array& seeds, uint64_t epoch, uint64_t position) {
@@ -354,7 +429,7 @@ class PySession {
       py::gil_scoped_release release;
       s = session_->next();
     }
-    return to_python(std::move(s), return_e_id_, x_, y_);
+    return to_python(std::move(s), return_e_id_, x_, y_, pinned_.get());
   }
 
   void cancel() { session_->cancel(); }
@@ -376,6 +451,7 @@ class PySession {
   std::optional<py::array> x_;
   std::optional<py::array> y_;
   std::shared_ptr<RowCache> x_cache_;
+  std::shared_ptr<PinnedSlots> pinned_;
   std::optional<py::array> edge_ids_;
   bool return_e_id_;
   std::unique_ptr<sp::Session<sp::SampleJob>> session_;
@@ -720,6 +796,16 @@ PYBIND11_MODULE(_core, m) {
   m.def("gather", &gather, py::arg("src"), py::arg("index"), py::arg("num_threads") = 1,
         py::arg("cache") = nullptr);
 
+  py::class_<PinnedSlots, std::shared_ptr<PinnedSlots>>(m, "PinnedSlots")
+      .def(py::init<>())
+      .def("add", &PinnedSlots::add, py::arg("memory"))
+      .def("remove", &PinnedSlots::remove, py::arg("slot"))
+      .def("in_state", &PinnedSlots::in_state, py::arg("state"))
+      .def("give", &PinnedSlots::give, py::arg("slot"))
+      .def_property_readonly("hits", [](const PinnedSlots& p) { return p.core()->hits(); })
+      .def_property_readonly("misses", [](const PinnedSlots& p) { return p.core()->misses(); })
+      .def_property_readonly("largest", [](const PinnedSlots& p) { return p.core()->largest(); });
+
   m.def("advise_huge_pages", &advise_huge_pages, py::arg("array"));
 
   m.def("random_nodes", &random_nodes, py::arg("count"), py::arg("num_nodes"),
@@ -766,14 +852,14 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,
                     std::optional<py::array>, std::optional<py::array>, int, bool, int64_t,
                     int64_t, std::shared_ptr<RowCache>, bool, bool, bool,
-                    std::optional<py::array>>(),
+                    std::optional<py::array>, std::shared_ptr<PinnedSlots>>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0, py::arg("x") = py::none(),
            py::arg("y") = py::none(), py::arg("num_threads") = 1, py::arg("ordered") = true,
            py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1,
            py::arg("x_cache") = nullptr, py::arg("node_wise") = false,
            py::arg("disjoint") = false, py::arg("prefetch") = true,
-           py::arg("edge_ids") = py::none())
+           py::arg("edge_ids") = py::none(), py::arg("pinned") = nullptr)
       .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)

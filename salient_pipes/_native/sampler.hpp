@@ -16,6 +16,7 @@
 #include "buffer.hpp"
 #include "expand.hpp"
 #include "graph.hpp"
+#include "pinned.hpp"
 #include "relabel.hpp"
 #include "rng.hpp"
 
@@ -81,6 +82,7 @@ struct Sample {
   Buffer<int64_t> n_id;
   std::vector<Hop> hops;  // outermost first: hops.back().num_dst == batch size
   Buffer<unsigned char> x;  // x rows of n_id, when features are attached
+  SlotLease x_slot;         // or there, in a pinned slot, when one was free
   Buffer<unsigned char> y;  // y rows of the seeds, when labels are attached
   int64_t batch_size = 0;
 };
@@ -230,15 +232,26 @@ struct SampleJob {
   // Shared with every array a batch hands to Python, which gives its memory
   // back when Python drops it (possibly after the session is gone).
   std::shared_ptr<BlockPool> pool = std::make_shared<BlockPool>(64);
+  // Page-locked slots for x, or null: x then goes to a pool block.
+  std::shared_ptr<PinnedSlots> pinned;
 
   void make_worker(std::optional<Sampler>& worker) const { worker.emplace(graph, config, pool); }
 
   Sample produce(Sampler& sampler, const Input& seeds, uint64_t epoch, uint64_t position) const {
     Sample s = sampler.sample(seeds.data(), static_cast<int64_t>(seeds.size()), epoch, position);
     if (x) {
-      s.x = Buffer<unsigned char>(pool);
-      s.x.resize(s.n_id.size() * static_cast<size_t>(x->row_bytes));
-      gather_rows(*x, s.n_id.data(), 0, static_cast<int64_t>(s.n_id.size()), s.x.data());
+      const size_t bytes = s.n_id.size() * static_cast<size_t>(x->row_bytes);
+      unsigned char* out = nullptr;
+      if (pinned) {
+        const int slot = pinned->take(bytes, out);
+        if (slot >= 0) s.x_slot = SlotLease(pinned, slot, out);
+      }
+      if (out == nullptr) {
+        s.x = Buffer<unsigned char>(pool);
+        s.x.resize(bytes);
+        out = s.x.data();
+      }
+      gather_rows(*x, s.n_id.data(), 0, static_cast<int64_t>(s.n_id.size()), out);
     }
     if (y) {
       s.y = Buffer<unsigned char>(pool);

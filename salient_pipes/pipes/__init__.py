@@ -16,6 +16,7 @@ from salient_pipes.pipes.base import Stage, StageStats, pipeline_stats, upstream
 from salient_pipes.pipes.batch_nodes import BatchNodes
 from salient_pipes.pipes.indices import NodeIndices
 from salient_pipes.pipes.pin import PinMemory
+from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.prefetch import PrefetchToDevice
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
 from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors, hetero_fanouts
@@ -29,6 +30,7 @@ __all__ = [
     "BatchNodes",
     "NodeIndices",
     "PinMemory",
+    "PinnedPool",
     "PrefetchToDevice",
     "SampleHeteroNeighbors",
     "SampleNeighbors",

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes._checks import check_int
-from salient_pipes.pipes.base import Stage, close_iterator
+from salient_pipes.pipes.base import Stage, close_iterator, upstream
 
 
 @functional_datapipe("prefetch_to_device")
@@ -18,8 +18,10 @@ class PrefetchToDevice(Stage):
     batches are issued on a side stream with ``non_blocking=True`` while the
     model computes on the current one; a batch is handed over only after the
     current stream waits for its copy, and its tensors are recorded on the
-    current stream so the allocator does not reuse them too early. On a CPU
-    device batches pass through.
+    current stream so the allocator does not reuse them too early. Batches
+    gathered into a :class:`PinnedPool` (``slice_features(pinned=...)``)
+    have each copy's event recorded with their pool, which reuses a slot only
+    after the event completes. On a CPU device batches pass through.
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
@@ -42,6 +44,8 @@ class PrefetchToDevice(Stage):
                 yield item.to(self.device) if self.device.type != "cpu" else item
             return
         stream = torch.cuda.Stream(self.device)
+        pools = [s.pinned_pool for s in upstream(self)
+                 if getattr(s, "pinned_pool", None) is not None]
         items = iter(self.source)
         copies: Deque[Tuple[Any, torch.cuda.Event]] = deque()
 
@@ -54,6 +58,8 @@ class PrefetchToDevice(Stage):
                 moved = item.to(self.device, non_blocking=True)
                 done = torch.cuda.Event()
                 done.record(stream)
+            for pool in pools:  # before `item` goes: its slots wait for the copy
+                pool.record(item, done)
             copies.append((moved, done))
             return True
 

@@ -185,12 +185,13 @@ class SampleNeighbors(Stage):
         self._fail_at, self._session = position, None
 
     def _session_for(self, x: Optional[Tensor], y: Optional[Tensor],
-                     cache: Optional[FeatureCache] = None) -> _native.Session:
+                     cache: Optional[FeatureCache] = None,
+                     pinned: Optional[Any] = None) -> _native.Session:
         """The session for this iteration: the pipe's persistent one, unless
         an earlier iteration that was abandoned without being closed (say, its
         iterator is still held by a traceback) still owns it. Then this
         iteration gets a fresh session and the two never share a queue."""
-        key = (id(x), id(y), id(cache))
+        key = (id(x), id(y), id(cache), id(pinned))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
                 self._session = None  # joins the idle workers before starting new ones
@@ -201,14 +202,15 @@ class SampleNeighbors(Stage):
                 ordered=self.ordered, fail_at_position=self._fail_at,
                 x_cache=None if cache is None else cache.native, node_wise=self.node_wise,
                 disjoint=self.disjoint,
-                edge_ids=None if self.edge_ids is None else as_buffer(self.edge_ids))
+                edge_ids=None if self.edge_ids is None else as_buffer(self.edge_ids),
+                pinned=None if pinned is None else pinned.native)
             self._session_key = key
         return self._session
 
     def _generate(self, epoch: int, start: int, x: Optional[Tensor] = None,
                   y: Optional[Tensor] = None, cache: Optional[FeatureCache] = None,
-                  **options: Any) -> Iterator[Any]:
-        return run_session(self, self._session_for(x, y, cache), epoch, start,
+                  pinned: Optional[Any] = None, **options: Any) -> Iterator[Any]:
+        return run_session(self, self._session_for(x, y, cache, pinned), epoch, start,
                            lambda item, payloads: as_index(self._seeds_of(item, payloads)),
                            lambda result, payloads: self._wrap(result, x, y, payloads))
 
@@ -238,9 +240,11 @@ class SampleNeighbors(Stage):
                              adjs=adjs, n_id=torch.from_numpy(n_id))
 
     def _prepared(self, x: Tensor, y: Optional[Tensor],
-                  cache: Optional[FeatureCache] = None) -> Iterator[PreparedBatch]:
-        """This stage's epoch with features gathered inside the workers."""
-        return self._run({"x": x, "y": y, "cache": cache})
+                  cache: Optional[FeatureCache] = None,
+                  pinned: Optional[Any] = None) -> Iterator[PreparedBatch]:
+        """This stage's epoch with features gathered inside the workers
+        (into ``pinned``'s slots when it has a free one)."""
+        return self._run({"x": x, "y": y, "cache": cache, "pinned": pinned})
 
     def __len__(self) -> int:
         return len(self.source)

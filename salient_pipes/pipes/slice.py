@@ -14,6 +14,7 @@ from salient_pipes.batch import HeteroBatch, PreparedBatch
 from salient_pipes.data.features import FeatureCache
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
 from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
 
@@ -52,6 +53,11 @@ class SliceFeatures(Stage):
     cache when it holds them and from ``x`` (often a file) otherwise;
     ``pipeline_stats`` reports the epoch's hit rate.
 
+    With ``pinned`` (a :class:`PinnedPool`; fused gather only), ``x`` is
+    gathered straight into page-locked memory, so ``pin_memory`` has nothing
+    left to copy; ``prefetch_to_device`` hands each slot back once its copy
+    to the device has completed. ``salient_pipeline`` sets this up on CUDA.
+
     Example:
         >>> from salient_pipes import FastDataset
         >>> from salient_pipes.pipes import NodeIndices
@@ -64,8 +70,12 @@ class SliceFeatures(Stage):
 
     def __init__(self, source: IterDataPipe, x: Union[Tensor, Mapping[str, Tensor]],
                  y: Optional[Tensor] = None, num_threads: Optional[int] = None,
-                 cache: Optional[FeatureCache] = None) -> None:
+                 cache: Optional[FeatureCache] = None,
+                 pinned: Optional[PinnedPool] = None) -> None:
         super().__init__(source)
+        if pinned is not None and not isinstance(pinned, PinnedPool):
+            raise ValueError(f"pinned must be a PinnedPool, got {type(pinned).__name__}")
+        self.pinned_pool = pinned
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
         self.hetero = isinstance(x, Mapping)
@@ -82,6 +92,9 @@ class SliceFeatures(Stage):
         if isinstance(source, SampleNeighbors) and source.node_wise:
             raise ValueError("slice_features takes per-hop samples; node-wise samples "
                              "(node_wise=True) become PyG batches with to_pyg(data)")
+        if pinned is not None and not self.fused:
+            raise ValueError("pinned slots take the fused gather: put slice_features "
+                             "directly after sample_neighbors")
         self.x, self.y = x.contiguous(), None if y is None else y.contiguous()
         if cache is not None and not isinstance(cache, FeatureCache):
             raise ValueError(f"cache must be a FeatureCache, got {type(cache).__name__}")
@@ -92,9 +105,9 @@ class SliceFeatures(Stage):
 
     def _init_hetero(self, x: Mapping[str, Tensor], y: Optional[Tensor],
                      cache: Optional[FeatureCache]) -> None:
-        if cache is not None:
-            raise NotImplementedError("a feature cache for heterogeneous graphs is not "
-                                      "supported yet")
+        if cache is not None or self.pinned_pool is not None:
+            raise NotImplementedError("a feature cache or pinned slots for heterogeneous "
+                                      "graphs are not supported yet")
         for t, value in x.items():
             if not isinstance(value, Tensor) or value.dim() != 2 or value.device.type != "cpu":
                 raise ValueError(f"x[{t!r}] must be a 2-D CPU tensor")
@@ -115,7 +128,11 @@ class SliceFeatures(Stage):
         if self.feature_cache is not None:
             self.feature_cache.reset_counts()
         if self.fused:
-            yield from self.source._prepared(self.x, self.y, self.feature_cache)
+            pool = self.pinned_pool
+            for batch in self.source._prepared(self.x, self.y, self.feature_cache, pool):
+                if pool is not None:
+                    pool.poll()
+                yield batch
             return
         for sub in self.source:
             yield PreparedBatch(

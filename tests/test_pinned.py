@@ -1,0 +1,179 @@
+"""One-copy pinned batches: the slot protocol (free → lent → retired → free
+after the copies' events), its failure paths, and the stages that use it.
+The protocol runs the same on ordinary memory, so it is tested on CPUs with
+fake events; the CUDA test runs where a GPU is."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+from salient_pipes import FastDataset, _native, salient_pipeline
+from salient_pipes.pipes import NodeIndices, PinnedPool
+
+
+class FakeEvent:
+    """Stands in for a CUDA event: complete when the test says so."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def query(self) -> bool:
+        return self.done
+
+
+def _dataset() -> FastDataset:
+    return FastDataset.synthetic(num_nodes=600, num_features=8, seed=2)
+
+
+def _session(ds, pool, threads=1):
+    return _native.Session(ds.graph, [4, 3], seed=1, x=ds.x.numpy(), num_threads=threads,
+                           pinned=pool.native)
+
+
+def _next_x(session, ds, position, seeds=None):
+    seeds = ds.split_idx["train"][position * 20:(position + 1) * 20] if seeds is None else seeds
+    session.submit(seeds.numpy(), 0, position)
+    n_id, _, x, _ = session.next()
+    return torch.from_numpy(n_id), torch.from_numpy(x)
+
+
+def test_slots_cycle_only_after_python_drops_the_batch_and_its_copy_completes():
+    ds = _dataset()
+    pool = PinnedPool(num_slots=2, slot_bytes=1 << 20, pin=False)
+    session = _session(ds, pool)
+    n_a, x_a = _next_x(session, ds, 0)
+    slot_a = pool.slot_of(x_a)
+    assert slot_a is not None and torch.equal(x_a, ds.x[n_a])
+    saved = x_a.clone()
+    event = FakeEvent()
+    pool.record(x_a, event)
+    del x_a
+    gc.collect()
+    assert pool.native.in_state("retired") == [slot_a]
+    assert pool.poll() == 0  # its copy has not completed: the slot stays out
+    n_b, x_b = _next_x(session, ds, 1)
+    assert pool.slot_of(x_b) not in (None, slot_a)
+    n_c, x_c = _next_x(session, ds, 2)  # no free slot left: ordinary memory
+    assert pool.slot_of(x_c) is None and pool.misses == 1
+    assert torch.equal(x_b, ds.x[n_b]) and torch.equal(x_c, ds.x[n_c])
+    view = pool._memory[slot_a][: saved.numel() * saved.element_size()]
+    assert torch.equal(view.view(saved.dtype).view_as(saved), saved)  # not rewritten
+    event.done = True
+    assert pool.poll() == 1
+    n_d, x_d = _next_x(session, ds, 3)
+    assert pool.slot_of(x_d) == slot_a and torch.equal(x_d, ds.x[n_d])
+    assert pool.hits == 3
+
+
+def test_a_batch_without_recorded_copies_frees_its_slot_when_dropped():
+    ds = _dataset()
+    pool = PinnedPool(num_slots=1, slot_bytes=1 << 20, pin=False)
+    session = _session(ds, pool)
+    for position in range(4):
+        _, x = _next_x(session, ds, position)
+        assert pool.slot_of(x) == 0
+        del x
+        pool.poll()
+    assert (pool.hits, pool.misses) == (4, 0)
+
+
+def test_slots_grow_to_the_largest_batch():
+    ds = _dataset()
+    pool = PinnedPool(num_slots=2, slot_bytes=64, pin=False)  # far too small
+    session = _session(ds, pool)
+    _, x = _next_x(session, ds, 0)
+    assert pool.slot_of(x) is None and pool.misses == 1
+    del x
+    pool.poll()
+    assert all(c >= pool.native.largest for c in pool.capacities.values())
+    assert len(pool.capacities) == 2
+    _, x = _next_x(session, ds, 1)
+    assert pool.slot_of(x) is not None
+
+
+def test_lent_slots_of_discarded_batches_come_back():
+    ds = _dataset()
+    pool = PinnedPool(num_slots=3, slot_bytes=1 << 20, pin=False)
+    session = _session(ds, pool, threads=2)
+    for position in range(3):
+        session.submit(ds.split_idx["train"][position * 20:(position + 1) * 20].numpy(), 0,
+                       position)
+    session.cancel()  # their samples never reach Python
+    del session
+    gc.collect()
+    assert sorted(pool.native.in_state("free")) == [0, 1, 2]
+
+
+def test_native_slots_reject_misuse():
+    slots = _native.PinnedSlots()
+    with pytest.raises(ValueError, match="writable, contiguous 1-D byte array"):
+        slots.add(np.zeros((2, 2), dtype=np.uint8))
+    with pytest.raises(ValueError, match="writable"):
+        slots.add(np.zeros(4, dtype=np.float32))
+    slot = slots.add(np.zeros(16, dtype=np.uint8))
+    with pytest.raises(ValueError, match="not in the state"):
+        slots.give(slot)  # free, not retired
+    with pytest.raises(ValueError, match="state must be"):
+        slots.in_state("busy")
+    assert slots.remove(slot) and not slots.remove(slot)
+    with pytest.raises(ValueError, match="no pinned slot 99"):
+        slots.give(99)
+    ds = _dataset()
+    with pytest.raises(ValueError, match="need x"):
+        _native.Session(ds.graph, [2], pinned=slots)
+    with pytest.raises(ValueError, match="num_slots"):
+        PinnedPool(num_slots=0)
+
+
+def test_pinned_pipeline_yields_the_same_batches_and_recycles_its_slots():
+    ds = _dataset()
+    pool = PinnedPool(num_slots=8, pin=False)  # 4 in flight, 1 held, room to spare
+
+    def chain():
+        return NodeIndices(ds.split_idx["train"]).shuffle_nodes(seed=1).batch_nodes(32)
+
+    pinned = chain().sample_neighbors(ds, [4, 3], num_threads=2).slice_features(
+        ds.x, ds.y, pinned=pool)
+    plain = chain().sample_neighbors(ds, [4, 3], num_threads=2).slice_features(ds.x, ds.y)
+    for epoch in range(2):
+        pinned.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for a, b in zip(pinned, plain):
+            assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.n_id, b.n_id)
+    # Batches gathered before the first one reached the consumer (at most
+    # the 4 in flight) find no slot; the first sizes the slots, and from then
+    # on every batch finds a free one.
+    assert 1 <= pool.misses <= 4 and pool.hits == 2 * len(pinned) - pool.misses, pool
+    assert len(pool.capacities) == 8
+    with pytest.raises(ValueError, match="fused gather"):
+        chain().sample_neighbors(ds, [4]).shuffle(buffer_size=2).slice_features(ds.x,
+                                                                              pinned=pool)
+    with pytest.raises(ValueError, match="PinnedPool"):
+        chain().sample_neighbors(ds, [4]).slice_features(ds.x, pinned=object())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_prefetch_from_pinned_slots_equals_cpu_batches_under_a_slow_consumer():
+    import time
+
+    ds = FastDataset.synthetic(num_nodes=20_000, num_features=64, seed=3)
+    pipe = salient_pipeline(ds, batch_size=256, fanouts=(10, 5), device="cuda")
+    pool, = [s.pinned_pool for s in pipe._chain() if getattr(s, "pinned_pool", None)]
+    pool.num_slots = 3  # small: slots are reused while copies are in flight
+    cpu = salient_pipeline(ds, batch_size=256, fanouts=(10, 5), device="cpu")
+    memory = []
+    for epoch in range(3):
+        pipe.set_epoch(epoch)
+        cpu.set_epoch(epoch)
+        for gpu_batch, cpu_batch in zip(pipe, cpu):
+            time.sleep(0.002)
+            assert torch.equal(gpu_batch.x.cpu(), cpu_batch.x)
+            assert torch.equal(gpu_batch.n_id.cpu(), cpu_batch.n_id)
+        memory.append(torch.cuda.memory_allocated())
+    assert pool.hits > 0 and pool.pin
+    assert memory[-1] <= memory[0] * 1.1  # flat over epochs
