@@ -19,17 +19,34 @@ from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipelin
 class EpochResult:
     """Mean training loss over the epoch's seeds, wall seconds, batches, and
     the seconds the training loop waited for its next batch (``data_wait_s``;
-    the rest of ``seconds`` is the step itself)."""
+    the rest of ``seconds`` is the step itself). On CUDA, ``device_busy_s``
+    is the GPU time of the steps, between CUDA events recorded around each."""
 
     loss: float
     seconds: float
     batches: int
     data_wait_s: float = 0.0
+    device_busy_s: Optional[float] = None
 
     @property
     def data_wait_share(self) -> float:
         """The share of the epoch spent waiting for data (0 for an empty epoch)."""
         return self.data_wait_s / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def compute_s(self) -> float:
+        """Seconds of the epoch not spent waiting for data: the steps."""
+        return max(0.0, self.seconds - self.data_wait_s)
+
+    @property
+    def device_idle_share(self) -> float:
+        """The share of the epoch the device ran no step. On CUDA it is
+        measured by events around each step (``device_busy_s``); on the CPU
+        the steps run on the training loop's thread, so it is the data wait
+        share."""
+        if self.device_busy_s is None or self.seconds <= 0:
+            return self.data_wait_share
+        return min(1.0, max(0.0, 1.0 - self.device_busy_s / self.seconds))
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -86,6 +103,8 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[Union[PreparedBatch, Hete
     waited = 0.0
     items = iter(tqdm(pipe, total=batches_per_epoch(pipe), desc=desc, disable=not progress,
                       leave=False))
+    timed = device.type == "cuda"
+    steps: list = []  # (start, end) CUDA events of each step, read once at the end
     while True:
         asked = time.perf_counter()
         batch = next(items, None)
@@ -94,19 +113,30 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[Union[PreparedBatch, Hete
             break
         if batch.y.device != device:
             batch = batch.to(device, non_blocking=True)
+        if timed:
+            steps.append((torch.cuda.Event(enable_timing=True),
+                          torch.cuda.Event(enable_timing=True)))
+            steps[-1][0].record()
         optimizer.zero_grad(set_to_none=True)
         out = forward(model, batch)
         loss = F.nll_loss(out, batch.y, ignore_index=-1)
         loss.backward()
         optimizer.step()
+        if timed:
+            steps[-1][1].record()
         total += loss.detach() * batch.batch_size
         seeds += batch.batch_size
         batches += 1
         if on_batch is not None:
             on_batch(batches)
     mean = (total / max(seeds, 1)).item()
-    return EpochResult(loss=mean, seconds=time.perf_counter() - start, batches=batches,
-                       data_wait_s=waited)
+    seconds = time.perf_counter() - start
+    busy = None
+    if timed:
+        torch.cuda.synchronize(device)
+        busy = sum(a.elapsed_time(b) for a, b in steps) / 1000
+    return EpochResult(loss=mean, seconds=seconds, batches=batches, data_wait_s=waited,
+                       device_busy_s=busy)
 
 
 @torch.no_grad()

@@ -187,8 +187,25 @@ def test_cli_profile_writes_its_report(tmp_path, capsys):
     assert printed.count("% of the epoch)") == 2
     profile = json.loads((tmp_path / "prof" / "profile.json").read_text())
     assert [row["epoch"] for row in profile["epochs"]] == [0, 1]
+    assert printed.count("cpu idle") == 2
     for row in profile["epochs"]:
         assert 0 <= row["data_wait_s"] <= row["train_s"]
+        assert abs(row["compute_s"] + row["data_wait_s"] - row["train_s"]) < 1e-9
+        # On the CPU the device idles exactly while the loop waits for data.
+        assert row["device_busy_s"] is None
+        assert abs(row["device_idle_share"] - row["data_wait_s"] / row["train_s"]) < 1e-9
         assert [s["stage"] for s in row["stages"]][-3:] == ["SampleNeighbors", "SliceFeatures",
                                                            "PrefetchToDevice"]
     assert (tmp_path / "prof" / "stages.png").stat().st_size > 1000
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_epoch_measures_gpu_busy_time_by_events():
+    ds = FastDataset.synthetic(num_nodes=5000, seed=0)
+    model = SAGE(ds.num_features, 64, ds.num_classes, 2).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    pipe = salient_pipeline(ds, batch_size=256, fanouts=(5, 5), device="cuda")
+    result = train_epoch(model, pipe, optimizer, progress=False)
+    assert result.device_busy_s is not None and 0 < result.device_busy_s <= result.seconds
+    assert 0 <= result.device_idle_share < 1

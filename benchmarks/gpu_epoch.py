@@ -1,0 +1,217 @@
+"""GraphSAGE training epochs on a GPU: ours against SALIENT's fast_sampler and
+PyG's NeighborLoader, on the same GPU and host in one run.
+
+SALIENT's seed-tutorial model (3-layer GraphSAGE, hidden 256), 15/10/5,
+batch 1024, on
+
+- ``arxiv``: ``FastDataset.arxiv_like()`` (ogbn-arxiv's size);
+- ``products``: an ogbn-products-sized synthetic graph (2,449,029 nodes,
+  61.9 M edges before symmetrization, 100 fp16 features, 47 classes,
+  196,615 training nodes).
+
+Loaders, all feeding the same model (``salient_pipes.SAGE``) on the device:
+
+- ours: ``salient_pipeline(ds, device="cuda")``: gather into pinned slots,
+  pin, prefetch on a side stream;
+- SALIENT: its ``fast_sampler`` (built outside this repository; pass
+  ``--fast-sampler-dir``) with pinned batches, copied on a side stream one
+  batch ahead, as its ``DevicePrefetcher`` does; its CSR hops become
+  ``edge_index`` on the device;
+- PyG: ``NeighborLoader`` with 2 workers, where pyg-lib or torch-sparse is
+  installed.
+
+Per loader: seconds per epoch (median of the timed epochs, after one
+untimed), the training loop's data wait share, and the GPU's idle share
+(CUDA events around each step, ``train_epoch``). Writes
+benchmarks/results/gpu_epoch.json and a section of docs/benchmarks.md naming
+the GPU.
+
+Run (on a CUDA machine): python -m benchmarks.gpu_epoch [--fast-sampler-dir DIR]
+A CPU run (``--device cpu --graphs tiny``) checks the script, not speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+import torch
+
+from benchmarks.common import machine, save_json, write_section
+from salient_pipes import SAGE, FastDataset, salient_pipeline, train_epoch
+from salient_pipes.batch import Adj, PreparedBatch
+
+FANOUTS = (15, 10, 5)
+BATCH = 1024
+HIDDEN = 256
+
+
+def graph(name: str) -> FastDataset:
+    if name == "arxiv":
+        return FastDataset.arxiv_like(seed=0)
+    if name == "products":
+        n = 2_449_029
+        return FastDataset.synthetic(num_nodes=n, avg_degree=2 * 61_859_140 / n,
+                                     num_features=100, num_classes=47, seed=0,
+                                     split=(196_615 / n, 39_323 / n), name="products-like")
+    if name == "tiny":
+        return FastDataset.synthetic(num_nodes=5000, num_features=32, seed=0, name="tiny")
+    raise ValueError(f"unknown graph {name!r}")
+
+
+def salient_batches(fast_sampler: Any, ds: FastDataset, device: torch.device,
+                    threads: int) -> Callable[[int], Iterator[PreparedBatch]]:
+    """An epoch of SALIENT's fast_sampler batches, moved to ``device`` one
+    batch ahead on a side stream (its DevicePrefetcher's scheme)."""
+    train = ds.split_idx["train"]
+
+    def epoch(number: int) -> Iterator[PreparedBatch]:
+        gen = torch.Generator().manual_seed(number)
+        config = fast_sampler.Config()
+        config.x, config.y = ds.x, ds.y.view(-1, 1)
+        config.rowptr, config.col = ds.rowptr, ds.col.to(torch.int64)
+        config.idx = train[torch.randperm(train.numel(), generator=gen)]
+        config.batch_size, config.sizes = BATCH, list(FANOUTS)
+        config.skip_nonfull_batch, config.pin_memory = False, device.type == "cuda"
+        session = fast_sampler.Session(threads, 2 * threads, config)
+
+        def to_device(sample: Any) -> PreparedBatch:
+            x, y, adjs, _ = sample
+            moved = []
+            for rowptr, col, _, (num_dst, num_src) in adjs:
+                rowptr = rowptr.to(device, non_blocking=True)
+                col = col.to(device, non_blocking=True)
+                dst = torch.repeat_interleave(torch.arange(num_dst, device=device),
+                                              rowptr.diff())
+                moved.append(Adj(torch.stack([col, dst]), None, (num_src, num_dst)))
+            return PreparedBatch(x=x.to(device, non_blocking=True),
+                                 y=y.view(-1).to(device, non_blocking=True), adjs=moved,
+                                 n_id=torch.empty(0, dtype=torch.int64))
+
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        pending = None
+        while True:
+            sample = session.blocking_get_batch()
+            if sample is None:
+                break
+            if stream is None:
+                yield to_device(sample)
+                continue
+            with torch.cuda.stream(stream):
+                ready = to_device(sample)
+            if pending is not None:
+                yield pending
+            torch.cuda.current_stream(device).wait_stream(stream)
+            pending = ready
+        if pending is not None:
+            yield pending
+
+    return epoch
+
+
+def pyg_batches(ds: FastDataset, device: torch.device) -> Optional[Callable]:
+    try:
+        from torch_geometric.data import Data
+        from torch_geometric.loader import NeighborLoader
+    except ImportError:
+        return None
+    dst = torch.repeat_interleave(torch.arange(ds.num_nodes), ds.rowptr.diff())
+    data = Data(x=ds.x, y=ds.y, edge_index=torch.stack([ds.col.to(torch.int64), dst]),
+                num_nodes=ds.num_nodes)
+    try:
+        loader = NeighborLoader(data, num_neighbors=list(FANOUTS),
+                                input_nodes=ds.split_idx["train"], batch_size=BATCH,
+                                shuffle=True, num_workers=2, persistent_workers=True,
+                                pin_memory=device.type == "cuda")
+        next(iter(loader))
+    except (ImportError, RuntimeError) as exc:  # no sampler backend installed
+        print(f"PyG NeighborLoader unavailable: {exc}", file=sys.stderr)
+        return None
+
+    def epoch(number: int) -> Iterator[Any]:
+        for b in loader:
+            b = b.to(device, non_blocking=True)
+            # PyG's union subgraph for every layer; the last into the seeds only.
+            n, ei = b.num_nodes, b.edge_index
+            last = ei[:, ei[1] < b.batch_size]
+            adjs = [Adj(ei, None, (n, n))] * (len(FANOUTS) - 1) + \
+                [Adj(last, None, (n, b.batch_size))]
+            yield PreparedBatch(x=b.x, y=b.y[: b.batch_size], adjs=adjs, n_id=b.n_id)
+
+    return epoch
+
+
+def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: torch.device,
+            count: int) -> Dict[str, Any]:
+    torch.manual_seed(0)
+    model = SAGE(ds.num_features, HIDDEN, ds.num_classes, len(FANOUTS)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
+    runs = [train_epoch(model, epochs(e), optimizer, progress=False) for e in range(count + 1)]
+    timed = runs[1:]
+    row = {"loader": name, "seconds": statistics.median(r.seconds for r in timed),
+           "data_wait_share": statistics.median(r.data_wait_share for r in timed),
+           "device_idle_share": statistics.median(r.device_idle_share for r in timed),
+           "loss": timed[-1].loss, "batches": timed[-1].batches}
+    print(row, flush=True)
+    return row
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--graphs", nargs="+", default=["arxiv", "products"])
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (after one more)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--threads", type=int, default=None, help="sampling threads")
+    parser.add_argument("--fast-sampler-dir", default=None)
+    parser.add_argument("--no-pyg", action="store_true")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*pyg-lib.*")
+    device = torch.device(args.device)
+    threads = args.threads or max(1, len(os.sched_getaffinity(0)))
+    fast_sampler = None
+    if args.fast_sampler_dir:
+        sys.path.insert(0, args.fast_sampler_dir)
+        import fast_sampler  # noqa: F811
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU run)"
+    results: Dict[str, Any] = {"machine": machine(), "gpu": gpu, "threads": threads,
+                               "rows": []}
+    for name in args.graphs:
+        ds = graph(name)
+        pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device=device,
+                                num_threads=threads)
+
+        def ours(e: int, pipe=pipe) -> Any:
+            pipe.set_epoch(e)
+            return pipe
+
+        loaders = [("salient_pipes", ours)]
+        if fast_sampler is not None:
+            loaders.append(("SALIENT fast_sampler", salient_batches(fast_sampler, ds, device,
+                                                                   threads)))
+        pyg = None if args.no_pyg else pyg_batches(ds, device)
+        if pyg is not None:
+            loaders.append(("PyG NeighborLoader, 2 workers", pyg))
+        for loader, epochs in loaders:
+            row = measure(loader, epochs, ds, device, args.epochs)
+            results["rows"].append({"graph": ds.name, **row})
+        del pipe, ds
+    save_json("gpu_epoch", results)
+    lines = [f"`python -m benchmarks.gpu_epoch` on **{gpu}**, {threads} sampling threads: "
+             "3-layer GraphSAGE (hidden 256), 15/10/5, batch 1024; median of "
+             f"{args.epochs} timed epochs after one untimed. Idle: the share of the epoch "
+             "with no training step on the GPU (CUDA events).", "",
+             "| graph | loader | seconds per epoch | data wait | GPU idle |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for r in results["rows"]:
+        lines.append(f"| {r['graph']} | {r['loader']} | {r['seconds']:.3f} | "
+                     f"{r['data_wait_share']:.0%} | {r['device_idle_share']:.0%} |")
+    write_section("gpu_epoch", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
