@@ -16,12 +16,14 @@ from salient_pipes.data import (
     HeteroDataset,
     csr_from_edge_index,
 )
+from salient_pipes.distributed import PartitionedDataset, partition
 from salient_pipes.models import SAGE, HeteroSAGE
 from salient_pipes.pipeline import salient_pipeline
 from salient_pipes.pipes import (
     BatchNodes,
     NodeIndices,
     PinMemory,
+    PinnedPool,
     PrefetchToDevice,
     SampleNeighbors,
     ShuffleNodes,
@@ -42,7 +44,9 @@ __all__ = [
     "HeteroDataset",
     "HeteroSAGE",
     "NodeIndices",
+    "PartitionedDataset",
     "PinMemory",
+    "PinnedPool",
     "PrefetchToDevice",
     "SAGE",
     "EpochResult",
@@ -54,6 +58,7 @@ __all__ = [
     "ShuffleNodes",
     "SliceFeatures",
     "csr_from_edge_index",
+    "partition",
     "pipeline_stats",
     "salient_pipeline",
 ]

@@ -408,3 +408,29 @@ def test_fetch_runs_at_most_depth_batches_ahead(tmp_path, depth):
     assert pipe.fetch_stats.batches == depth + 2
     assert sum(1 for _ in items) == len(pipe) - 1
     assert pipe.fetch_stats.batches == len(pipe)
+
+
+def test_partitioned_pipeline_resumes_mid_epoch_exactly(tmp_path):
+    ds = _dataset()
+    part = PartitionedDataset.load(partition(ds, 1, tmp_path / "p", method="random",
+                                             progress=False))
+
+    def pipe():
+        return salient_pipeline(part, batch_size=BATCH, fanouts=FANOUTS, device="cpu", seed=4)
+
+    whole = pipe()
+    whole.set_epoch(1)
+    expected = [(b.n_id, b.x) for b in whole]
+    first = pipe()
+    first.set_epoch(1)
+    items = iter(first)
+    for _ in range(3):
+        next(items)
+    state = first.state_dict()
+    assert state == {"epoch": 1, "batches_done": 3}
+    resumed = pipe()
+    resumed.load_state_dict(state)
+    rest = [(b.n_id, b.x) for b in resumed]
+    assert len(rest) == len(expected) - 3
+    for (n_a, x_a), (n_b, x_b) in zip(rest, expected[3:]):
+        assert torch.equal(n_a, n_b) and torch.equal(x_a, x_b)
