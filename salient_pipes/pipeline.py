@@ -52,6 +52,7 @@ def salient_pipeline(
     feature_cache: Union[int, str, FeatureCache, None] = None,
     cache_policy: str = "degree",
     fetch_depth: int = 2,
+    x_dtype: Optional[torch.dtype] = None,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -82,9 +83,11 @@ def salient_pipeline(
     ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
     defaults to on for a CUDA device, and then the workers gather ``x``
     straight into a pool of page-locked slots (:class:`PinnedPool`), so
-    features are copied once on their way to the device. ``rank``/``world_size`` default to the
-    initialized ``torch.distributed`` process group: each rank then gets a
-    disjoint shard of every epoch and the same number of batches. The
+    features are copied once on their way to the device. ``x_dtype`` (say
+    ``torch.float32``) casts the features on the device after the copy.
+    ``rank``/``world_size`` default to the initialized ``torch.distributed``
+    process group: each rank then gets a disjoint shard of every epoch and
+    the same number of batches. The
     returned pipe has ``len()`` (batches per epoch), ``set_epoch()`` and
     ``state_dict()``; iterating it again starts the next epoch.
 
@@ -101,7 +104,7 @@ def salient_pipeline(
                                      shuffle=shuffle, drop_last=drop_last, device=device,
                                      num_threads=num_threads, max_in_flight=max_in_flight,
                                      seed=seed, pin_memory=pin_memory, depth=fetch_depth,
-                                     feature_cache=feature_cache)
+                                     feature_cache=feature_cache, x_dtype=x_dtype)
     if isinstance(dataset, HeteroDataset):
         if feature_cache is not None:
             raise NotImplementedError("feature_cache for heterogeneous datasets is not "
@@ -138,7 +141,7 @@ def salient_pipeline(
     pipe = sampled.slice_features(dataset.x, dataset.y, cache=feature_cache, pinned=pinned)
     if pin_memory:
         pipe = pipe.pin_memory()
-    return pipe.prefetch_to_device(device)
+    return pipe.prefetch_to_device(device, x_dtype=x_dtype)
 
 
 def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor], *,
@@ -147,7 +150,7 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
                           device: Union[str, torch.device, None], num_threads: Optional[int],
                           max_in_flight: Optional[int], seed: int,
                           pin_memory: Optional[bool], depth: int,
-                          feature_cache: object) -> Stage:
+                          feature_cache: object, x_dtype: Optional[torch.dtype]) -> Stage:
     """``salient_pipeline`` for one rank of a partitioned dataset."""
     from salient_pipes.distributed.fetch import FetchFeatures
 
@@ -179,4 +182,4 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
     pipe = FetchFeatures(pipe, dataset, depth=depth, num_threads=num_threads)
     if pin_memory:
         pipe = pipe.pin_memory()
-    return pipe.prefetch_to_device(device)
+    return pipe.prefetch_to_device(device, x_dtype=x_dtype)

@@ -397,3 +397,21 @@ def test_prefetch_overlaps_copy_with_compute(small_dataset):
         assert batch.x.is_cuda
         n += 1
     assert n == len(pipe)
+
+
+def test_prefetch_casts_features_after_the_copy():
+    from salient_pipes import HeteroDataset
+
+    ds = FastDataset.synthetic(num_nodes=300, seed=0)
+    plain = salient_pipeline(ds, batch_size=64, fanouts=(3,), device="cpu")
+    cast = salient_pipeline(ds, batch_size=64, fanouts=(3,), device="cpu",
+                            x_dtype=torch.float32)
+    for a, b in zip(plain, cast):
+        assert a.x.dtype == torch.float16 and b.x.dtype == torch.float32
+        assert torch.equal(a.x.float(), b.x) and torch.equal(a.y, b.y)
+    mag = HeteroDataset.synthetic_mag(scale=0.002, seed=0)
+    batch = next(iter(salient_pipeline(mag, batch_size=16, fanouts=[2], device="cpu",
+                                       x_dtype=torch.float32)))
+    assert batch.x and all(v.dtype == torch.float32 for v in batch.x.values())
+    with pytest.raises(ValueError, match="x_dtype"):
+        NodeIndices(torch.arange(3)).prefetch_to_device("cpu", x_dtype="float32")
