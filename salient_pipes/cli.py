@@ -259,9 +259,9 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     layers = len(args.fanouts)
     test_fanouts = args.test_fanouts or [20] * layers
     if isinstance(dataset, HeteroDataset):
-        if args.feature_cache is not None:
-            raise SystemExit("salient-pipes: --feature-cache is not supported for "
-                             "heterogeneous datasets yet")
+        if isinstance(feature_cache, str):  # a share of all node types' features
+            table = sum(x.numel() * x.element_size() for x in dataset.x.values())
+            feature_cache = cache_budget(feature_cache, 1, table)
         core: torch.nn.Module = HeteroSAGE(
             (dataset.node_types, dataset.edge_types), dataset.num_features, args.hidden,
             dataset.num_classes, layers, target=dataset.label_type).to(device)

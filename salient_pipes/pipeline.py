@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 
 from salient_pipes._checks import as_node_ids
-from salient_pipes.data import FastDataset, FeatureCache, HeteroDataset, iter_splits
+from salient_pipes.data import (
+    FastDataset,
+    FeatureCache,
+    HeteroDataset,
+    HeteroFeatureCache,
+    iter_splits,
+)
 from salient_pipes.distributed.partitioned import PartitionedDataset
 from salient_pipes.pipes import NodeIndices, Stage
 from salient_pipes.pipes.pinned_pool import PinnedPool
@@ -49,7 +55,7 @@ def salient_pipeline(
     pin_memory: Optional[bool] = None,
     rank: Optional[int] = None,
     world_size: Optional[int] = None,
-    feature_cache: Union[int, str, FeatureCache, None] = None,
+    feature_cache: Union[int, str, FeatureCache, HeteroFeatureCache, None] = None,
     cache_policy: str = "degree",
     fetch_depth: int = 2,
     x_dtype: Optional[torch.dtype] = None,
@@ -69,7 +75,9 @@ def salient_pipeline(
     ``feature_cache`` keeps a byte budget of feature rows in memory (an int,
     a string like ``"4GiB"``, or a :class:`FeatureCache`), chosen by
     ``cache_policy`` (``"degree"`` or ``"sampled"``): for features read from
-    a file larger than memory. ``pipeline_stats`` reports its hit rate.
+    a file larger than memory. ``pipeline_stats`` reports its hit rate. A
+    heterogeneous dataset's budget is shared by its node types
+    (:class:`HeteroFeatureCache`, by degree).
 
     A :class:`~salient_pipes.distributed.PartitionedDataset` (feature rows
     cut across ranks) replaces ``slice_features`` by ``fetch_features``:
@@ -106,9 +114,9 @@ def salient_pipeline(
                                      seed=seed, pin_memory=pin_memory, depth=fetch_depth,
                                      feature_cache=feature_cache, x_dtype=x_dtype)
     if isinstance(dataset, HeteroDataset):
-        if feature_cache is not None:
-            raise NotImplementedError("feature_cache for heterogeneous datasets is not "
-                                      "supported yet")
+        if feature_cache is not None and cache_policy != "degree":
+            raise NotImplementedError("a heterogeneous dataset's feature cache takes the "
+                                      "'degree' policy only")
     elif not isinstance(dataset, FastDataset):
         hint = (" (a PyG Data: convert it once with FastDataset.from_pyg(data))"
                 if hasattr(dataset, "edge_index") else "")
@@ -122,7 +130,11 @@ def salient_pipeline(
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
-    if feature_cache is not None and not isinstance(feature_cache, FeatureCache):
+    if isinstance(dataset, HeteroDataset):
+        if feature_cache is not None and not isinstance(feature_cache, HeteroFeatureCache):
+            feature_cache = HeteroFeatureCache.for_dataset(dataset, feature_cache,
+                                                           pin=device.type == "cuda")
+    elif feature_cache is not None and not isinstance(feature_cache, FeatureCache):
         feature_cache = FeatureCache.for_dataset(
             dataset, feature_cache, policy=cache_policy, fanouts=fanouts, batch_size=batch_size,
             seeds=index, seed=seed, pin=device.type == "cuda")

@@ -492,3 +492,58 @@ def test_native_boundary_refuses_inconsistent_input(mag):
         _native.HeteroSession(mag.graph, [[2]] * (len(mag.edge_types) - 1) + [[2, 2]])
     with pytest.raises(ValueError, match=r"fanouts\[0\]\[0\] = -2"):
         _native.HeteroSession(mag.graph, [[-2]] + [[2]] * (len(mag.edge_types) - 1))
+
+
+def test_hetero_feature_cache_keeps_the_most_used_rows_within_budget(mag):
+    from salient_pipes.data import HeteroFeatureCache
+
+    budget = 4 * sum(mag.num_nodes[t] for t in mag.x) + 300 * 256
+    cache = HeteroFeatureCache.for_dataset(mag, budget, pin=False)
+    assert set(cache) == set(mag.x)
+    spent = sum(c.rows.numel() * c.rows.element_size() + 4 * c.slot.numel()
+                for c in cache.values())
+    assert 0 < spent <= budget
+    for t, c in cache.items():
+        assert torch.equal(c.rows, mag.x[t][c.ids])
+        uses = sum(torch.bincount(mag.col[e].to(torch.int64), minlength=mag.num_nodes[t])
+                   for e in mag.edge_types if e[0] == t)
+        kept = torch.zeros(mag.num_nodes[t], dtype=torch.bool)
+        kept[c.ids] = True
+        if kept.any() and (~kept).any():  # no row left out is used more than one kept
+            assert uses[~kept].max() <= uses[kept].min()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_hetero_pipeline_through_a_feature_cache_gathers_the_same_rows(mag, fused):
+    from salient_pipes.data import HeteroFeatureCache
+    from salient_pipes.pipes import pipeline_stats
+
+    cache = HeteroFeatureCache.for_dataset(mag, "64KiB", pin=False)
+    seeds = mag.split_idx["train"][:200]
+
+    def chain(cache):
+        pipe = NodeIndices(seeds).batch_nodes(50).sample_neighbors(mag, [3, 2], seed=1)
+        if not fused:
+            pipe = pipe.shuffle(buffer_size=1)  # any stage between: the unfused gather
+        return pipe.slice_features(mag.x, mag.y, cache=cache)
+
+    cached, plain = chain(cache), chain(None)
+    for a, b in zip(cached, plain):
+        assert a.x.keys() == b.x.keys()
+        assert all(torch.equal(a.x[t], b.x[t]) for t in a.x) and torch.equal(a.y, b.y)
+    assert 0 < cache.hit_rate < 1
+    assert pipeline_stats(cached)[-1]["cache_hit_rate"] == cache.hit_rate
+    with pytest.raises(ValueError, match="HeteroFeatureCache"):
+        chain(next(iter(cache.values())))
+
+
+def test_hetero_salient_pipeline_takes_a_cache_budget(mag):
+    pipe = salient_pipeline(mag, batch_size=64, fanouts=[3, 2], device="cpu",
+                            feature_cache="128KiB")
+    full = salient_pipeline(mag, batch_size=64, fanouts=[3, 2], device="cpu")
+    for a, b in zip(pipe, full):
+        assert all(torch.equal(a.x[t], b.x[t]) for t in a.x)
+    stage, = [s for s in pipe._chain() if getattr(s, "feature_cache", None) is not None]
+    assert stage.feature_cache.hit_rate > 0
+    with pytest.raises(NotImplementedError, match="'degree' policy"):
+        salient_pipeline(mag, feature_cache="1MiB", cache_policy="sampled")

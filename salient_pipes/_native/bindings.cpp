@@ -522,10 +522,12 @@ class PyHeteroSession {
                   bool return_e_id, uint64_t seed, std::vector<std::optional<py::array>> x,
                   std::optional<py::array> y, int y_type, int num_threads, bool ordered,
                   int64_t dense_limit, std::vector<std::optional<py::array>> edge_ids,
-                  bool prefetch, int64_t fail_at_position)
+                  bool prefetch, int64_t fail_at_position,
+                  std::vector<std::shared_ptr<RowCache>> x_cache)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
+        x_cache_(std::move(x_cache)),
         edge_ids_(std::move(edge_ids)),
         return_e_id_(return_e_id) {
     const sp::HeteroGraph& g = graph_->graph();
@@ -579,6 +581,9 @@ class PyHeteroSession {
     if (!x_.empty() && x_.size() != types) {
       throw py::value_error("x must hold one entry (an array or None) per node type");
     }
+    if (!x_cache_.empty() && x_cache_.size() != x_.size()) {
+      throw py::value_error("x_cache must hold one entry (a RowCache or None) per entry of x");
+    }
     for (size_t t = 0; t < x_.size(); ++t) {
       std::optional<sp::Rows> rows;
       if (x_[t]) {
@@ -589,6 +594,10 @@ class PyHeteroSession {
                                 " rows but node type " + std::to_string(t) + " has " +
                                 std::to_string(g.num_nodes[t]) + " nodes");
         }
+        if (t < x_cache_.size() && x_cache_[t]) x_cache_[t]->attach(*rows, *x_[t], name.c_str());
+      } else if (t < x_cache_.size() && x_cache_[t]) {
+        throw py::value_error("x_cache[" + std::to_string(t) + "] needs x[" +
+                              std::to_string(t) + "]");
       }
       job.x.push_back(rows);
     }
@@ -659,6 +668,7 @@ class PyHeteroSession {
   std::shared_ptr<HeteroGraph> graph_;
   std::vector<std::optional<py::array>> x_;
   std::optional<py::array> y_;
+  std::vector<std::shared_ptr<RowCache>> x_cache_;
   std::vector<std::optional<py::array>> edge_ids_;
   bool return_e_id_;
   std::unique_ptr<sp::Session<sp::HeteroJob>> session_;
@@ -833,14 +843,16 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<std::shared_ptr<HeteroGraph>, const std::vector<std::vector<int64_t>>&, bool,
                     bool, uint64_t, std::vector<std::optional<py::array>>,
                     std::optional<py::array>, int, int, bool, int64_t,
-                    std::vector<std::optional<py::array>>, bool, int64_t>(),
+                    std::vector<std::optional<py::array>>, bool, int64_t,
+                    std::vector<std::shared_ptr<RowCache>>>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0,
            py::arg("x") = std::vector<std::optional<py::array>>{}, py::arg("y") = py::none(),
            py::arg("y_type") = -1, py::arg("num_threads") = 1, py::arg("ordered") = true,
            py::arg("dense_limit") = kDefaultDenseLimit,
            py::arg("edge_ids") = std::vector<std::optional<py::array>>{},
-           py::arg("prefetch") = true, py::arg("fail_at_position") = -1)
+           py::arg("prefetch") = true, py::arg("fail_at_position") = -1,
+           py::arg("x_cache") = std::vector<std::shared_ptr<RowCache>>{})
       .def("submit", &PyHeteroSession::submit, py::arg("seeds"), py::arg("epoch"),
            py::arg("position"))
       .def("next", &PyHeteroSession::next)

@@ -11,10 +11,11 @@
 """
 
 from salient_pipes.data.dataset import FastDataset, csr_from_edge_index, iter_splits
-from salient_pipes.data.features import FeatureCache
+from salient_pipes.data.features import FeatureCache, HeteroFeatureCache
 from salient_pipes.data.format import DatasetCacheError, parse_bytes
 from salient_pipes.data.hetero import EdgeType, HeteroDataset
 
 __all__ = ["DatasetCacheError", "EdgeType", "FastDataset", "FeatureCache", "HeteroDataset",
+           "HeteroFeatureCache",
            "csr_from_edge_index",
            "iter_splits", "parse_bytes"]

@@ -11,7 +11,7 @@ access counts measured by sampling a few batches, as SALIENT++ does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Dict, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -21,6 +21,7 @@ from salient_pipes.data.format import parse_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from salient_pipes.data.dataset import FastDataset
+    from salient_pipes.data.hetero import HeteroDataset
 
 POLICIES = ("degree", "sampled")
 
@@ -129,6 +130,85 @@ class FeatureCache:
                 f"hit rate {self.hit_rate:.3f})")
 
 
+class HeteroFeatureCache(Mapping[str, FeatureCache]):
+    """One :class:`FeatureCache` per node type of a heterogeneous graph,
+    counted together: ``hit_rate`` is over every node type's gathers.
+
+    Example:
+        >>> from salient_pipes import HeteroDataset
+        >>> mag = HeteroDataset.synthetic_mag(scale=0.002, seed=0)
+        >>> cache = HeteroFeatureCache.for_dataset(mag, "256KiB")
+        >>> sorted(cache), 0 < cache["paper"].num_cached < mag.num_nodes["paper"]
+        (['author', 'field_of_study', 'institution', 'paper'], True)
+    """
+
+    def __init__(self, caches: Mapping[str, FeatureCache]) -> None:
+        self.caches: Dict[str, FeatureCache] = dict(caches)
+
+    def __getitem__(self, node_type: str) -> FeatureCache:
+        return self.caches[node_type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.caches)
+
+    def __len__(self) -> int:
+        return len(self.caches)
+
+    @classmethod
+    def for_dataset(cls, dataset: HeteroDataset, budget: Union[int, str], *,
+                    pin: Optional[bool] = None, num_threads: int = 1) -> HeteroFeatureCache:
+        """Caches of ``dataset.x`` within ``budget`` bytes in all: the rows
+        that are sources of the most edges (of any edge type), per byte,
+        across node types; each node type with features pays its slot map."""
+        total = parse_bytes(budget, "feature_cache")
+        priority = {t: torch.zeros(dataset.num_nodes[t], dtype=torch.float64)
+                    for t in dataset.x}
+        for edge_type in dataset.edge_types:
+            src = edge_type[0]
+            if src in priority:
+                priority[src] += torch.bincount(dataset.col[edge_type].to(torch.int64),
+                                                minlength=dataset.num_nodes[src])
+        row_bytes = {t: (x.size(1) if x.dim() == 2 else 1) * x.element_size()
+                     for t, x in dataset.x.items()}
+        room = total - sum(4 * dataset.num_nodes[t] for t in priority)
+        counts = {t: 0 for t in priority}
+        if room > 0 and priority:
+            per_byte = torch.cat([priority[t] / row_bytes[t] for t in priority])
+            cost = torch.cat([torch.full((dataset.num_nodes[t],), row_bytes[t],
+                                         dtype=torch.int64) for t in priority])
+            owner = torch.cat([torch.full((dataset.num_nodes[t],), i, dtype=torch.int64)
+                               for i, t in enumerate(priority)])
+            order = torch.argsort(per_byte, descending=True, stable=True)
+            taken = order[torch.cumsum(cost[order], 0) <= room]
+            for i, t in enumerate(priority):
+                counts[t] = int((owner[taken] == i).sum())
+        return cls({t: FeatureCache(dataset.x[t], counts[t] * row_bytes[t] +
+                                    4 * dataset.num_nodes[t], priority=priority[t], pin=pin,
+                                    num_threads=num_threads)
+                    for t in priority})
+
+    @property
+    def hits(self) -> int:
+        return sum(c.hits for c in self.caches.values())
+
+    @property
+    def lookups(self) -> int:
+        return sum(c.lookups for c in self.caches.values())
+
+    @property
+    def hit_rate(self) -> float:
+        lookups = self.lookups
+        return self.hits / lookups if lookups else 0.0
+
+    def reset_counts(self) -> None:
+        for cache in self.caches.values():
+            cache.reset_counts()
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{t}: {c.num_cached:,} rows" for t, c in self.caches.items())
+        return f"HeteroFeatureCache({parts}; hit rate {self.hit_rate:.3f})"
+
+
 def access_counts(dataset: FastDataset, fanouts: Sequence[int], batch_size: int,
                   seeds: Optional[Tensor], num_batches: int, seed: int) -> Tensor:
     """How often each node appears in ``num_batches`` batches sampled from
@@ -147,4 +227,4 @@ def access_counts(dataset: FastDataset, fanouts: Sequence[int], batch_size: int,
     return counts
 
 
-__all__ = ["FeatureCache", "access_counts"]
+__all__ = ["FeatureCache", "HeteroFeatureCache", "access_counts"]

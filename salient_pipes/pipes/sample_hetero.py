@@ -123,9 +123,9 @@ class SampleHeteroNeighbors(Stage):
         raise TypeError(WORKER_PROCESS_ERROR + " (the sampling stage holds native threads "
                         "and cannot be pickled or copied)")
 
-    def _session_for(self, x: Optional[Mapping[str, Tensor]],
-                     y: Optional[Tensor]) -> _native.HeteroSession:
-        key = (id(x), id(y))
+    def _session_for(self, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
+                     cache: Optional[Mapping[str, Any]] = None) -> _native.HeteroSession:
+        key = (id(x), id(y), id(cache))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
                 self._session = None
@@ -139,7 +139,9 @@ class SampleHeteroNeighbors(Stage):
                 ordered=self.ordered,
                 edge_ids=[as_buffer(self.edge_ids[e]) if e in self.edge_ids else None
                           for e in self.edge_types] if self.edge_ids else [],
-                fail_at_position=self._fail_at)
+                fail_at_position=self._fail_at,
+                x_cache=[cache[t].native if t in cache else None
+                         for t in self.node_types] if cache else [])
             self._session_key = key
         return self._session
 
@@ -159,8 +161,9 @@ class SampleHeteroNeighbors(Stage):
         return [as_index(item[t]) if t in item else empty for t in self.node_types]
 
     def _generate(self, epoch: int, start: int, x: Optional[Mapping[str, Tensor]] = None,
-                  y: Optional[Tensor] = None, **options: Any) -> Iterator[HeteroBatch]:
-        return run_session(self, self._session_for(x, y), epoch, start, self._seeds,
+                  y: Optional[Tensor] = None, cache: Optional[Mapping[str, Any]] = None,
+                  **options: Any) -> Iterator[HeteroBatch]:
+        return run_session(self, self._session_for(x, y, cache), epoch, start, self._seeds,
                            lambda result, payloads: self._wrap(result, x, y, payloads))
 
     def _wrap(self, result: tuple, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
@@ -179,9 +182,11 @@ class SampleHeteroNeighbors(Stage):
             input_type=self.input_type,
             payload=payloads.popleft() if self.ordered else {})
 
-    def _prepared(self, x: Mapping[str, Tensor], y: Optional[Tensor]) -> Iterator[HeteroBatch]:
-        """This stage's epoch with features gathered inside the workers."""
-        return self._run({"x": x, "y": y})
+    def _prepared(self, x: Mapping[str, Tensor], y: Optional[Tensor],
+                  cache: Optional[Mapping[str, Any]] = None) -> Iterator[HeteroBatch]:
+        """This stage's epoch with features gathered inside the workers
+        (through ``cache``, a :class:`FeatureCache` per node type, if given)."""
+        return self._run({"x": x, "y": y, "cache": cache})
 
     def __len__(self) -> int:
         return len(self.source)

@@ -11,7 +11,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 from salient_pipes import _native
 from salient_pipes._checks import check_int
 from salient_pipes.batch import HeteroBatch, PreparedBatch
-from salient_pipes.data.features import FeatureCache
+from salient_pipes.data.features import FeatureCache, HeteroFeatureCache
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import Stage
 from salient_pipes.pipes.pinned_pool import PinnedPool
@@ -49,9 +49,10 @@ class SliceFeatures(Stage):
     it, while its rows are still warm in that core's cache. After any other
     stage it gathers on ``num_threads`` native threads.
 
-    With ``cache`` (a :class:`FeatureCache` of ``x``), rows are read from the
-    cache when it holds them and from ``x`` (often a file) otherwise;
-    ``pipeline_stats`` reports the epoch's hit rate.
+    With ``cache`` (a :class:`FeatureCache` of ``x``; a
+    :class:`HeteroFeatureCache` for features per node type), rows are read
+    from the cache when it holds them and from ``x`` (often a file)
+    otherwise; ``pipeline_stats`` reports the epoch's hit rate.
 
     With ``pinned`` (a :class:`PinnedPool`; fused gather only), ``x`` is
     gathered straight into page-locked memory, so ``pin_memory`` has nothing
@@ -70,7 +71,7 @@ class SliceFeatures(Stage):
 
     def __init__(self, source: IterDataPipe, x: Union[Tensor, Mapping[str, Tensor]],
                  y: Optional[Tensor] = None, num_threads: Optional[int] = None,
-                 cache: Optional[FeatureCache] = None,
+                 cache: Union[FeatureCache, HeteroFeatureCache, None] = None,
                  pinned: Optional[PinnedPool] = None) -> None:
         super().__init__(source)
         if pinned is not None and not isinstance(pinned, PinnedPool):
@@ -104,16 +105,22 @@ class SliceFeatures(Stage):
         self.feature_cache = cache
 
     def _init_hetero(self, x: Mapping[str, Tensor], y: Optional[Tensor],
-                     cache: Optional[FeatureCache]) -> None:
-        if cache is not None or self.pinned_pool is not None:
-            raise NotImplementedError("a feature cache or pinned slots for heterogeneous "
-                                      "graphs are not supported yet")
+                     cache: Optional[Any]) -> None:
+        if self.pinned_pool is not None:
+            raise NotImplementedError("pinned slots for heterogeneous graphs are not "
+                                      "supported yet")
         for t, value in x.items():
             if not isinstance(value, Tensor) or value.dim() != 2 or value.device.type != "cpu":
                 raise ValueError(f"x[{t!r}] must be a 2-D CPU tensor")
         if y is not None and not isinstance(y, Tensor):
             raise ValueError(f"y must be a torch.Tensor, got {type(y).__name__}")
-        self.x, self.y, self.feature_cache = dict(x), y, None
+        if cache is not None and not isinstance(cache, HeteroFeatureCache):
+            raise ValueError("features per node type take a HeteroFeatureCache, got "
+                             f"{type(cache).__name__}")
+        for t, c in (cache or {}).items():
+            if t not in x or c.slot.numel() != x[t].size(0):
+                raise ValueError(f"the cache of node type {t!r} does not match x[{t!r}]")
+        self.x, self.y, self.feature_cache = dict(x), y, cache
 
     @property
     def fused(self) -> bool:
@@ -141,15 +148,19 @@ class SliceFeatures(Stage):
                 adjs=sub.adjs, n_id=sub.n_id)
 
     def _hetero(self) -> Iterator[HeteroBatch]:
+        cache = self.feature_cache
+        if cache is not None:
+            cache.reset_counts()
         if self.fused:
-            yield from self.source._prepared(self.x, self.y)
+            yield from self.source._prepared(self.x, self.y, cache)
             return
         for b in self.source:
             if not isinstance(b, HeteroBatch):
                 raise TypeError(f"slice_features with features per node type takes "
                                 f"HeteroBatch items, got {type(b).__name__}")
             yield dataclasses.replace(
-                b, x={t: gather(self.x[t], b.n_id[t], self.num_threads)
+                b, x={t: gather(self.x[t], b.n_id[t], self.num_threads,
+                                None if cache is None else cache.get(t))
                       for t in b.n_id if t in self.x},
                 y=None if self.y is None else gather(self.y, b.n_id[b.input_type][:b.batch_size]))
 
