@@ -453,9 +453,10 @@ def test_cli_trains_the_mag_like_graph(tmp_path):
     out = tmp_path / "summary.json"
     main(["train", "--dataset", "mag-synthetic", "--mag-scale", "0.002", "--epochs", "1",
           "--fanouts", "4,3", "--hidden", "16", "--batch-size", "256", "--no-progress",
-          "--device", "cpu", "--out", str(out)])
+          "--device", "cpu", "--out", str(out), "--feature-cache", "10%"])
     summary = json.loads(out.read_text())
     assert summary["dataset"].startswith("mag-like") and 0 <= summary["test_acc"] <= 1
+    assert 0 < summary["history"][0]["cache_hit_rate"] < 1
 
 
 def test_edge_attributes_are_sliced_by_edge_id(mag_pyg):
