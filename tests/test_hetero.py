@@ -548,3 +548,36 @@ def test_hetero_salient_pipeline_takes_a_cache_budget(mag):
     assert stage.feature_cache.hit_rate > 0
     with pytest.raises(NotImplementedError, match="'degree' policy"):
         salient_pipeline(mag, feature_cache="1MiB", cache_policy="sampled")
+
+
+def test_bidirectional_hetero_batches_match_pygs_with_all_neighbours(mag_pyg):
+    import warnings
+
+    from torch_geometric.loader import NeighborLoader as PygLoader
+
+    from salient_pipes.pyg import NeighborLoader
+
+    seeds = ("paper", torch.arange(12))
+    ours = next(iter(NeighborLoader(mag_pyg, [-1, -1], input_nodes=seeds, batch_size=12,
+                                    subgraph_type="bidirectional")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = next(iter(PygLoader(mag_pyg, [-1, -1], input_nodes=seeds, batch_size=12,
+                                     subgraph_type="bidirectional")))
+
+    def edges(batch, e):
+        src, _, dst = e
+        ei = batch[e].edge_index
+        return set(zip(batch[src].n_id[ei[0]].tolist(), batch[dst].n_id[ei[1]].tolist()))
+
+    for t in mag_pyg.node_types:
+        assert set(ours[t].n_id.tolist()) == set(theirs[t].n_id.tolist())
+        assert sorted(ours[t].keys()) == sorted(theirs[t].keys())
+    for e in mag_pyg.edge_types:
+        assert list(ours[e].keys()) == ["edge_index"] == list(theirs[e].keys())
+        assert edges(ours, e) == edges(theirs, e), e
+    # In both directions: every reverse type holds the flipped edges.
+    for src, rel, dst in mag_pyg.edge_types:
+        if (dst, f"rev_{rel}", src) in mag_pyg.edge_types:
+            flipped = {(b, a) for a, b in edges(ours, (src, rel, dst))}
+            assert flipped == edges(ours, (dst, f"rev_{rel}", src))

@@ -32,14 +32,20 @@ class ToHeteroPyG(Stage):
     the CSCs' ``perm`` as ``edge_ids``, as the loaders set it up). Directly
     after sampling, ``x`` of every node type is gathered by the sampling
     workers.
+
+    ``subgraph_type="bidirectional"`` turns the sampled edges of every edge
+    type and its reverse type into both directions, as PyG does (its own
+    ``HeteroSamplerOutput.to_bidirectional``): edge stores then hold
+    ``edge_index`` only, and no ``num_sampled_*`` counts.
     """
 
     def __init__(self, source: IterDataPipe, data: Any,
                  subgraph_type: str = "directional") -> None:
         super().__init__(source)
-        if subgraph_type != "directional":
+        if subgraph_type not in ("directional", "bidirectional"):
             raise NotImplementedError(f"subgraph_type={subgraph_type!r} for heterogeneous graphs "
-                                      "is not supported yet (only 'directional')")
+                                      "is not supported yet ('directional' or 'bidirectional')")
+        self.subgraph_type = subgraph_type
         self.data = data
         self.fused_x: Dict[str, torch.Tensor] = {}
         if isinstance(source, SampleHeteroNeighbors):
@@ -65,6 +71,8 @@ class ToHeteroPyG(Stage):
 
         if not sub.e_id and sub.edge_index:
             raise ValueError("to_pyg needs edge ids: sample with return_e_id=True")
+        if self.subgraph_type == "bidirectional":
+            return self._bidirectional(sub)
         batch = copy.copy(self._rest)
         for t in self._rest.node_types:  # PyG's node slicing
             filter_node_store_(self._rest[t], batch[t], sub.n_id[t])
@@ -84,6 +92,11 @@ class ToHeteroPyG(Stage):
                     batch[e][key] = value.index_select(dim, e_id.to(value.device))
             batch[e].e_id = e_id
             batch[e].num_sampled_edges = sub.num_sampled_edges[e]
+        return self._payload(batch, sub)
+
+    @staticmethod
+    def _payload(batch: Any, sub: HeteroBatch) -> Any:
+        """Puts the batch's payload where PyG's loaders put it."""
         payload = dict(sub.payload)
         edge_type: Optional[tuple] = payload.pop("input_edge_type", None)
         if edge_type is None:  # node batches, as PyG's NeighborLoader
@@ -96,6 +109,27 @@ class ToHeteroPyG(Stage):
                 else edge_type
             batch[store][key] = value
         return batch
+
+    def _bidirectional(self, sub: HeteroBatch) -> Any:
+        from torch_geometric.loader.utils import filter_node_store_
+        from torch_geometric.sampler import HeteroSamplerOutput
+
+        out = HeteroSamplerOutput(
+            node=sub.n_id, row={e: ei[0] for e, ei in sub.edge_index.items()},
+            col={e: ei[1] for e, ei in sub.edge_index.items()}, edge=dict(sub.e_id),
+        ).to_bidirectional()
+        batch = copy.copy(self._rest)
+        for t in self._rest.node_types:
+            filter_node_store_(self._rest[t], batch[t], sub.n_id[t])
+            batch[t].n_id = sub.n_id[t]
+        for t, x in sub.x.items():
+            batch[t].x = x
+        for e in self._rest.edge_types:
+            store = batch[e]
+            for key in list(store.keys()):
+                del store[key]
+            store.edge_index = torch.stack([out.row[e], out.col[e]])
+        return self._payload(batch, sub)
 
     def __len__(self) -> int:
         return len(self.source)
