@@ -581,3 +581,41 @@ def test_bidirectional_hetero_batches_match_pygs_with_all_neighbours(mag_pyg):
         if (dst, f"rev_{rel}", src) in mag_pyg.edge_types:
             flipped = {(b, a) for a, b in edges(ours, (src, rel, dst))}
             assert flipped == edges(ours, (dst, f"rev_{rel}", src))
+
+
+def test_induced_hetero_batches_match_pygs_with_all_neighbours(mag_pyg):
+    import warnings
+
+    from torch_geometric.loader import NeighborLoader as PygLoader
+
+    from salient_pipes.pyg import NeighborLoader
+
+    data = mag_pyg.clone()
+    data[WRITES].edge_attr = torch.randn(data[WRITES].num_edges, 3)
+    seeds = ("paper", torch.arange(10))
+    ours = next(iter(NeighborLoader(data, [-1], input_nodes=seeds, batch_size=10,
+                                    subgraph_type="induced")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = next(iter(PygLoader(data, [-1], input_nodes=seeds, batch_size=10,
+                                     subgraph_type="induced")))
+
+    def edges(batch, e):
+        src, _, dst = e
+        ei = batch[e].edge_index
+        return sorted(zip(batch[src].n_id[ei[0]].tolist(), batch[dst].n_id[ei[1]].tolist(),
+                          batch[e].e_id.tolist()))
+
+    for t in data.node_types:
+        assert set(ours[t].n_id.tolist()) == set(theirs[t].n_id.tolist())
+        assert sorted(ours[t].keys()) == sorted(theirs[t].keys())
+    for e in data.edge_types:
+        assert sorted(ours[e].keys()) == sorted(theirs[e].keys())
+        assert edges(ours, e) == edges(theirs, e), e
+    assert torch.equal(ours[WRITES].edge_attr, data[WRITES].edge_attr[ours[WRITES].e_id])
+    # Induced: more edges than were sampled (the edges among the found nodes).
+    directional = next(iter(NeighborLoader(data, [-1], input_nodes=seeds, batch_size=10)))
+    assert sum(ours[e].edge_index.size(1) for e in data.edge_types) > \
+        sum(directional[e].edge_index.size(1) for e in data.edge_types)
+    with pytest.raises(ValueError, match="subgraph_type must be one of"):
+        NeighborLoader(data, [-1], input_nodes=seeds, subgraph_type="closed")

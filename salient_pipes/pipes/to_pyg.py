@@ -138,12 +138,23 @@ class ToPyG(Stage):
         return len(self.source)
 
 
-def induced_edges(csc: Tuple[Tensor, Tensor], n_id: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def induced_edges(csc: Tuple[Tensor, Tensor], n_id: Tensor, src_n_id: Optional[Tensor] = None,
+                  num_src: Optional[int] = None) -> Tuple[Tensor, Tensor, Tensor]:
     """Every edge of the CSR among ``n_id``: (source local ids, target local
-    ids, positions in ``col``), grouped by target in ``n_id`` order."""
+    ids, positions in ``col``), grouped by target in ``n_id`` order. For a
+    bipartite CSR (an edge type), the sources are ``src_n_id`` out of
+    ``num_src`` source nodes.
+
+    Example:
+        >>> rowptr, col = torch.tensor([0, 1, 3, 3]), torch.tensor([1, 0, 2])
+        >>> [t.tolist() for t in induced_edges((rowptr, col), torch.tensor([1, 0]))]
+        [[1, 0], [0, 1], [1, 0]]
+    """
     rowptr, col = csc
-    local = torch.full((rowptr.numel() - 1,), -1, dtype=torch.int64)
-    local[n_id] = torch.arange(n_id.numel())
+    if src_n_id is None:
+        src_n_id, num_src = n_id, rowptr.numel() - 1
+    local = torch.full((int(num_src),), -1, dtype=torch.int64)
+    local[src_n_id] = torch.arange(src_n_id.numel())
     begin, end = rowptr[n_id], rowptr[n_id + 1]
     counts = end - begin
     target = torch.repeat_interleave(torch.arange(n_id.numel()), counts)

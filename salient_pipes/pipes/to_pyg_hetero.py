@@ -11,6 +11,7 @@ from torch.utils.data import IterDataPipe
 from salient_pipes.batch import HeteroBatch
 from salient_pipes.pipes.base import Stage
 from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
+from salient_pipes.pipes.to_pyg import SUBGRAPH_TYPES, induced_edges
 
 # Where PyG's link loader puts each seed payload entry: on the edge type,
 # its source type or its destination type.
@@ -36,16 +37,22 @@ class ToHeteroPyG(Stage):
     ``subgraph_type="bidirectional"`` turns the sampled edges of every edge
     type and its reverse type into both directions, as PyG does (its own
     ``HeteroSamplerOutput.to_bidirectional``): edge stores then hold
-    ``edge_index`` only, and no ``num_sampled_*`` counts.
+    ``edge_index`` only, and no ``num_sampled_*`` counts. ``"induced"``
+    takes, per edge type, every edge of ``data`` between the sampled nodes
+    of its two types, with ``e_id`` and edge attributes, and no counts.
     """
 
     def __init__(self, source: IterDataPipe, data: Any,
                  subgraph_type: str = "directional") -> None:
         super().__init__(source)
-        if subgraph_type not in ("directional", "bidirectional"):
-            raise NotImplementedError(f"subgraph_type={subgraph_type!r} for heterogeneous graphs "
-                                      "is not supported yet ('directional' or 'bidirectional')")
+        if subgraph_type not in SUBGRAPH_TYPES:
+            raise ValueError(f"subgraph_type must be one of {SUBGRAPH_TYPES}, got "
+                             f"{subgraph_type!r}")
         self.subgraph_type = subgraph_type
+        self.csc = getattr(source, "hetero", None)
+        if subgraph_type == "induced" and getattr(self.csc, "perm", None) is None:
+            raise ValueError("subgraph_type='induced' needs the sampler to read a HeteroData's "
+                             "CSCs (hetero_csc_of(data)), which map positions to edge ids")
         self.data = data
         self.fused_x: Dict[str, torch.Tensor] = {}
         if isinstance(source, SampleHeteroNeighbors):
@@ -73,25 +80,30 @@ class ToHeteroPyG(Stage):
             raise ValueError("to_pyg needs edge ids: sample with return_e_id=True")
         if self.subgraph_type == "bidirectional":
             return self._bidirectional(sub)
+        counted = self.subgraph_type == "directional"
+        edges = {e: (sub.edge_index[e], sub.e_id[e]) for e in self._rest.edge_types} \
+            if counted else {e: self._induced(e, sub) for e in self._rest.edge_types}
         batch = copy.copy(self._rest)
         for t in self._rest.node_types:  # PyG's node slicing
             filter_node_store_(self._rest[t], batch[t], sub.n_id[t])
             batch[t].n_id = sub.n_id[t]
-            batch[t].num_sampled_nodes = sub.num_sampled_nodes[t]
+            if counted:
+                batch[t].num_sampled_nodes = sub.num_sampled_nodes[t]
         for t, x in sub.x.items():
             batch[t].x = x
         # Edge stores as PyG's filter_edge_store_ builds them, without copying
         # the sampler's [2, E] edge_index again.
         for e in self._rest.edge_types:
-            store, e_id = self._rest[e], sub.e_id[e]
+            store, (edge_index, e_id) = self._rest[e], edges[e]
             for key, value in store.items():
                 if key == "edge_index":
-                    batch[e].edge_index = sub.edge_index[e]
+                    batch[e].edge_index = edge_index
                 elif store.is_edge_attr(key):
                     dim = self._rest.__cat_dim__(key, value, store)
                     batch[e][key] = value.index_select(dim, e_id.to(value.device))
             batch[e].e_id = e_id
-            batch[e].num_sampled_edges = sub.num_sampled_edges[e]
+            if counted:
+                batch[e].num_sampled_edges = sub.num_sampled_edges[e]
         return self._payload(batch, sub)
 
     @staticmethod
@@ -109,6 +121,15 @@ class ToHeteroPyG(Stage):
                 else edge_type
             batch[store][key] = value
         return batch
+
+    def _induced(self, e: tuple, sub: HeteroBatch) -> tuple:
+        """Edge type ``e``'s edges between the batch's nodes: ``edge_index``
+        in local ids and their edge ids."""
+        src, _, dst = e
+        source, target, position = induced_edges(
+            (self.csc.rowptr[e], self.csc.col[e]), sub.n_id[dst], sub.n_id[src],
+            self.csc.num_nodes[src])
+        return torch.stack([source, target]), self.csc.perm[e][position]
 
     def _bidirectional(self, sub: HeteroBatch) -> Any:
         from torch_geometric.loader.utils import filter_node_store_
