@@ -84,8 +84,8 @@ class FeatureExchange:
         except RuntimeError as exc:
             raise FetchError(
                 f"feature fetch on rank {self.rank} failed at exchange {self.steps} ({what}): "
-                "another rank did not answer in time or closed its connection; it died, "
-                f"failed, or stopped iterating its pipeline early. Cause: {exc}") from exc
+                f"{exc}. Usually another rank did not answer in time or closed its "
+                "connection: it died, failed, or stopped iterating its pipeline early.") from exc
 
     def step(self, n_id: Tensor, active: bool, stats: Optional[FetchStats] = None
              ) -> Tuple[Tensor, bool]:
