@@ -189,6 +189,8 @@ class HeteroBatch:
       ``y``: the seeds' labels, or ``None``.
     - ``input_type``: the seeds' node type; ``payload``: what travelled
       with the seeds (``input_id``, ...).
+    - ``batch[t]``: after disjoint sampling, the seed each node belongs to
+      (``None`` otherwise).
 
     Example:
         >>> b = HeteroBatch(x={}, y=None, edge_index={("a", "to", "p"): torch.tensor([[0], [0]])},
@@ -208,6 +210,7 @@ class HeteroBatch:
     num_sampled_edges: Dict[EdgeType, List[int]]
     input_type: str
     payload: Dict[str, Any] = field(default_factory=dict)
+    batch: Optional[Dict[str, Tensor]] = None
 
     @property
     def batch_size(self) -> int:
@@ -215,7 +218,7 @@ class HeteroBatch:
 
     def tensors(self) -> List[Tensor]:
         out = [*self.x.values(), *self.edge_index.values(), *self.n_id.values(),
-               *self.e_id.values()]
+               *self.e_id.values(), *(self.batch or {}).values()]
         return out if self.y is None else out + [self.y]
 
     def _map(self, fn: Any) -> HeteroBatch:
@@ -225,7 +228,8 @@ class HeteroBatch:
             n_id={t: fn(v) for t, v in self.n_id.items()},
             e_id={e: fn(v) for e, v in self.e_id.items()},
             num_sampled_nodes=self.num_sampled_nodes, num_sampled_edges=self.num_sampled_edges,
-            input_type=self.input_type, payload=self.payload)
+            input_type=self.input_type, payload=self.payload,
+            batch=None if self.batch is None else {t: fn(v) for t, v in self.batch.items()})
 
     def to(self, device: Device, non_blocking: bool = False) -> HeteroBatch:
         """Copies every tensor to ``device`` (asynchronously from pinned memory

@@ -266,8 +266,12 @@ def test_sampler_errors_are_clear(mag):
         pipe.sample_neighbors(mag, [2, "x"])
     with pytest.raises(ValueError, match="input_type must be one of"):
         pipe.sample_neighbors(mag, [2], input_type="venue")
-    with pytest.raises(NotImplementedError, match="disjoint"):
-        pipe.sample_neighbors(mag, [2], disjoint=True)
+    # Disjoint: features are sliced after sampling (not fused), by the decoded ids.
+    sliced = pipe.sample_neighbors(mag, [2], disjoint=True).slice_features(mag.x, mag.y)
+    assert not sliced.fused
+    b = next(iter(sliced))
+    assert b.batch is not None and torch.equal(b.x["paper"], mag.x["paper"][b.n_id["paper"]])
+    assert torch.equal(b.y, mag.y[b.n_id["paper"][: b.batch_size]])
     bad = NodeIndices(torch.tensor([mag.num_nodes["paper"]])).batch_nodes(1)
     with pytest.raises(ValueError, match="outside"):
         list(bad.sample_neighbors(mag, [2]))
@@ -384,8 +388,6 @@ def test_loader_input_errors(mag_pyg):
         NeighborLoader(mag_pyg, {("a", "b", "c"): [2]}, input_nodes="paper")
     with pytest.raises(ValueError, match="edge type"):
         LinkNeighborLoader(mag_pyg, [2], edge_label_index=(("a", "b", "c"), None))
-    with pytest.raises(NotImplementedError, match="disjoint"):
-        NeighborLoader(mag_pyg, [2], input_nodes="paper", disjoint=True)
     broken = mag_pyg.clone()
     broken[WRITES].edge_index = torch.tensor([[10**6], [0]])
     with pytest.raises(ValueError, match="source type"):
@@ -619,3 +621,50 @@ def test_induced_hetero_batches_match_pygs_with_all_neighbours(mag_pyg):
         sum(directional[e].edge_index.size(1) for e in data.edge_types)
     with pytest.raises(ValueError, match="subgraph_type must be one of"):
         NeighborLoader(data, [-1], input_nodes=seeds, subgraph_type="closed")
+
+
+def test_disjoint_hetero_batches_give_every_seed_its_own_subgraph(mag_pyg):
+    from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader
+
+    seeds = torch.tensor([3, 7, 3, 11])  # a repeated seed gets a subgraph of its own too
+    batch = next(iter(NeighborLoader(mag_pyg, [-1, -1], input_nodes=("paper", seeds),
+                                     batch_size=4, disjoint=True)))
+    assert torch.equal(batch["paper"].n_id[:4], seeds)
+    assert torch.equal(batch["paper"].batch[:4], torch.arange(4))
+
+    def nodes(b, i=None):
+        return {(t, n) for t in mag_pyg.node_types
+                for n, s in zip(b[t].n_id.tolist(), b[t].batch.tolist() if i is not None
+                                else [None] * b[t].num_nodes) if i is None or s == i}
+
+    for i, seed in enumerate(seeds.tolist()):
+        alone = next(iter(NeighborLoader(mag_pyg, [-1, -1], input_nodes=("paper",
+                                         torch.tensor([seed])), batch_size=1)))
+        assert nodes(batch, i) == nodes(alone), i  # exactly the seed's own subgraph
+    for e in mag_pyg.edge_types:  # edges stay within one seed's subgraph
+        src, _, dst = e
+        ei = batch[e].edge_index
+        assert torch.equal(batch[src].batch[ei[0]], batch[dst].batch[ei[1]])
+        assert torch.equal(batch[e].edge_index.size(1) * torch.ones(1),
+                           torch.tensor([float(batch[e].e_id.numel())]))
+    x = mag_pyg["paper"].x
+    assert torch.equal(batch["paper"].x, x[batch["paper"].n_id])
+    with pytest.raises(NotImplementedError, match="disjoint link sampling"):
+        LinkNeighborLoader(mag_pyg, [2], edge_label_index=WRITES, disjoint=True)
+    with pytest.raises(NotImplementedError, match="induced"):
+        NeighborLoader(mag_pyg, [2], input_nodes="paper", disjoint=True,
+                       subgraph_type="induced")
+
+
+def test_native_disjoint_hetero_checks_its_input(mag):
+    types = mag.node_types
+    fan = [[2] for _ in mag.edge_types]
+    with pytest.raises(ValueError, match="gathers no features"):
+        _native.HeteroSession(mag.graph, fan, x=[mag.x[t].numpy() for t in types],
+                              disjoint=True)
+    session = _native.HeteroSession(mag.graph, fan, disjoint=True)
+    both = [np.array([0, 1]) if t in ("paper", "author") else np.empty(0, dtype=np.int64)
+            for t in types]
+    session.submit(both, 0, 0)
+    with pytest.raises(ValueError, match="seeds of one node type"):
+        session.next()

@@ -523,7 +523,7 @@ class PyHeteroSession {
                   std::optional<py::array> y, int y_type, int num_threads, bool ordered,
                   int64_t dense_limit, std::vector<std::optional<py::array>> edge_ids,
                   bool prefetch, int64_t fail_at_position,
-                  std::vector<std::shared_ptr<RowCache>> x_cache)
+                  std::vector<std::shared_ptr<RowCache>> x_cache, bool disjoint)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
@@ -562,6 +562,12 @@ class PyHeteroSession {
     job.config.prefetch = prefetch;
     job.config.seed = seed;
     job.config.dense_limit = dense_limit;
+    job.config.disjoint = disjoint;
+    if (disjoint && (y_ || std::any_of(x_.begin(), x_.end(), [](const auto& a) {
+          return a.has_value();
+        }))) {
+      throw py::value_error("disjoint sampling gathers no features");
+    }
     if (!edge_ids_.empty() && edge_ids_.size() != edge_types) {
       throw py::value_error("edge_ids must hold one entry (an array or None) per edge type");
     }
@@ -663,6 +669,11 @@ class PyHeteroSession {
   void cancel() { session_->cancel(); }
   int64_t in_flight() const { return session_->in_flight(); }
   int num_threads() const { return session_->num_threads(); }
+  // Disjoint keys are seed_index * key_space + node.
+  int64_t key_space() const {
+    const auto& n = graph_->graph().num_nodes;
+    return std::max<int64_t>(1, n.empty() ? 1 : *std::max_element(n.begin(), n.end()));
+  }
 
  private:
   std::shared_ptr<HeteroGraph> graph_;
@@ -844,7 +855,7 @@ PYBIND11_MODULE(_core, m) {
                     bool, uint64_t, std::vector<std::optional<py::array>>,
                     std::optional<py::array>, int, int, bool, int64_t,
                     std::vector<std::optional<py::array>>, bool, int64_t,
-                    std::vector<std::shared_ptr<RowCache>>>(),
+                    std::vector<std::shared_ptr<RowCache>>, bool>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0,
            py::arg("x") = std::vector<std::optional<py::array>>{}, py::arg("y") = py::none(),
@@ -852,13 +863,15 @@ PYBIND11_MODULE(_core, m) {
            py::arg("dense_limit") = kDefaultDenseLimit,
            py::arg("edge_ids") = std::vector<std::optional<py::array>>{},
            py::arg("prefetch") = true, py::arg("fail_at_position") = -1,
-           py::arg("x_cache") = std::vector<std::shared_ptr<RowCache>>{})
+           py::arg("x_cache") = std::vector<std::shared_ptr<RowCache>>{},
+           py::arg("disjoint") = false)
       .def("submit", &PyHeteroSession::submit, py::arg("seeds"), py::arg("epoch"),
            py::arg("position"))
       .def("next", &PyHeteroSession::next)
       .def("cancel", &PyHeteroSession::cancel)
       .def_property_readonly("in_flight", &PyHeteroSession::in_flight)
-      .def_property_readonly("num_threads", &PyHeteroSession::num_threads);
+      .def_property_readonly("num_threads", &PyHeteroSession::num_threads)
+      .def_property_readonly("key_space", &PyHeteroSession::key_space);
 
   py::class_<PySession>(m, "Session")
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,

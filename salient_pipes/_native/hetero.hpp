@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -39,6 +40,10 @@ struct HeteroConfig {
   uint64_t seed = 0;
   int64_t dense_limit = int64_t{1} << 26;
   std::vector<const int64_t*> edge_ids;  // per edge type: e_id map, or null for positions
+  // Every seed gets a subgraph of its own (PyG's disjoint): n_id then holds
+  // keys seed_index * key_space + node, with key_space the largest node count
+  // of any type. Seeds of one node type only.
+  bool disjoint = false;
 };
 
 // Seeds per node type (most types empty).
@@ -62,7 +67,8 @@ class HeteroSampler {
                 std::shared_ptr<BlockPool> pool = nullptr)
       : graph_(graph), config_(std::move(config)), pool_(std::move(pool)) {
     for (const int64_t n : graph_.num_nodes) {
-      if (n <= config_.dense_limit) {
+      key_space_ = std::max(key_space_, n);
+      if (n <= config_.dense_limit && !config_.disjoint) {
         relabel_.emplace_back(DenseRelabel(n));
       } else {
         relabel_.emplace_back(HashRelabel());
@@ -75,8 +81,12 @@ class HeteroSampler {
       options_[e].replace = config_.replace;
       options_[e].prefetch = config_.prefetch;
       options_[e].edge_ids = e < config_.edge_ids.size() ? config_.edge_ids[e] : nullptr;
+      options_[e].key_space = config_.disjoint ? key_space_ : 0;
     }
   }
+
+  // What a disjoint sample's keys are taken modulo.
+  int64_t key_space() const { return key_space_; }
 
   // The random stream depends only on (config.seed, epoch, position).
   HeteroSample sample(const HeteroSeeds& seeds, uint64_t epoch, uint64_t position) {
@@ -111,6 +121,7 @@ class HeteroSampler {
       }
     } reset{*this, out};
 
+    if (config_.disjoint) check_disjoint(seeds);
     std::vector<int64_t> first(types, 0);
     std::vector<int64_t> last(types, 0);
     for (size_t t = 0; t < types; ++t) {
@@ -122,8 +133,9 @@ class HeteroSampler {
                                       std::to_string(t) + " is outside [0, " + std::to_string(n) +
                                       ")");
         }
+        const int64_t key = config_.disjoint ? static_cast<int64_t>(i) * key_space_ + s : s;
         const int64_t local =
-            std::visit([&](auto& r) { return r.insert(s, out.n_id[t]); }, relabel_[t]);
+            std::visit([&](auto& r) { return r.insert(key, out.n_id[t]); }, relabel_[t]);
         if (local != static_cast<int64_t>(i)) {
           throw std::invalid_argument("seed " + std::to_string(s) + " of node type " +
                                       std::to_string(t) + " appears twice in the batch");
@@ -168,6 +180,22 @@ class HeteroSampler {
   }
 
  private:
+  void check_disjoint(const HeteroSeeds& seeds) const {
+    size_t typed = 0;
+    for (const auto& s : seeds) {
+      if (s.empty()) continue;
+      ++typed;
+      if (static_cast<int64_t>(s.size()) > std::numeric_limits<int64_t>::max() / key_space_) {
+        throw std::invalid_argument("a disjoint batch of " + std::to_string(s.size()) +
+                                    " seeds over " + std::to_string(key_space_) +
+                                    " nodes overflows its int64 keys");
+      }
+    }
+    if (typed > 1) {
+      throw std::invalid_argument("disjoint sampling takes seeds of one node type");
+    }
+  }
+
   template <typename Index, typename Relabel>
   int64_t expand(const Csr<Index>& g, Relabel& relabel, size_t e, int64_t fanout,
                  HeteroSample& out, int64_t first, int64_t last, int d, int s, Rng& rng) {
@@ -192,6 +220,7 @@ class HeteroSampler {
   std::shared_ptr<BlockPool> pool_;
   std::vector<std::variant<DenseRelabel, HashRelabel>> relabel_;
   std::vector<HopOptions> options_;
+  int64_t key_space_ = 1;
   Expander expander_;
   // Per edge type, the hops' edges as they are sampled (reused across
   // batches); copied into the batch's [2, E] edge_index at the end.

@@ -134,9 +134,6 @@ class SampleNeighbors(Stage):
         if isinstance(getattr(graph, "graph", None), _native.HeteroGraph):
             from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
 
-            if kwargs.pop("disjoint", False):
-                raise NotImplementedError("disjoint sampling of heterogeneous graphs is not "
-                                          "supported yet")
             if not kwargs.pop("node_wise", True):
                 raise ValueError("heterogeneous graphs are sampled node-wise (PyG's "
                                  "semantics); node_wise=False does not apply")

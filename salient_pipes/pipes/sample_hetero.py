@@ -74,7 +74,10 @@ class SampleHeteroNeighbors(Stage):
     :func:`hetero_fanouts`). Seeds are ids of ``input_type`` (default: the
     dataset's ``label_type``), or a :class:`SeedBatch` whose seeds are such
     ids or a dict ``{node_type: ids}``. A batch's sample depends only on
-    ``(seed, epoch, position)``, whatever ``num_threads``.
+    ``(seed, epoch, position)``, whatever ``num_threads``. With
+    ``disjoint=True`` every seed gets a subgraph of its own (PyG's
+    ``disjoint``): ``HeteroBatch.batch`` tells them apart; features are then
+    sliced after sampling, not in the workers.
 
     Example:
         >>> from salient_pipes.data import HeteroDataset
@@ -89,7 +92,8 @@ class SampleHeteroNeighbors(Stage):
                  input_type: Optional[str] = None, replace: bool = False,
                  num_threads: Optional[int] = None, max_in_flight: Optional[int] = None,
                  ordered: bool = True, seed: int = 0, return_e_id: bool = False,
-                 edge_ids: Optional[Mapping[EdgeType, Tensor]] = None) -> None:
+                 edge_ids: Optional[Mapping[EdgeType, Tensor]] = None,
+                 disjoint: bool = False) -> None:
         super().__init__(source)
         if not isinstance(getattr(graph, "graph", None), _native.HeteroGraph):
             raise TypeError(f"expected a HeteroDataset (or a graph with a native HeteroGraph), "
@@ -106,6 +110,7 @@ class SampleHeteroNeighbors(Stage):
         self.replace, self.ordered = bool(replace), bool(ordered)
         self.seed = check_int("seed", seed, minimum=0)
         self.return_e_id = bool(return_e_id)
+        self.disjoint = bool(disjoint)
         self.edge_ids = dict(edge_ids or {})
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
@@ -141,7 +146,8 @@ class SampleHeteroNeighbors(Stage):
                           for e in self.edge_types] if self.edge_ids else [],
                 fail_at_position=self._fail_at,
                 x_cache=[cache[t].native if t in cache else None
-                         for t in self.node_types] if cache else [])
+                         for t in self.node_types] if cache else [],
+                disjoint=self.disjoint)
             self._session_key = key
         return self._session
 
@@ -169,12 +175,18 @@ class SampleHeteroNeighbors(Stage):
     def _wrap(self, result: tuple, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
               payloads: Deque[Dict[str, Any]]) -> HeteroBatch:
         n_ids, edges, num_nodes, num_edges, xs, ys = result
+        n_id = {t: torch.from_numpy(a) for t, a in zip(self.node_types, n_ids)}
+        batch = None
+        if self.disjoint:  # keys: seed index * key_space + node
+            space = self._session.key_space
+            batch = {t: torch.div(k, space, rounding_mode="floor") for t, k in n_id.items()}
+            n_id = {t: k - batch[t] * space for t, k in n_id.items()}
         feats = {} if x is None else {
             t: from_buffer(a, x[t].dtype) for t, a in zip(self.node_types, xs) if a is not None}
         return HeteroBatch(
             x=feats, y=None if ys is None else from_buffer(ys, y.dtype),
             edge_index={e: torch.from_numpy(ei) for e, (ei, _) in zip(self.edge_types, edges)},
-            n_id={t: torch.from_numpy(a) for t, a in zip(self.node_types, n_ids)},
+            n_id=n_id, batch=batch,
             e_id={e: torch.from_numpy(i) for e, (_, i) in zip(self.edge_types, edges)
                   if i is not None},
             num_sampled_nodes=dict(zip(self.node_types, num_nodes)),

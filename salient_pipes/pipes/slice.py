@@ -125,7 +125,7 @@ class SliceFeatures(Stage):
     @property
     def fused(self) -> bool:
         if self.hetero:
-            return isinstance(self.source, SampleHeteroNeighbors)
+            return isinstance(self.source, SampleHeteroNeighbors) and not self.source.disjoint
         return isinstance(self.source, SampleNeighbors)
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:

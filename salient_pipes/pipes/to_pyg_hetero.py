@@ -50,12 +50,15 @@ class ToHeteroPyG(Stage):
                              f"{subgraph_type!r}")
         self.subgraph_type = subgraph_type
         self.csc = getattr(source, "hetero", None)
+        if subgraph_type == "induced" and getattr(source, "disjoint", False):
+            raise NotImplementedError("subgraph_type='induced' with disjoint sampling is not "
+                                      "supported")
         if subgraph_type == "induced" and getattr(self.csc, "perm", None) is None:
             raise ValueError("subgraph_type='induced' needs the sampler to read a HeteroData's "
                              "CSCs (hetero_csc_of(data)), which map positions to edge ids")
         self.data = data
         self.fused_x: Dict[str, torch.Tensor] = {}
-        if isinstance(source, SampleHeteroNeighbors):
+        if isinstance(source, SampleHeteroNeighbors) and not source.disjoint:
             for t in data.node_types:
                 x = getattr(data[t], "x", None)
                 if isinstance(x, torch.Tensor) and x.dim() == 2 and x.device.type == "cpu":
@@ -108,7 +111,10 @@ class ToHeteroPyG(Stage):
 
     @staticmethod
     def _payload(batch: Any, sub: HeteroBatch) -> Any:
-        """Puts the batch's payload where PyG's loaders put it."""
+        """Puts the batch's payload (and disjoint ``batch`` vectors) where
+        PyG's loaders put them."""
+        for t, seed_of in (sub.batch or {}).items():
+            batch[t].batch = seed_of
         payload = dict(sub.payload)
         edge_type: Optional[tuple] = payload.pop("input_edge_type", None)
         if edge_type is None:  # node batches, as PyG's NeighborLoader

@@ -45,9 +45,6 @@ class _Loader:
         if isinstance(num_neighbors, dict) and not self.hetero:
             raise ValueError("num_neighbors per edge type (a dict) is for HeteroData; a Data "
                              "takes a list")
-        if self.hetero and disjoint:
-            raise NotImplementedError("disjoint sampling of heterogeneous graphs is not "
-                                      "supported yet by salient_pipes.pyg")
         _not_yet("temporal sampling (time_attr)", time_attr)
         _not_yet("weight_attr (biased sampling)", weight_attr)
         _not_yet("transform_sampler_output", transform_sampler_output)
@@ -95,7 +92,8 @@ class _Loader:
             pipe = (seeds.sample_neighbors(self.csc, self.num_neighbors, input_type=input_type,
                                            replace=self.replace, num_threads=self.num_threads,
                                            max_in_flight=self.max_in_flight, seed=self.seed,
-                                           return_e_id=True, edge_ids=self.csc.perm)
+                                           return_e_id=True, edge_ids=self.csc.perm,
+                                           disjoint=self.disjoint)
                     .to_pyg(self.data, subgraph_type=self.subgraph_type))
             return self._finish(pipe)
         pipe = (seeds.sample_neighbors(self.csc.graph, self.num_neighbors, replace=self.replace,
@@ -234,6 +232,9 @@ class LinkNeighborLoader(_Loader):
                          neighbor_sampler, kwargs)
         mode, amount = negative_sampling(neg_sampling, neg_sampling_ratio)
         edge_type, num_src, num_dst = None, None, None
+        if self.hetero and self.disjoint:
+            raise NotImplementedError("disjoint link sampling of heterogeneous graphs is not "
+                                      "supported yet by salient_pipes.pyg")
         if self.hetero:
             edge_type, edge_label_index = _typed_edges(edge_label_index, self.csc.edge_types)
             if edge_label_index is None:
