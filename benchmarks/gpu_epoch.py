@@ -33,6 +33,7 @@ A CPU run (``--device cpu --graphs tiny``) checks the script, not speed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -41,7 +42,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 
-from benchmarks.common import machine, save_json, write_section
+from benchmarks.common import RESULTS, machine, save_json, write_section
 from salient_pipes import SAGE, FastDataset, salient_pipeline, train_epoch
 from salient_pipes.batch import Adj, PreparedBatch
 
@@ -169,7 +170,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="sampling threads")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--no-pyg", action="store_true")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite the docs from benchmarks/results/gpu_epoch.json")
     args = parser.parse_args(argv)
+    if args.render_only:
+        write_section("gpu_epoch", render(json.loads((RESULTS / "gpu_epoch.json").read_text())))
+        return
     warnings.filterwarnings("ignore", message=".*pyg-lib.*")
     device = torch.device(args.device)
     threads = args.threads or max(1, len(os.sched_getaffinity(0)))
@@ -200,18 +206,22 @@ def main(argv: Optional[List[str]] = None) -> None:
             row = measure(loader, epochs, ds, device, args.epochs)
             results["rows"].append({"graph": ds.name, **row})
         del pipe, ds
+    results["epochs"] = args.epochs
     save_json("gpu_epoch", results)
-    lines = [f"`python -m benchmarks.gpu_epoch` on **{gpu}**, {threads} sampling threads: "
-             "3-layer GraphSAGE (hidden 256), 15/10/5, batch 1024; median of "
-             f"{args.epochs} timed epochs after one untimed. Idle: the share of the epoch "
-             "with no training step on the GPU (CUDA events).", "",
+    write_section("gpu_epoch", render(results))
+
+
+def render(results: Dict[str, Any]) -> str:
+    lines = [f"`python -m benchmarks.gpu_epoch` on **{results['gpu']}**, {results['threads']} "
+             "sampling threads: 3-layer GraphSAGE (hidden 256), 15/10/5, batch 1024; median of "
+             f"{results['epochs']} timed epochs after one untimed. GPU idle: the share of the "
+             "epoch with no training step on the GPU (CUDA events).", "",
              "| graph | loader | seconds per epoch | data wait | GPU idle |",
              "| --- | --- | ---: | ---: | ---: |"]
     for r in results["rows"]:
         lines.append(f"| {r['graph']} | {r['loader']} | {r['seconds']:.3f} | "
                      f"{r['data_wait_share']:.0%} | {r['device_idle_share']:.0%} |")
-    write_section("gpu_epoch", "\n".join(lines))
-
+    return "\n".join(lines + [results.get("notes", "")])
 
 if __name__ == "__main__":
     main()
