@@ -31,6 +31,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 from salient_pipes._checks import check_int
 from salient_pipes.batch import PreparedBatch
 from salient_pipes.pipes import Stage, default_num_threads, gather
+from salient_pipes.pipes._handoff import DONE, Failure, drain, offer
 
 if TYPE_CHECKING:  # pragma: no cover
     from salient_pipes.distributed.partitioned import PartitionedDataset
@@ -162,14 +163,6 @@ class FeatureExchange:
         return torch.cat(parts)
 
 
-_END = object()
-
-
-@dataclass
-class _Failure:
-    error: BaseException
-
-
 @functional_datapipe("fetch_features")
 class FetchFeatures(Stage):
     """Turns each :class:`SampledSubgraph` of a :class:`PartitionedDataset`
@@ -227,13 +220,7 @@ class FetchFeatures(Stage):
                                         name="salient_pipes-fetch", daemon=True)
         self._worker.start()
         try:
-            while True:
-                item = items.get()
-                if item is _END:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
+            yield from drain(items)
             self._worker.join()
         finally:
             stop.set()  # stopped early: the worker answers the others until all are done
@@ -253,12 +240,12 @@ class FetchFeatures(Stage):
                 y = None if sub is None else self._labels(sub)
                 x, anyone = self.exchange.step(n_id, active, stats)
                 if sub is not None:
-                    _put(items, PreparedBatch(x=x, y=y, adjs=sub.adjs, n_id=sub.n_id), stop)
+                    offer(items, PreparedBatch(x=x, y=y, adjs=sub.adjs, n_id=sub.n_id), stop)
                 if not anyone:
                     break
-            _put(items, _END, stop)
+            offer(items, DONE, stop)
         except BaseException as exc:  # handed to the consumer, raised there
-            _put(items, _Failure(exc), stop)
+            offer(items, Failure(exc), stop)
 
     def _labels(self, sub: Any) -> Tensor:
         ds = self.dataset
@@ -270,16 +257,6 @@ class FetchFeatures(Stage):
 
     def __len__(self) -> int:
         return len(self.source)
-
-
-def _put(items: queue.Queue, item: Any, stop: threading.Event) -> None:
-    while True:
-        try:
-            items.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            if stop.is_set():
-                return
 
 
 __all__ = ["FeatureExchange", "FetchError", "FetchFeatures", "FetchStats"]

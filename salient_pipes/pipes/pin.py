@@ -11,14 +11,8 @@ import torch
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes._checks import check_int
+from salient_pipes.pipes._handoff import DONE, Failure, drain, offer
 from salient_pipes.pipes.base import Stage, close_iterator
-
-_DONE = object()
-
-
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
 
 @functional_datapipe("pin_memory")
@@ -57,13 +51,7 @@ class PinMemory(Stage):
                                   name="salient_pipes-pin")
         worker.start()
         try:
-            while True:
-                item = ready.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
+            yield from drain(ready)
         finally:
             stop.set()
             worker.join()
@@ -73,24 +61,13 @@ class PinMemory(Stage):
         try:
             for item in items:
                 pinned = item.pin_memory() if hasattr(item, "pin_memory") else item
-                if not self._offer(ready, pinned, stop):
+                if not offer(ready, pinned, stop):
                     return
-            self._offer(ready, _DONE, stop)
+            offer(ready, DONE, stop)
         except BaseException as error:  # handed to the consumer's thread
-            self._offer(ready, _Failure(error), stop)
+            offer(ready, Failure(error), stop)
         finally:
             close_iterator(items)
-
-    @staticmethod
-    def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
-        """Puts ``item`` unless the consumer stops first; True if it was put."""
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                pass
-        return False
 
     def __len__(self) -> int:
         return len(self.source)
