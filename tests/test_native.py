@@ -459,3 +459,47 @@ def test_huge_page_advice_covers_whole_pages_only():
         assert _native.advise_huge_pages(moved.numpy()) == 3 * HUGE_PAGE
         assert _native.advise_huge_pages(moved[1:].numpy()) == 2 * HUGE_PAGE  # unaligned start
     assert _native.advise_huge_pages(np.zeros(1000)) == 0
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 5, 6, 40])
+@pytest.mark.parametrize("fanouts", [[10, -1], [3, 3, 3], [-1, 2]])
+@pytest.mark.parametrize("disjoint", [False, True])
+def test_pipelined_hop_equals_the_plain_loop(batch, fanouts, disjoint):
+    """The hop's three-stage pipeline (prefetch on) against the plain loop
+    (prefetch off): hops of fewer targets than the pipeline is deep, whole
+    rows (-1), mapped edge ids and disjoint keys."""
+    rowptr, col = random_csr(3000, 60000, seed=31)
+    graph = _native.CSRGraph(rowptr, col)
+    ids = np.random.default_rng(2).permutation(len(col)).astype(np.int64)
+    seeds = np.random.default_rng(batch).permutation(3000)[:batch].astype(np.int64)
+    runs = []
+    for prefetch in (True, False):
+        session = _native.Session(graph, fanouts, return_e_id=True, seed=7, prefetch=prefetch,
+                                  node_wise=True, disjoint=disjoint, edge_ids=ids)
+        session.submit(seeds, 1, 3)
+        runs.append(session.next())
+    (n1, h1, *_), (n2, h2, *_) = runs
+    np.testing.assert_array_equal(n1, n2)
+    assert len(h1) == len(h2) == len(fanouts)
+    for (e1, i1, s1), (e2, i2, s2) in zip(h1, h2):
+        np.testing.assert_array_equal(e1, e2)
+        np.testing.assert_array_equal(i1, i2)
+        assert s1 == s2
+    nodes = n1 % 3000 if disjoint else n1
+    for edge_index, e_id, _ in h1:  # the mapped ids name the sampled edges
+        np.testing.assert_array_equal(col[np.argsort(ids)[e_id]], nodes[edge_index[0]])
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int16, np.float16, np.int32,
+                                   np.float32, np.int64, np.float64])
+@pytest.mark.parametrize("width", [None, 1, 3])
+def test_gather_of_every_row_width_equals_indexing(dtype, width):
+    """Rows of one scalar (1, 2, 4 and 8 bytes) take their own copy loop;
+    wider rows the general one."""
+    rng = np.random.default_rng(5)
+    shape = (5000,) if width is None else (5000, width)
+    src = (rng.random(shape) * 100).astype(dtype)
+    index = rng.integers(0, 5000, 7001).astype(np.int64)
+    for threads in (1, 2):
+        np.testing.assert_array_equal(_native.gather(src, index, threads, None), src[index])
+    assert _native.gather(src, index[:0], 1, None).shape == (0, *shape[1:])

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -38,6 +39,9 @@ class Expander {
     offsets_.resize(static_cast<size_t>(n) + 1);
     offsets_[0] = 0;
     for (int64_t t = 0; t < n; ++t) {
+      if (opt.prefetch && t + kCountAhead < n) {
+        __builtin_prefetch(g.rowptr + node_of(targets[first + t + kCountAhead], opt));
+      }
       const int64_t d = g.degree(node_of(targets[first + t], opt));
       int64_t take = d;
       if (fanout >= 0) take = opt.replace ? (d > 0 ? fanout : 0) : std::min(d, fanout);
@@ -51,49 +55,45 @@ class Expander {
   // never a target of this hop) and writes edge k as src[k] = the
   // neighbor's local id, dst[k] = the target's index in `targets`, and
   // e_id[k] (when not null). Draws the random stream in target order.
+  //
+  // Latency hiding is a software pipeline of three stages, kLag targets
+  // apart: pick() draws a target's positions and requests those entries of
+  // col; kLag targets later read() reads them and requests the neighbors'
+  // relabel slots (and edge ids); kLag targets later still insert() uses
+  // them. Each miss so overlaps the work of the targets in between. Every
+  // stage runs in target order, so the random stream and the output are
+  // those of a plain loop (what prefetch=false runs; tested equal).
   template <typename Index, typename Relabel>
   void fill(const Csr<Index>& g, const Buffer<int64_t>& targets, int64_t first, int64_t last,
             int64_t fanout, Relabel& relabel, Buffer<int64_t>& found, Rng& rng,
             const HopOptions& opt, int64_t* src, int64_t* dst, int64_t* e_id) {
     const int64_t n = last - first;
+    const int64_t lag = opt.prefetch ? kLag : 0;
+    const int64_t slots = 2 * lag + 1;  // targets between a pick and its insert, inclusive
+    const bool ids = e_id != nullptr && opt.edge_ids != nullptr;
+    auto slot = [&](int64_t t) -> Pending& { return ring_[static_cast<size_t>(t % slots)]; };
+    for (int64_t t = 0; t < std::min(n, 2 * lag); ++t) {
+      pick(g, targets, first + t, offsets_[t + 1] - offsets_[t], fanout, rng, opt, slot(t));
+    }
+    for (int64_t t = 0; t < std::min(n, lag); ++t) read(g, relabel, opt, ids, slot(t));
     for (int64_t t = 0; t < n; ++t) {
-      const int64_t i = first + t;
-      const int64_t v = node_of(targets[i], opt);
-      const int64_t base = targets[i] - v;  // the seed's key offset (0 unless disjoint)
-      const int64_t start = g.begin(v);
-      const int64_t degree = g.degree(v);
-      int64_t out = offsets_[t];
-      const int64_t take = offsets_[t + 1] - out;
-      // Latency hiding: the row of a target kAhead ahead is requested now,
-      // so its cache miss overlaps this target's work.
-      if (opt.prefetch && t + kAhead < n) {
-        __builtin_prefetch(g.col + g.begin(node_of(targets[i + kAhead], opt)));
-      }
-      // Positions first (the random draws, in the same order as always) ...
-      picked_.clear();
-      if (take == 0) continue;
-      if (fanout < 0 || (take == degree && !opt.replace)) {
-        // -1 takes every neighbor once, with or without replacement.
-        for (int64_t p = 0; p < degree; ++p) picked_.push_back(p);
-      } else if (opt.replace) {
-        for (int64_t k = 0; k < take; ++k) {
-          picked_.push_back(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));
+      const int64_t next = t + 2 * lag;
+      if (next < n) {
+        if (opt.prefetch && next + kAhead < n) {
+          __builtin_prefetch(g.rowptr + node_of(targets[first + next + kAhead], opt));
         }
-      } else {
-        choose(degree, take, rng);
+        pick(g, targets, first + next, offsets_[next + 1] - offsets_[next], fanout, rng, opt,
+             slot(next));
       }
-      // ... then the neighbors and their relabel slots, all requested before
-      // the first is used, so their misses overlap instead of queueing.
-      neighbors_.clear();
-      for (const int64_t p : picked_) {
-        neighbors_.push_back(base + static_cast<int64_t>(g.col[start + p]));
-        if (opt.prefetch) relabel.prefetch(neighbors_.back());
-      }
-      for (size_t k = 0; k < picked_.size(); ++k) {
-        src[out] = relabel.insert(neighbors_[k], found);
-        dst[out] = i;
+      if (t + lag < n) read(g, relabel, opt, ids, slot(t + lag));
+      // insert
+      const Pending& p = slot(t);
+      int64_t out = offsets_[t];
+      for (size_t k = 0; k < p.picked.size(); ++k) {
+        src[out] = relabel.insert(p.neighbors[k], found);
+        dst[out] = p.target;
         if (e_id != nullptr) {
-          const int64_t position = start + picked_[k];
+          const int64_t position = p.start + p.picked[k];
           e_id[out] = opt.edge_ids != nullptr ? opt.edge_ids[position] : position;
         }
         ++out;
@@ -106,16 +106,70 @@ class Expander {
   }
 
  private:
-  // Fills picked_ with `take` distinct positions of [0, degree), uniformly.
-  void choose(int64_t degree, int64_t take, Rng& rng) {
-    picked_.clear();
+  // A target between its draw and its insert.
+  struct Pending {
+    int64_t target = 0;  // its index in `targets`
+    int64_t base = 0;    // its key offset (disjoint sampling)
+    int64_t start = 0;   // its row's first position in col
+    std::vector<int64_t> picked;     // positions in the row
+    std::vector<int64_t> neighbors;  // col at those positions (as keys)
+  };
+
+  // Stage 1 for the target at targets[i], which gets `take` edges: draw
+  // its positions in its row and request those entries of col.
+  template <typename Index>
+  void pick(const Csr<Index>& g, const Buffer<int64_t>& targets, int64_t i, int64_t take,
+            int64_t fanout, Rng& rng, const HopOptions& opt, Pending& p) {
+    const int64_t v = node_of(targets[i], opt);
+    const int64_t degree = g.degree(v);
+    p.target = i;
+    p.base = targets[i] - v;  // the seed's key offset (0 unless disjoint)
+    p.start = g.begin(v);
+    p.picked.clear();
+    if (take == 0) return;
+    if (fanout < 0 || (take == degree && !opt.replace)) {
+      // -1 takes every neighbor once, with or without replacement.
+      for (int64_t q = 0; q < degree; ++q) p.picked.push_back(q);
+    } else if (opt.replace) {
+      for (int64_t k = 0; k < take; ++k) {
+        p.picked.push_back(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));
+      }
+    } else {
+      choose(degree, take, rng, p.picked);
+    }
+    if (!opt.prefetch) return;
+    if (take == degree) {  // the whole row: one request per cache line
+      for (int64_t q = 0; q < degree; q += kPerLine<Index>) __builtin_prefetch(g.col + p.start + q);
+    } else {
+      for (const int64_t q : p.picked) __builtin_prefetch(g.col + p.start + q);
+    }
+  }
+
+  // Stage 2: read the picked neighbors and request their relabel slots and
+  // (with `ids`) their edge ids.
+  template <typename Index, typename Relabel>
+  void read(const Csr<Index>& g, const Relabel& relabel, const HopOptions& opt, bool ids,
+            Pending& p) {
+    p.neighbors.clear();
+    for (const int64_t q : p.picked) {
+      p.neighbors.push_back(p.base + static_cast<int64_t>(g.col[p.start + q]));
+      if (opt.prefetch) {
+        relabel.prefetch(p.neighbors.back());
+        if (ids) __builtin_prefetch(opt.edge_ids + p.start + q);
+      }
+    }
+  }
+
+  // Fills picked with `take` distinct positions of [0, degree), uniformly.
+  void choose(int64_t degree, int64_t take, Rng& rng, std::vector<int64_t>& picked) {
+    picked.clear();
     if (take <= kFloydLimit) {
       // Floyd's algorithm: one draw per pick; the membership test is a scan
       // of at most kFloydLimit values that stay in L1.
       for (int64_t j = degree - take; j < degree; ++j) {
         const auto t = static_cast<int64_t>(rng.below(static_cast<uint64_t>(j + 1)));
-        const bool seen = std::find(picked_.begin(), picked_.end(), t) != picked_.end();
-        picked_.push_back(seen ? j : t);
+        const bool seen = std::find(picked.begin(), picked.end(), t) != picked.end();
+        picked.push_back(seen ? j : t);
       }
       return;
     }
@@ -125,16 +179,19 @@ class Expander {
     for (int64_t k = 0; k < take; ++k) {
       const auto r = k + static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree - k)));
       std::swap(positions_[k], positions_[r]);
-      picked_.push_back(positions_[k]);
+      picked.push_back(positions_[k]);
     }
   }
 
   static constexpr int64_t kFloydLimit = 64;
-  static constexpr int64_t kAhead = 4;  // targets between a row's prefetch and its use
+  static constexpr int64_t kAhead = 4;  // targets between a rowptr request and its pick
+  static constexpr int64_t kLag = 2;    // targets between pipeline stages
+  static constexpr int64_t kCountAhead = 16;
+  template <typename Index>
+  static constexpr int64_t kPerLine = 64 / static_cast<int64_t>(sizeof(Index));
 
   std::vector<int64_t> offsets_;
-  std::vector<int64_t> picked_;
-  std::vector<int64_t> neighbors_;
+  std::array<Pending, 2 * kLag + 1> ring_;
   std::vector<int64_t> positions_;
 };
 

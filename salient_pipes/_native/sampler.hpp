@@ -105,9 +105,29 @@ inline void gather_rows(const Rows& src, const int64_t* idx, int64_t begin, int6
     return src.data + static_cast<size_t>(v) * row_bytes;
   };
   int64_t ignored = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    if (i + kAhead < end) __builtin_prefetch(row(idx[i + kAhead], ignored));
-    std::memcpy(dst + static_cast<size_t>(i - begin) * row_bytes, row(idx[i], hits), row_bytes);
+  // Rows of one scalar (labels, masks) are copied with a fixed-size copy,
+  // which compiles to one load and store, and prefetched further ahead:
+  // their misses are the whole cost.
+  auto scalars = [&](auto word) {
+    using Word = decltype(word);
+    constexpr int64_t kFar = 16;
+    for (int64_t i = begin; i < end; ++i) {
+      if (i + kFar < end) __builtin_prefetch(row(idx[i + kFar], ignored));
+      std::memcpy(dst + static_cast<size_t>(i - begin) * sizeof(Word), row(idx[i], hits),
+                  sizeof(Word));
+    }
+  };
+  switch (row_bytes) {
+    case 1: scalars(uint8_t{}); break;
+    case 2: scalars(uint16_t{}); break;
+    case 4: scalars(uint32_t{}); break;
+    case 8: scalars(uint64_t{}); break;
+    default:
+      for (int64_t i = begin; i < end; ++i) {
+        if (i + kAhead < end) __builtin_prefetch(row(idx[i + kAhead], ignored));
+        std::memcpy(dst + static_cast<size_t>(i - begin) * row_bytes, row(idx[i], hits),
+                    row_bytes);
+      }
   }
   if (src.counts != nullptr) src.counts->add(hits, end - begin);
 }

@@ -90,7 +90,7 @@ def _csc(edge_index: Any, num_src: int, num_dst: int, where: str) -> Tuple[Tenso
     col = src[perm].to(torch.int32 if num_src < 2**31 else torch.int64)
     rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=rowptr[1:])
-    return huge_pages(rowptr), huge_pages(col), perm
+    return huge_pages(rowptr), huge_pages(col), huge_pages(perm)  # all read at random
 
 
 _hetero_converted: Dict[int, Tuple[weakref.ref, Tuple[int, ...], HeteroCsc]] = {}
