@@ -191,6 +191,9 @@ class HeteroBatch:
       with the seeds (``input_id``, ...).
     - ``batch[t]``: after disjoint sampling, the seed each node belongs to
       (``None`` otherwise).
+    - ``attrs[t]``: other per-node attributes of type ``t`` sliced by
+      ``n_id[t]`` in the sampling workers (``{name: tensor}``; ``to_pyg``
+      fills it with the ``HeteroData``'s node attributes).
 
     Example:
         >>> b = HeteroBatch(x={}, y=None, edge_index={("a", "to", "p"): torch.tensor([[0], [0]])},
@@ -211,6 +214,7 @@ class HeteroBatch:
     input_type: str
     payload: Dict[str, Any] = field(default_factory=dict)
     batch: Optional[Dict[str, Tensor]] = None
+    attrs: Dict[str, Dict[str, Tensor]] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
@@ -218,7 +222,8 @@ class HeteroBatch:
 
     def tensors(self) -> List[Tensor]:
         out = [*self.x.values(), *self.edge_index.values(), *self.n_id.values(),
-               *self.e_id.values(), *(self.batch or {}).values()]
+               *self.e_id.values(), *(self.batch or {}).values(),
+               *(v for named in self.attrs.values() for v in named.values())]
         return out if self.y is None else out + [self.y]
 
     def _map(self, fn: Any) -> HeteroBatch:
@@ -229,7 +234,8 @@ class HeteroBatch:
             e_id={e: fn(v) for e, v in self.e_id.items()},
             num_sampled_nodes=self.num_sampled_nodes, num_sampled_edges=self.num_sampled_edges,
             input_type=self.input_type, payload=self.payload,
-            batch=None if self.batch is None else {t: fn(v) for t, v in self.batch.items()})
+            batch=None if self.batch is None else {t: fn(v) for t, v in self.batch.items()},
+            attrs={t: {k: fn(v) for k, v in named.items()} for t, named in self.attrs.items()})
 
     def to(self, device: Device, non_blocking: bool = False) -> HeteroBatch:
         """Copies every tensor to ``device`` (asynchronously from pinned memory

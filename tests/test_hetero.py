@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 from pathlib import Path
 
@@ -250,7 +251,7 @@ def _native_run(ds, **kwargs):
 def test_hash_relabelling_and_prefetch_give_identical_samples(mag):
     base = _native_run(mag)
     for variant in (_native_run(mag, dense_limit=0), _native_run(mag, prefetch=False)):
-        for (n1, e1, c1, s1, _, _), (n2, e2, c2, s2, _, _) in zip(base, variant):
+        for (n1, e1, c1, s1, *_), (n2, e2, c2, s2, *_) in zip(base, variant):
             assert all(np.array_equal(a, b) for a, b in zip(n1, n2))
             assert all(np.array_equal(a[i], b[i]) for a, b in zip(e1, e2) for i in range(2))
             assert c1 == c2 and s1 == s2
@@ -662,9 +663,54 @@ def test_native_disjoint_hetero_checks_its_input(mag):
     with pytest.raises(ValueError, match="gathers no features"):
         _native.HeteroSession(mag.graph, fan, x=[mag.x[t].numpy() for t in types],
                               disjoint=True)
+    with pytest.raises(ValueError, match="gathers no features"):
+        _native.HeteroSession(mag.graph, fan, attrs=[(0, mag.x[types[0]].numpy())],
+                              disjoint=True)
     session = _native.HeteroSession(mag.graph, fan, disjoint=True)
     both = [np.array([0, 1]) if t in ("paper", "author") else np.empty(0, dtype=np.int64)
             for t in types]
     session.submit(both, 0, 0)
     with pytest.raises(ValueError, match="seeds of one node type"):
         session.next()
+
+
+def test_native_node_attributes_are_checked(mag):
+    fan = [[2] for _ in mag.edge_types]
+    paper = mag.node_types.index("paper")
+    rows = np.zeros(mag.num_nodes["paper"], dtype=np.int16)
+    with pytest.raises(ValueError, match=r"attrs\[0\] names node type 9"):
+        _native.HeteroSession(mag.graph, fan, attrs=[(9, rows)])
+    with pytest.raises(ValueError, match=r"attrs\[1\] has 3 rows but node type"):
+        _native.HeteroSession(mag.graph, fan, attrs=[(paper, rows), (paper, rows[:3])])
+    with pytest.raises(ValueError, match="must be 1-D or 2-D"):
+        _native.HeteroSession(mag.graph, fan, attrs=[(paper, rows.reshape(-1, 1, 1))])
+
+
+def test_to_pyg_slices_every_node_attribute_in_the_workers(mag_pyg):
+    """Labels, masks, a 3-D attribute and fp16/int16 attributes are sliced
+    by the sampling workers (fused); what is not one row per node stays as
+    PyG's own node slicing leaves it."""
+    from salient_pipes.pyg import NeighborLoader
+
+    data = copy.copy(mag_pyg)
+    n = data["author"].num_nodes
+    data["author"].pos = torch.randn(n, 2, 3)
+    data["author"].rank = torch.randint(-100, 100, (n,), dtype=torch.int16)
+    data["author"].score = torch.rand(n).half()
+    data["paper"].weight = torch.rand(data["paper"].num_nodes, 1, dtype=torch.float64)
+    loader = NeighborLoader(data, [3, 2], input_nodes=("paper", data["paper"].train_mask),
+                            batch_size=25, seed=2)
+    stage = loader.pipe
+    while not hasattr(stage, "fused_attrs"):
+        stage = stage.source
+    assert set(stage.fused_attrs["author"]) == {"pos", "rank", "score"}
+    assert {"y", "train_mask", "weight"} <= set(stage.fused_attrs["paper"])
+    batches = list(loader)
+    assert len(batches) > 2
+    for batch in batches:
+        for t in data.node_types:
+            for key, value in data[t].items():
+                if key == "num_nodes":
+                    continue
+                got = batch[t][key]
+                assert got.dtype == value.dtype and torch.equal(got, value[batch[t].n_id]), (t, key)

@@ -523,10 +523,12 @@ class PyHeteroSession {
                   std::optional<py::array> y, int y_type, int num_threads, bool ordered,
                   int64_t dense_limit, std::vector<std::optional<py::array>> edge_ids,
                   bool prefetch, int64_t fail_at_position,
-                  std::vector<std::shared_ptr<RowCache>> x_cache, bool disjoint)
+                  std::vector<std::shared_ptr<RowCache>> x_cache, bool disjoint,
+                  std::vector<std::pair<int, py::array>> attrs)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
+        attrs_(std::move(attrs)),
         x_cache_(std::move(x_cache)),
         edge_ids_(std::move(edge_ids)),
         return_e_id_(return_e_id) {
@@ -563,9 +565,9 @@ class PyHeteroSession {
     job.config.seed = seed;
     job.config.dense_limit = dense_limit;
     job.config.disjoint = disjoint;
-    if (disjoint && (y_ || std::any_of(x_.begin(), x_.end(), [](const auto& a) {
-          return a.has_value();
-        }))) {
+    const bool gathers_x =
+        std::any_of(x_.begin(), x_.end(), [](const auto& a) { return a.has_value(); });
+    if (disjoint && (y_ || gathers_x || !attrs_.empty())) {
       throw py::value_error("disjoint sampling gathers no features");
     }
     if (!edge_ids_.empty() && edge_ids_.size() != edge_types) {
@@ -620,6 +622,21 @@ class PyHeteroSession {
       }
       job.y_type = y_type;
     }
+    for (size_t i = 0; i < attrs_.size(); ++i) {
+      const auto& [type, array] = attrs_[i];
+      const std::string name = "attrs[" + std::to_string(i) + "]";
+      if (type < 0 || static_cast<size_t>(type) >= types) {
+        throw py::value_error(name + " names node type " + std::to_string(type) +
+                              "; the graph has " + std::to_string(types));
+      }
+      sp::NodeAttr attr{type, rows_of(array, name.c_str())};
+      if (attr.rows.num_rows != g.num_nodes[static_cast<size_t>(type)]) {
+        throw py::value_error(name + " has " + std::to_string(attr.rows.num_rows) +
+                              " rows but node type " + std::to_string(type) + " has " +
+                              std::to_string(g.num_nodes[static_cast<size_t>(type)]) + " nodes");
+      }
+      job.attrs.push_back(attr);
+    }
     session_ = std::make_unique<sp::Session<sp::HeteroJob>>(
         std::move(job), check_threads(num_threads), ordered, fail_at_position);
   }
@@ -636,7 +653,7 @@ class PyHeteroSession {
   }
 
   // (n_id per node type, (edge_index [2, E], e_id) per edge type, num_sampled_nodes,
-  //  num_sampled_edges, x per node type (None where not gathered), y)
+  //  num_sampled_edges, x per node type (None where not gathered), y, attrs)
   py::tuple next() {
     sp::HeteroSample s;
     {
@@ -645,8 +662,10 @@ class PyHeteroSession {
     }
     py::list n_ids;
     py::list xs;
+    std::vector<int64_t> counts;  // nodes per type (n_id moves out below)
     for (size_t t = 0; t < s.n_id.size(); ++t) {
       const auto n = static_cast<int64_t>(s.n_id[t].size());
+      counts.push_back(n);
       n_ids.append(int64_array(std::move(s.n_id[t]), {n}));
       if (t < x_.size() && x_[t]) {
         xs.append(to_array(std::move(s.x[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
@@ -663,7 +682,14 @@ class PyHeteroSession {
     }
     py::object ys = py::none();
     if (y_) ys = to_array(std::move(s.y), y_->dtype(), row_shape(*y_, s.num_y));
-    return py::make_tuple(n_ids, edges, s.num_sampled_nodes, s.num_sampled_edges, xs, ys);
+    py::list attrs;
+    for (size_t i = 0; i < attrs_.size() && i < s.attrs.size(); ++i) {
+      const auto& [type, array] = attrs_[i];
+      const int64_t n = counts[static_cast<size_t>(type)];
+      attrs.append(to_array(std::move(s.attrs[i]), array.dtype(), row_shape(array, n)));
+    }
+    return py::make_tuple(n_ids, edges, s.num_sampled_nodes, s.num_sampled_edges, xs, ys,
+                          attrs);
   }
 
   void cancel() { session_->cancel(); }
@@ -679,6 +705,7 @@ class PyHeteroSession {
   std::shared_ptr<HeteroGraph> graph_;
   std::vector<std::optional<py::array>> x_;
   std::optional<py::array> y_;
+  std::vector<std::pair<int, py::array>> attrs_;  // (node type, rows): kept alive here
   std::vector<std::shared_ptr<RowCache>> x_cache_;
   std::vector<std::optional<py::array>> edge_ids_;
   bool return_e_id_;
@@ -855,7 +882,8 @@ PYBIND11_MODULE(_core, m) {
                     bool, uint64_t, std::vector<std::optional<py::array>>,
                     std::optional<py::array>, int, int, bool, int64_t,
                     std::vector<std::optional<py::array>>, bool, int64_t,
-                    std::vector<std::shared_ptr<RowCache>>, bool>(),
+                    std::vector<std::shared_ptr<RowCache>>, bool,
+                    std::vector<std::pair<int, py::array>>>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0,
            py::arg("x") = std::vector<std::optional<py::array>>{}, py::arg("y") = py::none(),
@@ -864,7 +892,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("edge_ids") = std::vector<std::optional<py::array>>{},
            py::arg("prefetch") = true, py::arg("fail_at_position") = -1,
            py::arg("x_cache") = std::vector<std::shared_ptr<RowCache>>{},
-           py::arg("disjoint") = false)
+           py::arg("disjoint") = false,
+           py::arg("attrs") = std::vector<std::pair<int, py::array>>{})
       .def("submit", &PyHeteroSession::submit, py::arg("seeds"), py::arg("epoch"),
            py::arg("position"))
       .def("next", &PyHeteroSession::next)

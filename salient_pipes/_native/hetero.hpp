@@ -59,6 +59,14 @@ struct HeteroSample {
   std::vector<Buffer<unsigned char>> x;                 // per node type, when gathered
   Buffer<unsigned char> y;                              // the labelled type's seeds' rows
   int64_t num_y = 0;                                    // rows in y
+  std::vector<Buffer<unsigned char>> attrs;             // per extra node attribute, its rows
+};
+
+// A per-node attribute besides x (labels, masks, ...) gathered for every
+// sampled node of its type.
+struct NodeAttr {
+  int type = 0;
+  Rows rows;
 };
 
 class HeteroSampler {
@@ -229,7 +237,8 @@ class HeteroSampler {
 };
 
 // A session's work for heterogeneous sampling (see session.hpp): sample,
-// then gather each node type's x rows and the labelled type's seeds' y rows.
+// then gather each node type's x rows, the labelled type's seeds' y rows and
+// the rows of every extra node attribute.
 struct HeteroJob {
   using Input = HeteroSeeds;
   using Output = HeteroSample;
@@ -240,6 +249,7 @@ struct HeteroJob {
   std::vector<std::optional<Rows>> x;  // per node type
   std::optional<Rows> y;
   int y_type = -1;
+  std::vector<NodeAttr> attrs;
   std::shared_ptr<BlockPool> pool = std::make_shared<BlockPool>(64);
 
   void make_worker(std::optional<HeteroSampler>& worker) const {
@@ -262,6 +272,12 @@ struct HeteroJob {
       s.y.resize(ids.size() * static_cast<size_t>(y->row_bytes));
       s.num_y = static_cast<int64_t>(ids.size());
       gather_rows(*y, ids.data(), 0, static_cast<int64_t>(ids.size()), s.y.data());
+    }
+    for (const NodeAttr& a : attrs) {
+      const auto& ids = s.n_id[static_cast<size_t>(a.type)];
+      s.attrs.emplace_back(pool);
+      s.attrs.back().resize(ids.size() * static_cast<size_t>(a.rows.row_bytes));
+      gather_rows(a.rows, ids.data(), 0, static_cast<int64_t>(ids.size()), s.attrs.back().data());
     }
     return s;
   }

@@ -17,6 +17,16 @@ from salient_pipes.pipes.base import WORKER_PROCESS_ERROR, Stage
 from salient_pipes.pipes.sample import default_num_threads, run_session
 
 HeteroFanouts = Union[Sequence[int], Mapping[EdgeType, Sequence[int]]]
+NodeAttrs = Mapping[str, Mapping[str, Tensor]]  # {node type: {name: one row per node}}
+
+
+def _flat(attrs: Optional[NodeAttrs]) -> List[Tuple[str, str, Tensor]]:
+    return [(t, key, v) for t, named in (attrs or {}).items() for key, v in named.items()]
+
+
+def _as_rows(v: Tensor) -> Tensor:
+    """``v`` as a 1-D or 2-D table with one row per node."""
+    return v if v.dim() <= 2 else v.reshape(v.size(0), -1)
 
 
 def hetero_fanouts(fanouts: HeteroFanouts, edge_types: Sequence[EdgeType],
@@ -129,8 +139,9 @@ class SampleHeteroNeighbors(Stage):
                         "and cannot be pickled or copied)")
 
     def _session_for(self, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
-                     cache: Optional[Mapping[str, Any]] = None) -> _native.HeteroSession:
-        key = (id(x), id(y), id(cache))
+                     cache: Optional[Mapping[str, Any]] = None,
+                     attrs: Optional[NodeAttrs] = None) -> _native.HeteroSession:
+        key = (id(x), id(y), id(cache), id(attrs))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
                 self._session = None
@@ -147,7 +158,9 @@ class SampleHeteroNeighbors(Stage):
                 fail_at_position=self._fail_at,
                 x_cache=[cache[t].native if t in cache else None
                          for t in self.node_types] if cache else [],
-                disjoint=self.disjoint)
+                disjoint=self.disjoint,
+                attrs=[(self.node_types.index(t), as_buffer(_as_rows(v)))
+                       for t, key, v in _flat(attrs)])
             self._session_key = key
         return self._session
 
@@ -168,13 +181,17 @@ class SampleHeteroNeighbors(Stage):
 
     def _generate(self, epoch: int, start: int, x: Optional[Mapping[str, Tensor]] = None,
                   y: Optional[Tensor] = None, cache: Optional[Mapping[str, Any]] = None,
-                  **options: Any) -> Iterator[HeteroBatch]:
-        return run_session(self, self._session_for(x, y, cache), epoch, start, self._seeds,
-                           lambda result, payloads: self._wrap(result, x, y, payloads))
+                  attrs: Optional[NodeAttrs] = None, **options: Any) -> Iterator[HeteroBatch]:
+        return run_session(self, self._session_for(x, y, cache, attrs), epoch, start,
+                           self._seeds,
+                           lambda result, payloads: self._wrap(result, x, y, payloads, attrs))
 
     def _wrap(self, result: tuple, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
-              payloads: Deque[Dict[str, Any]]) -> HeteroBatch:
-        n_ids, edges, num_nodes, num_edges, xs, ys = result
+              payloads: Deque[Dict[str, Any]], attrs: Optional[NodeAttrs] = None) -> HeteroBatch:
+        n_ids, edges, num_nodes, num_edges, xs, ys, sliced = result
+        by_type: Dict[str, Dict[str, Tensor]] = {}
+        for (t, key, v), a in zip(_flat(attrs), sliced):
+            by_type.setdefault(t, {})[key] = from_buffer(a, v.dtype).view(-1, *v.shape[1:])
         n_id = {t: torch.from_numpy(a) for t, a in zip(self.node_types, n_ids)}
         batch = None
         if self.disjoint:  # keys: seed index * key_space + node
@@ -192,13 +209,16 @@ class SampleHeteroNeighbors(Stage):
             num_sampled_nodes=dict(zip(self.node_types, num_nodes)),
             num_sampled_edges=dict(zip(self.edge_types, num_edges)),
             input_type=self.input_type,
-            payload=payloads.popleft() if self.ordered else {})
+            payload=payloads.popleft() if self.ordered else {}, attrs=by_type)
 
     def _prepared(self, x: Mapping[str, Tensor], y: Optional[Tensor],
-                  cache: Optional[Mapping[str, Any]] = None) -> Iterator[HeteroBatch]:
+                  cache: Optional[Mapping[str, Any]] = None,
+                  attrs: Optional[NodeAttrs] = None) -> Iterator[HeteroBatch]:
         """This stage's epoch with features gathered inside the workers
-        (through ``cache``, a :class:`FeatureCache` per node type, if given)."""
-        return self._run({"x": x, "y": y, "cache": cache})
+        (through ``cache``, a :class:`FeatureCache` per node type, if given),
+        and with ``attrs`` (``{node type: {name: tensor}}``, one row per
+        node) sliced there too, into :attr:`HeteroBatch.attrs`."""
+        return self._run({"x": x, "y": y, "cache": cache, "attrs": attrs})
 
     def __len__(self) -> int:
         return len(self.source)

@@ -18,6 +18,16 @@ from salient_pipes.pipes.to_pyg import SUBGRAPH_TYPES, induced_edges
 _ON_SRC, _ON_DST = ("src_index",), ("dst_pos_index", "dst_neg_index")
 
 
+def _row_per_node(data: Any, t: str, key: str, value: Any) -> bool:
+    """Whether node type ``t``'s attribute ``key`` is a CPU tensor with one
+    row per node along dim 0, which the sampling workers can slice."""
+    store = data[t]
+    return (isinstance(value, torch.Tensor) and value.device.type == "cpu"
+            and value.dim() >= 1 and store.is_node_attr(key)
+            and data.__cat_dim__(key, value, store) == 0
+            and value.size(0) == store.num_nodes)
+
+
 class ToHeteroPyG(Stage):
     """Turns each :class:`HeteroBatch` into a ``torch_geometric.data.HeteroData``
     as PyG's loaders build theirs (PyG's own node slicing): every
@@ -57,19 +67,29 @@ class ToHeteroPyG(Stage):
             raise ValueError("subgraph_type='induced' needs the sampler to read a HeteroData's "
                              "CSCs (hetero_csc_of(data)), which map positions to edge ids")
         self.data = data
+        # Node attributes the sampling workers slice (x into HeteroBatch.x,
+        # the others into HeteroBatch.attrs); PyG's node slicing does the rest.
         self.fused_x: Dict[str, torch.Tensor] = {}
+        self.fused_attrs: Dict[str, Dict[str, torch.Tensor]] = {}
         if isinstance(source, SampleHeteroNeighbors) and not source.disjoint:
             for t in data.node_types:
                 x = getattr(data[t], "x", None)
                 if isinstance(x, torch.Tensor) and x.dim() == 2 and x.device.type == "cpu":
                     self.fused_x[t] = x
+                named = {key: value for key, value in data[t].items()
+                         if key != "x" and _row_per_node(data, t, key, value)}
+                if named:
+                    self.fused_attrs[t] = named
         self._rest = copy.copy(data)
-        for t in self.fused_x:
+        for t in {*self.fused_x, *self.fused_attrs}:
             self._rest[t].num_nodes = data[t].num_nodes  # stated: not inferred from x
-            del self._rest[t].x
+            for key in ["x"] * (t in self.fused_x) + list(self.fused_attrs.get(t, ())):
+                delattr(self._rest[t], key)
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
-        items = self.source._prepared(self.fused_x, None) if self.fused_x else self.source
+        fused = self.fused_x or self.fused_attrs
+        items = self.source._prepared(self.fused_x, None, attrs=self.fused_attrs) if fused \
+            else self.source
         for sub in items:
             if not isinstance(sub, HeteroBatch):
                 raise TypeError(f"to_pyg(HeteroData) takes heterogeneous samples, got "
@@ -92,8 +112,7 @@ class ToHeteroPyG(Stage):
             batch[t].n_id = sub.n_id[t]
             if counted:
                 batch[t].num_sampled_nodes = sub.num_sampled_nodes[t]
-        for t, x in sub.x.items():
-            batch[t].x = x
+        self._fill_nodes(batch, sub)
         # Edge stores as PyG's filter_edge_store_ builds them, without copying
         # the sampler's [2, E] edge_index again.
         for e in self._rest.edge_types:
@@ -108,6 +127,15 @@ class ToHeteroPyG(Stage):
             if counted:
                 batch[e].num_sampled_edges = sub.num_sampled_edges[e]
         return self._payload(batch, sub)
+
+    @staticmethod
+    def _fill_nodes(batch: Any, sub: HeteroBatch) -> None:
+        """Puts the node attributes the workers sliced into ``batch``."""
+        for t, x in sub.x.items():
+            batch[t].x = x
+        for t, named in sub.attrs.items():
+            for key, value in named.items():
+                batch[t][key] = value
 
     @staticmethod
     def _payload(batch: Any, sub: HeteroBatch) -> Any:
@@ -149,8 +177,7 @@ class ToHeteroPyG(Stage):
         for t in self._rest.node_types:
             filter_node_store_(self._rest[t], batch[t], sub.n_id[t])
             batch[t].n_id = sub.n_id[t]
-        for t, x in sub.x.items():
-            batch[t].x = x
+        self._fill_nodes(batch, sub)
         for e in self._rest.edge_types:
             store = batch[e]
             for key in list(store.keys()):
