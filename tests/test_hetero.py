@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 from pathlib import Path
 
@@ -625,7 +626,7 @@ def test_induced_hetero_batches_match_pygs_with_all_neighbours(mag_pyg):
 
 
 def test_disjoint_hetero_batches_give_every_seed_its_own_subgraph(mag_pyg):
-    from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader
+    from salient_pipes.pyg import NeighborLoader
 
     seeds = torch.tensor([3, 7, 3, 11])  # a repeated seed gets a subgraph of its own too
     batch = next(iter(NeighborLoader(mag_pyg, [-1, -1], input_nodes=("paper", seeds),
@@ -650,8 +651,6 @@ def test_disjoint_hetero_batches_give_every_seed_its_own_subgraph(mag_pyg):
                            torch.tensor([float(batch[e].e_id.numel())]))
     x = mag_pyg["paper"].x
     assert torch.equal(batch["paper"].x, x[batch["paper"].n_id])
-    with pytest.raises(NotImplementedError, match="disjoint link sampling"):
-        LinkNeighborLoader(mag_pyg, [2], edge_label_index=WRITES, disjoint=True)
     with pytest.raises(NotImplementedError, match="induced"):
         NeighborLoader(mag_pyg, [2], input_nodes="paper", disjoint=True,
                        subgraph_type="induced")
@@ -667,11 +666,13 @@ def test_native_disjoint_hetero_checks_its_input(mag):
         _native.HeteroSession(mag.graph, fan, attrs=[(0, mag.x[types[0]].numpy())],
                               disjoint=True)
     session = _native.HeteroSession(mag.graph, fan, disjoint=True)
-    both = [np.array([0, 1]) if t in ("paper", "author") else np.empty(0, dtype=np.int64)
+    both = [np.array([4, 1]) if t in ("paper", "author") else np.empty(0, dtype=np.int64)
             for t in types]
     session.submit(both, 0, 0)
-    with pytest.raises(ValueError, match="seeds of one node type"):
-        session.next()
+    n_id = session.next()[0]
+    space = session.key_space
+    for t in ("paper", "author"):  # seed i of every type opens subgraph i
+        assert n_id[types.index(t)][:2].tolist() == [4, space + 1]
 
 
 def test_native_node_attributes_are_checked(mag):
@@ -714,3 +715,73 @@ def test_to_pyg_slices_every_node_attribute_in_the_workers(mag_pyg):
                     continue
                 got = batch[t][key]
                 assert got.dtype == value.dtype and torch.equal(got, value[batch[t].n_id]), (t, key)
+
+
+def _constant(value, _):
+    return value
+
+
+@pytest.mark.parametrize("edge_type", [WRITES, CITES])
+@pytest.mark.parametrize("neg_sampling", [None, "binary", "triplet"])
+def test_disjoint_hetero_link_batches_follow_pyg_layout(mag_pyg, edge_type, neg_sampling):
+    """Disjoint link batches of a heterogeneous graph, laid out as PyG's:
+    with endpoints of two types, source i and destination i share subgraph
+    i; of one type, every endpoint has its own; ``batch`` is the subgraph's
+    index mod the batch size. Each subgraph holds exactly what sampling its
+    seeds alone gives (all neighbours)."""
+    from salient_pipes.batch import SeedBatch
+    from salient_pipes.pyg import LinkNeighborLoader, hetero_csc_of
+
+    data = mag_pyg
+    src_t, _, dst_t = edge_type
+    fanouts = {WRITES: [-1, -1], CITES: [-1, -1]}
+    size = 4
+    loader = LinkNeighborLoader(data, fanouts, edge_label_index=edge_type, batch_size=size,
+                                disjoint=True, neg_sampling=neg_sampling, shuffle=True, seed=6)
+    batch = next(iter(loader))
+    label_index = data[edge_type].edge_index[:, batch[edge_type].input_id]
+    if neg_sampling == "triplet":
+        src = batch[src_t].n_id[batch[src_t].src_index]
+        dst = batch[dst_t].n_id[batch[dst_t].dst_pos_index]
+        negatives = batch[dst_t].dst_neg_index
+        assert negatives.shape == (size,)
+        # negative k of edge i is in edge i's group
+        assert torch.equal(batch[dst_t].batch[negatives], torch.arange(size))
+    else:
+        eli = batch[edge_type].edge_label_index
+        src, dst = batch[src_t].n_id[eli[0]][:size], batch[dst_t].n_id[eli[1]][:size]
+        assert torch.equal(batch[src_t].batch[eli[0]], torch.arange(eli.size(1)) % size)
+        assert torch.equal(batch[dst_t].batch[eli[1]], torch.arange(eli.size(1)) % size)
+        if neg_sampling == "binary":
+            assert torch.equal(batch[edge_type].edge_label,
+                               torch.cat([torch.ones(size), torch.zeros(eli.size(1) - size)]))
+    assert torch.equal(src, label_index[0]) and torch.equal(dst, label_index[1])
+
+    # Which seeds opened which subgraph, as PyG numbers them.
+    seeds = {t: batch[t].n_id[: batch[t].num_sampled_nodes[0]] for t in data.node_types}
+    if src_t != dst_t:
+        pairs = [{src_t: seeds[src_t][j:j + 1], dst_t: seeds[dst_t][j:j + 1]}
+                 for j in range(max(seeds[src_t].numel(), seeds[dst_t].numel()))]
+        for p in pairs:  # triplets: the extra destinations have no source
+            for t in list(p):
+                if p[t].numel() == 0:
+                    del p[t]
+    else:
+        pairs = [{src_t: seeds[src_t][j:j + 1]} for j in range(seeds[src_t].numel())]
+
+    csc = hetero_csc_of(data)
+
+    def alone(p):  # the seeds of one subgraph, sampled together without disjoint
+        pipe = NodeIndices(torch.arange(1)).map(functools.partial(_constant, SeedBatch(p, {})))
+        pipe = pipe.sample_neighbors(csc, fanouts, input_type=src_t)
+        only = next(iter(pipe))
+        return sorted((t, n) for t in data.node_types for n in only.n_id[t].tolist())
+
+    for i in range(size):
+        expected = sorted(sum((alone(p) for j, p in enumerate(pairs) if j % size == i), []))
+        got = sorted((t, n) for t in data.node_types
+                     for n, g in zip(batch[t].n_id.tolist(), batch[t].batch.tolist()) if g == i)
+        assert got == expected, i
+    for e in data.edge_types:  # edges stay within one group
+        ei = batch[e].edge_index
+        assert torch.equal(batch[e[0]].batch[ei[0]], batch[e[2]].batch[ei[1]])

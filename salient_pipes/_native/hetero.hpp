@@ -42,7 +42,9 @@ struct HeteroConfig {
   std::vector<const int64_t*> edge_ids;  // per edge type: e_id map, or null for positions
   // Every seed gets a subgraph of its own (PyG's disjoint): n_id then holds
   // keys seed_index * key_space + node, with key_space the largest node count
-  // of any type. Seeds of one node type only.
+  // of any type and seed_index the seed's position among its type's seeds.
+  // Seeds of several types at the same position share a subgraph (a link's
+  // two endpoints when they are of different types, as PyG samples them).
   bool disjoint = false;
 };
 
@@ -189,18 +191,12 @@ class HeteroSampler {
 
  private:
   void check_disjoint(const HeteroSeeds& seeds) const {
-    size_t typed = 0;
     for (const auto& s : seeds) {
-      if (s.empty()) continue;
-      ++typed;
       if (static_cast<int64_t>(s.size()) > std::numeric_limits<int64_t>::max() / key_space_) {
         throw std::invalid_argument("a disjoint batch of " + std::to_string(s.size()) +
                                     " seeds over " + std::to_string(key_space_) +
                                     " nodes overflows its int64 keys");
       }
-    }
-    if (typed > 1) {
-      throw std::invalid_argument("disjoint sampling takes seeds of one node type");
     }
   }
 

@@ -36,7 +36,8 @@ class SeedEdges(Stage):
 
     Seeds are the distinct endpoints, sorted; with ``disjoint=True`` every
     endpoint is a seed of its own (for disjoint sampling, as PyG lays it
-    out). Negatives are drawn by the
+    out: with endpoints of two node types, the i-th source and the i-th
+    destination share subgraph i). Negatives are drawn by the
     native core from a stream keyed by ``(seed, epoch, batch position)``:
     the same on every run and resume, whatever the thread count.
 
@@ -60,9 +61,6 @@ class SeedEdges(Stage):
         self.edge_type = edge_type
         self.num_dst_nodes = self.num_nodes if num_dst_nodes is None else \
             check_int("num_dst_nodes", num_dst_nodes, minimum=1)
-        if edge_type is not None and disjoint:
-            raise NotImplementedError("disjoint sampling of heterogeneous graphs is not "
-                                      "supported yet")
         eli = torch.as_tensor(edge_label_index)
         if eli.dim() != 2 or eli.size(0) != 2 or eli.is_floating_point() or \
                 eli.dtype == torch.bool:
@@ -127,6 +125,9 @@ class SeedEdges(Stage):
             per_edge = math.ceil(self.amount)
             dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position,
                                                   dst=True)])
+        if self.disjoint and self.edge_type is not None and \
+                self.edge_type[0] != self.edge_type[2]:
+            return self._disjoint_bipartite(src, dst, num_pos, label, payload)
         if self.disjoint:
             return self._disjoint(torch.cat([src, dst]), num_pos, label, payload)
         if self.edge_type is not None and self.edge_type[0] != self.edge_type[2]:
@@ -175,7 +176,28 @@ class SeedEdges(Stage):
             payload["edge_label_index"] = torch.arange(seeds.numel()).view(2, -1)
             if label is not None:
                 payload["edge_label"] = label
+        if self.edge_type is not None:
+            payload["input_edge_type"] = self.edge_type
+            return SeedBatch({self.edge_type[0]: seeds}, payload)
         return SeedBatch(seeds, payload)
+
+    def _disjoint_bipartite(self, src: Tensor, dst: Tensor, num_pos: int,
+                            label: Optional[Tensor], payload: Dict[str, Any]) -> SeedBatch:
+        # Endpoints of two node types: the i-th source and the i-th
+        # destination seed share subgraph i (PyG's numbering), then
+        # subgraphs are grouped by edge (mod batch size).
+        payload["disjoint_groups"] = num_pos
+        if self.neg_sampling == "triplet":
+            payload["src_index"] = torch.arange(num_pos)
+            payload["dst_pos_index"] = torch.arange(num_pos)
+            negatives = torch.arange(num_pos, dst.numel()).view(-1, num_pos).t()
+            payload["dst_neg_index"] = negatives.contiguous().squeeze(-1)
+        else:
+            payload["edge_label_index"] = torch.arange(src.numel()).repeat(2).view(2, -1)
+            if label is not None:
+                payload["edge_label"] = label
+        payload["input_edge_type"] = self.edge_type
+        return SeedBatch({self.edge_type[0]: src, self.edge_type[2]: dst}, payload)
 
     def __len__(self) -> int:
         return len(self.source)

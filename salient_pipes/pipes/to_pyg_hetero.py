@@ -141,9 +141,10 @@ class ToHeteroPyG(Stage):
     def _payload(batch: Any, sub: HeteroBatch) -> Any:
         """Puts the batch's payload (and disjoint ``batch`` vectors) where
         PyG's loaders put them."""
-        for t, seed_of in (sub.batch or {}).items():
-            batch[t].batch = seed_of
         payload = dict(sub.payload)
+        groups = payload.pop("disjoint_groups", None)  # link batches: subgraph -> its edge
+        for t, seed_of in (sub.batch or {}).items():
+            batch[t].batch = seed_of if groups is None else seed_of % groups
         edge_type: Optional[tuple] = payload.pop("input_edge_type", None)
         if edge_type is None:  # node batches, as PyG's NeighborLoader
             for key, value in payload.items():

@@ -232,9 +232,6 @@ class LinkNeighborLoader(_Loader):
                          neighbor_sampler, kwargs)
         mode, amount = negative_sampling(neg_sampling, neg_sampling_ratio)
         edge_type, num_src, num_dst = None, None, None
-        if self.hetero and self.disjoint:
-            raise NotImplementedError("disjoint link sampling of heterogeneous graphs is not "
-                                      "supported yet by salient_pipes.pyg")
         if self.hetero:
             edge_type, edge_label_index = _typed_edges(edge_label_index, self.csc.edge_types)
             if edge_label_index is None:
