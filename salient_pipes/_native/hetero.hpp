@@ -256,24 +256,17 @@ struct HeteroJob {
                        uint64_t position) const {
     HeteroSample s = sampler.sample(seeds, epoch, position);
     for (size_t t = 0; t < x.size() && t < s.n_id.size(); ++t) {
-      s.x.emplace_back(pool);
-      if (!x[t]) continue;
-      const auto n = static_cast<int64_t>(s.n_id[t].size());
-      s.x[t].resize(static_cast<size_t>(n * x[t]->row_bytes));
-      gather_rows(*x[t], s.n_id[t].data(), 0, n, s.x[t].data());
+      s.x.push_back(x[t] ? gather_new(*x[t], s.n_id[t].data(), s.n_id[t].size(), pool)
+                         : Buffer<unsigned char>(pool));
     }
     if (y && y_type >= 0) {
       const auto& ids = seeds[static_cast<size_t>(y_type)];
-      s.y = Buffer<unsigned char>(pool);
-      s.y.resize(ids.size() * static_cast<size_t>(y->row_bytes));
+      s.y = gather_new(*y, ids.data(), ids.size(), pool);
       s.num_y = static_cast<int64_t>(ids.size());
-      gather_rows(*y, ids.data(), 0, static_cast<int64_t>(ids.size()), s.y.data());
     }
     for (const NodeAttr& a : attrs) {
       const auto& ids = s.n_id[static_cast<size_t>(a.type)];
-      s.attrs.emplace_back(pool);
-      s.attrs.back().resize(ids.size() * static_cast<size_t>(a.rows.row_bytes));
-      gather_rows(a.rows, ids.data(), 0, static_cast<int64_t>(ids.size()), s.attrs.back().data());
+      s.attrs.push_back(gather_new(a.rows, ids.data(), ids.size(), pool));
     }
     return s;
   }

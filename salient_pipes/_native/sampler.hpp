@@ -132,6 +132,15 @@ inline void gather_rows(const Rows& src, const int64_t* idx, int64_t begin, int6
   if (src.counts != nullptr) src.counts->add(hits, end - begin);
 }
 
+// Rows idx[0, n) of src, in a buffer that takes its memory from `pool`.
+inline Buffer<unsigned char> gather_new(const Rows& src, const int64_t* idx, size_t n,
+                                        std::shared_ptr<BlockPool> pool) {
+  Buffer<unsigned char> out(std::move(pool));
+  out.resize(n * static_cast<size_t>(src.row_bytes));
+  gather_rows(src, idx, 0, static_cast<int64_t>(n), out.data());
+  return out;
+}
+
 // Per-worker state: scratch space reused across batches.
 class Sampler {
  public:
@@ -273,11 +282,7 @@ struct SampleJob {
       }
       gather_rows(*x, s.n_id.data(), 0, static_cast<int64_t>(s.n_id.size()), out);
     }
-    if (y) {
-      s.y = Buffer<unsigned char>(pool);
-      s.y.resize(seeds.size() * static_cast<size_t>(y->row_bytes));
-      gather_rows(*y, seeds.data(), 0, static_cast<int64_t>(seeds.size()), s.y.data());
-    }
+    if (y) s.y = gather_new(*y, seeds.data(), seeds.size(), pool);
     return s;
   }
 };

@@ -125,11 +125,8 @@ class SeedEdges(Stage):
             per_edge = math.ceil(self.amount)
             dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position,
                                                   dst=True)])
-        if self.disjoint and self.edge_type is not None and \
-                self.edge_type[0] != self.edge_type[2]:
-            return self._disjoint_bipartite(src, dst, num_pos, label, payload)
         if self.disjoint:
-            return self._disjoint(torch.cat([src, dst]), num_pos, label, payload)
+            return self._disjoint(src, dst, num_pos, label, payload)
         if self.edge_type is not None and self.edge_type[0] != self.edge_type[2]:
             return self._bipartite(src, dst, num_pos, label, payload)
         seeds, inverse = torch.cat([src, dst]).unique(return_inverse=True)
@@ -162,42 +159,32 @@ class SeedEdges(Stage):
         payload["input_edge_type"] = self.edge_type
         return SeedBatch({self.edge_type[0]: src_seeds, self.edge_type[2]: dst_seeds}, payload)
 
-    def _disjoint(self, seeds: Tensor, num_pos: int, label: Optional[Tensor],
+    def _disjoint(self, src: Tensor, dst: Tensor, num_pos: int, label: Optional[Tensor],
                   payload: Dict[str, Any]) -> SeedBatch:
-        # Every endpoint its own seed; a node's subgraph belongs to edge
-        # (seed position mod batch size), as PyG numbers them.
+        # Every endpoint its own seed, numbered as PyG numbers them: with
+        # endpoints of one node type, the destinations follow the sources
+        # in one seed list; of two types, each type has its own list, so
+        # the i-th source and the i-th destination share subgraph i. A
+        # node's subgraph belongs to edge (subgraph index mod batch size).
+        bipartite = self.edge_type is not None and self.edge_type[0] != self.edge_type[2]
+        first_dst = 0 if bipartite else src.numel()  # the destinations' first seed index
+        dst_index = torch.arange(first_dst, first_dst + dst.numel())
         payload["disjoint_groups"] = num_pos
         if self.neg_sampling == "triplet":
             payload["src_index"] = torch.arange(num_pos)
-            payload["dst_pos_index"] = torch.arange(num_pos, 2 * num_pos)
-            negatives = torch.arange(2 * num_pos, seeds.numel()).view(-1, num_pos).t()
+            payload["dst_pos_index"] = dst_index[:num_pos]
+            negatives = dst_index[num_pos:].view(-1, num_pos).t()
             payload["dst_neg_index"] = negatives.contiguous().squeeze(-1)
         else:
-            payload["edge_label_index"] = torch.arange(seeds.numel()).view(2, -1)
+            payload["edge_label_index"] = torch.stack([torch.arange(src.numel()), dst_index])
             if label is not None:
                 payload["edge_label"] = label
-        if self.edge_type is not None:
-            payload["input_edge_type"] = self.edge_type
-            return SeedBatch({self.edge_type[0]: seeds}, payload)
-        return SeedBatch(seeds, payload)
-
-    def _disjoint_bipartite(self, src: Tensor, dst: Tensor, num_pos: int,
-                            label: Optional[Tensor], payload: Dict[str, Any]) -> SeedBatch:
-        # Endpoints of two node types: the i-th source and the i-th
-        # destination seed share subgraph i (PyG's numbering), then
-        # subgraphs are grouped by edge (mod batch size).
-        payload["disjoint_groups"] = num_pos
-        if self.neg_sampling == "triplet":
-            payload["src_index"] = torch.arange(num_pos)
-            payload["dst_pos_index"] = torch.arange(num_pos)
-            negatives = torch.arange(num_pos, dst.numel()).view(-1, num_pos).t()
-            payload["dst_neg_index"] = negatives.contiguous().squeeze(-1)
-        else:
-            payload["edge_label_index"] = torch.arange(src.numel()).repeat(2).view(2, -1)
-            if label is not None:
-                payload["edge_label"] = label
+        if self.edge_type is None:
+            return SeedBatch(torch.cat([src, dst]), payload)
         payload["input_edge_type"] = self.edge_type
-        return SeedBatch({self.edge_type[0]: src, self.edge_type[2]: dst}, payload)
+        seeds = {self.edge_type[0]: src, self.edge_type[2]: dst} if bipartite else \
+            {self.edge_type[0]: torch.cat([src, dst])}
+        return SeedBatch(seeds, payload)
 
     def __len__(self) -> int:
         return len(self.source)

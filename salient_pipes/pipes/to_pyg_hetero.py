@@ -83,7 +83,8 @@ class ToHeteroPyG(Stage):
         self._rest = copy.copy(data)
         for t in {*self.fused_x, *self.fused_attrs}:
             self._rest[t].num_nodes = data[t].num_nodes  # stated: not inferred from x
-            for key in ["x"] * (t in self.fused_x) + list(self.fused_attrs.get(t, ())):
+            fused = list(self.fused_attrs.get(t, {})) + (["x"] if t in self.fused_x else [])
+            for key in fused:
                 delattr(self._rest[t], key)
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
