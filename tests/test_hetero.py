@@ -449,6 +449,24 @@ def test_training_learns_on_the_mag_like_graph(mag):
     assert acc > 2.0 / mag.num_classes
 
 
+def test_mag_like_features_have_unit_scale_and_349_classes_are_learnable():
+    # Inputs far from unit scale stalled HeteroSAGE at lr 0.01 (loss stayed
+    # at ln(349), accuracy at chance) although the classes are separable.
+    ds = HeteroDataset.synthetic_mag(scale=0.005, seed=1)
+    for t, x in ds.x.items():
+        std = x.float().std(0)
+        assert 0.9 < float(std.mean()) < 1.1, t
+    torch.manual_seed(0)
+    model = HeteroSAGE((ds.node_types, ds.edge_types), ds.num_features, 64, ds.num_classes,
+                       num_layers=2, target="paper")  # the example's model and optimiser
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    pipe = salient_pipeline(ds, batch_size=256, fanouts=[5, 5], device="cpu", num_threads=2)
+    for _ in range(4):
+        train_epoch(model, pipe, opt, progress=False)
+    acc = batchwise_test(model, ds, fanouts=[5, 5], device="cpu", progress=False)["valid"]
+    assert acc > 10.0 / ds.num_classes
+
+
 def test_cli_trains_the_mag_like_graph(tmp_path):
     import json
 

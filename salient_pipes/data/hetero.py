@@ -423,8 +423,9 @@ class HeteroDataset:
         type's edges joins nodes of one class (the rest are random);
         sources are drawn with heavy-tailed (Pareto) propensities. Every
         node type gets ``num_features`` features ``centroid[class] + noise``
-        (as ogbn-mag's papers have text embeddings and its other types, in
-        the usual setup, metapath2vec ones). The papers' classes are the
+        scaled to unit variance (as ogbn-mag's papers have text embeddings
+        and its other types, in the usual setup, metapath2vec ones; inputs
+        far from unit scale stall training at the usual learning rates). The papers' classes are the
         labels, split in mag's proportions. ``reverse`` adds each edge
         type's reverse (``rev_<rel>``) and makes ``cites`` symmetric, as
         PyG's ``ToUndirected`` does for mag.
@@ -438,8 +439,9 @@ class HeteroDataset:
         bounds = {t: torch.searchsorted(order[t].values, torch.arange(num_classes + 1))
                   for t in counts}
         centroids = torch.randn(num_classes, num_features, generator=gen)
-        x = {t: (centroids[label[t]] + feature_noise * torch.randn(n, num_features, generator=gen)
-                 ).to(feature_dtype) for t, n in counts.items()}
+        unit = 1.0 / math.sqrt(1.0 + feature_noise ** 2)  # unit variance per feature
+        x = {t: ((centroids[label[t]] + feature_noise * torch.randn(n, num_features, generator=gen))
+                 * unit).to(feature_dtype) for t, n in counts.items()}
         edges: Dict[EdgeType, Tuple[Tensor, Tensor]] = {}
         for (s, rel, d), m in MAG_EDGES.items():
             m = max(1, math.ceil(m * scale))
