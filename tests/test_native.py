@@ -127,6 +127,29 @@ def test_hash_relabel_grows_past_its_first_table():
         assert s1 == s2
 
 
+@pytest.mark.parametrize("restart", [1, 1500, 2**31])
+def test_slot_array_restarts_its_batch_counter_cleanly(restart):
+    # The slot array never resets a batch's slots; it moves a counter past
+    # them and zeroes the array when the counter passes `restart` (2**31 by
+    # default; 1500 here means every few batches, 1 after every batch).
+    # Every batch of one long-lived session must equal the hash relabel's.
+    rowptr, col = random_csr(3000, 40000, seed=41)
+    graph = _native.CSRGraph(rowptr, col)
+    rng = np.random.default_rng(4)
+    batches = [rng.permutation(3000)[:rng.integers(1, 200)].astype(np.int64) for _ in range(30)]
+    dense = _run_session(graph, batches, 1, relabel_restart=restart)
+    hashed = _run_session(graph, batches, 1, dense_limit=0)
+    _same_results(dense, hashed)
+    assert sum(len(n_id) for n_id, *_ in dense) > 4 * 1500  # the counter wrapped
+
+
+def test_slot_array_restart_is_checked():
+    graph = _native.CSRGraph(*random_csr(10, 40, seed=1))
+    for bad in (0, 2**31 + 1):
+        with pytest.raises(ValueError, match="relabel_restart"):
+            _native.Session(graph, [2], relabel_restart=bad)
+
+
 def _run_session(graph, batches, threads, ordered=True, **kw):
     session = _native.Session(graph, [5, 3], num_threads=threads, ordered=ordered, seed=9, **kw)
     for position, seeds in enumerate(batches):

@@ -374,6 +374,9 @@ py::array gather(const py::array& src, const py::array& idx, int num_threads,
   return out;
 }
 
+constexpr int64_t kDefaultDenseLimit = int64_t{1} << 26;
+constexpr int64_t kDefaultRelabelRestart = int64_t{1} << 31;
+
 // The Python face of sp::Session: owns references to every buffer the
 // workers read, and declares the native session last so that its threads
 // are joined before those references are released.
@@ -384,7 +387,7 @@ class PySession {
             std::optional<py::array> y, int num_threads, bool ordered, int64_t dense_limit,
             int64_t fail_at_position, std::shared_ptr<RowCache> x_cache, bool node_wise,
             bool disjoint, bool prefetch, std::optional<py::array> edge_ids,
-            std::shared_ptr<PinnedSlots> pinned)
+            std::shared_ptr<PinnedSlots> pinned, int64_t relabel_restart)
       : graph_(std::move(graph)),
         x_(std::move(x)),
         y_(std::move(y)),
@@ -394,6 +397,10 @@ class PySession {
         return_e_id_(return_e_id) {
     auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise,
                               disjoint, prefetch);
+    if (relabel_restart < 1 || relabel_restart > kDefaultRelabelRestart) {
+      throw py::value_error("relabel_restart must be in [1, 2**31]");
+    }
+    config.relabel_restart = static_cast<uint32_t>(relabel_restart);
     if (disjoint && (x || y)) throw py::value_error("disjoint sampling gathers no features");
     if (edge_ids_) {
       require_1d(*edge_ids_, "edge_ids");
@@ -456,8 +463,6 @@ class PySession {
   bool return_e_id_;
   std::unique_ptr<sp::Session<sp::SampleJob>> session_;
 };
-
-constexpr int64_t kDefaultDenseLimit = int64_t{1} << 26;
 
 // A heterogeneous graph: one validated CSR per edge type, rows of the
 // destination type, columns of the source type.
@@ -906,14 +911,15 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,
                     std::optional<py::array>, std::optional<py::array>, int, bool, int64_t,
                     int64_t, std::shared_ptr<RowCache>, bool, bool, bool,
-                    std::optional<py::array>, std::shared_ptr<PinnedSlots>>(),
+                    std::optional<py::array>, std::shared_ptr<PinnedSlots>, int64_t>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0, py::arg("x") = py::none(),
            py::arg("y") = py::none(), py::arg("num_threads") = 1, py::arg("ordered") = true,
            py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1,
            py::arg("x_cache") = nullptr, py::arg("node_wise") = false,
            py::arg("disjoint") = false, py::arg("prefetch") = true,
-           py::arg("edge_ids") = py::none(), py::arg("pinned") = nullptr)
+           py::arg("edge_ids") = py::none(), py::arg("pinned") = nullptr,
+           py::arg("relabel_restart") = kDefaultRelabelRestart)
       .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)

@@ -37,12 +37,15 @@ class Expander {
                 int64_t fanout, const HopOptions& opt) {
     const int64_t n = last - first;
     offsets_.resize(static_cast<size_t>(n) + 1);
+    rows_.resize(static_cast<size_t>(n));
     offsets_[0] = 0;
     for (int64_t t = 0; t < n; ++t) {
       if (opt.prefetch && t + kCountAhead < n) {
         __builtin_prefetch(g.rowptr + node_of(targets[first + t + kCountAhead], opt));
       }
-      const int64_t d = g.degree(node_of(targets[first + t], opt));
+      const int64_t v = node_of(targets[first + t], opt);
+      const int64_t d = g.degree(v);
+      rows_[static_cast<size_t>(t)] = {g.begin(v), d};  // fill() reads rowptr no more
       int64_t take = d;
       if (fanout >= 0) take = opt.replace ? (d > 0 ? fanout : 0) : std::min(d, fanout);
       offsets_[t + 1] = offsets_[t] + take;
@@ -50,7 +53,8 @@ class Expander {
     return offsets_[n];
   }
 
-  // Samples the neighbors of targets[first, last), inserts them into
+  // Samples the neighbors of targets[first, last) (those of the last
+  // count()), inserts them into
   // `relabel`/`found` (which may be `targets` itself: a node found here is
   // never a target of this hop) and writes edge k as src[k] = the
   // neighbor's local id, dst[k] = the target's index in `targets`, and
@@ -73,18 +77,12 @@ class Expander {
     const bool ids = e_id != nullptr && opt.edge_ids != nullptr;
     auto slot = [&](int64_t t) -> Pending& { return ring_[static_cast<size_t>(t % slots)]; };
     for (int64_t t = 0; t < std::min(n, 2 * lag); ++t) {
-      pick(g, targets, first + t, offsets_[t + 1] - offsets_[t], fanout, rng, opt, slot(t));
+      pick(targets, first, t, fanout, rng, opt, g.col, slot(t));
     }
     for (int64_t t = 0; t < std::min(n, lag); ++t) read(g, relabel, opt, ids, slot(t));
     for (int64_t t = 0; t < n; ++t) {
       const int64_t next = t + 2 * lag;
-      if (next < n) {
-        if (opt.prefetch && next + kAhead < n) {
-          __builtin_prefetch(g.rowptr + node_of(targets[first + next + kAhead], opt));
-        }
-        pick(g, targets, first + next, offsets_[next + 1] - offsets_[next], fanout, rng, opt,
-             slot(next));
-      }
+      if (next < n) pick(targets, first, next, fanout, rng, opt, g.col, slot(next));
       if (t + lag < n) read(g, relabel, opt, ids, slot(t + lag));
       // insert
       const Pending& p = slot(t);
@@ -115,16 +113,19 @@ class Expander {
     std::vector<int64_t> neighbors;  // col at those positions (as keys)
   };
 
-  // Stage 1 for the target at targets[i], which gets `take` edges: draw
-  // its positions in its row and request those entries of col.
+  // Stage 1 for the target t of the hop (targets[first + t]): draw its
+  // positions in its row (as count() found it) and request those entries of
+  // col.
   template <typename Index>
-  void pick(const Csr<Index>& g, const Buffer<int64_t>& targets, int64_t i, int64_t take,
-            int64_t fanout, Rng& rng, const HopOptions& opt, Pending& p) {
-    const int64_t v = node_of(targets[i], opt);
-    const int64_t degree = g.degree(v);
+  void pick(const Buffer<int64_t>& targets, int64_t first, int64_t t, int64_t fanout, Rng& rng,
+            const HopOptions& opt, const Index* col, Pending& p) {
+    const int64_t i = first + t;
+    const Row& row = rows_[static_cast<size_t>(t)];
+    const int64_t degree = row.degree;
+    const int64_t take = offsets_[t + 1] - offsets_[t];
     p.target = i;
-    p.base = targets[i] - v;  // the seed's key offset (0 unless disjoint)
-    p.start = g.begin(v);
+    p.base = targets[i] - node_of(targets[i], opt);  // the seed's key offset (0 unless disjoint)
+    p.start = row.begin;
     p.picked.clear();
     if (take == 0) return;
     if (fanout < 0 || (take == degree && !opt.replace)) {
@@ -139,9 +140,9 @@ class Expander {
     }
     if (!opt.prefetch) return;
     if (take == degree) {  // the whole row: one request per cache line
-      for (int64_t q = 0; q < degree; q += kPerLine<Index>) __builtin_prefetch(g.col + p.start + q);
+      for (int64_t q = 0; q < degree; q += kPerLine<Index>) __builtin_prefetch(col + p.start + q);
     } else {
-      for (const int64_t q : p.picked) __builtin_prefetch(g.col + p.start + q);
+      for (const int64_t q : p.picked) __builtin_prefetch(col + p.start + q);
     }
   }
 
@@ -184,13 +185,20 @@ class Expander {
   }
 
   static constexpr int64_t kFloydLimit = 64;
-  static constexpr int64_t kAhead = 4;  // targets between a rowptr request and its pick
   static constexpr int64_t kLag = 2;    // targets between pipeline stages
   static constexpr int64_t kCountAhead = 16;
   template <typename Index>
   static constexpr int64_t kPerLine = 64 / static_cast<int64_t>(sizeof(Index));
 
+  // A target's row, read once by count(): on big graphs every rowptr read
+  // is a cache and TLB miss.
+  struct Row {
+    int64_t begin;
+    int64_t degree;
+  };
+
   std::vector<int64_t> offsets_;
+  std::vector<Row> rows_;
   std::array<Pending, 2 * kLag + 1> ring_;
   std::vector<int64_t> positions_;
 };

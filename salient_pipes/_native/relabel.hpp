@@ -11,42 +11,52 @@
 
 namespace sp {
 
-// One int32 slot per graph node. Fastest when the graph is small enough for a
-// slot array per worker (ogbn-products: 9.6 MB); reset touches only the
-// nodes of the batch.
+// One 4-byte slot per graph node. Fastest when the graph is small enough for
+// a slot array per worker (ogbn-products: 9.6 MB).
+//
+// A slot holds `base + local id`; values below `base` belong to earlier
+// batches. Ending a batch moves `base` past every value it handed out, so no
+// slot is written twice per batch: on big graphs a reset pass over the
+// batch's slots cost as many random memory accesses as the inserts did.
+// Once `base` passes 2**31 (every couple of thousand batches) the array is
+// zeroed and counting starts again, which leaves room for a batch of up to
+// 2**31 nodes.
 class DenseRelabel {
  public:
   // The slots are read at random, so they ask for huge pages (fewer TLB
-  // misses) before their first touch.
-  explicit DenseRelabel(int64_t num_nodes) {
+  // misses) before their first touch. `restart` (tests only) lowers the
+  // point where the array is zeroed.
+  explicit DenseRelabel(int64_t num_nodes, uint32_t restart = uint32_t{1} << 31)
+      : restart_(std::max<uint32_t>(restart, 1)) {
     const auto n = static_cast<size_t>(num_nodes);
-    local_.reserve(n);
-    advise_huge(local_.data(), n * sizeof(int32_t));
-    local_.assign(n, -1);
+    slot_.reserve(n);
+    advise_huge(slot_.data(), n * sizeof(uint32_t));
+    slot_.assign(n, 0);
   }
 
   int64_t insert(int64_t v, Buffer<int64_t>& n_id) {
-    int32_t& slot = local_[static_cast<size_t>(v)];
-    if (slot < 0) {
-      slot = static_cast<int32_t>(n_id.size());
+    uint32_t& slot = slot_[static_cast<size_t>(v)];
+    if (slot < base_) {
+      slot = base_ + static_cast<uint32_t>(n_id.size());
       n_id.push_back(v);
     }
-    return slot;
+    return static_cast<int64_t>(slot - base_);
   }
 
   void clear(const Buffer<int64_t>& n_id) {
-    constexpr size_t kAhead = 16;  // the slots are scattered: request them early
-    const size_t n = n_id.size();
-    for (size_t i = 0; i < n; ++i) {
-      if (i + kAhead < n) __builtin_prefetch(&local_[static_cast<size_t>(n_id[i + kAhead])], 1);
-      local_[static_cast<size_t>(n_id[i])] = -1;
+    base_ += static_cast<uint32_t>(n_id.size());
+    if (base_ > restart_) {
+      std::fill(slot_.begin(), slot_.end(), 0u);
+      base_ = 1;
     }
   }
 
-  void prefetch(int64_t v) const { __builtin_prefetch(&local_[static_cast<size_t>(v)]); }
+  void prefetch(int64_t v) const { __builtin_prefetch(&slot_[static_cast<size_t>(v)]); }
 
  private:
-  std::vector<int32_t> local_;
+  std::vector<uint32_t> slot_;
+  uint32_t base_ = 1;
+  uint32_t restart_;
 };
 
 // Open addressing with linear probing; memory grows with the batch, not the

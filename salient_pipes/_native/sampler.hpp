@@ -56,6 +56,9 @@ struct SamplerConfig {
   // Relabel with a per-worker slot array up to this many graph nodes,
   // with a hash map above it.
   int64_t dense_limit = int64_t{1} << 26;
+  // Where the slot array's batch counter wraps and the array is zeroed
+  // (DenseRelabel; lowered only by tests, to reach that path).
+  uint32_t relabel_restart = uint32_t{1} << 31;
 };
 
 // A 2-D row-major array viewed as rows of bytes: the gather never looks at
@@ -234,7 +237,9 @@ class Sampler {
   static std::variant<DenseRelabel, HashRelabel> make_relabel(const AnyCsr& graph,
                                                               const SamplerConfig& config) {
     const int64_t n = std::visit([](const auto& g) { return g.num_nodes; }, graph);
-    if (n <= config.dense_limit && !config.disjoint) return DenseRelabel(n);
+    if (n <= config.dense_limit && !config.disjoint) {
+      return DenseRelabel(n, config.relabel_restart);
+    }
     return HashRelabel();
   }
 
