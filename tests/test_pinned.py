@@ -156,6 +156,85 @@ def test_pinned_pipeline_yields_the_same_batches_and_recycles_its_slots():
         chain().sample_neighbors(ds, [4]).slice_features(ds.x, pinned=object())
 
 
+def test_hetero_batches_gather_each_node_type_into_a_slot_of_its_own():
+    from salient_pipes import HeteroDataset
+
+    ds = HeteroDataset.synthetic_mag(scale=0.002, num_classes=4, num_features=8, seed=5)
+    ds.x["author"] = ds.x["author"].float()  # types of different row widths
+    pool = PinnedPool(num_slots=4 * 8, pin=False)
+
+    def chain():
+        return NodeIndices(ds.split_idx["train"]).shuffle_nodes(seed=1).batch_nodes(32)
+
+    pinned = chain().sample_neighbors(ds, [4, 3], num_threads=2).slice_features(
+        ds.x, ds.y, pinned=pool)
+    plain = chain().sample_neighbors(ds, [4, 3], num_threads=2).slice_features(ds.x, ds.y)
+    in_slots = 0
+    for epoch in range(2):
+        pinned.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        for a, b in zip(pinned, plain):
+            assert a.x.keys() == b.x.keys() == set(ds.node_types)
+            slots = set()
+            for t in ds.node_types:
+                assert torch.equal(a.x[t], b.x[t]) and a.x[t].dtype == ds.x[t].dtype
+                assert torch.equal(a.x[t], ds.x[t][a.n_id[t]])
+                slot = pool.slot_of(a.x[t])
+                if slot is not None:
+                    slots.add(slot)
+                    in_slots += 1
+            # No two node types share a slot.
+            assert len(slots) == sum(pool.slot_of(a.x[t]) is not None for t in ds.node_types)
+    assert in_slots == pool.hits and pool.hits > len(pinned), pool
+    # Dropped batches gave every slot back.
+    del a, b
+    gc.collect()
+    pool.poll()
+    assert not pool.native.in_state("lent")
+
+
+def test_hetero_slot_is_not_reused_before_its_copy_completes():
+    from salient_pipes import HeteroDataset
+    from salient_pipes.pipes import SampleHeteroNeighbors  # noqa: F401 (the stage under test)
+
+    ds = HeteroDataset.synthetic_mag(scale=0.002, num_classes=4, num_features=8, seed=5)
+    pool = PinnedPool(num_slots=4, slot_bytes=1 << 20, pin=False)
+    pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(16)
+            .sample_neighbors(ds, [3], num_threads=1, max_in_flight=1)
+            .slice_features(ds.x, pinned=pool))
+    it = iter(pipe)
+    first = next(it)
+    saved = {pool.slot_of(v): v.clone() for v in first.x.values() if pool.slot_of(v) is not None}
+    held = set(saved)
+    assert held, pool
+    event = FakeEvent()
+    pool.record(first, event)
+    del first
+    gc.collect()
+    for _ in range(3):  # the pool has 4 slots; the first batch's stay retired
+        batch = next(it)
+        assert not held & {pool.slot_of(v) for v in batch.x.values()}
+        del batch
+        gc.collect()
+    assert set(pool.native.in_state("retired")) >= held
+    for slot, rows in saved.items():  # nothing wrote over the rows the copy reads
+        memory = pool._memory[slot][:rows.numel() * rows.element_size()]
+        assert torch.equal(memory.view(rows.dtype).view(rows.shape), rows)
+    event.done = True
+    pool.poll()
+    assert not set(pool.native.in_state("retired")) & held
+
+
+def test_hetero_pinned_slots_need_the_fused_gather():
+    from salient_pipes import HeteroDataset
+
+    ds = HeteroDataset.synthetic_mag(scale=0.002, num_classes=4, num_features=8, seed=5)
+    with pytest.raises(ValueError, match="fused gather"):
+        (NodeIndices(ds.split_idx["train"]).batch_nodes(16)
+         .sample_neighbors(ds, [3], disjoint=True)
+         .slice_features(ds.x, pinned=PinnedPool(pin=False)))
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_prefetch_from_pinned_slots_equals_cpu_batches_under_a_slow_consumer():
@@ -177,3 +256,22 @@ def test_cuda_prefetch_from_pinned_slots_equals_cpu_batches_under_a_slow_consume
         memory.append(torch.cuda.memory_allocated())
     assert pool.hits > 0 and pool.pin
     assert memory[-1] <= memory[0] * 1.1  # flat over epochs
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_prefetch_of_hetero_batches_from_pinned_slots_equals_cpu_batches():
+    from salient_pipes import HeteroDataset
+
+    ds = HeteroDataset.synthetic_mag(scale=0.01, num_classes=8, num_features=32, seed=4)
+    pipe = salient_pipeline(ds, batch_size=256, fanouts=(5, 3), device="cuda")
+    pool, = [s.pinned_pool for s in pipe._chain() if getattr(s, "pinned_pool", None)]
+    cpu = salient_pipeline(ds, batch_size=256, fanouts=(5, 3), device="cpu")
+    for epoch in range(2):
+        pipe.set_epoch(epoch)
+        cpu.set_epoch(epoch)
+        for gpu_batch, cpu_batch in zip(pipe, cpu):
+            for t in ds.node_types:
+                assert torch.equal(gpu_batch.x[t].cpu(), cpu_batch.x[t])
+                assert torch.equal(gpu_batch.n_id[t].cpu(), cpu_batch.n_id[t])
+    assert pool.hits > 0 and pool.pin

@@ -529,8 +529,10 @@ class PyHeteroSession {
                   int64_t dense_limit, std::vector<std::optional<py::array>> edge_ids,
                   bool prefetch, int64_t fail_at_position,
                   std::vector<std::shared_ptr<RowCache>> x_cache, bool disjoint,
-                  std::vector<std::pair<int, py::array>> attrs)
+                  std::vector<std::pair<int, py::array>> attrs,
+                  std::shared_ptr<PinnedSlots> pinned)
       : graph_(std::move(graph)),
+        pinned_(std::move(pinned)),
         x_(std::move(x)),
         y_(std::move(y)),
         attrs_(std::move(attrs)),
@@ -575,6 +577,8 @@ class PyHeteroSession {
     if (disjoint && (y_ || gathers_x || !attrs_.empty())) {
       throw py::value_error("disjoint sampling gathers no features");
     }
+    if (pinned_ && !gathers_x) throw py::value_error("pinned slots need x");
+    if (pinned_) job.pinned = pinned_->core();
     if (!edge_ids_.empty() && edge_ids_.size() != edge_types) {
       throw py::value_error("edge_ids must hold one entry (an array or None) per edge type");
     }
@@ -672,7 +676,9 @@ class PyHeteroSession {
       const auto n = static_cast<int64_t>(s.n_id[t].size());
       counts.push_back(n);
       n_ids.append(int64_array(std::move(s.n_id[t]), {n}));
-      if (t < x_.size() && x_[t]) {
+      if (t < x_.size() && x_[t] && t < s.x_slot.size() && s.x_slot[t].held() && pinned_) {
+        xs.append(pinned_->view(std::move(s.x_slot[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
+      } else if (t < x_.size() && x_[t]) {
         xs.append(to_array(std::move(s.x[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
       } else {
         xs.append(py::none());
@@ -708,6 +714,7 @@ class PyHeteroSession {
 
  private:
   std::shared_ptr<HeteroGraph> graph_;
+  std::shared_ptr<PinnedSlots> pinned_;
   std::vector<std::optional<py::array>> x_;
   std::optional<py::array> y_;
   std::vector<std::pair<int, py::array>> attrs_;  // (node type, rows): kept alive here
@@ -888,7 +895,7 @@ PYBIND11_MODULE(_core, m) {
                     std::optional<py::array>, int, int, bool, int64_t,
                     std::vector<std::optional<py::array>>, bool, int64_t,
                     std::vector<std::shared_ptr<RowCache>>, bool,
-                    std::vector<std::pair<int, py::array>>>(),
+                    std::vector<std::pair<int, py::array>>, std::shared_ptr<PinnedSlots>>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0,
            py::arg("x") = std::vector<std::optional<py::array>>{}, py::arg("y") = py::none(),
@@ -898,7 +905,8 @@ PYBIND11_MODULE(_core, m) {
            py::arg("prefetch") = true, py::arg("fail_at_position") = -1,
            py::arg("x_cache") = std::vector<std::shared_ptr<RowCache>>{},
            py::arg("disjoint") = false,
-           py::arg("attrs") = std::vector<std::pair<int, py::array>>{})
+           py::arg("attrs") = std::vector<std::pair<int, py::array>>{},
+           py::arg("pinned") = nullptr)
       .def("submit", &PyHeteroSession::submit, py::arg("seeds"), py::arg("epoch"),
            py::arg("position"))
       .def("next", &PyHeteroSession::next)

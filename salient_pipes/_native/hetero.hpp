@@ -19,6 +19,7 @@
 #include "buffer.hpp"
 #include "expand.hpp"
 #include "graph.hpp"
+#include "pinned.hpp"
 #include "relabel.hpp"
 #include "rng.hpp"
 #include "sampler.hpp"
@@ -59,6 +60,7 @@ struct HeteroSample {
   std::vector<std::vector<int64_t>> num_sampled_nodes;  // [node type][hop + 1]
   std::vector<std::vector<int64_t>> num_sampled_edges;  // [edge type][hop]
   std::vector<Buffer<unsigned char>> x;                 // per node type, when gathered
+  std::vector<SlotLease> x_slot;  // per node type: x there instead, in a pinned slot
   Buffer<unsigned char> y;                              // the labelled type's seeds' rows
   int64_t num_y = 0;                                    // rows in y
   std::vector<Buffer<unsigned char>> attrs;             // per extra node attribute, its rows
@@ -247,6 +249,9 @@ struct HeteroJob {
   int y_type = -1;
   std::vector<NodeAttr> attrs;
   std::shared_ptr<BlockPool> pool = std::make_shared<BlockPool>(64);
+  // Page-locked slots for x, or null. Each node type's rows take a slot of
+  // their own when one is free (else a pool block).
+  std::shared_ptr<PinnedSlots> pinned;
 
   void make_worker(std::optional<HeteroSampler>& worker) const {
     worker.emplace(graph, config, pool);
@@ -256,8 +261,20 @@ struct HeteroJob {
                        uint64_t position) const {
     HeteroSample s = sampler.sample(seeds, epoch, position);
     for (size_t t = 0; t < x.size() && t < s.n_id.size(); ++t) {
-      s.x.push_back(x[t] ? gather_new(*x[t], s.n_id[t].data(), s.n_id[t].size(), pool)
-                         : Buffer<unsigned char>(pool));
+      s.x.emplace_back(pool);
+      s.x_slot.emplace_back();
+      if (!x[t]) continue;
+      const auto& ids = s.n_id[t];
+      unsigned char* out = nullptr;
+      if (pinned && ids.size() > 0) {
+        const int slot = pinned->take(ids.size() * static_cast<size_t>(x[t]->row_bytes), out);
+        if (slot >= 0) s.x_slot.back() = SlotLease(pinned, slot, out);
+      }
+      if (out != nullptr) {
+        gather_rows(*x[t], ids.data(), 0, static_cast<int64_t>(ids.size()), out);
+      } else {
+        s.x.back() = gather_new(*x[t], ids.data(), ids.size(), pool);
+      }
     }
     if (y && y_type >= 0) {
       const auto& ids = seeds[static_cast<size_t>(y_type)];

@@ -140,8 +140,9 @@ class SampleHeteroNeighbors(Stage):
 
     def _session_for(self, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
                      cache: Optional[Mapping[str, Any]] = None,
-                     attrs: Optional[NodeAttrs] = None) -> _native.HeteroSession:
-        key = (id(x), id(y), id(cache), id(attrs))
+                     attrs: Optional[NodeAttrs] = None,
+                     pinned: Optional[Any] = None) -> _native.HeteroSession:
+        key = (id(x), id(y), id(cache), id(attrs), id(pinned))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
                 self._session = None
@@ -160,7 +161,8 @@ class SampleHeteroNeighbors(Stage):
                          for t in self.node_types] if cache else [],
                 disjoint=self.disjoint,
                 attrs=[(self.node_types.index(t), as_buffer(_as_rows(v)))
-                       for t, key, v in _flat(attrs)])
+                       for t, key, v in _flat(attrs)],
+                pinned=None if pinned is None else pinned.native)
             self._session_key = key
         return self._session
 
@@ -181,8 +183,9 @@ class SampleHeteroNeighbors(Stage):
 
     def _generate(self, epoch: int, start: int, x: Optional[Mapping[str, Tensor]] = None,
                   y: Optional[Tensor] = None, cache: Optional[Mapping[str, Any]] = None,
-                  attrs: Optional[NodeAttrs] = None, **options: Any) -> Iterator[HeteroBatch]:
-        return run_session(self, self._session_for(x, y, cache, attrs), epoch, start,
+                  attrs: Optional[NodeAttrs] = None, pinned: Optional[Any] = None,
+                  **options: Any) -> Iterator[HeteroBatch]:
+        return run_session(self, self._session_for(x, y, cache, attrs, pinned), epoch, start,
                            self._seeds,
                            lambda result, payloads: self._wrap(result, x, y, payloads, attrs))
 
@@ -213,12 +216,15 @@ class SampleHeteroNeighbors(Stage):
 
     def _prepared(self, x: Mapping[str, Tensor], y: Optional[Tensor],
                   cache: Optional[Mapping[str, Any]] = None,
-                  attrs: Optional[NodeAttrs] = None) -> Iterator[HeteroBatch]:
+                  attrs: Optional[NodeAttrs] = None,
+                  pinned: Optional[Any] = None) -> Iterator[HeteroBatch]:
         """This stage's epoch with features gathered inside the workers
-        (through ``cache``, a :class:`FeatureCache` per node type, if given),
-        and with ``attrs`` (``{node type: {name: tensor}}``, one row per
-        node) sliced there too, into :attr:`HeteroBatch.attrs`."""
-        return self._run({"x": x, "y": y, "cache": cache, "attrs": attrs})
+        (through ``cache``, a :class:`FeatureCache` per node type, if given;
+        each node type's rows into a slot of ``pinned``, a
+        :class:`PinnedPool`, when one is free), and with ``attrs`` (``{node
+        type: {name: tensor}}``, one row per node) sliced there too, into
+        :attr:`HeteroBatch.attrs`."""
+        return self._run({"x": x, "y": y, "cache": cache, "attrs": attrs, "pinned": pinned})
 
     def __len__(self) -> int:
         return len(self.source)

@@ -55,7 +55,8 @@ class SliceFeatures(Stage):
     otherwise; ``pipeline_stats`` reports the epoch's hit rate.
 
     With ``pinned`` (a :class:`PinnedPool`; fused gather only), ``x`` is
-    gathered straight into page-locked memory, so ``pin_memory`` has nothing
+    gathered straight into page-locked memory (with features per node type,
+    each type's rows into a slot of their own), so ``pin_memory`` has nothing
     left to copy; ``prefetch_to_device`` hands each slot back once its copy
     to the device has completed. ``salient_pipeline`` sets this up on CUDA.
 
@@ -106,9 +107,6 @@ class SliceFeatures(Stage):
 
     def _init_hetero(self, x: Mapping[str, Tensor], y: Optional[Tensor],
                      cache: Optional[Any]) -> None:
-        if self.pinned_pool is not None:
-            raise NotImplementedError("pinned slots for heterogeneous graphs are not "
-                                      "supported yet")
         for t, value in x.items():
             if not isinstance(value, Tensor) or value.dim() != 2 or value.device.type != "cpu":
                 raise ValueError(f"x[{t!r}] must be a 2-D CPU tensor")
@@ -121,6 +119,10 @@ class SliceFeatures(Stage):
             if t not in x or c.slot.numel() != x[t].size(0):
                 raise ValueError(f"the cache of node type {t!r} does not match x[{t!r}]")
         self.x, self.y, self.feature_cache = dict(x), y, cache
+        if self.pinned_pool is not None and not self.fused:
+            raise ValueError("pinned slots take the fused gather: put slice_features "
+                             "directly after sample_neighbors (disjoint samples gather no "
+                             "features)")
 
     @property
     def fused(self) -> bool:
@@ -152,7 +154,11 @@ class SliceFeatures(Stage):
         if cache is not None:
             cache.reset_counts()
         if self.fused:
-            yield from self.source._prepared(self.x, self.y, cache)
+            pool = self.pinned_pool
+            for batch in self.source._prepared(self.x, self.y, cache, pinned=pool):
+                if pool is not None:
+                    pool.poll()
+                yield batch
             return
         for b in self.source:
             if not isinstance(b, HeteroBatch):
