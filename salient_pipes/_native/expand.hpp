@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "buffer.hpp"
@@ -72,6 +73,9 @@ class Expander {
             int64_t fanout, Relabel& relabel, Buffer<int64_t>& found, Rng& rng,
             const HopOptions& opt, int64_t* src, int64_t* dst, int64_t* e_id) {
     const int64_t n = last - first;
+    if (static_cast<size_t>(n) != rows_.size()) {
+      throw std::logic_error("Expander::fill must follow count() of the same targets");
+    }
     const int64_t lag = opt.prefetch ? kLag : 0;
     const int64_t slots = 2 * lag + 1;  // targets between a pick and its insert, inclusive
     const bool ids = e_id != nullptr && opt.edge_ids != nullptr;
