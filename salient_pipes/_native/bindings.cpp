@@ -676,12 +676,12 @@ class PyHeteroSession {
       const auto n = static_cast<int64_t>(s.n_id[t].size());
       counts.push_back(n);
       n_ids.append(int64_array(std::move(s.n_id[t]), {n}));
-      if (t < x_.size() && x_[t] && t < s.x_slot.size() && s.x_slot[t].held() && pinned_) {
-        xs.append(pinned_->view(std::move(s.x_slot[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
-      } else if (t < x_.size() && x_[t]) {
-        xs.append(to_array(std::move(s.x[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
-      } else {
+      if (t >= x_.size() || !x_[t]) {
         xs.append(py::none());
+      } else if (s.x_slot[t].held()) {  // gathered into a slot of pinned_
+        xs.append(pinned_->view(std::move(s.x_slot[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
+      } else {
+        xs.append(to_array(std::move(s.x[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
       }
     }
     py::list edges;

@@ -263,17 +263,9 @@ struct HeteroJob {
     for (size_t t = 0; t < x.size() && t < s.n_id.size(); ++t) {
       s.x.emplace_back(pool);
       s.x_slot.emplace_back();
-      if (!x[t]) continue;
-      const auto& ids = s.n_id[t];
-      unsigned char* out = nullptr;
-      if (pinned && ids.size() > 0) {
-        const int slot = pinned->take(ids.size() * static_cast<size_t>(x[t]->row_bytes), out);
-        if (slot >= 0) s.x_slot.back() = SlotLease(pinned, slot, out);
-      }
-      if (out != nullptr) {
-        gather_rows(*x[t], ids.data(), 0, static_cast<int64_t>(ids.size()), out);
-      } else {
-        s.x.back() = gather_new(*x[t], ids.data(), ids.size(), pool);
+      if (x[t]) {
+        gather_pinned(*x[t], s.n_id[t].data(), s.n_id[t].size(), pinned, pool, s.x.back(),
+                      s.x_slot.back());
       }
     }
     if (y && y_type >= 0) {

@@ -144,6 +144,24 @@ inline Buffer<unsigned char> gather_new(const Rows& src, const int64_t* idx, siz
   return out;
 }
 
+// Rows idx[0, n) of src into a free slot of `pinned` (then held by
+// `lease`) when there is one, else into `out`, a buffer from `pool`.
+inline void gather_pinned(const Rows& src, const int64_t* idx, size_t n,
+                          const std::shared_ptr<PinnedSlots>& pinned,
+                          const std::shared_ptr<BlockPool>& pool, Buffer<unsigned char>& out,
+                          SlotLease& lease) {
+  unsigned char* dst = nullptr;
+  if (pinned && n > 0) {
+    const int slot = pinned->take(n * static_cast<size_t>(src.row_bytes), dst);
+    if (slot >= 0) lease = SlotLease(pinned, slot, dst);
+  }
+  if (dst == nullptr) {
+    out = gather_new(src, idx, n, pool);
+  } else {
+    gather_rows(src, idx, 0, static_cast<int64_t>(n), dst);
+  }
+}
+
 // Per-worker state: scratch space reused across batches.
 class Sampler {
  public:
@@ -273,20 +291,7 @@ struct SampleJob {
 
   Sample produce(Sampler& sampler, const Input& seeds, uint64_t epoch, uint64_t position) const {
     Sample s = sampler.sample(seeds.data(), static_cast<int64_t>(seeds.size()), epoch, position);
-    if (x) {
-      const size_t bytes = s.n_id.size() * static_cast<size_t>(x->row_bytes);
-      unsigned char* out = nullptr;
-      if (pinned) {
-        const int slot = pinned->take(bytes, out);
-        if (slot >= 0) s.x_slot = SlotLease(pinned, slot, out);
-      }
-      if (out == nullptr) {
-        s.x = Buffer<unsigned char>(pool);
-        s.x.resize(bytes);
-        out = s.x.data();
-      }
-      gather_rows(*x, s.n_id.data(), 0, static_cast<int64_t>(s.n_id.size()), out);
-    }
+    if (x) gather_pinned(*x, s.n_id.data(), s.n_id.size(), pinned, pool, s.x, s.x_slot);
     if (y) s.y = gather_new(*y, seeds.data(), seeds.size(), pool);
     return s;
   }

@@ -137,11 +137,7 @@ class SliceFeatures(Stage):
         if self.feature_cache is not None:
             self.feature_cache.reset_counts()
         if self.fused:
-            pool = self.pinned_pool
-            for batch in self.source._prepared(self.x, self.y, self.feature_cache, pool):
-                if pool is not None:
-                    pool.poll()
-                yield batch
+            yield from self._fused()
             return
         for sub in self.source:
             yield PreparedBatch(
@@ -149,16 +145,22 @@ class SliceFeatures(Stage):
                 y=None if self.y is None else gather(self.y, sub.n_id[: sub.batch_size]),
                 adjs=sub.adjs, n_id=sub.n_id)
 
+    def _fused(self) -> Iterator[Any]:
+        """The sampling stage's batches with the rows gathered in its
+        workers; with a pinned pool, slots whose copies completed are given
+        back after each batch."""
+        pool = self.pinned_pool
+        for batch in self.source._prepared(self.x, self.y, self.feature_cache, pinned=pool):
+            if pool is not None:
+                pool.poll()
+            yield batch
+
     def _hetero(self) -> Iterator[HeteroBatch]:
         cache = self.feature_cache
         if cache is not None:
             cache.reset_counts()
         if self.fused:
-            pool = self.pinned_pool
-            for batch in self.source._prepared(self.x, self.y, cache, pinned=pool):
-                if pool is not None:
-                    pool.poll()
-                yield batch
+            yield from self._fused()
             return
         for b in self.source:
             if not isinstance(b, HeteroBatch):
