@@ -38,7 +38,7 @@ THREADS = 2
 def native_epoch(ds: FastDataset, dense: bool = True):
     """The raw native session, driven with the least Python possible."""
     session = _native.Session(ds.graph, list(FANOUTS), x=as_buffer(ds.x), y=as_buffer(ds.y),
-                              num_threads=THREADS, dense_limit=2**62 if dense else 0)
+                              num_threads=THREADS, relabel="slots" if dense else "hash")
     train = ds.split_idx["train"]
 
     def run(epoch: int) -> None:

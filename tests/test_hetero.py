@@ -250,8 +250,8 @@ def _native_run(ds, **kwargs):
 
 
 def test_hash_relabelling_and_prefetch_give_identical_samples(mag):
-    base = _native_run(mag)
-    for variant in (_native_run(mag, dense_limit=0), _native_run(mag, prefetch=False)):
+    base = _native_run(mag, relabel="slots")
+    for variant in (_native_run(mag, relabel="hash"), _native_run(mag, prefetch=False)):
         for (n1, e1, c1, s1, *_), (n2, e2, c2, s2, *_) in zip(base, variant):
             assert all(np.array_equal(a, b) for a, b in zip(n1, n2))
             assert all(np.array_equal(a[i], b[i]) for a, b in zip(e1, e2) for i in range(2))

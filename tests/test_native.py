@@ -24,6 +24,10 @@ from tests.conftest import (
     thread_count,
 )
 
+# Both ways of relabelling sampled ids (Session(relabel=...)); each must give
+# the same output.
+RELABELS = ["slots", "hash"]
+
 graphs = st.builds(
     lambda n, e, seed, wide: random_csr(n, e, seed, col_dtype=np.int32 if wide else np.int64),
     st.integers(1, 60), st.integers(0, 400), st.integers(0, 2**32 - 1), st.booleans())
@@ -32,25 +36,25 @@ graphs = st.builds(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=graphs, data=st.data(),
        fanouts=st.lists(st.sampled_from([-1, 1, 2, 3, 5, 8, 70]), min_size=1, max_size=3),
-       replace=st.booleans(), seed=st.integers(0, 2**64 - 1), dense=st.booleans())
-def test_sample_properties(graph, data, fanouts, replace, seed, dense):
+       replace=st.booleans(), seed=st.integers(0, 2**64 - 1), relabel=st.sampled_from(RELABELS))
+def test_sample_properties(graph, data, fanouts, replace, seed, relabel):
     rowptr, col = graph
     n = len(rowptr) - 1
     seeds = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n,
                                         unique=True)), dtype=np.int64)
     g = _native.CSRGraph(rowptr, col)
     n_id, hops, _, _ = _native.sample(g, seeds, fanouts, replace=replace, return_e_id=True,
-                                      seed=seed, dense_limit=2**40 if dense else 0)
+                                      seed=seed, relabel=relabel)
     check_sample(rowptr, col, seeds, fanouts, replace, n_id, hops)
 
 
 @settings(max_examples=60, deadline=None)
-@given(graph=graphs, hops=st.integers(1, 3), dense=st.booleans())
-def test_full_neighborhood_matches_reference(graph, hops, dense):
+@given(graph=graphs, hops=st.integers(1, 3), relabel=st.sampled_from(RELABELS))
+def test_full_neighborhood_matches_reference(graph, hops, relabel):
     rowptr, col = graph
     seeds = np.arange(0, len(rowptr) - 1, 3, dtype=np.int64)
     n_id, got, _, _ = _native.sample(_native.CSRGraph(rowptr, col), seeds, [-1] * hops,
-                                     dense_limit=2**40 if dense else 0)
+                                     relabel=relabel)
     ref_n_id, ref = reference_full_sample(rowptr, col, seeds.tolist(), hops)
     assert n_id.tolist() == ref_n_id
     for (edge_index, _, size), (ref_edges, ref_size) in pairs(got, ref):
@@ -116,15 +120,19 @@ def test_hash_relabel_grows_past_its_first_table():
     rowptr, col = random_csr(40000, 400000, seed=6)
     g = _native.CSRGraph(rowptr, col)
     seeds = np.random.default_rng(0).permutation(40000)[:2000].astype(np.int64)
-    dense = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5)
-    hashed = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5, dense_limit=0)
+    dense = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5, relabel="slots")
+    hashed = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5, relabel="hash")
     assert len(hashed[0]) > 10000
     check_sample(rowptr, col, seeds, [15, 10], False, hashed[0], hashed[1])
-    np.testing.assert_array_equal(dense[0], hashed[0])
-    for (e1, i1, s1), (e2, i2, s2) in pairs(dense[1], hashed[1]):
-        np.testing.assert_array_equal(e1, e2)
-        np.testing.assert_array_equal(i1, i2)
-        assert s1 == s2
+    _same_results([dense], [hashed])
+
+
+def test_relabel_kind_is_checked():
+    graph = _native.CSRGraph(*random_csr(10, 30, seed=1))
+    for call in (lambda: _native.sample(graph, np.array([1]), [2], relabel="dense"),
+                 lambda: _native.Session(graph, [2], relabel="sorted")):
+        with pytest.raises(ValueError, match="relabel must be 'auto', 'slots' or 'hash', not"):
+            call()
 
 
 @pytest.mark.parametrize("restart", [1, 1500, 2**31])
@@ -138,7 +146,7 @@ def test_slot_array_restarts_its_batch_counter_cleanly(restart):
     rng = np.random.default_rng(4)
     batches = [rng.permutation(3000)[:rng.integers(1, 200)].astype(np.int64) for _ in range(30)]
     dense = _run_session(graph, batches, 1, relabel_restart=restart)
-    hashed = _run_session(graph, batches, 1, dense_limit=0)
+    hashed = _run_session(graph, batches, 1, relabel="hash")
     _same_results(dense, hashed)
     assert sum(len(n_id) for n_id, *_ in dense) > 4 * 1500  # the counter wrapped
 
@@ -161,8 +169,9 @@ def _same_results(a, b):
     assert len(a) == len(b)
     for (n1, h1, x1, y1), (n2, h2, x2, y2) in pairs(a, b):
         np.testing.assert_array_equal(n1, n2)
-        for (e1, _, s1), (e2, _, s2) in pairs(h1, h2):
+        for (e1, i1, s1), (e2, i2, s2) in pairs(h1, h2):
             np.testing.assert_array_equal(e1, e2)
+            np.testing.assert_array_equal(i1, i2)
             assert s1 == s2
         if x1 is not None:
             np.testing.assert_array_equal(x1, x2)
@@ -355,8 +364,9 @@ def test_empty_graph_and_single_node():
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=graphs, data=st.data(),
        fanouts=st.lists(st.sampled_from([-1, 1, 2, 5, 70]), min_size=1, max_size=3),
-       replace=st.booleans(), seed=st.integers(0, 2**64 - 1), dense=st.booleans())
-def test_node_wise_sample_properties(graph, data, fanouts, replace, seed, dense):
+       replace=st.booleans(), seed=st.integers(0, 2**64 - 1),
+       relabel=st.sampled_from(RELABELS))
+def test_node_wise_sample_properties(graph, data, fanouts, replace, seed, relabel):
     """PyG's semantics: hop h expands exactly the nodes hop h - 1 found."""
     rowptr, col = graph
     n = len(rowptr) - 1
@@ -364,7 +374,7 @@ def test_node_wise_sample_properties(graph, data, fanouts, replace, seed, dense)
                                         unique=True)), dtype=np.int64)
     n_id, hops, _, _ = _native.sample(_native.CSRGraph(rowptr, col), seeds, fanouts,
                                       replace=replace, return_e_id=True, seed=seed,
-                                      dense_limit=2**40 if dense else 0, node_wise=True)
+                                      relabel=relabel, node_wise=True)
     assert len(set(n_id.tolist())) == len(n_id)
     np.testing.assert_array_equal(n_id[: len(seeds)], seeds)
     begin, end = 0, len(seeds)
@@ -400,13 +410,13 @@ def test_disjoint_node_wise_sampling_keys_every_node_by_its_seed():
 
 @pytest.mark.parametrize("node_wise", [False, True])
 @pytest.mark.parametrize("replace", [False, True])
-@pytest.mark.parametrize("dense", [True, False])
-def test_prefetching_changes_nothing_but_speed(node_wise, replace, dense):
+@pytest.mark.parametrize("relabel", RELABELS)
+def test_prefetching_changes_nothing_but_speed(node_wise, replace, relabel):
     rowptr, col = random_csr(5000, 80000, seed=22)
     graph = _native.CSRGraph(rowptr, col)
     seeds = np.random.default_rng(1).permutation(5000)[:300].astype(np.int64)
     kwargs = dict(replace=replace, return_e_id=True, seed=3, epoch=2, position=5,
-                  node_wise=node_wise, dense_limit=2**40 if dense else 0)
+                  node_wise=node_wise, relabel=relabel)
     fanouts = [10, -1, 3] if not replace else [10, 5, 3]
     on = _native.sample(graph, seeds, fanouts, prefetch=True, **kwargs)
     off = _native.sample(graph, seeds, fanouts, prefetch=False, **kwargs)

@@ -87,7 +87,7 @@ class Graph {
 };
 
 sp::SamplerConfig make_config(const std::vector<int64_t>& fanouts, bool replace, bool return_e_id,
-                              uint64_t seed, int64_t dense_limit, bool node_wise,
+                              uint64_t seed, const std::string& relabel, bool node_wise,
                               bool disjoint, bool prefetch = true) {
   if (disjoint && !node_wise) throw py::value_error("disjoint sampling needs node_wise=True");
   if (fanouts.empty()) throw py::value_error("fanouts must name at least one hop");
@@ -104,7 +104,7 @@ sp::SamplerConfig make_config(const std::vector<int64_t>& fanouts, bool replace,
   config.replace = replace;
   config.return_e_id = return_e_id;
   config.seed = seed;
-  config.dense_limit = dense_limit;
+  config.relabel = sp::relabel_kind(relabel);
   config.node_wise = node_wise;
   config.disjoint = disjoint;
   config.prefetch = prefetch;
@@ -297,9 +297,9 @@ std::vector<int64_t> seeds_of(const py::array& seeds) {
 
 py::tuple sample(const std::shared_ptr<Graph>& graph, const py::array& seeds,
                  const std::vector<int64_t>& fanouts, bool replace, bool return_e_id,
-                 uint64_t seed, uint64_t epoch, uint64_t position, int64_t dense_limit,
+                 uint64_t seed, uint64_t epoch, uint64_t position, const std::string& relabel,
                  bool node_wise, bool disjoint, bool prefetch) {
-  auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise,
+  auto config = make_config(fanouts, replace, return_e_id, seed, relabel, node_wise,
                             disjoint, prefetch);
   std::vector<int64_t> s = seeds_of(seeds);
   sp::Sample result;
@@ -374,7 +374,6 @@ py::array gather(const py::array& src, const py::array& idx, int num_threads,
   return out;
 }
 
-constexpr int64_t kDefaultDenseLimit = int64_t{1} << 26;
 constexpr int64_t kDefaultRelabelRestart = int64_t{1} << 31;
 
 // The Python face of sp::Session: owns references to every buffer the
@@ -384,7 +383,7 @@ class PySession {
  public:
   PySession(std::shared_ptr<Graph> graph, const std::vector<int64_t>& fanouts, bool replace,
             bool return_e_id, uint64_t seed, std::optional<py::array> x,
-            std::optional<py::array> y, int num_threads, bool ordered, int64_t dense_limit,
+            std::optional<py::array> y, int num_threads, bool ordered, const std::string& relabel,
             int64_t fail_at_position, std::shared_ptr<RowCache> x_cache, bool node_wise,
             bool disjoint, bool prefetch, std::optional<py::array> edge_ids,
             std::shared_ptr<PinnedSlots> pinned, int64_t relabel_restart)
@@ -395,7 +394,7 @@ class PySession {
         pinned_(std::move(pinned)),
         edge_ids_(std::move(edge_ids)),
         return_e_id_(return_e_id) {
-    auto config = make_config(fanouts, replace, return_e_id, seed, dense_limit, node_wise,
+    auto config = make_config(fanouts, replace, return_e_id, seed, relabel, node_wise,
                               disjoint, prefetch);
     if (relabel_restart < 1 || relabel_restart > kDefaultRelabelRestart) {
       throw py::value_error("relabel_restart must be in [1, 2**31]");
@@ -526,7 +525,7 @@ class PyHeteroSession {
                   const std::vector<std::vector<int64_t>>& fanouts, bool replace,
                   bool return_e_id, uint64_t seed, std::vector<std::optional<py::array>> x,
                   std::optional<py::array> y, int y_type, int num_threads, bool ordered,
-                  int64_t dense_limit, std::vector<std::optional<py::array>> edge_ids,
+                  const std::string& relabel, std::vector<std::optional<py::array>> edge_ids,
                   bool prefetch, int64_t fail_at_position,
                   std::vector<std::shared_ptr<RowCache>> x_cache, bool disjoint,
                   std::vector<std::pair<int, py::array>> attrs,
@@ -570,7 +569,7 @@ class PyHeteroSession {
     job.config.return_e_id = return_e_id;
     job.config.prefetch = prefetch;
     job.config.seed = seed;
-    job.config.dense_limit = dense_limit;
+    job.config.relabel = sp::relabel_kind(relabel);
     job.config.disjoint = disjoint;
     const bool gathers_x =
         std::any_of(x_.begin(), x_.end(), [](const auto& a) { return a.has_value(); });
@@ -843,7 +842,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("sample", &sample, py::arg("graph"), py::arg("seeds"), py::arg("fanouts"),
         py::arg("replace") = false, py::arg("return_e_id") = false, py::arg("seed") = 0,
         py::arg("epoch") = 0, py::arg("position") = 0,
-        py::arg("dense_limit") = kDefaultDenseLimit, py::arg("node_wise") = false,
+        py::arg("relabel") = "auto", py::arg("node_wise") = false,
         py::arg("disjoint") = false, py::arg("prefetch") = true);
 
   py::class_<RowCache, std::shared_ptr<RowCache>>(m, "RowCache")
@@ -892,7 +891,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PyHeteroSession>(m, "HeteroSession")
       .def(py::init<std::shared_ptr<HeteroGraph>, const std::vector<std::vector<int64_t>>&, bool,
                     bool, uint64_t, std::vector<std::optional<py::array>>,
-                    std::optional<py::array>, int, int, bool, int64_t,
+                    std::optional<py::array>, int, int, bool, const std::string&,
                     std::vector<std::optional<py::array>>, bool, int64_t,
                     std::vector<std::shared_ptr<RowCache>>, bool,
                     std::vector<std::pair<int, py::array>>, std::shared_ptr<PinnedSlots>>(),
@@ -900,7 +899,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("return_e_id") = false, py::arg("seed") = 0,
            py::arg("x") = std::vector<std::optional<py::array>>{}, py::arg("y") = py::none(),
            py::arg("y_type") = -1, py::arg("num_threads") = 1, py::arg("ordered") = true,
-           py::arg("dense_limit") = kDefaultDenseLimit,
+           py::arg("relabel") = "auto",
            py::arg("edge_ids") = std::vector<std::optional<py::array>>{},
            py::arg("prefetch") = true, py::arg("fail_at_position") = -1,
            py::arg("x_cache") = std::vector<std::shared_ptr<RowCache>>{},
@@ -917,13 +916,13 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<PySession>(m, "Session")
       .def(py::init<std::shared_ptr<Graph>, const std::vector<int64_t>&, bool, bool, uint64_t,
-                    std::optional<py::array>, std::optional<py::array>, int, bool, int64_t,
-                    int64_t, std::shared_ptr<RowCache>, bool, bool, bool,
+                    std::optional<py::array>, std::optional<py::array>, int, bool,
+                    const std::string&, int64_t, std::shared_ptr<RowCache>, bool, bool, bool,
                     std::optional<py::array>, std::shared_ptr<PinnedSlots>, int64_t>(),
            py::arg("graph"), py::arg("fanouts"), py::arg("replace") = false,
            py::arg("return_e_id") = false, py::arg("seed") = 0, py::arg("x") = py::none(),
            py::arg("y") = py::none(), py::arg("num_threads") = 1, py::arg("ordered") = true,
-           py::arg("dense_limit") = kDefaultDenseLimit, py::arg("fail_at_position") = -1,
+           py::arg("relabel") = "auto", py::arg("fail_at_position") = -1,
            py::arg("x_cache") = nullptr, py::arg("node_wise") = false,
            py::arg("disjoint") = false, py::arg("prefetch") = true,
            py::arg("edge_ids") = py::none(), py::arg("pinned") = nullptr,

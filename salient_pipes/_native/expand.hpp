@@ -6,7 +6,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -55,19 +54,23 @@ class Expander {
   }
 
   // Samples the neighbors of targets[first, last) (those of the last
-  // count()), inserts them into
-  // `relabel`/`found` (which may be `targets` itself: a node found here is
-  // never a target of this hop) and writes edge k as src[k] = the
-  // neighbor's local id, dst[k] = the target's index in `targets`, and
-  // e_id[k] (when not null). Draws the random stream in target order.
+  // count()), inserts them into `relabel`/`found` (which may be `targets`
+  // itself: a node found here is never a target of this hop) and writes
+  // edge k as src[k] = the neighbor's local id, dst[k] = the target's index
+  // in `targets`, and e_id[k] (when not null). Draws the random stream in
+  // target order.
   //
   // Latency hiding is a software pipeline of three stages, kLag targets
-  // apart: pick() draws a target's positions and requests those entries of
-  // col; kLag targets later read() reads them and requests the neighbors'
-  // relabel slots (and edge ids); kLag targets later still insert() uses
-  // them. Each miss so overlaps the work of the targets in between. Every
-  // stage runs in target order, so the random stream and the output are
-  // those of a plain loop (what prefetch=false runs; tested equal).
+  // apart, over the hop's edges (target t owns edges [offsets_[t],
+  // offsets_[t + 1])): pick() draws a target's positions in its row into
+  // picked_ and requests those entries of col; kLag targets later, the read
+  // stage copies them into src and requests the neighbors' relabel slots
+  // (and edge ids); kLag targets later still, the insert stage relabels
+  // them. Each miss so overlaps the work of the targets in between. The
+  // stages work straight on the hop's flat arrays, with no per-target
+  // state. Every stage runs in target order, so the random stream and the
+  // output are those of a plain loop (what prefetch=false runs; tested
+  // equal).
   template <typename Index, typename Relabel>
   void fill(const Csr<Index>& g, const Buffer<int64_t>& targets, int64_t first, int64_t last,
             int64_t fanout, Relabel& relabel, Buffer<int64_t>& found, Rng& rng,
@@ -77,28 +80,34 @@ class Expander {
       throw std::logic_error("Expander::fill must follow count() of the same targets");
     }
     const int64_t lag = opt.prefetch ? kLag : 0;
-    const int64_t slots = 2 * lag + 1;  // targets between a pick and its insert, inclusive
-    const bool ids = e_id != nullptr && opt.edge_ids != nullptr;
-    auto slot = [&](int64_t t) -> Pending& { return ring_[static_cast<size_t>(t % slots)]; };
-    for (int64_t t = 0; t < std::min(n, 2 * lag); ++t) {
-      pick(targets, first, t, fanout, rng, opt, g.col, slot(t));
-    }
-    for (int64_t t = 0; t < std::min(n, lag); ++t) read(g, relabel, opt, ids, slot(t));
-    for (int64_t t = 0; t < n; ++t) {
-      const int64_t next = t + 2 * lag;
-      if (next < n) pick(targets, first, next, fanout, rng, opt, g.col, slot(next));
-      if (t + lag < n) read(g, relabel, opt, ids, slot(t + lag));
-      // insert
-      const Pending& p = slot(t);
-      int64_t out = offsets_[t];
-      for (size_t k = 0; k < p.picked.size(); ++k) {
-        src[out] = relabel.insert(p.neighbors[k], found);
-        dst[out] = p.target;
-        if (e_id != nullptr) {
-          const int64_t position = p.start + p.picked[k];
-          e_id[out] = opt.edge_ids != nullptr ? opt.edge_ids[position] : position;
+    const int64_t* edge_ids = e_id != nullptr ? opt.edge_ids : nullptr;
+    picked_.resize(static_cast<size_t>(offsets_[n]));
+    for (int64_t t = 0; t < n + 2 * lag; ++t) {
+      if (t < n) pick(g.col, t, fanout, rng, opt);
+      const int64_t r = t - lag;  // the target read now
+      if (r >= 0 && r < n) {
+        const int64_t base = targets[first + r] - node_of(targets[first + r], opt);
+        const int64_t start = rows_[static_cast<size_t>(r)].begin;
+        for (int64_t k = offsets_[r]; k < offsets_[r + 1]; ++k) {
+          const int64_t position = start + picked_[static_cast<size_t>(k)];
+          src[k] = base + static_cast<int64_t>(g.col[position]);
+          if (opt.prefetch) {
+            relabel.prefetch(src[k]);
+            if (edge_ids != nullptr) __builtin_prefetch(edge_ids + position);
+          }
         }
-        ++out;
+      }
+      const int64_t i = t - 2 * lag;  // the target inserted now
+      if (i >= 0) {
+        const int64_t start = rows_[static_cast<size_t>(i)].begin;
+        for (int64_t k = offsets_[i]; k < offsets_[i + 1]; ++k) {
+          src[k] = relabel.insert(src[k], found);
+          dst[k] = first + i;
+          if (e_id != nullptr) {
+            const int64_t position = start + picked_[static_cast<size_t>(k)];
+            e_id[k] = edge_ids != nullptr ? edge_ids[position] : position;
+          }
+        }
       }
     }
   }
@@ -108,73 +117,44 @@ class Expander {
   }
 
  private:
-  // A target between its draw and its insert.
-  struct Pending {
-    int64_t target = 0;  // its index in `targets`
-    int64_t base = 0;    // its key offset (disjoint sampling)
-    int64_t start = 0;   // its row's first position in col
-    std::vector<int64_t> picked;     // positions in the row
-    std::vector<int64_t> neighbors;  // col at those positions (as keys)
-  };
-
-  // Stage 1 for the target t of the hop (targets[first + t]): draw its
-  // positions in its row (as count() found it) and request those entries of
-  // col.
+  // Stage 1 for target t of the hop: draw its positions in its row (as
+  // count() found it) into picked_ and request those entries of col.
   template <typename Index>
-  void pick(const Buffer<int64_t>& targets, int64_t first, int64_t t, int64_t fanout, Rng& rng,
-            const HopOptions& opt, const Index* col, Pending& p) {
-    const int64_t i = first + t;
+  void pick(const Index* col, int64_t t, int64_t fanout, Rng& rng, const HopOptions& opt) {
     const Row& row = rows_[static_cast<size_t>(t)];
     const int64_t degree = row.degree;
     const int64_t take = offsets_[t + 1] - offsets_[t];
-    p.target = i;
-    p.base = targets[i] - node_of(targets[i], opt);  // the seed's key offset (0 unless disjoint)
-    p.start = row.begin;
-    p.picked.clear();
+    int64_t* out = picked_.data() + offsets_[t];
     if (take == 0) return;
     if (fanout < 0 || (take == degree && !opt.replace)) {
       // -1 takes every neighbor once, with or without replacement.
-      for (int64_t q = 0; q < degree; ++q) p.picked.push_back(q);
+      for (int64_t q = 0; q < degree; ++q) out[q] = q;
     } else if (opt.replace) {
       for (int64_t k = 0; k < take; ++k) {
-        p.picked.push_back(static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree))));
+        out[k] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree)));
       }
     } else {
-      choose(degree, take, rng, p.picked);
+      choose(degree, take, rng, out);
     }
     if (!opt.prefetch) return;
+    const Index* begin = col + row.begin;
     if (take == degree) {  // the whole row: one request per cache line
-      for (int64_t q = 0; q < degree; q += kPerLine<Index>) __builtin_prefetch(col + p.start + q);
+      for (int64_t q = 0; q < degree; q += kPerLine<Index>) __builtin_prefetch(begin + q);
     } else {
-      for (const int64_t q : p.picked) __builtin_prefetch(col + p.start + q);
+      for (int64_t k = 0; k < take; ++k) __builtin_prefetch(begin + out[k]);
     }
   }
 
-  // Stage 2: read the picked neighbors and request their relabel slots and
-  // (with `ids`) their edge ids.
-  template <typename Index, typename Relabel>
-  void read(const Csr<Index>& g, const Relabel& relabel, const HopOptions& opt, bool ids,
-            Pending& p) {
-    p.neighbors.clear();
-    for (const int64_t q : p.picked) {
-      p.neighbors.push_back(p.base + static_cast<int64_t>(g.col[p.start + q]));
-      if (opt.prefetch) {
-        relabel.prefetch(p.neighbors.back());
-        if (ids) __builtin_prefetch(opt.edge_ids + p.start + q);
-      }
-    }
-  }
-
-  // Fills picked with `take` distinct positions of [0, degree), uniformly.
-  void choose(int64_t degree, int64_t take, Rng& rng, std::vector<int64_t>& picked) {
-    picked.clear();
+  // Writes `take` distinct positions of [0, degree) to out, uniformly.
+  void choose(int64_t degree, int64_t take, Rng& rng, int64_t* out) {
     if (take <= kFloydLimit) {
       // Floyd's algorithm: one draw per pick; the membership test is a scan
       // of at most kFloydLimit values that stay in L1.
+      int64_t* end = out;
       for (int64_t j = degree - take; j < degree; ++j) {
         const auto t = static_cast<int64_t>(rng.below(static_cast<uint64_t>(j + 1)));
-        const bool seen = std::find(picked.begin(), picked.end(), t) != picked.end();
-        picked.push_back(seen ? j : t);
+        const bool seen = std::find(out, end, t) != end;
+        *end++ = seen ? j : t;
       }
       return;
     }
@@ -184,7 +164,7 @@ class Expander {
     for (int64_t k = 0; k < take; ++k) {
       const auto r = k + static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree - k)));
       std::swap(positions_[k], positions_[r]);
-      picked.push_back(positions_[k]);
+      out[k] = positions_[k];
     }
   }
 
@@ -203,7 +183,7 @@ class Expander {
 
   std::vector<int64_t> offsets_;
   std::vector<Row> rows_;
-  std::array<Pending, 2 * kLag + 1> ring_;
+  Buffer<int64_t> picked_;  // per edge of the hop: its position in its target's row
   std::vector<int64_t> positions_;
 };
 

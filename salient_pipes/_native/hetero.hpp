@@ -39,7 +39,7 @@ struct HeteroConfig {
   bool return_e_id = false;
   bool prefetch = true;
   uint64_t seed = 0;
-  int64_t dense_limit = int64_t{1} << 26;
+  RelabelKind relabel = RelabelKind::Auto;  // as SamplerConfig::relabel
   std::vector<const int64_t*> edge_ids;  // per edge type: e_id map, or null for positions
   // Every seed gets a subgraph of its own (PyG's disjoint): n_id then holds
   // keys seed_index * key_space + node, with key_space the largest node count
@@ -80,11 +80,7 @@ class HeteroSampler {
       : graph_(graph), config_(std::move(config)), pool_(std::move(pool)) {
     for (const int64_t n : graph_.num_nodes) {
       key_space_ = std::max(key_space_, n);
-      if (n <= config_.dense_limit && !config_.disjoint) {
-        relabel_.emplace_back(DenseRelabel(n));
-      } else {
-        relabel_.emplace_back(HashRelabel());
-      }
+      relabel_.push_back(make_relabel(n, config_.relabel, config_.disjoint));
     }
     options_.resize(graph_.csr.size());
     row_.resize(graph_.csr.size());
@@ -224,7 +220,7 @@ class HeteroSampler {
   const HeteroGraph& graph_;
   HeteroConfig config_;
   std::shared_ptr<BlockPool> pool_;
-  std::vector<std::variant<DenseRelabel, HashRelabel>> relabel_;
+  std::vector<AnyRelabel> relabel_;
   std::vector<HopOptions> options_;
   int64_t key_space_ = 1;
   Expander expander_;

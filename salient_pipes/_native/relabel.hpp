@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <variant>
 #include <vector>
 
 #include "buffer.hpp"
@@ -111,5 +114,30 @@ class HashRelabel {
   size_t mask_ = 0;
   int shift_ = 64;
 };
+
+// Which relabelling a sampler uses. Auto: a slot array per worker up to
+// kSlotsUpTo graph nodes, a hash map above. Disjoint keys (which span seeds
+// times nodes) always take the hash map. The output is the same for either.
+enum class RelabelKind { Auto, Slots, Hash };
+
+constexpr int64_t kSlotsUpTo = int64_t{1} << 26;  // 256 MiB of slots per worker
+
+using AnyRelabel = std::variant<DenseRelabel, HashRelabel>;
+
+inline AnyRelabel make_relabel(int64_t num_nodes, RelabelKind kind, bool disjoint,
+                               uint32_t restart = uint32_t{1} << 31) {
+  if (disjoint || kind == RelabelKind::Hash ||
+      (kind == RelabelKind::Auto && num_nodes > kSlotsUpTo)) {
+    return HashRelabel();
+  }
+  return DenseRelabel(num_nodes, restart);
+}
+
+inline RelabelKind relabel_kind(const std::string& name) {
+  if (name == "auto") return RelabelKind::Auto;
+  if (name == "slots") return RelabelKind::Slots;
+  if (name == "hash") return RelabelKind::Hash;
+  throw std::invalid_argument("relabel must be 'auto', 'slots' or 'hash', not '" + name + "'");
+}
 
 }  // namespace sp

@@ -53,9 +53,9 @@ struct SamplerConfig {
   const int64_t* edge_ids = nullptr;
   bool return_e_id = false;
   uint64_t seed = 0;
-  // Relabel with a per-worker slot array up to this many graph nodes,
-  // with a hash map above it.
-  int64_t dense_limit = int64_t{1} << 26;
+  // How sampled ids become local ids (relabel.hpp); Auto picks by graph
+  // size. The output is the same for every kind.
+  RelabelKind relabel = RelabelKind::Auto;
   // Where the slot array's batch counter wraps and the array is zeroed
   // (DenseRelabel; lowered only by tests, to reach that path).
   uint32_t relabel_restart = uint32_t{1} << 31;
@@ -169,7 +169,8 @@ class Sampler {
   Sampler(const AnyCsr& graph, SamplerConfig config, std::shared_ptr<BlockPool> pool = nullptr)
       : graph_(graph),
         config_(std::move(config)),
-        relabel_(make_relabel(graph_, config_)),
+        relabel_(make_relabel(std::visit([](const auto& g) { return g.num_nodes; }, graph_),
+                              config_.relabel, config_.disjoint, config_.relabel_restart)),
         pool_(std::move(pool)) {
     options_.replace = config_.replace;
     options_.prefetch = config_.prefetch;
@@ -252,18 +253,9 @@ class Sampler {
     return h;
   }
 
-  static std::variant<DenseRelabel, HashRelabel> make_relabel(const AnyCsr& graph,
-                                                              const SamplerConfig& config) {
-    const int64_t n = std::visit([](const auto& g) { return g.num_nodes; }, graph);
-    if (n <= config.dense_limit && !config.disjoint) {
-      return DenseRelabel(n, config.relabel_restart);
-    }
-    return HashRelabel();
-  }
-
   AnyCsr graph_;
   SamplerConfig config_;
-  std::variant<DenseRelabel, HashRelabel> relabel_;
+  AnyRelabel relabel_;
   std::shared_ptr<BlockPool> pool_;
   HopOptions options_;
   Expander expander_;
