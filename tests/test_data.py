@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch_geometric.utils import to_undirected
 
-from salient_pipes import DatasetCacheError, FastDataset, csr_from_edge_index
+from salient_pipes import DatasetCacheError, FastDataset, _native, csr_from_edge_index
 from salient_pipes.data import dataset as dataset_module
 from salient_pipes.data import ogb
+from salient_pipes.data.memory import HUGE_PAGE
 
 
 def _edges_of(ds: FastDataset) -> set:
@@ -119,6 +120,42 @@ def test_save_and_load_round_trip(tmp_path, small_dataset):
             assert torch.equal(back.col, ds.col) and torch.equal(back.rowptr, ds.rowptr)
             assert all(torch.equal(back.split_idx[k], v) for k, v in ds.split_idx.items())
         assert not list(tmp_path.glob(".copy.tmp-*"))
+
+
+def _mapped_file(t: torch.Tensor) -> str:
+    """The file behind the memory that holds t's first byte ('' if none)."""
+    address = t.data_ptr()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            begin, end = (int(a, 16) for a in fields[0].split("-"))
+            if begin <= address < end:
+                name = fields[5] if len(fields) > 5 else ""
+                return "" if name.startswith("[") else name  # [heap], [anon:...]
+    raise AssertionError("address not mapped")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+def test_graph_in_memory_moves_only_the_csr_into_huge_pages(tmp_path):
+    # col of 1.2 M int32 entries (4.8 MB): large enough for 2 MiB pages.
+    ds = FastDataset.synthetic(num_nodes=60_000, avg_degree=20, num_features=8, num_classes=3,
+                               seed=2)
+    ds.save(tmp_path / "g", progress=False)
+    mapped = FastDataset.load(tmp_path / "g")
+    moved = FastDataset.load(tmp_path / "g", graph_in_memory=True)
+    assert _mapped_file(mapped.col).endswith("col.npy")
+    assert _mapped_file(moved.col) == "" and moved.col.data_ptr() % HUGE_PAGE == 0
+    assert _mapped_file(moved.rowptr) == ""
+    assert _mapped_file(moved.x).endswith("x.npy")  # the features stay mapped
+    assert torch.equal(moved.col, ds.col) and torch.equal(moved.rowptr, ds.rowptr)
+    seeds = np.arange(0, 60_000, 97, dtype=np.int64)
+    a = _native.sample(mapped.graph, seeds, [5, 3], seed=1)
+    b = _native.sample(moved.graph, seeds, [5, 3], seed=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    # False keeps the CSR mapped even without mmap for the rest.
+    kept = FastDataset.load(tmp_path / "g", mmap=False, graph_in_memory=False)
+    assert kept.col.data_ptr() % HUGE_PAGE != 0  # an ordinary heap copy
+    assert torch.equal(kept.col, ds.col)
 
 
 def test_interrupted_save_leaves_nothing_loadable(tmp_path, small_dataset, monkeypatch):

@@ -224,10 +224,13 @@ class HeteroDataset:
                                         list(self.split_idx), dtypes))
 
     @classmethod
-    def load(cls, path: PathLike, *, mmap: bool = True) -> HeteroDataset:
+    def load(cls, path: PathLike, *, mmap: bool = True,
+             graph_in_memory: Optional[bool] = None) -> HeteroDataset:
         """Opens a copy written by :meth:`save` or :meth:`from_edges`,
         memory-mapped; checks sizes and stamps (O(1)) and validates fully
-        only a copy whose files were copied elsewhere."""
+        only a copy whose files were copied elsewhere. ``graph_in_memory``
+        reads every edge type's CSR into 2 MiB pages, as
+        :meth:`FastDataset.load` does (by default: ``not mmap``)."""
         path = Path(path)
         rebuild = f"delete {path} and write it again"
         meta = read_meta(path, HETERO_FORMAT, HETERO_VERSION, rebuild)
@@ -237,7 +240,8 @@ class HeteroDataset:
                                                         for t in meta["num_nodes"]},
                                          graph=[f"edges/{edge_dir(tuple(e))}/{k}"
                                                 for e in meta["edge_types"]
-                                                for k in ("rowptr", "col")])
+                                                for k in ("rowptr", "col")],
+                                         graph_in_memory=graph_in_memory)
             edge_types = [tuple(e) for e in meta["edge_types"]]
             dataset = cls(
                 name=meta["name"], num_nodes=meta["num_nodes"],

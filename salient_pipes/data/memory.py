@@ -3,8 +3,9 @@
 Sampling reads ``rowptr`` and ``col`` at random; on a graph of hundreds of
 megabytes nearly every read misses the TLB as well as the cache. Backed by
 2 MiB pages instead of 4 KiB ones, the same arrays need 512 times fewer TLB
-entries (measured in docs/benchmarks.md, ``huge_pages``). Memory-mapped files
-are left alone: the page cache maps them in large folios already.
+entries (measured in docs/benchmarks.md, ``huge_pages``). In-memory builds
+and ``FastDataset.load(graph_in_memory=True)`` put the CSR there; a file
+mapping gets the page cache's pages, which map the file in small pages.
 """
 
 from __future__ import annotations
