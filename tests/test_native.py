@@ -127,10 +127,37 @@ def test_hash_relabel_grows_past_its_first_table():
     _same_results([dense], [hashed])
 
 
+def _growth_of_one_batch(num_nodes, **kwargs):
+    """Resident bytes that a session's first batch adds on an edgeless graph
+    of num_nodes nodes: the worker's relabel table, made with it."""
+    graph = _native.CSRGraph(np.zeros(num_nodes + 1, dtype=np.int64),
+                             np.zeros(0, dtype=np.int64))
+    session = _native.Session(graph, [2], **kwargs)
+    before = psutil.Process().memory_info().rss
+    session.submit(np.array([num_nodes - 1], dtype=np.int64), 0, 0)
+    n_id, *_ = session.next()
+    assert n_id.tolist() == [num_nodes - 1]
+    return psutil.Process().memory_info().rss - before
+
+
+def test_relabel_kind_decides_the_table_a_worker_holds():
+    # A slot array costs 4 bytes per graph node and worker, a hash map grows
+    # with the batch: "slots" and "auto" below 2**26 nodes allocate 64 MiB
+    # for 2**24 nodes, "hash" and "auto" above 2**26 nodes next to nothing.
+    mib = 1 << 20
+    assert _growth_of_one_batch(1 << 24, relabel="slots") > 48 * mib
+    assert _growth_of_one_batch(1 << 24) > 48 * mib
+    assert _growth_of_one_batch(1 << 24, relabel="hash") < 16 * mib
+    assert _growth_of_one_batch((1 << 26) + 1) < 16 * mib
+
+
 def test_relabel_kind_is_checked():
-    graph = _native.CSRGraph(*random_csr(10, 30, seed=1))
+    rowptr, col = random_csr(10, 30, seed=1)
+    graph = _native.CSRGraph(rowptr, col)
+    typed = _native.HeteroGraph([10], [0], [0], [rowptr], [col])
     for call in (lambda: _native.sample(graph, np.array([1]), [2], relabel="dense"),
-                 lambda: _native.Session(graph, [2], relabel="sorted")):
+                 lambda: _native.Session(graph, [2], relabel="sorted"),
+                 lambda: _native.HeteroSession(typed, [[2]], relabel="Slots")):
         with pytest.raises(ValueError, match="relabel must be 'auto', 'slots' or 'hash', not"):
             call()
 
