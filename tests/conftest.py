@@ -157,3 +157,17 @@ def settled_thread_count(expected: int, timeout: float = 5.0) -> int:
     while thread_count() != expected and time.monotonic() < deadline:
         time.sleep(0.05)
     return thread_count()
+
+
+def mapped_file(t: torch.Tensor) -> str:
+    """The file mapped at the memory that holds t's first byte, from
+    /proc/self/maps ('' for anonymous memory)."""
+    address = t.data_ptr()
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            begin, end = (int(a, 16) for a in fields[0].split("-"))
+            if begin <= address < end:
+                name = fields[5] if len(fields) > 5 else ""
+                return "" if name.startswith("[") else name  # [heap], [anon:...]
+    raise AssertionError("address not mapped")

@@ -15,6 +15,7 @@ from salient_pipes import DatasetCacheError, FastDataset, _native, csr_from_edge
 from salient_pipes.data import dataset as dataset_module
 from salient_pipes.data import ogb
 from salient_pipes.data.memory import HUGE_PAGE
+from tests.conftest import mapped_file
 
 
 def _edges_of(ds: FastDataset) -> set:
@@ -122,19 +123,6 @@ def test_save_and_load_round_trip(tmp_path, small_dataset):
         assert not list(tmp_path.glob(".copy.tmp-*"))
 
 
-def _mapped_file(t: torch.Tensor) -> str:
-    """The file behind the memory that holds t's first byte ('' if none)."""
-    address = t.data_ptr()
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            fields = line.split()
-            begin, end = (int(a, 16) for a in fields[0].split("-"))
-            if begin <= address < end:
-                name = fields[5] if len(fields) > 5 else ""
-                return "" if name.startswith("[") else name  # [heap], [anon:...]
-    raise AssertionError("address not mapped")
-
-
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
 def test_graph_in_memory_moves_only_the_csr_into_huge_pages(tmp_path):
     # col of 1.2 M int32 entries (4.8 MB): large enough for 2 MiB pages.
@@ -143,10 +131,10 @@ def test_graph_in_memory_moves_only_the_csr_into_huge_pages(tmp_path):
     ds.save(tmp_path / "g", progress=False)
     mapped = FastDataset.load(tmp_path / "g")
     moved = FastDataset.load(tmp_path / "g", graph_in_memory=True)
-    assert _mapped_file(mapped.col).endswith("col.npy")
-    assert _mapped_file(moved.col) == "" and moved.col.data_ptr() % HUGE_PAGE == 0
-    assert _mapped_file(moved.rowptr) == ""
-    assert _mapped_file(moved.x).endswith("x.npy")  # the features stay mapped
+    assert mapped_file(mapped.col).endswith("col.npy")
+    assert mapped_file(moved.col) == "" and moved.col.data_ptr() % HUGE_PAGE == 0
+    assert mapped_file(moved.rowptr) == ""
+    assert mapped_file(moved.x).endswith("x.npy")  # the features stay mapped
     assert torch.equal(moved.col, ds.col) and torch.equal(moved.rowptr, ds.rowptr)
     seeds = np.arange(0, 60_000, 97, dtype=np.int64)
     a = _native.sample(mapped.graph, seeds, [5, 3], seed=1)

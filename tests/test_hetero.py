@@ -16,6 +16,7 @@ from salient_pipes import HeteroDataset, HeteroSAGE, _native, salient_pipeline
 from salient_pipes.data.hetero import typed_csr
 from salient_pipes.pipes import NodeIndices, hetero_fanouts
 from salient_pipes.train import batchwise_test, forward, train_epoch
+from tests.conftest import mapped_file
 
 WRITES = ("author", "writes", "paper")
 CITES = ("paper", "cites", "paper")
@@ -87,6 +88,22 @@ def test_save_load_round_trip_and_stamps(mag, tmp_path):
 
     with pytest.raises(DatasetCacheError, match="truncated"):
         HeteroDataset.load(tmp_path / "g")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+def test_graph_in_memory_moves_every_edge_types_csr(mag, tmp_path):
+    mag.save(tmp_path / "g", progress=False)
+    moved = HeteroDataset.load(tmp_path / "g", graph_in_memory=True)
+    mapped = HeteroDataset.load(tmp_path / "g")
+    for e in mag.edge_types:
+        assert mapped_file(moved.col[e]) == "" and mapped_file(moved.rowptr[e]) == ""
+        assert mapped_file(mapped.col[e]).endswith("col.npy")
+        assert torch.equal(moved.col[e], mag.col[e])
+    for t in mag.node_types:
+        if moved.x[t].numel():
+            assert mapped_file(moved.x[t]).endswith("x.npy")  # the features stay mapped
+    for a, b in zip(_native_run(moved), _native_run(mapped)):
+        assert all(np.array_equal(u, v) for u, v in zip(a[0], b[0]))
 
 
 def test_from_edges_bounded_build_equals_in_memory(tmp_path):
