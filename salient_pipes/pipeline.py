@@ -147,8 +147,8 @@ def salient_pipeline(
     )
     pinned = None
     # Slots for the batches in flight, in the pin and prefetch queues, in use,
-    # and waiting for their copies to finish (one per node type with
-    # features, for a heterogeneous graph).
+    # and waiting for their copies to finish (one per node type, for a
+    # heterogeneous graph).
     per_batch = 1 if isinstance(dataset, FastDataset) else len(dataset.x)
     if pin_memory and per_batch:
         pinned = PinnedPool(num_slots=(sampled.max_in_flight + 6) * per_batch)

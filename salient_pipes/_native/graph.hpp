@@ -22,6 +22,10 @@ struct Csr {
 
 using AnyCsr = std::variant<Csr<int32_t>, Csr<int64_t>>;
 
+inline int64_t num_nodes_of(const AnyCsr& g) {
+  return std::visit([](const auto& csr) { return csr.num_nodes; }, g);
+}
+
 // Checks the invariants every sampler relies on, so the hot loop never has
 // to: rowptr starts at 0, never decreases, ends at len(col), and every column
 // index names a node. Throws std::invalid_argument (Python: ValueError).

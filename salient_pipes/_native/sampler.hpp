@@ -169,14 +169,13 @@ class Sampler {
   Sampler(const AnyCsr& graph, SamplerConfig config, std::shared_ptr<BlockPool> pool = nullptr)
       : graph_(graph),
         config_(std::move(config)),
-        relabel_(make_relabel(std::visit([](const auto& g) { return g.num_nodes; }, graph_),
-                              config_.relabel, config_.disjoint, config_.relabel_restart)),
+        relabel_(make_relabel(num_nodes_of(graph_), config_.relabel, config_.disjoint,
+                              config_.relabel_restart)),
         pool_(std::move(pool)) {
     options_.replace = config_.replace;
     options_.prefetch = config_.prefetch;
     options_.edge_ids = config_.edge_ids;
-    options_.key_space =
-        config_.disjoint ? std::visit([](const auto& g) { return g.num_nodes; }, graph_) : 0;
+    options_.key_space = config_.disjoint ? num_nodes_of(graph_) : 0;
   }
 
   // Samples the subgraph of one batch of seeds. The random stream depends
