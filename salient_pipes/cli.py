@@ -123,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="report per epoch how long training waited for data, and write "
                             "DIR/profile.json and DIR/stages.png (per-stage wait times)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--compile", action="store_true",
+                       help="train through torch.compile(model, dynamic=True): fused kernels, "
+                            "one compilation for every batch size (GraphSAGE, not the "
+                            "heterogeneous model)")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel training under torchrun: one process per GPU "
                             "(NCCL) or per CPU worker (gloo)")
@@ -271,6 +275,11 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             core, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.compile:
+        if isinstance(dataset, HeteroDataset):
+            raise SystemExit("--compile: the heterogeneous model does not compile; "
+                             "train it without --compile")
+        model = torch.compile(model, dynamic=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     pipe = salient_pipeline(dataset, "train", batch_size=args.batch_size, fanouts=args.fanouts,
                             feature_cache=feature_cache,
@@ -342,7 +351,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     final = batchwise_test(core, dataset, test_fanouts, args.batch_size, sets=("valid", "test"),
                            device=device, num_threads=args.num_threads, progress=progress)
     summary = {"dataset": dataset.name, "device": str(device), "processes": world,
-               "epochs": args.epochs,
+               "epochs": args.epochs, "compiled": args.compile,
                "fanouts": args.fanouts, "test_fanouts": test_fanouts,
                "batch_size": args.batch_size, "history": history,
                "valid_acc": final["valid"], "test_acc": final["test"],

@@ -13,14 +13,50 @@ from torch_geometric.nn import SAGEConv
 from salient_pipes.batch import Adj
 
 
+class MeanSAGEConv(torch.nn.Module):
+    """One GraphSAGE layer with mean aggregation over a sampled hop:
+    ``normalize(lin_l(mean of the sources' rows into each target) +
+    lin_r(target's own row))``, the computation of PyG's
+    ``SAGEConv(in, out, bias=False, normalize=True)`` with the same parameter
+    names (``lin_l.weight``, ``lin_r.weight``), so checkpoints load either way.
+
+    It is written in plain torch ops (``index_select``, ``index_add_``, two
+    matrix products), with the hop's sizes as ints: eager it launches fewer
+    kernels than the generic message-passing layer, and
+    ``torch.compile(model, dynamic=True)`` fuses it, without recompiling as
+    the batch's sizes change.
+
+    Example:
+        >>> conv = MeanSAGEConv(4, 2)
+        >>> x = torch.randn(3, 4)                     # 3 sources, the first 2 are targets
+        >>> edge_index = torch.tensor([[1, 2, 0], [0, 0, 1]])  # sources → targets
+        >>> conv(x, edge_index, num_dst=2).shape
+        torch.Size([2, 2])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.lin_l = torch.nn.Linear(in_channels, out_channels, bias=False)
+        self.lin_r = torch.nn.Linear(in_channels, out_channels, bias=False)
+
+    def forward(self, x: Tensor, edge_index: Tensor, num_dst: int) -> Tensor:
+        src, dst = edge_index[0], edge_index[1]
+        summed = x.new_zeros(num_dst, x.size(1)).index_add_(0, dst, x.index_select(0, src))
+        count = x.new_zeros(num_dst).index_add_(0, dst, x.new_ones(dst.numel()))
+        mean = summed / count.clamp_(min=1).unsqueeze(1)
+        return F.normalize(self.lin_l(mean) + self.lin_r(x[:num_dst]), p=2.0, dim=-1)
+
+
 class SAGE(torch.nn.Module):
-    """GraphSAGE as in SALIENT: ``num_layers`` mean-aggregating ``SAGEConv``
-    layers (``normalize=True``, no bias, xavier init with ReLU gain), input
-    features L2-normalized, ReLU and dropout 0.5 between layers and a
-    log-softmax over ``out_channels`` classes.
+    """GraphSAGE as in SALIENT: ``num_layers`` mean-aggregating layers
+    (:class:`MeanSAGEConv`: PyG's ``SAGEConv`` with ``normalize=True`` and no
+    bias), xavier init with ReLU gain, input features L2-normalized, ReLU
+    and dropout 0.5 between layers and a log-softmax over ``out_channels``
+    classes.
 
     ``forward(x, adjs)`` takes one ``Adj`` per layer, outermost hop first, and
-    returns one row per seed.
+    returns one row per seed. It compiles with ``torch.compile(model,
+    dynamic=True)`` (``salient-pipes train --compile``).
 
     Example:
         >>> model = SAGE(16, 32, 4, num_layers=2)
@@ -37,8 +73,7 @@ class SAGE(torch.nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = torch.nn.ModuleList(
-            SAGEConv(sizes[i], sizes[i + 1], bias=False, normalize=True) for i in range(num_layers)
-        )
+            MeanSAGEConv(sizes[i], sizes[i + 1]) for i in range(num_layers))
         self.num_layers = num_layers
         self.dropout = dropout
         self.reset_parameters()
@@ -46,10 +81,8 @@ class SAGE(torch.nn.Module):
     def reset_parameters(self) -> None:
         gain = torch.nn.init.calculate_gain("relu")
         for conv in self.convs:
-            conv.reset_parameters()
-            for module in conv.modules():
-                if isinstance(module, torch.nn.Linear):
-                    torch.nn.init.xavier_uniform_(module.weight, gain=gain)
+            torch.nn.init.xavier_uniform_(conv.lin_l.weight, gain=gain)
+            torch.nn.init.xavier_uniform_(conv.lin_r.weight, gain=gain)
 
     def forward(self, x: Tensor, adjs: Sequence[Adj]) -> Tensor:
         if len(adjs) != self.num_layers:
@@ -57,7 +90,7 @@ class SAGE(torch.nn.Module):
                              f"{len(adjs)} hops; use as many fanouts as layers")
         x = F.normalize(x.float(), dim=-1)
         for i, (edge_index, _, size) in enumerate(adjs):
-            x = self.convs[i]((x, x[: size[1]]), edge_index, size=size)
+            x = self.convs[i](x, edge_index, size[1])
             if i != self.num_layers - 1:
                 x = F.relu(x)
                 x = F.dropout(x, p=self.dropout, training=self.training)

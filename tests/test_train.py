@@ -69,6 +69,58 @@ def test_labels_minus_one_are_ignored():
     assert half == pytest.approx(expected) and 0 <= full <= 1
 
 
+def _sampled_batch(num_nodes: int, seed: int):
+    ds = FastDataset.synthetic(num_nodes=num_nodes, num_features=12, seed=seed)
+    pipe = salient_pipeline(ds, batch_size=64, fanouts=(6, 4), device="cpu", seed=seed)
+    return ds, next(iter(pipe))
+
+
+def test_mean_sage_conv_computes_what_pyg_sageconv_does():
+    from torch_geometric.nn import SAGEConv
+
+    from salient_pipes.models import MeanSAGEConv
+
+    ds, batch = _sampled_batch(800, 0)
+    edge_index, _, (num_src, num_dst) = batch.adjs[0]
+    # an isolated target (no edges into it) aggregates to zero in both
+    edge_index = edge_index[:, edge_index[1] != 3]
+    ours, pyg = MeanSAGEConv(12, 5), SAGEConv(12, 5, bias=False, normalize=True)
+    pyg.load_state_dict(ours.state_dict())  # same parameter names
+    x = batch.x.float().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    out = ours(x, edge_index, num_dst)
+    ref = pyg((x_ref, x_ref[:num_dst]), edge_index, size=(num_src, num_dst))
+    torch.testing.assert_close(out, ref)
+    out.pow(2).sum().backward()
+    ref.pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(ours.lin_l.weight.grad, pyg.lin_l.weight.grad)
+    torch.testing.assert_close(ours.lin_r.weight.grad, pyg.lin_r.weight.grad)
+
+
+def test_sage_init_is_xavier_with_relu_gain():
+    torch.manual_seed(0)
+    model = SAGE(200, 300, 7, num_layers=2)
+    weight = model.convs[0].lin_l.weight
+    bound = torch.nn.init.calculate_gain("relu") * (6 / (200 + 300)) ** 0.5
+    assert weight.abs().max() <= bound and weight.abs().max() > 0.95 * bound
+
+
+def test_sage_compiles_once_for_batches_of_every_size():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = SAGE(12, 16, 4, num_layers=2)
+    compiled = torch.compile(model, dynamic=True)
+    counts = torch._dynamo.utils.counters
+    counts.clear()
+    model.eval()  # no dropout: eager and compiled outputs compare
+    for num_nodes, seed in [(800, 1), (1500, 2), (3000, 3)]:
+        _, batch = _sampled_batch(num_nodes, seed)
+        torch.testing.assert_close(compiled(batch.x, batch.adjs), model(batch.x, batch.adjs),
+                                   rtol=1e-4, atol=1e-5)
+    assert counts["stats"]["unique_graphs"] == 1, dict(counts["stats"])
+
+
 def test_model_rejects_hop_mismatch():
     model = SAGE(4, 8, 2, num_layers=2)
     with pytest.raises(ValueError, match="2 layers but the batch has 1 hops"):
@@ -124,6 +176,26 @@ def test_cli_trains_and_writes_summary(tmp_path, capsys):
     assert summary["epochs"] == 2 and len(summary["history"]) == 2
     assert summary["test_acc"] > 2 * summary["chance"]
     assert summary["test_fanouts"] == [20, 20]
+
+
+def test_cli_compile_trains_through_one_compiled_graph(tmp_path, capsys):
+    torch._dynamo.reset()
+    counts = torch._dynamo.utils.counters
+    counts.clear()
+    out = tmp_path / "summary.json"
+    assert main(["train", "--compile", "--epochs", "2", "--num-nodes", "3000", "--hidden",
+                 "32", "--batch-size", "512", "--fanouts", "10,5", "--no-progress",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["compiled"] is True and summary["test_acc"] > 2 * summary["chance"]
+    # every batch of both epochs ran the one graph (sizes are dynamic)
+    assert counts["stats"]["unique_graphs"] == 1, dict(counts["stats"])
+
+
+def test_cli_compile_rejects_the_heterogeneous_model(capsys):
+    with pytest.raises(SystemExit, match="heterogeneous model does not compile"):
+        main(["train", "--compile", "--dataset", "mag-synthetic", "--mag-scale", "0.01",
+              "--epochs", "1", "--no-progress", "--device", "cpu"])
 
 
 def test_cli_cora(planetoid_root, capsys):
