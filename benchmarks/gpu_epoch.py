@@ -20,6 +20,11 @@ Loaders, all feeding the same model (``salient_pipes.SAGE``) on the device:
 - PyG: ``NeighborLoader`` with 2 workers, where pyg-lib or torch-sparse is
   installed.
 
+Each loader feeds the model eager and, with ``--compile``, also through
+``torch.compile(model, dynamic=True)`` (one compilation, before the untimed
+epoch); ours also with ``--threads`` sampling threads (a list: the training
+thread and the copies need cores too).
+
 Per loader: seconds per epoch (median of the timed epochs, after one
 untimed), the training loop's data wait share, and the GPU's idle share
 (CUDA events around each step, ``train_epoch``). Writes
@@ -147,13 +152,15 @@ def pyg_batches(ds: FastDataset, device: torch.device) -> Optional[Callable]:
 
 
 def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: torch.device,
-            count: int) -> Dict[str, Any]:
+            count: int, threads: int, compiled: bool) -> Dict[str, Any]:
     torch.manual_seed(0)
     model = SAGE(ds.num_features, HIDDEN, ds.num_classes, len(FANOUTS)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
-    runs = [train_epoch(model, epochs(e), optimizer, progress=False) for e in range(count + 1)]
+    step = torch.compile(model, dynamic=True) if compiled else model
+    runs = [train_epoch(step, epochs(e), optimizer, progress=False) for e in range(count + 1)]
     timed = runs[1:]
-    row = {"loader": name, "seconds": statistics.median(r.seconds for r in timed),
+    row = {"loader": name, "threads": threads, "model": "compiled" if compiled else "eager",
+           "seconds": statistics.median(r.seconds for r in timed),
            "data_wait_share": statistics.median(r.data_wait_share for r in timed),
            "device_idle_share": statistics.median(r.device_idle_share for r in timed),
            "loss": timed[-1].loss, "batches": timed[-1].batches}
@@ -167,7 +174,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--graphs", nargs="+", default=["arxiv", "products"])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs (after one more)")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--threads", type=int, default=None, help="sampling threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="sampling threads of ours (default: the cores); SALIENT gets "
+                             "the first")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure every loader with the compiled model")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--no-pyg", action="store_true")
     parser.add_argument("--render-only", action="store_true",
@@ -178,7 +189,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
     warnings.filterwarnings("ignore", message=".*pyg-lib.*")
     device = torch.device(args.device)
-    threads = args.threads or max(1, len(os.sched_getaffinity(0)))
+    counts = args.threads or [max(1, len(os.sched_getaffinity(0)))]
+    threads = counts[0]
+    models = [False, True] if args.compile else [False]
     fast_sampler = None
     if args.fast_sampler_dir:
         sys.path.insert(0, args.fast_sampler_dir)
@@ -188,38 +201,50 @@ def main(argv: Optional[List[str]] = None) -> None:
                                "rows": []}
     for name in args.graphs:
         ds = graph(name)
-        pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device=device,
-                                num_threads=threads)
+        loaders = []
+        for count in counts:
+            pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device=device,
+                                    num_threads=count)
 
-        def ours(e: int, pipe=pipe) -> Any:
-            pipe.set_epoch(e)
-            return pipe
+            def ours(e: int, pipe=pipe) -> Any:
+                pipe.set_epoch(e)
+                return pipe
 
-        loaders = [("salient_pipes", ours)]
+            loaders.append(("salient_pipes", ours, count))
         if fast_sampler is not None:
             loaders.append(("SALIENT fast_sampler", salient_batches(fast_sampler, ds, device,
-                                                                   threads)))
+                                                                   threads), threads))
         pyg = None if args.no_pyg else pyg_batches(ds, device)
         if pyg is not None:
-            loaders.append(("PyG NeighborLoader, 2 workers", pyg))
-        for loader, epochs in loaders:
-            row = measure(loader, epochs, ds, device, args.epochs)
-            results["rows"].append({"graph": ds.name, **row})
-        del pipe, ds
+            loaders.append(("PyG NeighborLoader, 2 workers", pyg, 2))
+        for loader, epochs, count in loaders:
+            for compiled in models:
+                try:
+                    row = measure(loader, epochs, ds, device, args.epochs, count, compiled)
+                except Exception as exc:  # a baseline that fails is reported, not fatal
+                    print(f"{loader} on {ds.name} failed: {exc!r}", file=sys.stderr)
+                    continue
+                results["rows"].append({"graph": ds.name, **row})
+                save_json("gpu_epoch", {**results, "epochs": args.epochs})
+        del loaders, ds
     results["epochs"] = args.epochs
     save_json("gpu_epoch", results)
     write_section("gpu_epoch", render(results))
 
 
 def render(results: Dict[str, Any]) -> str:
-    lines = [f"`python -m benchmarks.gpu_epoch` on **{results['gpu']}**, {results['threads']} "
-             "sampling threads: 3-layer GraphSAGE (hidden 256), 15/10/5, batch 1024; median of "
-             f"{results['epochs']} timed epochs after one untimed. GPU idle: the share of the "
-             "epoch with no training step on the GPU (CUDA events).", "",
-             "| graph | loader | seconds per epoch | data wait | GPU idle |",
-             "| --- | --- | ---: | ---: | ---: |"]
+    lines = [f"`python -m benchmarks.gpu_epoch` on **{results['gpu']}** "
+             f"({results['machine']['cores']} host cores, torch {results['machine']['torch']}): "
+             "3-layer GraphSAGE (hidden 256), 15/10/5, batch 1024; median of "
+             f"{results['epochs']} timed epochs after one untimed. Model: `SAGE` eager, or "
+             "through `torch.compile(dynamic=True)`. GPU idle: the share of the epoch with no "
+             "training step on the GPU (CUDA events).", "",
+             "| graph | loader | sampling threads | model | seconds per epoch | data wait "
+             "| GPU idle |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
     for r in results["rows"]:
-        lines.append(f"| {r['graph']} | {r['loader']} | {r['seconds']:.3f} | "
+        lines.append(f"| {r['graph']} | {r['loader']} | {r.get('threads', results['threads'])} "
+                     f"| {r.get('model', 'eager')} | {r['seconds']:.3f} | "
                      f"{r['data_wait_share']:.0%} | {r['device_idle_share']:.0%} |")
     return "\n".join(lines + [results.get("notes", "")])
 

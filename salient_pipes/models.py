@@ -50,7 +50,8 @@ class MeanSAGEConv(torch.nn.Module):
 class SAGE(torch.nn.Module):
     """GraphSAGE as in SALIENT: ``num_layers`` mean-aggregating layers
     (:class:`MeanSAGEConv`: PyG's ``SAGEConv`` with ``normalize=True`` and no
-    bias), xavier init with ReLU gain, input features L2-normalized, ReLU
+    bias, weights initialized as ``torch.nn.Linear`` and PyG's layer do),
+    input features L2-normalized, ReLU
     and dropout 0.5 between layers and a log-softmax over ``out_channels``
     classes.
 
@@ -79,10 +80,9 @@ class SAGE(torch.nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        gain = torch.nn.init.calculate_gain("relu")
         for conv in self.convs:
-            torch.nn.init.xavier_uniform_(conv.lin_l.weight, gain=gain)
-            torch.nn.init.xavier_uniform_(conv.lin_r.weight, gain=gain)
+            conv.lin_l.reset_parameters()
+            conv.lin_r.reset_parameters()
 
     def forward(self, x: Tensor, adjs: Sequence[Adj]) -> Tensor:
         if len(adjs) != self.num_layers:

@@ -89,9 +89,9 @@ def salient_pipeline(
     seed once. Its cache is chosen when the dataset is loaded.
 
     ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
-    defaults to on for a CUDA device, and then the workers gather ``x``
-    straight into a pool of page-locked slots (:class:`PinnedPool`), so
-    features are copied once on their way to the device. ``x_dtype`` (say
+    defaults to on for a CUDA device, and then the workers place each batch
+    straight in a page-locked slot of a pool (:class:`PinnedPool`), so it is
+    copied once on its way to the device. ``x_dtype`` (say
     ``torch.float32``) casts the features on the device after the copy.
     ``rank``/``world_size`` default to the initialized ``torch.distributed``
     process group: each rank then gets a disjoint shard of every epoch and

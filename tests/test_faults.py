@@ -87,7 +87,7 @@ def test_fault_mid_epoch_then_clean_next_epoch(small_dataset, fault):
     assert _exactly_once(pipe, small_dataset)
     assert _exactly_once(pipe, small_dataset)
     del pipe
-    assert settled_thread_count(baseline) == baseline
+    assert settled_thread_count(baseline) <= baseline
 
 
 def test_abandoned_iterator_does_not_disturb_the_next_epoch(small_dataset):
@@ -109,7 +109,7 @@ def test_pipe_dropped_with_batches_in_flight(small_dataset):
         next(it)
         assert _sampler(pipe)._busy.in_flight > 0
         del it, pipe
-    assert settled_thread_count(baseline) == baseline
+    assert settled_thread_count(baseline) <= baseline
 
 
 @pytest.mark.parametrize("how", ["return", "sys.exit", "exception"])

@@ -291,7 +291,7 @@ def test_sessions_do_not_leak_threads_or_memory():
     warm = process.memory_info().rss
     churn(1000)
     gc.collect()
-    assert settled_thread_count(baseline_threads) == baseline_threads
+    assert settled_thread_count(baseline_threads) <= baseline_threads
     if not os.environ.get("SALIENT_PIPES_SANITIZED"):  # ASan's quarantine keeps freed memory
         assert process.memory_info().rss - warm < 16 * 2**20
 

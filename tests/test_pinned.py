@@ -38,7 +38,38 @@ def _next_x(session, ds, position, seeds=None):
     seeds = ds.split_idx["train"][position * 20:(position + 1) * 20] if seeds is None else seeds
     session.submit(seeds.numpy(), 0, position)
     n_id, _, x, _ = session.next()
-    return torch.from_numpy(n_id), torch.from_numpy(x)
+    # n_id copied out of the slot, so that x alone holds it (the hops are dropped)
+    return torch.from_numpy(n_id).clone(), torch.from_numpy(x)
+
+
+def test_the_whole_batch_lies_in_one_slot_and_any_array_holds_it():
+    ds = _dataset()
+    pool = PinnedPool(num_slots=2, slot_bytes=1 << 20, pin=False)
+    kwargs = dict(seed=1, x=ds.x.numpy(), y=ds.y.numpy(), return_e_id=True, num_threads=1)
+    pinned = _native.Session(ds.graph, [4, 3], pinned=pool.native, **kwargs)
+    plain = _native.Session(ds.graph, [4, 3], **kwargs)
+    seeds = ds.split_idx["train"][:20].numpy()
+    for session in (pinned, plain):
+        session.submit(seeds, 0, 0)
+    got, want = pinned.next(), plain.next()
+    arrays = [got[0], got[2], got[3]] + [a for hop in got[1] for a in hop[:2]]
+    expected = [want[0], want[2], want[3]] + [a for hop in want[1] for a in hop[:2]]
+    for a, b in zip(arrays, expected):
+        np.testing.assert_array_equal(a, b)
+    slot = pool.slot_of(torch.from_numpy(got[2]))
+    memory = pool._memory[slot]
+    start, end = memory.data_ptr(), memory.data_ptr() + memory.numel()
+    for a in arrays:  # every array inside the slot, 64-byte aligned
+        assert start <= a.ctypes.data and a.ctypes.data + a.nbytes <= end
+        assert (a.ctypes.data - start) % 64 == 0
+    assert pool.hits == 1 and pool.misses == 0
+    edge_index = got[1][0][0]  # the last array held: the slot stays lent
+    del got, arrays, a
+    gc.collect()
+    assert pool.native.in_state("lent") == [slot]
+    del edge_index
+    gc.collect()
+    assert pool.native.in_state("retired") == [slot]
 
 
 def test_slots_cycle_only_after_python_drops_the_batch_and_its_copy_completes():

@@ -238,7 +238,7 @@ def test_breaking_out_leaves_no_work_or_threads(small_dataset):
     assert torch.equal(epoch_seeds(pipe).sort().values,
                        small_dataset.split_idx["train"].sort().values)
     del pipe, sampler
-    assert settled_thread_count(baseline) == baseline
+    assert settled_thread_count(baseline) <= baseline
 
 
 def test_pipeline_stats_and_len(small_dataset):

@@ -98,12 +98,15 @@ def test_mean_sage_conv_computes_what_pyg_sageconv_does():
     torch.testing.assert_close(ours.lin_r.weight.grad, pyg.lin_r.weight.grad)
 
 
-def test_sage_init_is_xavier_with_relu_gain():
+def test_sage_init_is_torch_linear_init_as_in_pyg():
     torch.manual_seed(0)
     model = SAGE(200, 300, 7, num_layers=2)
-    weight = model.convs[0].lin_l.weight
-    bound = torch.nn.init.calculate_gain("relu") * (6 / (200 + 300)) ** 0.5
-    assert weight.abs().max() <= bound and weight.abs().max() > 0.95 * bound
+    bound = 200 ** -0.5  # kaiming-uniform(a=sqrt(5)) over fan-in 200
+    for weight in (model.convs[0].lin_l.weight, model.convs[0].lin_r.weight):
+        assert weight.abs().max() <= bound and weight.abs().max() > 0.95 * bound
+    before = model.convs[1].lin_r.weight.clone()
+    model.reset_parameters()
+    assert not torch.equal(before, model.convs[1].lin_r.weight)
 
 
 def test_sage_compiles_once_for_batches_of_every_size():

@@ -236,26 +236,33 @@ class PinnedSlots {
     }
   }
 
-  // An array over a batch's slot; dropping it retires the slot.
-  py::array view(sp::SlotLease&& lease, const py::dtype& dtype,
-                 std::vector<py::ssize_t> shape) {
+  // Takes over a batch's lent slot: the returned capsule retires the slot
+  // when it goes, that is when the last array over the slot (each holds the
+  // capsule as its base) is dropped.
+  py::capsule owner(sp::SlotLease&& lease) {
     struct Owner {
       std::shared_ptr<sp::PinnedSlots> slots;
       int slot;
       py::object memory;
     };
-    unsigned char* data = lease.data();
     const int slot = lease.hand_over();
     auto owner = std::make_unique<Owner>(Owner{core_, slot, memory_[static_cast<size_t>(slot)]});
     py::capsule base(owner.get(), [](void* p) {
       std::unique_ptr<Owner> o(static_cast<Owner*>(p));
       try {
         o->slots->retire(o->slot);
-      } catch (...) {  // cannot happen (the array owned the lent slot); never throw here
+      } catch (...) {  // cannot happen (the arrays owned the lent slot); never throw here
       }
     });
     static_cast<void>(owner.release());
-    return py::array(dtype, shape, {}, data, base);
+    return base;
+  }
+
+  // An array over a batch's slot; dropping it retires the slot.
+  py::array view(sp::SlotLease&& lease, const py::dtype& dtype,
+                 std::vector<py::ssize_t> shape) {
+    unsigned char* data = lease.data();
+    return py::array(dtype, std::move(shape), {}, data, owner(std::move(lease)));
   }
 
   const std::shared_ptr<sp::PinnedSlots>& core() const { return core_; }
@@ -265,9 +272,39 @@ class PinnedSlots {
   std::vector<py::object> memory_;
 };
 
+// A batch placed whole in a pinned slot (sp::place_in_slot), as arrays over
+// that slot: the slot retires when the last of them is dropped.
+py::tuple slot_to_python(sp::Sample&& s, bool return_e_id, const py::array& x,
+                         const std::optional<py::array>& y, PinnedSlots& pinned) {
+  unsigned char* base = s.slot.data();
+  const py::capsule owner = pinned.owner(std::move(s.slot));
+  const sp::SlotLayout& at = s.layout;
+  auto array = [&](size_t offset, const py::dtype& dtype, std::vector<py::ssize_t> shape) {
+    return py::array(dtype, std::move(shape), {}, base + offset, owner);
+  };
+  const auto int64 = py::dtype::of<int64_t>();
+  py::list hops;
+  for (size_t i = 0; i < s.hops.size(); ++i) {
+    const sp::Hop& h = s.hops[i];
+    const auto num_edges = static_cast<py::ssize_t>(h.edge_index.size() / 2);
+    py::object e_id = py::none();
+    if (return_e_id) e_id = array(at.e_id[i], int64, {num_edges});
+    hops.append(py::make_tuple(array(at.edge_index[i], int64, {2, num_edges}), e_id,
+                               py::make_tuple(h.num_src, h.num_dst)));
+  }
+  const auto num_nodes = static_cast<int64_t>(s.n_id.size());
+  py::object ys = py::none();
+  if (y) ys = array(at.y, y->dtype(), row_shape(*y, s.batch_size));
+  return py::make_tuple(array(at.n_id, int64, {num_nodes}), hops,
+                        array(0, x.dtype(), row_shape(x, num_nodes)), ys);
+}
+
 // (n_id, [(edge_index, e_id | None, (num_src, num_dst)), ...], x | None, y | None)
 py::tuple to_python(sp::Sample&& s, bool return_e_id, const std::optional<py::array>& x,
                     const std::optional<py::array>& y, PinnedSlots* pinned = nullptr) {
+  if (x && s.slot.held() && pinned != nullptr) {
+    return slot_to_python(std::move(s), return_e_id, *x, y, *pinned);
+  }
   py::list hops;
   for (auto& h : s.hops) {
     const auto num_edges = static_cast<py::ssize_t>(h.edge_index.size() / 2);
@@ -279,9 +316,7 @@ py::tuple to_python(sp::Sample&& s, bool return_e_id, const std::optional<py::ar
   const auto num_nodes = static_cast<int64_t>(s.n_id.size());
   py::object xs = py::none();
   py::object ys = py::none();
-  if (x && s.x_slot.held() && pinned != nullptr) {
-    xs = pinned->view(std::move(s.x_slot), x->dtype(), row_shape(*x, num_nodes));
-  } else if (x) {
+  if (x) {
     xs = to_array(std::move(s.x), x->dtype(), row_shape(*x, num_nodes));
   }
   if (y) ys = to_array(std::move(s.y), y->dtype(), row_shape(*y, s.batch_size));

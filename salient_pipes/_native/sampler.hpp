@@ -81,13 +81,25 @@ struct Hop {
   int64_t num_dst = 0;
 };
 
+// Where a batch placed whole in one pinned slot keeps each array: byte
+// offsets from the slot's start, where x begins.
+struct SlotLayout {
+  size_t y = 0;
+  size_t n_id = 0;
+  std::vector<size_t> edge_index;  // per hop
+  std::vector<size_t> e_id;        // per hop, when edge ids were asked for
+};
+
 struct Sample {
   Buffer<int64_t> n_id;
   std::vector<Hop> hops;  // outermost first: hops.back().num_dst == batch size
   Buffer<unsigned char> x;  // x rows of n_id, when features are attached
-  SlotLease x_slot;         // or there, in a pinned slot, when one was free
   Buffer<unsigned char> y;  // y rows of the seeds, when labels are attached
   int64_t batch_size = 0;
+  // Or the whole batch (x, y, n_id, every hop) in one pinned slot, when one
+  // was free: then the arrays above are not read, `layout` says where each is.
+  SlotLease slot;
+  SlotLayout layout;
 };
 
 // Copies rows idx[begin:end) of src to dst (dst row 0 = idx[begin]). The
@@ -160,6 +172,51 @@ inline void gather_pinned(const Rows& src, const int64_t* idx, size_t n,
   } else {
     gather_rows(src, idx, 0, static_cast<int64_t>(n), dst);
   }
+}
+
+// Places the whole sampled batch in one free slot of `pinned`: the rows of
+// x (at the start) and of y gathered there, n_id and every hop's arrays
+// copied there, each array 64-byte aligned. False, leaving `s` as it is,
+// when no free slot is large enough.
+inline bool place_in_slot(Sample& s, const Rows& x, const std::optional<Rows>& y,
+                          const int64_t* seeds, PinnedSlots& pinned,
+                          const std::shared_ptr<PinnedSlots>& owner, bool edge_ids) {
+  constexpr size_t kAlign = 64;
+  auto aligned = [](size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
+  const size_t n = s.n_id.size();
+  const auto batch = static_cast<size_t>(s.batch_size);
+  SlotLayout layout;
+  size_t end = aligned(n * static_cast<size_t>(x.row_bytes));
+  if (y) {
+    layout.y = end;
+    end = aligned(end + batch * static_cast<size_t>(y->row_bytes));
+  }
+  layout.n_id = end;
+  end = aligned(end + n * sizeof(int64_t));
+  for (const Hop& h : s.hops) {
+    layout.edge_index.push_back(end);
+    end = aligned(end + h.edge_index.size() * sizeof(int64_t));
+    if (edge_ids) {
+      layout.e_id.push_back(end);
+      end = aligned(end + h.e_id.size() * sizeof(int64_t));
+    }
+  }
+  unsigned char* base = nullptr;
+  const int slot = pinned.take(end, base);
+  if (slot < 0) return false;
+  s.slot = SlotLease(owner, slot, base);
+  gather_rows(x, s.n_id.data(), 0, static_cast<int64_t>(n), base);
+  if (y) gather_rows(*y, seeds, 0, static_cast<int64_t>(batch), base + layout.y);
+  auto copy = [base](size_t at, const Buffer<int64_t>& from) {
+    if (from.size() > 0) std::memcpy(base + at, from.data(), from.size() * sizeof(int64_t));
+  };
+  copy(layout.n_id, s.n_id);
+  for (size_t i = 0; i < s.hops.size(); ++i) {
+    copy(layout.edge_index[i], s.hops[i].edge_index);
+    if (edge_ids) copy(layout.e_id[i], s.hops[i].e_id);
+  }
+  s.layout = std::move(layout);
+  return true;
 }
 
 // Per-worker state: scratch space reused across batches.
@@ -275,14 +332,19 @@ struct SampleJob {
   // Shared with every array a batch hands to Python, which gives its memory
   // back when Python drops it (possibly after the session is gone).
   std::shared_ptr<BlockPool> pool = std::make_shared<BlockPool>(64);
-  // Page-locked slots for x, or null: x then goes to a pool block.
+  // Page-locked slots for whole batches, or null (and when none is free):
+  // x and y then go to pool blocks.
   std::shared_ptr<PinnedSlots> pinned;
 
   void make_worker(std::optional<Sampler>& worker) const { worker.emplace(graph, config, pool); }
 
   Sample produce(Sampler& sampler, const Input& seeds, uint64_t epoch, uint64_t position) const {
     Sample s = sampler.sample(seeds.data(), static_cast<int64_t>(seeds.size()), epoch, position);
-    if (x) gather_pinned(*x, s.n_id.data(), s.n_id.size(), pinned, pool, s.x, s.x_slot);
+    if (x && pinned && s.n_id.size() > 0 &&
+        place_in_slot(s, *x, y, seeds.data(), *pinned, pinned, config.return_e_id)) {
+      return s;
+    }
+    if (x) s.x = gather_new(*x, s.n_id.data(), s.n_id.size(), pool);
     if (y) s.y = gather_new(*y, seeds.data(), seeds.size(), pool);
     return s;
   }

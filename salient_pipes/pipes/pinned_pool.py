@@ -1,14 +1,16 @@
-"""Reusable page-locked buffers that the sampling workers gather ``x`` into.
+"""Reusable page-locked buffers that the sampling workers place batches in.
 
-Without them a batch's features are copied twice on the way to the GPU: the
-gather writes them to ordinary memory, then ``pin_memory`` copies them into
-page-locked memory. With a :class:`PinnedPool` the fused gather writes them
-straight into one of the pool's page-locked slots, and ``pin_memory`` passes
-that tensor on: one copy.
+Without them a batch is copied twice on the way to the GPU: the workers
+write it to ordinary memory, then ``pin_memory`` copies it into page-locked
+memory. With a :class:`PinnedPool` a worker places the whole batch in one of
+the pool's page-locked slots (``x`` gathered at the slot's start, then
+``y``, ``n_id`` and every hop), and ``pin_memory`` passes it on: one copy.
+(For a heterogeneous graph each node type's ``x`` takes a slot of its own.)
 
 A slot is lent to a batch and comes back only when both hold:
 
-1. Python has dropped the batch's ``x`` (the native side sees the array go);
+1. Python has dropped every array of the batch in the slot (the native side
+   sees the last one go);
 2. every device copy that reads it has completed: ``prefetch_to_device``
    records a CUDA event after issuing the copy, and the pool checks the
    events with ``query()`` before it reuses the slot.
@@ -32,7 +34,7 @@ from salient_pipes._checks import check_int
 
 
 class PinnedPool:
-    """``num_slots`` page-locked buffers for the fused gather of ``x``.
+    """``num_slots`` page-locked buffers, one batch each.
 
     ``pin`` defaults to whether CUDA is available; without it the slots are
     ordinary memory and the reuse protocol is the same (so it is tested on

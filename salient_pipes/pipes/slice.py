@@ -54,11 +54,12 @@ class SliceFeatures(Stage):
     from the cache when it holds them and from ``x`` (often a file)
     otherwise; ``pipeline_stats`` reports the epoch's hit rate.
 
-    With ``pinned`` (a :class:`PinnedPool`; fused gather only), ``x`` is
-    gathered straight into page-locked memory (with features per node type,
-    each type's rows into a slot of their own), so ``pin_memory`` has nothing
-    left to copy; ``prefetch_to_device`` hands each slot back once its copy
-    to the device has completed. ``salient_pipeline`` sets this up on CUDA.
+    With ``pinned`` (a :class:`PinnedPool`; fused gather only), the workers
+    place each whole batch (``x``, ``y``, ``n_id``, every hop) in a
+    page-locked slot (with features per node type, each type's ``x`` in a
+    slot of its own), so ``pin_memory`` has nothing left to copy;
+    ``prefetch_to_device`` hands each slot back once its copy to the device
+    has completed. ``salient_pipeline`` sets this up on CUDA.
 
     Example:
         >>> from salient_pipes import FastDataset
