@@ -284,6 +284,9 @@ def test_cuda_prefetch_from_pinned_slots_equals_cpu_batches_under_a_slow_consume
             time.sleep(0.002)
             assert torch.equal(gpu_batch.x.cpu(), cpu_batch.x)
             assert torch.equal(gpu_batch.n_id.cpu(), cpu_batch.n_id)
+            assert torch.equal(gpu_batch.y.cpu(), cpu_batch.y)  # the rest of the slot
+            for gpu_adj, cpu_adj in zip(gpu_batch.adjs, cpu_batch.adjs):
+                assert torch.equal(gpu_adj.edge_index.cpu(), cpu_adj.edge_index)
         memory.append(torch.cuda.memory_allocated())
     assert pool.hits > 0 and pool.pin
     assert memory[-1] <= memory[0] * 1.1  # flat over epochs
