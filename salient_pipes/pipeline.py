@@ -146,12 +146,11 @@ def salient_pipeline(
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
     )
     pinned = None
-    # Slots for the batches in flight, in the pin and prefetch queues, in use,
-    # and waiting for their copies to finish (one per node type, for a
-    # heterogeneous graph).
-    per_batch = 1 if isinstance(dataset, FastDataset) else len(dataset.x)
-    if pin_memory and per_batch:
-        pinned = PinnedPool(num_slots=(sampled.max_in_flight + 6) * per_batch)
+    # A slot per batch in flight, in the pin and prefetch queues, in use, and
+    # waiting for its copy to finish (a heterogeneous graph without features
+    # has nothing to gather there).
+    if pin_memory and (isinstance(dataset, FastDataset) or dataset.x):
+        pinned = PinnedPool(num_slots=sampled.max_in_flight + 6)
     pipe = sampled.slice_features(dataset.x, dataset.y, cache=feature_cache, pinned=pinned)
     if pin_memory:
         pipe = pipe.pin_memory()

@@ -258,13 +258,6 @@ class PinnedSlots {
     return base;
   }
 
-  // An array over a batch's slot; dropping it retires the slot.
-  py::array view(sp::SlotLease&& lease, const py::dtype& dtype,
-                 std::vector<py::ssize_t> shape) {
-    unsigned char* data = lease.data();
-    return py::array(dtype, std::move(shape), {}, data, owner(std::move(lease)));
-  }
-
   const std::shared_ptr<sp::PinnedSlots>& core() const { return core_; }
 
  private:
@@ -272,55 +265,56 @@ class PinnedSlots {
   std::vector<py::object> memory_;
 };
 
-// A batch placed whole in a pinned slot (sp::place_in_slot), as arrays over
-// that slot: the slot retires when the last of them is dropped.
-py::tuple slot_to_python(sp::Sample&& s, bool return_e_id, const py::array& x,
-                         const std::optional<py::array>& y, PinnedSlots& pinned) {
-  unsigned char* base = s.slot.data();
-  const py::capsule owner = pinned.owner(std::move(s.slot));
-  const sp::SlotLayout& at = s.layout;
-  auto array = [&](size_t offset, const py::dtype& dtype, std::vector<py::ssize_t> shape) {
-    return py::array(dtype, std::move(shape), {}, base + offset, owner);
-  };
-  const auto int64 = py::dtype::of<int64_t>();
-  py::list hops;
-  for (size_t i = 0; i < s.hops.size(); ++i) {
-    const sp::Hop& h = s.hops[i];
-    const auto num_edges = static_cast<py::ssize_t>(h.edge_index.size() / 2);
-    py::object e_id = py::none();
-    if (return_e_id) e_id = array(at.e_id[i], int64, {num_edges});
-    hops.append(py::make_tuple(array(at.edge_index[i], int64, {2, num_edges}), e_id,
-                               py::make_tuple(h.num_src, h.num_dst)));
+// Hands a sample's arrays to Python: each from its own buffer or, for a
+// sample placed whole in a pinned slot, as views of that slot, which retires
+// when the last of them is dropped.
+class Outputs {
+ public:
+  Outputs() = default;
+  Outputs(sp::SlotLease&& lease, PinnedSlots& pinned)
+      : base_(lease.data()), owner_(pinned.owner(std::move(lease))) {}
+
+  // The array at byte `offset` of the slot, or the one over `buffer`.
+  template <typename T>
+  py::array operator()(size_t offset, Buffer<T>&& buffer, const py::dtype& dtype,
+                       std::vector<py::ssize_t> shape) const {
+    if (base_ == nullptr) return to_array(std::move(buffer), dtype, std::move(shape));
+    return py::array(dtype, std::move(shape), {}, base_ + offset, owner_);
   }
-  const auto num_nodes = static_cast<int64_t>(s.n_id.size());
-  py::object ys = py::none();
-  if (y) ys = array(at.y, y->dtype(), row_shape(*y, s.batch_size));
-  return py::make_tuple(array(at.n_id, int64, {num_nodes}), hops,
-                        array(0, x.dtype(), row_shape(x, num_nodes)), ys);
+
+ private:
+  unsigned char* base_ = nullptr;
+  py::object owner_;
+};
+
+// offsets[i], or 0 where no layout was made (the sample is not in a slot).
+size_t offset_at(const std::vector<size_t>& offsets, size_t i) {
+  return i < offsets.size() ? offsets[i] : 0;
 }
 
 // (n_id, [(edge_index, e_id | None, (num_src, num_dst)), ...], x | None, y | None)
 py::tuple to_python(sp::Sample&& s, bool return_e_id, const std::optional<py::array>& x,
                     const std::optional<py::array>& y, PinnedSlots* pinned = nullptr) {
-  if (x && s.slot.held() && pinned != nullptr) {
-    return slot_to_python(std::move(s), return_e_id, *x, y, *pinned);
-  }
+  const Outputs out = (s.slot.held() && pinned != nullptr) ? Outputs(std::move(s.slot), *pinned)
+                                                           : Outputs();
+  const sp::SlotLayout& at = s.layout;
+  const auto int64 = py::dtype::of<int64_t>();
   py::list hops;
-  for (auto& h : s.hops) {
+  for (size_t i = 0; i < s.hops.size(); ++i) {
+    sp::Hop& h = s.hops[i];
     const auto num_edges = static_cast<py::ssize_t>(h.edge_index.size() / 2);
     py::object e_id = py::none();
-    if (return_e_id) e_id = int64_array(std::move(h.e_id), {num_edges});
-    hops.append(py::make_tuple(int64_array(std::move(h.edge_index), {2, num_edges}), e_id,
-                               py::make_tuple(h.num_src, h.num_dst)));
+    if (return_e_id) e_id = out(offset_at(at.e_id, i), std::move(h.e_id), int64, {num_edges});
+    hops.append(py::make_tuple(
+        out(offset_at(at.edge_index, i), std::move(h.edge_index), int64, {2, num_edges}), e_id,
+        py::make_tuple(h.num_src, h.num_dst)));
   }
   const auto num_nodes = static_cast<int64_t>(s.n_id.size());
   py::object xs = py::none();
   py::object ys = py::none();
-  if (x) {
-    xs = to_array(std::move(s.x), x->dtype(), row_shape(*x, num_nodes));
-  }
-  if (y) ys = to_array(std::move(s.y), y->dtype(), row_shape(*y, s.batch_size));
-  return py::make_tuple(int64_array(std::move(s.n_id), {num_nodes}), hops, xs, ys);
+  if (x) xs = out(0, std::move(s.x), x->dtype(), row_shape(*x, num_nodes));
+  if (y) ys = out(at.y, std::move(s.y), y->dtype(), row_shape(*y, s.batch_size));
+  return py::make_tuple(out(at.n_id, std::move(s.n_id), int64, {num_nodes}), hops, xs, ys);
 }
 
 std::vector<int64_t> seeds_of(const py::array& seeds) {
@@ -703,35 +697,44 @@ class PyHeteroSession {
       py::gil_scoped_release release;
       s = session_->next();
     }
+    const Outputs out = (s.slot.held() && pinned_) ? Outputs(std::move(s.slot), *pinned_)
+                                                   : Outputs();
+    const auto& at = s.layout;
+    const auto int64 = py::dtype::of<int64_t>();
     py::list n_ids;
     py::list xs;
     std::vector<int64_t> counts;  // nodes per type (n_id moves out below)
     for (size_t t = 0; t < s.n_id.size(); ++t) {
       const auto n = static_cast<int64_t>(s.n_id[t].size());
       counts.push_back(n);
-      n_ids.append(int64_array(std::move(s.n_id[t]), {n}));
+      n_ids.append(out(offset_at(at.n_id, t), std::move(s.n_id[t]), int64, {n}));
       if (t >= x_.size() || !x_[t]) {
         xs.append(py::none());
-      } else if (s.x_slot[t].held()) {  // gathered into a slot of pinned_
-        xs.append(pinned_->view(std::move(s.x_slot[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
       } else {
-        xs.append(to_array(std::move(s.x[t]), x_[t]->dtype(), row_shape(*x_[t], n)));
+        Buffer<unsigned char> rows;
+        if (t < s.x.size()) rows = std::move(s.x[t]);
+        xs.append(out(offset_at(at.x, t), std::move(rows), x_[t]->dtype(),
+                      row_shape(*x_[t], n)));
       }
     }
     py::list edges;
     for (size_t e = 0; e < s.edge_index.size(); ++e) {
       const auto n = static_cast<int64_t>(s.edge_index[e].size() / 2);
       py::object e_id = py::none();
-      if (return_e_id_) e_id = int64_array(std::move(s.e_id[e]), {n});
-      edges.append(py::make_tuple(int64_array(std::move(s.edge_index[e]), {2, n}), e_id));
+      if (return_e_id_) e_id = out(offset_at(at.e_id, e), std::move(s.e_id[e]), int64, {n});
+      edges.append(py::make_tuple(
+          out(offset_at(at.edge_index, e), std::move(s.edge_index[e]), int64, {2, n}), e_id));
     }
     py::object ys = py::none();
-    if (y_) ys = to_array(std::move(s.y), y_->dtype(), row_shape(*y_, s.num_y));
+    if (y_) ys = out(at.y, std::move(s.y), y_->dtype(), row_shape(*y_, s.num_y));
     py::list attrs;
-    for (size_t i = 0; i < attrs_.size() && i < s.attrs.size(); ++i) {
+    for (size_t i = 0; i < attrs_.size(); ++i) {
       const auto& [type, array] = attrs_[i];
       const int64_t n = counts[static_cast<size_t>(type)];
-      attrs.append(to_array(std::move(s.attrs[i]), array.dtype(), row_shape(array, n)));
+      Buffer<unsigned char> rows;
+      if (i < s.attrs.size()) rows = std::move(s.attrs[i]);
+      attrs.append(out(offset_at(at.attrs, i), std::move(rows), array.dtype(),
+                       row_shape(array, n)));
     }
     return py::make_tuple(n_ids, edges, s.num_sampled_nodes, s.num_sampled_edges, xs, ys,
                           attrs);

@@ -60,10 +60,16 @@ struct HeteroSample {
   std::vector<std::vector<int64_t>> num_sampled_nodes;  // [node type][hop + 1]
   std::vector<std::vector<int64_t>> num_sampled_edges;  // [edge type][hop]
   std::vector<Buffer<unsigned char>> x;                 // per node type, when gathered
-  std::vector<SlotLease> x_slot;  // per node type: x there instead, in a pinned slot
   Buffer<unsigned char> y;                              // the labelled type's seeds' rows
   int64_t num_y = 0;                                    // rows in y
   std::vector<Buffer<unsigned char>> attrs;             // per extra node attribute, its rows
+  // Or the whole batch in one pinned slot, when one was free: then x, y and
+  // attrs above are not filled, `layout` says where every array is.
+  SlotLease slot;
+  struct Layout {
+    std::vector<size_t> x, n_id, edge_index, e_id, attrs;  // byte offsets in the slot
+    size_t y = 0;
+  } layout;
 };
 
 // A per-node attribute besides x (labels, masks, ...) gathered for every
@@ -245,8 +251,8 @@ struct HeteroJob {
   int y_type = -1;
   std::vector<NodeAttr> attrs;
   std::shared_ptr<BlockPool> pool = std::make_shared<BlockPool>(64);
-  // Page-locked slots for x, or null. Each node type's rows take a slot of
-  // their own when one is free (else a pool block).
+  // Page-locked slots for whole batches, or null (and when none is free):
+  // the rows then go to pool blocks.
   std::shared_ptr<PinnedSlots> pinned;
 
   void make_worker(std::optional<HeteroSampler>& worker) const {
@@ -256,24 +262,72 @@ struct HeteroJob {
   HeteroSample produce(HeteroSampler& sampler, const Input& seeds, uint64_t epoch,
                        uint64_t position) const {
     HeteroSample s = sampler.sample(seeds, epoch, position);
+    if (y && y_type >= 0) {
+      s.num_y = static_cast<int64_t>(seeds[static_cast<size_t>(y_type)].size());
+    }
+    if (pinned && place(s, seeds)) return s;
     for (size_t t = 0; t < x.size() && t < s.n_id.size(); ++t) {
       s.x.emplace_back(pool);
-      s.x_slot.emplace_back();
-      if (x[t]) {
-        gather_pinned(*x[t], s.n_id[t].data(), s.n_id[t].size(), pinned, pool, s.x.back(),
-                      s.x_slot.back());
-      }
+      if (x[t]) s.x.back() = gather_new(*x[t], s.n_id[t].data(), s.n_id[t].size(), pool);
     }
     if (y && y_type >= 0) {
       const auto& ids = seeds[static_cast<size_t>(y_type)];
       s.y = gather_new(*y, ids.data(), ids.size(), pool);
-      s.num_y = static_cast<int64_t>(ids.size());
     }
     for (const NodeAttr& a : attrs) {
       const auto& ids = s.n_id[static_cast<size_t>(a.type)];
       s.attrs.push_back(gather_new(a.rows, ids.data(), ids.size(), pool));
     }
     return s;
+  }
+
+  // Places the whole batch in one free slot of `pinned` (SlotPlan): every
+  // node type's x rows first, then y, the ids, the edges and the other
+  // attributes. False, leaving `s` as it is, when no free slot is large
+  // enough.
+  bool place(HeteroSample& s, const Input& seeds) const {
+    SlotPlan plan;
+    HeteroSample::Layout at;
+    for (size_t t = 0; t < s.n_id.size(); ++t) {
+      const bool gathered = t < x.size() && x[t];
+      at.x.push_back(
+          plan.add(gathered ? s.n_id[t].size() * static_cast<size_t>(x[t]->row_bytes) : 0));
+    }
+    if (y && y_type >= 0) at.y = plan.add(static_cast<size_t>(s.num_y * y->row_bytes));
+    for (const auto& ids : s.n_id) at.n_id.push_back(plan.add(ids.size() * sizeof(int64_t)));
+    for (const auto& e : s.edge_index) {
+      at.edge_index.push_back(plan.add(e.size() * sizeof(int64_t)));
+    }
+    for (const auto& e : s.e_id) at.e_id.push_back(plan.add(e.size() * sizeof(int64_t)));
+    for (const NodeAttr& a : attrs) {
+      at.attrs.push_back(plan.add(s.n_id[static_cast<size_t>(a.type)].size() *
+                                   static_cast<size_t>(a.rows.row_bytes)));
+    }
+    unsigned char* base = nullptr;
+    const int slot = pinned->take(plan.bytes(), base);
+    if (slot < 0) return false;
+    s.slot = SlotLease(pinned, slot, base);
+    for (size_t t = 0; t < s.n_id.size(); ++t) {
+      if (t < x.size() && x[t]) {
+        gather_rows(*x[t], s.n_id[t].data(), 0, static_cast<int64_t>(s.n_id[t].size()),
+                    base + at.x[t]);
+      }
+    }
+    if (y && y_type >= 0) {
+      gather_rows(*y, seeds[static_cast<size_t>(y_type)].data(), 0, s.num_y, base + at.y);
+    }
+    for (size_t t = 0; t < s.n_id.size(); ++t) copy_to(base, at.n_id[t], s.n_id[t]);
+    for (size_t e = 0; e < s.edge_index.size(); ++e) {
+      copy_to(base, at.edge_index[e], s.edge_index[e]);
+    }
+    for (size_t e = 0; e < s.e_id.size(); ++e) copy_to(base, at.e_id[e], s.e_id[e]);
+    for (size_t i = 0; i < attrs.size(); ++i) {
+      const auto& ids = s.n_id[static_cast<size_t>(attrs[i].type)];
+      gather_rows(attrs[i].rows, ids.data(), 0, static_cast<int64_t>(ids.size()),
+                  base + at.attrs[i]);
+    }
+    s.layout = std::move(at);
+    return true;
   }
 };
 

@@ -130,6 +130,22 @@ class PinnedSlots {
   size_t largest_ = 0;
 };
 
+// Byte offsets for a batch's arrays laid one after another in a slot, each
+// 64-byte aligned (so every array is aligned for its element type).
+class SlotPlan {
+ public:
+  size_t add(size_t bytes) {
+    const size_t at = end_;
+    end_ = (end_ + bytes + kAlign - 1) / kAlign * kAlign;
+    return at;
+  }
+  size_t bytes() const { return end_; }
+
+ private:
+  static constexpr size_t kAlign = 64;
+  size_t end_ = 0;
+};
+
 // A lent slot, handed back (released) unless handed over to Python.
 class SlotLease {
  public:

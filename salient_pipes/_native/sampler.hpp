@@ -87,7 +87,7 @@ struct SlotLayout {
   size_t y = 0;
   size_t n_id = 0;
   std::vector<size_t> edge_index;  // per hop
-  std::vector<size_t> e_id;        // per hop, when edge ids were asked for
+  std::vector<size_t> e_id;        // per hop (empty arrays unless edge ids were asked for)
 };
 
 struct Sample {
@@ -156,66 +156,40 @@ inline Buffer<unsigned char> gather_new(const Rows& src, const int64_t* idx, siz
   return out;
 }
 
-// Rows idx[0, n) of src into a free slot of `pinned` (then held by
-// `lease`) when there is one, else into `out`, a buffer from `pool`.
-inline void gather_pinned(const Rows& src, const int64_t* idx, size_t n,
-                          const std::shared_ptr<PinnedSlots>& pinned,
-                          const std::shared_ptr<BlockPool>& pool, Buffer<unsigned char>& out,
-                          SlotLease& lease) {
-  unsigned char* dst = nullptr;
-  if (pinned && n > 0) {
-    const int slot = pinned->take(n * static_cast<size_t>(src.row_bytes), dst);
-    if (slot >= 0) lease = SlotLease(pinned, slot, dst);
-  }
-  if (dst == nullptr) {
-    out = gather_new(src, idx, n, pool);
-  } else {
-    gather_rows(src, idx, 0, static_cast<int64_t>(n), dst);
-  }
+// Copies `from` to `base + at`.
+inline void copy_to(unsigned char* base, size_t at, const Buffer<int64_t>& from) {
+  if (from.size() > 0) std::memcpy(base + at, from.data(), from.size() * sizeof(int64_t));
 }
 
 // Places the whole sampled batch in one free slot of `pinned`: the rows of
 // x (at the start) and of y gathered there, n_id and every hop's arrays
-// copied there, each array 64-byte aligned. False, leaving `s` as it is,
-// when no free slot is large enough.
+// copied there (SlotPlan: each 64-byte aligned). False, leaving `s` as it
+// is, when no free slot is large enough.
 inline bool place_in_slot(Sample& s, const Rows& x, const std::optional<Rows>& y,
-                          const int64_t* seeds, PinnedSlots& pinned,
-                          const std::shared_ptr<PinnedSlots>& owner, bool edge_ids) {
-  constexpr size_t kAlign = 64;
-  auto aligned = [](size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
+                          const int64_t* seeds, const std::shared_ptr<PinnedSlots>& pinned) {
   const size_t n = s.n_id.size();
   const auto batch = static_cast<size_t>(s.batch_size);
-  SlotLayout layout;
-  size_t end = aligned(n * static_cast<size_t>(x.row_bytes));
-  if (y) {
-    layout.y = end;
-    end = aligned(end + batch * static_cast<size_t>(y->row_bytes));
-  }
-  layout.n_id = end;
-  end = aligned(end + n * sizeof(int64_t));
+  SlotPlan plan;
+  SlotLayout at;
+  plan.add(n * static_cast<size_t>(x.row_bytes));
+  if (y) at.y = plan.add(batch * static_cast<size_t>(y->row_bytes));
+  at.n_id = plan.add(n * sizeof(int64_t));
   for (const Hop& h : s.hops) {
-    layout.edge_index.push_back(end);
-    end = aligned(end + h.edge_index.size() * sizeof(int64_t));
-    if (edge_ids) {
-      layout.e_id.push_back(end);
-      end = aligned(end + h.e_id.size() * sizeof(int64_t));
-    }
+    at.edge_index.push_back(plan.add(h.edge_index.size() * sizeof(int64_t)));
+    at.e_id.push_back(plan.add(h.e_id.size() * sizeof(int64_t)));
   }
   unsigned char* base = nullptr;
-  const int slot = pinned.take(end, base);
+  const int slot = pinned->take(plan.bytes(), base);
   if (slot < 0) return false;
-  s.slot = SlotLease(owner, slot, base);
+  s.slot = SlotLease(pinned, slot, base);
   gather_rows(x, s.n_id.data(), 0, static_cast<int64_t>(n), base);
-  if (y) gather_rows(*y, seeds, 0, static_cast<int64_t>(batch), base + layout.y);
-  auto copy = [base](size_t at, const Buffer<int64_t>& from) {
-    if (from.size() > 0) std::memcpy(base + at, from.data(), from.size() * sizeof(int64_t));
-  };
-  copy(layout.n_id, s.n_id);
+  if (y) gather_rows(*y, seeds, 0, static_cast<int64_t>(batch), base + at.y);
+  copy_to(base, at.n_id, s.n_id);
   for (size_t i = 0; i < s.hops.size(); ++i) {
-    copy(layout.edge_index[i], s.hops[i].edge_index);
-    if (edge_ids) copy(layout.e_id[i], s.hops[i].e_id);
+    copy_to(base, at.edge_index[i], s.hops[i].edge_index);
+    copy_to(base, at.e_id[i], s.hops[i].e_id);
   }
-  s.layout = std::move(layout);
+  s.layout = std::move(at);
   return true;
 }
 
@@ -340,10 +314,7 @@ struct SampleJob {
 
   Sample produce(Sampler& sampler, const Input& seeds, uint64_t epoch, uint64_t position) const {
     Sample s = sampler.sample(seeds.data(), static_cast<int64_t>(seeds.size()), epoch, position);
-    if (x && pinned && s.n_id.size() > 0 &&
-        place_in_slot(s, *x, y, seeds.data(), *pinned, pinned, config.return_e_id)) {
-      return s;
-    }
+    if (x && pinned && place_in_slot(s, *x, y, seeds.data(), pinned)) return s;
     if (x) s.x = gather_new(*x, s.n_id.data(), s.n_id.size(), pool);
     if (y) s.y = gather_new(*y, seeds.data(), seeds.size(), pool);
     return s;

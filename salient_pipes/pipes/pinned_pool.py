@@ -5,7 +5,8 @@ write it to ordinary memory, then ``pin_memory`` copies it into page-locked
 memory. With a :class:`PinnedPool` a worker places the whole batch in one of
 the pool's page-locked slots (``x`` gathered at the slot's start, then
 ``y``, ``n_id`` and every hop), and ``pin_memory`` passes it on: one copy.
-(For a heterogeneous graph each node type's ``x`` takes a slot of its own.)
+A heterogeneous batch, with its arrays per node and edge type, goes into
+one slot the same way.
 
 A slot is lent to a batch and comes back only when both hold:
 
@@ -23,6 +24,7 @@ largest batch seen.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from typing import Any, Dict, List, Optional
 
@@ -64,6 +66,7 @@ class PinnedPool:
         self.growth = growth
         self.native = _native.PinnedSlots()
         self._memory: Dict[int, Tensor] = {}  # slot → its bytes
+        self._starts: List[int] = []  # the slots' first bytes' addresses, sorted
         self._by_address: Dict[int, int] = {}  # first byte's address → slot
         self._events: Dict[int, List[Any]] = {}  # slot → copies that read it
         self._lock = threading.Lock()
@@ -76,15 +79,26 @@ class PinnedPool:
         slot = self.native.add(memory.numpy())
         self._memory[slot] = memory
         self._by_address[memory.data_ptr()] = slot
+        bisect.insort(self._starts, memory.data_ptr())
 
     def _remove(self, slot: int) -> None:
         if self.native.remove(slot):
             memory = self._memory.pop(slot)
             del self._by_address[memory.data_ptr()]
+            self._starts.remove(memory.data_ptr())
 
     def slot_of(self, tensor: Tensor) -> Optional[int]:
-        """The slot ``tensor`` starts at, or ``None`` (not the pool's)."""
-        return self._by_address.get(tensor.data_ptr()) if tensor.numel() else None
+        """The slot that holds ``tensor``'s bytes, or ``None`` (not the pool's)."""
+        if not tensor.numel():
+            return None
+        address = tensor.data_ptr()
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i < 0:
+            return None
+        slot = self._by_address[self._starts[i]]
+        inside = address + tensor.numel() * tensor.element_size() <= \
+            self._starts[i] + self._memory[slot].numel()
+        return slot if inside else None
 
     @property
     def capacities(self) -> Dict[int, int]:
@@ -98,10 +112,9 @@ class PinnedPool:
         before dropping ``batch``."""
         tensors = batch.tensors() if hasattr(batch, "tensors") else [batch]
         with self._lock:
-            for t in tensors:
-                slot = self.slot_of(t) if isinstance(t, Tensor) else None
-                if slot is not None:
-                    self._events.setdefault(slot, []).append(event)
+            slots = {self.slot_of(t) for t in tensors if isinstance(t, Tensor)}
+            for slot in slots - {None}:
+                self._events.setdefault(slot, []).append(event)
         self.poll()
 
     def poll(self) -> int:

@@ -55,9 +55,9 @@ class SliceFeatures(Stage):
     otherwise; ``pipeline_stats`` reports the epoch's hit rate.
 
     With ``pinned`` (a :class:`PinnedPool`; fused gather only), the workers
-    place each whole batch (``x``, ``y``, ``n_id``, every hop) in a
-    page-locked slot (with features per node type, each type's ``x`` in a
-    slot of its own), so ``pin_memory`` has nothing left to copy;
+    place each whole batch (``x``, ``y``, ``n_id``, every hop; per node and
+    edge type for a heterogeneous graph) in a page-locked slot, so
+    ``pin_memory`` has nothing left to copy;
     ``prefetch_to_device`` hands each slot back once its copy to the device
     has completed. ``salient_pipeline`` sets this up on CUDA.
 
