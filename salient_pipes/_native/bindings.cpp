@@ -195,10 +195,6 @@ py::array to_array(Buffer<T>&& buffer, const py::dtype& dtype, std::vector<py::s
   return py::array(dtype, shape, {}, data, base);
 }
 
-py::array int64_array(Buffer<int64_t>&& buffer, std::vector<py::ssize_t> shape) {
-  return to_array(std::move(buffer), py::dtype::of<int64_t>(), std::move(shape));
-}
-
 // The Python face of sp::PinnedSlots: lent memory stays referenced here until
 // its slot is removed.
 class PinnedSlots {
