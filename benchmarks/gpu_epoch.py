@@ -91,12 +91,13 @@ def salient_batches(fast_sampler: Any, ds: FastDataset, device: torch.device,
             for rowptr, col, _, (num_dst, num_src) in adjs:
                 rowptr = rowptr.to(device, non_blocking=True)
                 col = col.to(device, non_blocking=True)
+                # output_size: no wait for the copy to learn the edge count
                 dst = torch.repeat_interleave(torch.arange(num_dst, device=device),
-                                              rowptr.diff())
+                                              rowptr.diff(), output_size=col.numel())
                 moved.append(Adj(torch.stack([col, dst]), None, (num_src, num_dst)))
             return PreparedBatch(x=x.to(device, non_blocking=True),
                                  y=y.view(-1).to(device, non_blocking=True), adjs=moved,
-                                 n_id=torch.empty(0, dtype=torch.int64))
+                                 n_id=torch.empty(0, dtype=torch.int64, device=device))
 
         stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         pending = None
@@ -111,7 +112,12 @@ def salient_batches(fast_sampler: Any, ds: FastDataset, device: torch.device,
                 ready = to_device(sample)
             if pending is not None:
                 yield pending
-            torch.cuda.current_stream(device).wait_stream(stream)
+            current = torch.cuda.current_stream(device)
+            current.wait_stream(stream)
+            # Made on the copy stream, used on the current one: keep the
+            # allocator from handing their memory to the next copies while
+            # the model may still read them.
+            ready.record_stream(current)
             pending = ready
         if pending is not None:
             yield pending
