@@ -21,10 +21,9 @@ class MeanSAGEConv(torch.nn.Module):
     names (``lin_l.weight``, ``lin_r.weight``), so checkpoints load either way.
 
     It is written in plain torch ops (``index_select``, ``index_add_``, two
-    matrix products), with the hop's sizes as ints: eager it launches fewer
-    kernels than the generic message-passing layer, and
-    ``torch.compile(model, dynamic=True)`` fuses it, without recompiling as
-    the batch's sizes change.
+    matrix products) with the hop's sizes as ints. Eager it runs about as
+    fast as PyG's layer; ``torch.compile(model, dynamic=True)`` fuses it,
+    without recompiling as the batch's sizes change.
 
     Example:
         >>> conv = MeanSAGEConv(4, 2)
@@ -51,9 +50,8 @@ class SAGE(torch.nn.Module):
     """GraphSAGE as in SALIENT: ``num_layers`` mean-aggregating layers
     (:class:`MeanSAGEConv`: PyG's ``SAGEConv`` with ``normalize=True`` and no
     bias, weights initialized as ``torch.nn.Linear`` and PyG's layer do),
-    input features L2-normalized, ReLU
-    and dropout 0.5 between layers and a log-softmax over ``out_channels``
-    classes.
+    input features L2-normalized, ReLU and dropout 0.5 between layers and a
+    log-softmax over ``out_channels`` classes.
 
     ``forward(x, adjs)`` takes one ``Adj`` per layer, outermost hop first, and
     returns one row per seed. It compiles with ``torch.compile(model,
