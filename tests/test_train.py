@@ -284,3 +284,24 @@ def test_cuda_epoch_measures_gpu_busy_time_by_events():
     result = train_epoch(model, pipe, optimizer, progress=False)
     assert result.device_busy_s is not None and 0 < result.device_busy_s <= result.seconds
     assert 0 <= result.device_idle_share < 1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_compiled_sage_trains_on_one_graph_and_matches_eager():
+    torch._dynamo.reset()
+    counts = torch._dynamo.utils.counters
+    counts.clear()
+    ds = FastDataset.synthetic(num_nodes=5000, seed=0)
+    torch.manual_seed(0)
+    model = SAGE(ds.num_features, 64, ds.num_classes, 2).cuda()
+    compiled = torch.compile(model, dynamic=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    pipe = salient_pipeline(ds, batch_size=256, fanouts=(5, 5), device="cuda")
+    losses = [train_epoch(compiled, pipe, optimizer, progress=False).loss for _ in range(3)]
+    assert losses[-1] < losses[0] and counts["stats"]["unique_graphs"] == 1
+    model.eval()
+    with torch.no_grad():
+        batch = next(iter(pipe))
+        torch.testing.assert_close(compiled(batch.x, batch.adjs), model(batch.x, batch.adjs),
+                                   rtol=1e-3, atol=1e-4)
