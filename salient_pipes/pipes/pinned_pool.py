@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -66,8 +66,7 @@ class PinnedPool:
         self.growth = growth
         self.native = _native.PinnedSlots()
         self._memory: Dict[int, Tensor] = {}  # slot → its bytes
-        self._starts: List[int] = []  # the slots' first bytes' addresses, sorted
-        self._by_address: Dict[int, int] = {}  # first byte's address → slot
+        self._starts: List[Tuple[int, int]] = []  # (first byte's address, slot), sorted
         self._events: Dict[int, List[Any]] = {}  # slot → copies that read it
         self._lock = threading.Lock()
         for _ in range(self.num_slots if slot_bytes else 0):
@@ -78,27 +77,24 @@ class PinnedPool:
         memory = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self.pin)
         slot = self.native.add(memory.numpy())
         self._memory[slot] = memory
-        self._by_address[memory.data_ptr()] = slot
-        bisect.insort(self._starts, memory.data_ptr())
+        bisect.insort(self._starts, (memory.data_ptr(), slot))
 
     def _remove(self, slot: int) -> None:
         if self.native.remove(slot):
             memory = self._memory.pop(slot)
-            del self._by_address[memory.data_ptr()]
-            self._starts.remove(memory.data_ptr())
+            self._starts.remove((memory.data_ptr(), slot))
 
     def slot_of(self, tensor: Tensor) -> Optional[int]:
         """The slot that holds ``tensor``'s bytes, or ``None`` (not the pool's)."""
         if not tensor.numel():
             return None
         address = tensor.data_ptr()
-        i = bisect.bisect_right(self._starts, address) - 1
+        i = bisect.bisect_right(self._starts, (address, float("inf"))) - 1  # last start <= address
         if i < 0:
             return None
-        slot = self._by_address[self._starts[i]]
-        inside = address + tensor.numel() * tensor.element_size() <= \
-            self._starts[i] + self._memory[slot].numel()
-        return slot if inside else None
+        start, slot = self._starts[i]
+        end = address + tensor.numel() * tensor.element_size()
+        return slot if end <= start + self._memory[slot].numel() else None
 
     @property
     def capacities(self) -> Dict[int, int]:
