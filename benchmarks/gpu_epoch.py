@@ -20,10 +20,14 @@ Loaders, all feeding the same model (``salient_pipes.SAGE``) on the device:
 - PyG: ``NeighborLoader`` with 2 workers, where pyg-lib or torch-sparse is
   installed.
 
-Each loader feeds the model eager and, with ``--compile``, also through
-``torch.compile(model, dynamic=True)`` (one compilation, before the untimed
-epoch); ours also with ``--threads`` sampling threads (a list: the training
-thread and the copies need cores too).
+Each loader feeds the model in each of ``--models``: ``eager``;
+``compiled``, ``torch.compile(model, dynamic=True)`` (one compilation,
+before the untimed epoch); ``graphs``, the compiled model recorded as CUDA
+graphs over padded batches (``compile_model(model, cuda_graphs=True)``,
+``train --compile --cuda-graphs``). ``--compile`` is short for ``--models
+eager compiled``. Adam is fused on CUDA for every row. Ours also runs with
+``--threads`` sampling threads (a list: the training thread and the copies
+need cores too).
 
 Per loader: seconds per epoch (median of the timed epochs, after one
 untimed), the training loop's data wait share, and the GPU's idle share
@@ -50,10 +54,12 @@ import torch
 from benchmarks.common import RESULTS, machine, save_json, write_section
 from salient_pipes import SAGE, FastDataset, salient_pipeline, train_epoch
 from salient_pipes.batch import Adj, PreparedBatch
+from salient_pipes.models import compile_model
 
 FANOUTS = (15, 10, 5)
 BATCH = 1024
 HIDDEN = 256
+MODELS = ("eager", "compiled", "graphs")
 
 
 def graph(name: str) -> FastDataset:
@@ -158,14 +164,16 @@ def pyg_batches(ds: FastDataset, device: torch.device) -> Optional[Callable]:
 
 
 def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: torch.device,
-            count: int, threads: int, compiled: bool) -> Dict[str, Any]:
+            count: int, threads: int, variant: str) -> Dict[str, Any]:
     torch.manual_seed(0)
     model = SAGE(ds.num_features, HIDDEN, ds.num_classes, len(FANOUTS)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
-    step = torch.compile(model, dynamic=True) if compiled else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003,
+                                 fused=True if device.type == "cuda" else None)
+    step = model if variant == "eager" else compile_model(model,
+                                                          cuda_graphs=variant == "graphs")
     runs = [train_epoch(step, epochs(e), optimizer, progress=False) for e in range(count + 1)]
     timed = runs[1:]
-    row = {"loader": name, "threads": threads, "model": "compiled" if compiled else "eager",
+    row = {"loader": name, "threads": threads, "model": variant,
            "seconds": statistics.median(r.seconds for r in timed),
            "data_wait_share": statistics.median(r.data_wait_share for r in timed),
            "device_idle_share": statistics.median(r.device_idle_share for r in timed),
@@ -184,7 +192,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="sampling threads of ours (default: the cores); SALIENT gets "
                              "the first")
     parser.add_argument("--compile", action="store_true",
-                        help="also measure every loader with the compiled model")
+                        help="short for --models eager compiled")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
+                        help="the model variants every loader feeds (default: eager)")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--no-pyg", action="store_true")
     parser.add_argument("--render-only", action="store_true",
@@ -197,7 +207,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     device = torch.device(args.device)
     counts = args.threads or [max(1, len(os.sched_getaffinity(0)))]
     threads = counts[0]
-    models = [False, True] if args.compile else [False]
+    models = args.models or (["eager", "compiled"] if args.compile else ["eager"])
+    if "graphs" in models and device.type != "cuda":
+        parser.error("--models graphs needs a CUDA device")
     fast_sampler = None
     if args.fast_sampler_dir:
         sys.path.insert(0, args.fast_sampler_dir)
@@ -224,9 +236,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         if pyg is not None:
             loaders.append(("PyG NeighborLoader, 2 workers", pyg, 2))
         for loader, epochs, count in loaders:
-            for compiled in models:
+            for variant in models:
                 try:
-                    row = measure(loader, epochs, ds, device, args.epochs, count, compiled)
+                    row = measure(loader, epochs, ds, device, args.epochs, count, variant)
                 except Exception as exc:  # a baseline that fails is reported, not fatal
                     print(f"{loader} on {ds.name} failed: {exc!r}", file=sys.stderr)
                     continue
@@ -242,9 +254,10 @@ def render(results: Dict[str, Any]) -> str:
     lines = [f"`python -m benchmarks.gpu_epoch` on **{results['gpu']}** "
              f"({results['machine']['cores']} host cores, torch {results['machine']['torch']}): "
              "3-layer GraphSAGE (hidden 256), 15/10/5, batch 1024; median of "
-             f"{results['epochs']} timed epochs after one untimed. Model: `SAGE` eager, or "
-             "through `torch.compile(dynamic=True)`. GPU idle: the share of the epoch with no "
-             "training step on the GPU (CUDA events).", "",
+             f"{results['epochs']} timed epochs after one untimed. Model: `SAGE` eager, "
+             "through `torch.compile(dynamic=True)` (compiled), or compiled and replayed as "
+             "CUDA graphs over padded batches (graphs). GPU idle: the share of the epoch with "
+             "no training step on the GPU (CUDA events).", "",
              "| graph | loader | sampling threads | model | seconds per epoch | data wait "
              "| GPU idle |",
              "| --- | --- | ---: | --- | ---: | ---: | ---: |"]

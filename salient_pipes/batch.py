@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -143,26 +143,22 @@ class PreparedBatch:
             out.extend(adj.tensors())
         return out
 
+    def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> PreparedBatch:
+        """The batch with ``fn`` applied to each of its tensors (sizes kept)."""
+        return PreparedBatch(
+            x=fn(self.x), y=None if self.y is None else fn(self.y),
+            adjs=[Adj(fn(a.edge_index), None if a.e_id is None else fn(a.e_id), a.size)
+                  for a in self.adjs],
+            n_id=fn(self.n_id))
+
     def to(self, device: Device, non_blocking: bool = False) -> PreparedBatch:
         """Copies to ``device``; with ``non_blocking`` from pinned memory the copy
         is asynchronous on the current stream."""
-        return PreparedBatch(
-            x=self.x.to(device, non_blocking=non_blocking),
-            y=None if self.y is None else self.y.to(device, non_blocking=non_blocking),
-            adjs=[adj.to(device, non_blocking=non_blocking) for adj in self.adjs],
-            n_id=self.n_id.to(device, non_blocking=non_blocking),
-        )
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> PreparedBatch:
         """Returns the batch in page-locked memory (itself if already pinned)."""
-        if self.is_pinned():
-            return self
-        return PreparedBatch(
-            x=self.x.pin_memory(),
-            y=None if self.y is None else self.y.pin_memory(),
-            adjs=[adj.pin_memory() for adj in self.adjs],
-            n_id=self.n_id.pin_memory(),
-        )
+        return self if self.is_pinned() else self.map_tensors(lambda t: t.pin_memory())
 
     def is_pinned(self) -> bool:
         return all(t.is_pinned() for t in self.tensors())
@@ -226,7 +222,9 @@ class HeteroBatch:
                *(v for named in self.attrs.values() for v in named.values())]
         return out if self.y is None else out + [self.y]
 
-    def _map(self, fn: Any) -> HeteroBatch:
+    def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> HeteroBatch:
+        """The batch with ``fn`` applied to each of its tensors (sizes kept;
+        the payload is left as it is)."""
         return HeteroBatch(
             x={t: fn(v) for t, v in self.x.items()}, y=None if self.y is None else fn(self.y),
             edge_index={e: fn(v) for e, v in self.edge_index.items()},
@@ -240,11 +238,11 @@ class HeteroBatch:
     def to(self, device: Device, non_blocking: bool = False) -> HeteroBatch:
         """Copies every tensor to ``device`` (asynchronously from pinned memory
         with ``non_blocking``)."""
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> HeteroBatch:
         """The batch in page-locked memory (itself if already pinned)."""
-        return self if self.is_pinned() else self._map(lambda t: t.pin_memory())
+        return self if self.is_pinned() else self.map_tensors(lambda t: t.pin_memory())
 
     def is_pinned(self) -> bool:
         return all(t.is_pinned() for t in self.tensors())

@@ -17,7 +17,7 @@ from salient_pipes.data.features import POLICIES
 from salient_pipes.distributed import PartitionedDataset, partition, process_group
 from salient_pipes.distributed.partition import METHODS
 from salient_pipes.distributed.partitioned import CACHE_POLICIES, cache_budget
-from salient_pipes.models import SAGE, HeteroSAGE
+from salient_pipes.models import SAGE, HeteroSAGE, compile_model
 from salient_pipes.pipeline import resolve_device, salient_pipeline
 from salient_pipes.pipes import pipeline_stats
 from salient_pipes.train import batchwise_test, train_epoch
@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train through torch.compile(model, dynamic=True): fused kernels, "
                             "one compilation for every batch size (GraphSAGE, not the "
                             "heterogeneous model)")
+    train.add_argument("--cuda-graphs", action="store_true",
+                       help="with --compile on CUDA: pad batches to rarely changing shapes "
+                            "and replay each step as recorded CUDA graphs (one launch instead "
+                            "of one per kernel; single process)")
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel training under torchrun: one process per GPU "
                             "(NCCL) or per CPU worker (gloo)")
@@ -275,12 +279,19 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     if args.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
             core, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.cuda_graphs and not args.compile:
+        raise SystemExit("--cuda-graphs records the compiled model: add --compile")
+    if args.cuda_graphs and (device.type != "cuda" or args.distributed):
+        raise SystemExit("--cuda-graphs needs one process on a CUDA device; "
+                         "train without it here")
     if args.compile:
         if isinstance(dataset, HeteroDataset):
             raise SystemExit("--compile: the heterogeneous model does not compile; "
                              "train it without --compile")
-        model = torch.compile(model, dynamic=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+        model = compile_model(model, cuda_graphs=args.cuda_graphs)
+    # On CUDA, Adam's fused kernel: a few launches per step instead of several per tensor.
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr,
+                                 fused=True if device.type == "cuda" else None)
     pipe = salient_pipeline(dataset, "train", batch_size=args.batch_size, fanouts=args.fanouts,
                             feature_cache=feature_cache,
                             cache_policy=args.cache_policy or "degree",
@@ -351,7 +362,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     final = batchwise_test(core, dataset, test_fanouts, args.batch_size, sets=("valid", "test"),
                            device=device, num_threads=args.num_threads, progress=progress)
     summary = {"dataset": dataset.name, "device": str(device), "processes": world,
-               "epochs": args.epochs, "compiled": args.compile,
+               "epochs": args.epochs, "compiled": args.compile, "cuda_graphs": args.cuda_graphs,
                "fanouts": args.fanouts, "test_fanouts": test_fanouts,
                "batch_size": args.batch_size, "history": history,
                "valid_acc": final["valid"], "test_acc": final["test"],

@@ -3,7 +3,7 @@ heterogeneous form for :class:`~salient_pipes.batch.HeteroBatch`."""
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,117 @@ class SAGE(torch.nn.Module):
                 x = F.relu(x)
                 x = F.dropout(x, p=self.dropout, training=self.training)
         return x.log_softmax(dim=-1)
+
+
+class StaticShapes(torch.nn.Module):
+    """Runs ``model(x, adjs)`` on batches padded to fixed capacities, so that
+    a CUDA graph recorded for one batch replays for the next ones.
+
+    A training step of a small model is bound by the host: the training
+    thread launches the step's kernels slower than the GPU runs them.
+    ``torch.compile(model, mode="reduce-overhead")`` replays a recorded CUDA
+    graph instead, one launch for the whole forward (and backward), but a
+    graph is recorded per input shape and every sampled batch has its own
+    sizes. This wrapper pads them to capacities that change rarely:
+
+    - ``x`` gets zero rows up to the outermost level's capacity;
+    - every hop gets its node counts raised to the levels' capacities and
+      padding edges up to the hop's edge capacity; a padding edge joins the
+      last (padding) target row to itself, so no real row receives it;
+    - the output is cut back to the real seeds.
+
+    Real rows never read padding: a hop's real edges join real sources to
+    real targets, and the rows it adds as targets are sources that no real
+    edge of the next hop reads. The output rows of the seeds, and every
+    gradient, are therefore those of the unpadded batch (with dropout, up to
+    the random masks). Capacities start at ``headroom`` times the first
+    batch's sizes (rounded up to ``multiple``) and grow the same way when a
+    batch does not fit; training and evaluation keep their own (evaluation
+    fanouts are often wider). ``e_id`` is dropped: the model must not read
+    it.
+
+    Example:
+        >>> model = StaticShapes(SAGE(8, 16, 3, num_layers=1)).eval()
+        >>> adjs = [Adj(torch.tensor([[1, 2], [0, 0]]), None, (3, 2))]
+        >>> x = torch.randn(3, 8)
+        >>> torch.allclose(model(x, adjs), model.model(x, adjs), atol=1e-6)
+        True
+        >>> model.capacity(training=False)
+        ([256, 256], [256])
+    """
+
+    def __init__(self, model: torch.nn.Module, headroom: float = 1.1,
+                 multiple: int = 256) -> None:
+        super().__init__()
+        if headroom < 1:
+            raise ValueError(f"headroom must be >= 1, got {headroom}")
+        if multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
+        self.model = model
+        self.headroom, self.multiple = headroom, int(multiple)
+        self._nodes: Dict[bool, List[int]] = {}  # per mode: capacity per level, outermost first
+        self._edges: Dict[bool, List[int]] = {}  # per mode: capacity per hop
+        self.resizes = 0  # times a batch did not fit (each one new shape)
+
+    def capacity(self, training: bool = True) -> Tuple[List[int], List[int]]:
+        """The current (node capacities per level, edge capacities per hop)."""
+        return list(self._nodes.get(training, [])), list(self._edges.get(training, []))
+
+    def _room(self, needed: int) -> int:
+        wanted = int(needed * self.headroom) + 1
+        return -(-wanted // self.multiple) * self.multiple
+
+    def _fit(self, nodes: List[int], edges: List[int]) -> Tuple[List[int], List[int]]:
+        mode = self.training
+        have_n, have_e = self._nodes.get(mode), self._edges.get(mode)
+        # A level needs a spare row: the padding edges' target.
+        if (have_n is None or len(have_n) != len(nodes)
+                or any(n >= c for n, c in zip(nodes, have_n))
+                or any(e > c for e, c in zip(edges, have_e or []))):
+            fresh = have_n is None or len(have_n) != len(nodes)
+            have_n = [self._room(n) if fresh or n >= c else c
+                      for n, c in zip(nodes, have_n or nodes)]
+            have_e = [self._room(e) if fresh or e > c else c
+                      for e, c in zip(edges, have_e or edges)]
+            for i in range(len(have_n) - 2, -1, -1):  # the targets are the sources' first rows
+                have_n[i] = max(have_n[i], have_n[i + 1])
+            self._nodes[mode], self._edges[mode] = have_n, have_e
+            self.resizes += 1
+        return have_n, have_e
+
+    def forward(self, x: Tensor, adjs: Sequence[Adj]) -> Tensor:
+        if not adjs:
+            raise ValueError("StaticShapes needs at least one hop")
+        nodes = [int(adjs[0].size[0])] + [int(a.size[1]) for a in adjs]
+        if x.size(0) != nodes[0]:
+            raise ValueError(f"x has {x.size(0)} rows but the outermost hop has "
+                             f"{nodes[0]} sources")
+        edges = [int(a.edge_index.size(1)) for a in adjs]
+        cap_n, cap_e = self._fit(nodes, edges)
+        x = F.pad(x, (0, 0, 0, cap_n[0] - nodes[0]))
+        padded = [Adj(F.pad(a.edge_index, (0, cap_e[i] - edges[i]), value=cap_n[i + 1] - 1),
+                      None, (cap_n[i], cap_n[i + 1])) for i, a in enumerate(adjs)]
+        if x.is_cuda:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
+        return self.model(x, padded)[: nodes[-1]]
+
+
+def compile_model(model: torch.nn.Module, *, cuda_graphs: bool = False) -> torch.nn.Module:
+    """``model`` through ``torch.compile``: fused kernels with dynamic shapes,
+    one compilation for every batch size. With ``cuda_graphs`` (CUDA only),
+    the step is also recorded as CUDA graphs (``mode="reduce-overhead"``)
+    over batches padded by :class:`StaticShapes`, which replay with one
+    launch; train it with ``torch.optim.Adam(..., fused=True)`` to keep the
+    optimizer's launches few as well.
+
+    Example:
+        >>> compiled = compile_model(SAGE(8, 16, 3, num_layers=2))
+        >>> type(compiled).__name__
+        'OptimizedModule'
+    """
+    if not cuda_graphs:
+        return torch.compile(model, dynamic=True)
+    return StaticShapes(torch.compile(model, mode="reduce-overhead", dynamic=True))
 
 
 class HeteroSAGE(torch.nn.Module):

@@ -275,6 +275,81 @@ def test_hetero_pinned_slots_need_the_fused_gather():
          .slice_features(ds.x, pinned=PinnedPool(pin=False)))
 
 
+def _assert_moved_in_one_copy(moved, batch):
+    """``moved`` equals ``batch`` array by array, shares no memory with it,
+    and all its arrays are views of one copy."""
+    pairs = list(zip(moved.tensors(), batch.tensors()))
+    assert len(pairs) == len(batch.tensors()) >= 4
+    storages = set()
+    for m, b in pairs:
+        assert torch.equal(m, b) and m.dtype == b.dtype and m.shape == b.shape
+        if b.numel():
+            assert m.data_ptr() != b.data_ptr()
+            storages.add(m.untyped_storage().data_ptr())
+    assert len(storages) == 1, "the arrays were copied one by one"
+
+
+def test_a_batch_in_a_slot_moves_in_one_copy():
+    from salient_pipes.pipes.prefetch import move_to_device
+
+    ds = _dataset()
+    pool = PinnedPool(num_slots=4, slot_bytes=1 << 20, pin=False)
+    pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(40)
+            .sample_neighbors(ds, [4, 3], num_threads=2).slice_features(ds.x, ds.y, pinned=pool))
+    cpu = torch.device("cpu")
+    one_copy = 0
+    for batch in pipe:
+        found = pool.span_of(batch.tensors())
+        if found is None:  # gathered outside the pool (no free slot): copied array by array
+            assert pool.slot_of(batch.x) is None
+            moved = move_to_device(batch, cpu, [pool])
+            assert all(torch.equal(m, b) for m, b in zip(moved.tensors(), batch.tensors()))
+            continue
+        span, first = found
+        one_copy += 1
+        assert first == min(t.data_ptr() for t in batch.tensors() if t.numel())
+        assert first + span.numel() == max(t.data_ptr() + t.numel() * t.element_size()
+                                           for t in batch.tensors())
+        _assert_moved_in_one_copy(move_to_device(batch, cpu, [pool]), batch)
+    assert one_copy == pool.hits >= 4, pool
+    # An array placed elsewhere is copied on its own, the rest still at once.
+    mixed = batch.map_tensors(lambda t: t)
+    mixed.y = batch.y.clone()
+    assert pool.span_of(mixed.tensors()) is None  # y is not in the slot
+    moved = move_to_device(mixed, cpu, [pool])
+    assert torch.equal(moved.y, batch.y) and torch.equal(moved.x, batch.x)
+    # A batch that no pool holds is moved array by array.
+    plain = batch.map_tensors(torch.clone)
+    moved = move_to_device(plain, cpu, [pool])
+    assert all(torch.equal(m, b) for m, b in zip(moved.tensors(), plain.tensors()))
+    # A non-contiguous array cannot be a view of the copy.
+    strided = batch.map_tensors(lambda t: t)
+    strided.x = batch.x[:, ::2]
+    assert pool.span_of(strided.tensors()) is None
+
+
+def test_a_hetero_batch_in_a_slot_moves_in_one_copy():
+    from salient_pipes import HeteroDataset
+    from salient_pipes.pipes.prefetch import move_to_device
+
+    ds = HeteroDataset.synthetic_mag(scale=0.002, num_classes=4, num_features=8, seed=5)
+    ds.x["author"] = ds.x["author"].float()  # rows of two dtypes in one slot
+    pool = PinnedPool(num_slots=4, slot_bytes=1 << 21, pin=False)
+    pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(32)
+            .sample_neighbors(ds, [4, 3], num_threads=2, return_e_id=True)
+            .slice_features(ds.x, ds.y, pinned=pool))
+    one_copy = 0
+    for batch in pipe:
+        moved = move_to_device(batch, torch.device("cpu"), [pool])
+        if pool.slot_of(batch.x["paper"]) is None:
+            continue  # gathered outside the pool: tested above
+        one_copy += 1
+        _assert_moved_in_one_copy(moved, batch)
+        assert moved.num_sampled_nodes == batch.num_sampled_nodes
+        assert all(torch.equal(moved.x[t], ds.x[t][batch.n_id[t]]) for t in ds.node_types)
+    assert one_copy == pool.hits >= 4, pool
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_prefetch_from_pinned_slots_equals_cpu_batches_under_a_slow_consumer():

@@ -124,6 +124,99 @@ def test_sage_compiles_once_for_batches_of_every_size():
     assert counts["stats"]["unique_graphs"] == 1, dict(counts["stats"])
 
 
+def _random_adjs(nodes, edges, seed):
+    """Hops over levels of ``nodes`` rows (outermost first) with ``edges``
+    random edges each: sources below the level's size, targets below the next."""
+    from salient_pipes import Adj
+
+    g = torch.Generator().manual_seed(seed)
+    adjs = []
+    for i, e in enumerate(edges):
+        src = torch.randint(0, nodes[i], (e,), generator=g)
+        dst = torch.randint(0, nodes[i + 1], (e,), generator=g)
+        adjs.append(Adj(torch.stack([src, dst]), None, (nodes[i], nodes[i + 1])))
+    return torch.randn(nodes[0], 12, generator=g), adjs
+
+
+def test_static_shapes_output_and_gradients_are_the_unpadded_ones():
+    from salient_pipes.models import StaticShapes
+
+    torch.manual_seed(0)
+    model = SAGE(12, 16, 4, num_layers=2, dropout=0.0)
+    padded = StaticShapes(model)
+    ds = FastDataset.synthetic(num_nodes=3000, num_features=12, seed=4)
+    pipe = salient_pipeline(ds, batch_size=100, fanouts=(6, 4), device="cpu", seed=4)
+    batches = 0
+    for batch in pipe:
+        batches += 1
+        x, adjs = batch.x.float(), batch.adjs
+        out = padded(x, adjs)
+        assert out.shape == (batch.batch_size, 4)
+        model.zero_grad()
+        out.pow(2).sum().backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        ref = model(x, adjs)
+        ref.pow(2).sum().backward()
+        torch.testing.assert_close(out, ref)
+        for got, want in zip(grads, (p.grad for p in model.parameters())):
+            torch.testing.assert_close(got, want)
+        nodes, edges = padded.capacity()
+        assert nodes[0] >= nodes[1] >= nodes[2] and all(n % 256 == 0 for n in nodes)
+        assert nodes[0] >= x.size(0) and nodes[2] > batch.batch_size
+        assert all(c >= a.edge_index.size(1) for c, a in zip(edges, adjs))
+    # 10 % headroom over the first batch: every full batch fit, only the first resized.
+    assert batches >= 5 and padded.resizes == 1
+    # Evaluation keeps its own capacities, sized by its own (wider) batches.
+    padded.eval()
+    wide = next(iter(salient_pipeline(ds, "valid", batch_size=100, fanouts=(20, 20),
+                                      device="cpu", shuffle=False)))
+    torch.testing.assert_close(padded(wide.x.float(), wide.adjs),
+                               model.eval()(wide.x.float(), wide.adjs))
+    assert padded.capacity(training=False)[0][0] > padded.capacity(training=True)[0][0]
+
+
+def test_static_shapes_grows_and_never_pads_into_a_real_row():
+    from salient_pipes.models import StaticShapes
+
+    torch.manual_seed(1)
+    model = SAGE(12, 8, 3, num_layers=2).eval()
+    # headroom 1, multiple 1: the first batch leaves exactly one spare row per level.
+    padded = StaticShapes(model, headroom=1.0, multiple=1).eval()
+    for nodes, edges, resized in [
+        ((10, 5, 2), (20, 6), 1),
+        ((10, 5, 2), (9, 1), 1),     # fits: padding edges into the spare rows
+        ((11, 6, 3), (20, 5), 2),    # fills every level to capacity: no spare row left
+        ((11, 2, 1), (3, 2), 2),     # fits
+    ]:
+        x, adjs = _random_adjs(nodes, edges, seed=sum(nodes))
+        torch.testing.assert_close(padded(x, adjs), model(x, adjs))
+        assert padded.resizes == resized
+        assert all(c > n for c, n in zip(padded.capacity(False)[0], nodes))
+    # A deeper level outgrowing its source level's capacity raises that one too.
+    grow = StaticShapes(model, headroom=1.5, multiple=1).eval()
+    for nodes, edges in [((10, 2, 1), (5, 2)), ((15, 15, 1), (30, 4))]:
+        x, adjs = _random_adjs(nodes, edges, seed=7)
+        torch.testing.assert_close(grow(x, adjs), model(x, adjs))
+    cap = grow.capacity(False)[0]
+    assert cap[0] >= cap[1] > 15
+
+
+def test_static_shapes_rejects_bad_input():
+    from salient_pipes.models import StaticShapes
+
+    model = StaticShapes(SAGE(12, 8, 3, num_layers=1))
+    x, adjs = _random_adjs((6, 3), (5,), seed=0)
+    with pytest.raises(ValueError, match="x has 5 rows but the outermost hop has 6"):
+        model(x[:5], adjs)
+    with pytest.raises(ValueError, match="at least one hop"):
+        model(x, [])
+    with pytest.raises(ValueError, match="headroom must be >= 1"):
+        StaticShapes(model, headroom=0.5)
+    with pytest.raises(ValueError, match="multiple must be >= 1"):
+        StaticShapes(model, multiple=0)
+
+
 def test_model_rejects_hop_mismatch():
     model = SAGE(4, 8, 2, num_layers=2)
     with pytest.raises(ValueError, match="2 layers but the batch has 1 hops"):
@@ -199,6 +292,15 @@ def test_cli_compile_rejects_the_heterogeneous_model(capsys):
     with pytest.raises(SystemExit, match="heterogeneous model does not compile"):
         main(["train", "--compile", "--dataset", "mag-synthetic", "--mag-scale", "0.01",
               "--epochs", "1", "--no-progress", "--device", "cpu"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--cuda-graphs"], "add --compile"),
+    (["--cuda-graphs", "--compile", "--device", "cpu"], "needs one process on a CUDA device"),
+])
+def test_cli_cuda_graphs_needs_compile_and_cuda(args, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["train", *args, "--epochs", "1", "--num-nodes", "500", "--no-progress"])
 
 
 def test_cli_cora(planetoid_root, capsys):
@@ -284,6 +386,31 @@ def test_cuda_epoch_measures_gpu_busy_time_by_events():
     result = train_epoch(model, pipe, optimizer, progress=False)
     assert result.device_busy_s is not None and 0 < result.device_busy_s <= result.seconds
     assert 0 <= result.device_idle_share < 1
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphed_sage_trains_and_matches_eager():
+    from salient_pipes.models import compile_model
+
+    torch._dynamo.reset()
+    ds = FastDataset.synthetic(num_nodes=5000, seed=0)
+    torch.manual_seed(0)
+    model = SAGE(ds.num_features, 64, ds.num_classes, 2).cuda()
+    graphed = compile_model(model, cuda_graphs=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01, fused=True)
+    pipe = salient_pipeline(ds, batch_size=256, fanouts=(5, 5), device="cuda")
+    losses = [train_epoch(graphed, pipe, optimizer, progress=False).loss for _ in range(3)]
+    assert losses[-1] < losses[0], losses
+    assert graphed.resizes <= 3, graphed.resizes  # a few shapes, not one per batch
+    graphed.eval()
+    model.eval()
+    with torch.no_grad():
+        for batch in pipe:
+            torch.testing.assert_close(graphed(batch.x, batch.adjs), model(batch.x, batch.adjs),
+                                       rtol=1e-3, atol=1e-4)
+    acc = batchwise_test(graphed, ds, fanouts=(5, 5), progress=False)["valid"]
+    assert acc > 2 / ds.num_classes
 
 
 @pytest.mark.cuda

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -95,6 +95,29 @@ class PinnedPool:
         start, slot = self._starts[i]
         end = address + tensor.numel() * tensor.element_size()
         return slot if end <= start + self._memory[slot].numel() else None
+
+    def span_of(self, tensors: Sequence[Tensor]) -> Optional[Tuple[Tensor, int]]:
+        """The bytes of the one slot region that holds every non-empty tensor
+        of ``tensors`` (a batch's arrays, which the workers place side by
+        side), as ``(uint8 view of the slot, address of its first byte)``;
+        ``None`` if some are not in the pool, span several slots or are not
+        contiguous. One copy of that view moves the whole batch."""
+        lo, hi, slot = None, 0, None
+        for t in tensors:
+            if not t.numel():
+                continue
+            where = self.slot_of(t)
+            if where is None or not t.is_contiguous() or (slot is not None and where != slot):
+                return None
+            slot = where
+            address = t.data_ptr()
+            lo = address if lo is None else min(lo, address)
+            hi = max(hi, address + t.numel() * t.element_size())
+        if slot is None or lo is None:
+            return None
+        memory = self._memory[slot]
+        start = memory.data_ptr()
+        return memory[lo - start:hi - start], lo
 
     @property
     def capacities(self) -> Dict[int, int]:

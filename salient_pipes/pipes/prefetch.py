@@ -4,13 +4,53 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from typing import Any, Deque, Iterator, Optional, Tuple, Union
+from typing import Any, Deque, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
+from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes._checks import check_int
 from salient_pipes.pipes.base import Stage, close_iterator, upstream
+
+
+def move_to_device(batch: Any, device: torch.device, pools: Sequence[Any] = (),
+                   non_blocking: bool = True) -> Any:
+    """``batch.to(device)``, in one copy when the batch lies in a slot of one
+    of ``pools``: the workers place all of a batch's arrays side by side in
+    its slot, so the slot's region that holds them is copied at once and the
+    batch's tensors become views of the device copy at the same offsets.
+    One copy costs the calling thread one launch instead of one per array.
+    Arrays outside the slot (and other batches) are copied one by one.
+
+    Example:
+        >>> from salient_pipes.pipes.pinned_pool import PinnedPool
+        >>> from salient_pipes import FastDataset
+        >>> from salient_pipes.pipes import NodeIndices
+        >>> ds = FastDataset.synthetic(num_nodes=300, seed=0)
+        >>> pool = PinnedPool(num_slots=4, slot_bytes=1 << 20, pin=False)
+        >>> batch = next(iter(NodeIndices(ds.split_idx["train"]).batch_nodes(32)
+        ...                   .sample_neighbors(ds, [5]).slice_features(ds.x, ds.y, pinned=pool)))
+        >>> moved = move_to_device(batch, torch.device("cpu"), [pool])
+        >>> bool((moved.x == batch.x).all()), moved.x.data_ptr() == batch.x.data_ptr()
+        (True, False)
+    """
+    map_tensors = getattr(batch, "map_tensors", None)
+    tensors = batch.tensors() if map_tensors is not None else []
+    found = next((f for f in (pool.span_of(tensors) for pool in pools) if f is not None), None)
+    if found is None:
+        return batch.to(device, non_blocking=non_blocking)
+    span, first = found
+    end = first + span.numel()
+    moved = span.to(device, non_blocking=non_blocking, copy=True)
+
+    def view(t: Tensor) -> Tensor:
+        at, nbytes = t.data_ptr(), t.numel() * t.element_size()
+        if not t.numel() or at < first or at + nbytes > end:
+            return t.to(device, non_blocking=non_blocking)
+        return moved[at - first:at - first + nbytes].view(t.dtype).view(t.shape)
+
+    return map_tensors(view)
 
 
 @functional_datapipe("prefetch_to_device")
@@ -21,8 +61,9 @@ class PrefetchToDevice(Stage):
     current stream waits for its copy, and its tensors are recorded on the
     current stream so the allocator does not reuse them too early. Batches
     gathered into a :class:`PinnedPool` (``slice_features(pinned=...)``)
-    have each copy's event recorded with their pool, which reuses a slot only
-    after the event completes. On a CPU device batches pass through.
+    cross in one copy (see :func:`move_to_device`) and have the copy's event
+    recorded with their pool, which reuses a slot only after the event
+    completes. On a CPU device batches pass through.
 
     ``x_dtype`` casts the features after the copy, on the device (and on
     the copy stream): fp16 rows cross the bus at half the bytes and reach a
@@ -63,7 +104,7 @@ class PrefetchToDevice(Stage):
             except StopIteration:
                 return False
             with torch.cuda.stream(stream):
-                moved = self._cast(item.to(self.device, non_blocking=True))
+                moved = self._cast(move_to_device(item, self.device, pools))
                 done = torch.cuda.Event()
                 done.record(stream)
             for pool in pools:  # before `item` goes: its slots wait for the copy
