@@ -163,6 +163,25 @@ def pyg_batches(ds: FastDataset, device: torch.device) -> Optional[Callable]:
     return epoch
 
 
+# Earlier designs of the last stages, measured beside the default (a prefetch
+# thread takes the batches from the workers' pinned slots and issues the copies):
+VARIANTS = {
+    "pin": "pin thread + prefetch thread",
+    "inline": "pin thread, copies issued by the training thread",
+}
+
+
+def ours_pipeline(ds: FastDataset, device: torch.device, threads: int, variant: str) -> Any:
+    """``salient_pipeline``, or with a variant's last stages (see VARIANTS)."""
+    pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device=device,
+                            num_threads=threads)
+    if variant != "default" and device.type == "cuda":
+        pipe.source = pipe.source.pin_memory()
+        if variant == "inline":
+            pipe.background, pipe.depth = False, 1
+    return pipe
+
+
 def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: torch.device,
             count: int, threads: int, variant: str) -> Dict[str, Any]:
     torch.manual_seed(0)
@@ -195,6 +214,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="short for --models eager compiled")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
                         help="the model variants every loader feeds (default: eager)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also ours with the earlier prefetch designs (compiled model)")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--no-pyg", action="store_true")
     parser.add_argument("--render-only", action="store_true",
@@ -221,14 +242,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         ds = graph(name)
         loaders = []
         for count in counts:
-            pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device=device,
-                                    num_threads=count)
+            for variant in ["default"] + (list(VARIANTS) if args.variants else []):
+                pipe = ours_pipeline(ds, device, count, variant)
 
-            def ours(e: int, pipe=pipe) -> Any:
-                pipe.set_epoch(e)
-                return pipe
+                def ours(e: int, pipe=pipe) -> Any:
+                    pipe.set_epoch(e)
+                    return pipe
 
-            loaders.append(("salient_pipes", ours, count))
+                name = "salient_pipes" + ("" if variant == "default" else f", {VARIANTS[variant]}")
+                loaders.append((name, ours, count))
         if fast_sampler is not None:
             loaders.append(("SALIENT fast_sampler", salient_batches(fast_sampler, ds, device,
                                                                    threads), threads))
@@ -236,7 +258,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         if pyg is not None:
             loaders.append(("PyG NeighborLoader, 2 workers", pyg, 2))
         for loader, epochs, count in loaders:
-            for variant in models:
+            # the prefetch variants of ours: with the compiled model only
+            for variant in (["compiled"] if loader.startswith("salient_pipes,") else models):
                 try:
                     row = measure(loader, epochs, ds, device, args.epochs, count, variant)
                 except Exception as exc:  # a baseline that fails is reported, not fatal

@@ -91,7 +91,9 @@ def salient_pipeline(
     ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
     defaults to on for a CUDA device, and then the workers place each batch
     straight in a page-locked slot of a pool (:class:`PinnedPool`), so it is
-    copied once on its way to the device. ``x_dtype`` (say
+    copied once on its way to the device; the pin stage is then left out,
+    and the prefetch stage's thread takes batches from the workers and issues
+    their copies. ``x_dtype`` (say
     ``torch.float32``) casts the features on the device after the copy.
     ``rank``/``world_size`` default to the initialized ``torch.distributed``
     process group: each rank then gets a disjoint shard of every epoch and
@@ -146,14 +148,16 @@ def salient_pipeline(
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
     )
     pinned = None
-    # A slot per batch in flight, in the pin and prefetch queues, in use, and
-    # waiting for its copy to finish (a heterogeneous graph without features
-    # has nothing to gather there).
+    # A slot per batch in flight, in the prefetch queue and its thread's hand,
+    # in use, and waiting for its copy to finish (a heterogeneous graph
+    # without features has nothing to gather there).
     if pin_memory and (isinstance(dataset, FastDataset) or dataset.x):
         pinned = PinnedPool(num_slots=sampled.max_in_flight + 6)
     pipe = sampled.slice_features(dataset.x, dataset.y, cache=feature_cache, pinned=pinned)
-    if pin_memory:
+    if pin_memory and (pinned is None or not pinned.pin):
         pipe = pipe.pin_memory()
+    # With the pool the batches are placed in pinned memory already: the
+    # prefetch stage's thread takes them from the workers and copies them.
     return pipe.prefetch_to_device(device, x_dtype=x_dtype)
 
 

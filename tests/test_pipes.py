@@ -366,6 +366,79 @@ def test_pin_memory_without_cuda_passes_through_with_one_warning(small_dataset):
         salient_pipeline(small_dataset, device="cuda")
 
 
+def test_run_ahead_delivers_in_order_and_stays_within_depth():
+    import threading
+
+    from salient_pipes.pipes._handoff import run_ahead
+
+    produced = []
+
+    def make():
+        for i in range(20):
+            produced.append(i)
+            yield i
+
+    got = []
+    for item in run_ahead(make, 3, threading.Event(), "test-ahead"):
+        time.sleep(0.01)  # a slow consumer: the thread fills the queue and waits
+        # the queue holds 3, the thread one more in hand, the consumer this one
+        assert len(produced) - item - 1 <= 4, (item, len(produced))
+        got.append(item)
+    assert got == list(range(20))
+
+
+def test_run_ahead_raises_the_threads_failure_after_its_items():
+    import threading
+
+    from salient_pipes.pipes._handoff import run_ahead
+
+    def make():
+        yield 1
+        yield 2
+        raise KeyError("source broke")
+
+    got = []
+    with pytest.raises(KeyError, match="source broke"):
+        for item in run_ahead(make, 1, threading.Event(), "test-ahead"):
+            got.append(item)
+    assert got == [1, 2]
+    with pytest.raises(ZeroDivisionError):  # failing to start the source is raised too
+        list(run_ahead(lambda: iter([1 / 0]), 1, threading.Event(), "test-ahead"))
+
+
+def test_run_ahead_stops_its_thread_and_closes_the_source():
+    import threading
+
+    from salient_pipes.pipes._handoff import run_ahead
+
+    closed = []
+
+    def make():
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(threading.current_thread().name)
+
+    def alive():
+        return [t for t in threading.enumerate() if t.name == "test-ahead"]
+
+    items = run_ahead(make, 2, threading.Event(), "test-ahead")
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()  # the consumer stops early: the thread ends and closes the source
+    assert closed == ["test-ahead"] and not alive()  # joined: gone already
+    # A later iteration stopping an abandoned one: setting its event ends its thread.
+    stop = threading.Event()
+    abandoned = run_ahead(make, 2, stop, "test-ahead")
+    next(abandoned)
+    stop.set()
+    deadline = time.monotonic() + 5
+    while len(closed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closed == ["test-ahead"] * 2
+    abandoned.close()
+    assert not alive()
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -374,12 +447,16 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def test_pin_and_prefetch_on_cuda(small_dataset):
     pipe = salient_pipeline(small_dataset, batch_size=256, fanouts=(5, 5), device="cuda")
     from salient_pipes.pipes import PinMemory
+    from salient_pipes.pipes.base import upstream
 
-    assert isinstance(pipe.source, PinMemory)
+    # Batches placed in pinned slots need no pin stage.
+    assert not any(isinstance(s, PinMemory) for s in upstream(pipe))
     for batch in pipe:
         assert batch.x.is_cuda and batch.adjs[0].edge_index.is_cuda
         assert torch.equal(batch.x.cpu(), small_dataset.x[batch.n_id.cpu()])
-    pinned = next(iter(pipe.source))
+    pinned = next(iter(NodeIndices(small_dataset.split_idx["train"]).batch_nodes(256)
+                       .sample_neighbors(small_dataset, [5]).slice_features(small_dataset.x)
+                       .pin_memory()))
     assert pinned.is_pinned() and pinned.pin_memory() is pinned
 
 

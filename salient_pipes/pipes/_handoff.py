@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 DONE = object()
 
@@ -39,3 +39,40 @@ def drain(ready: queue.Queue) -> Iterator[Any]:
         if isinstance(item, Failure):
             raise item.error
         yield item
+
+
+def run_ahead(make: Callable[[], Iterator[Any]], depth: int, stop: threading.Event,
+              name: str) -> Iterator[Any]:
+    """Yields the items of ``make()``, which a background thread iterates up to
+    ``depth`` items ahead of the consumer. The thread's failures are raised
+    here, in order; when the consumer stops (or ``stop`` is set by a later
+    iteration), the thread closes ``make()``'s iterator and ends.
+
+    Example:
+        >>> list(run_ahead(lambda: iter(range(3)), 2, threading.Event(), "demo"))
+        [0, 1, 2]
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+
+    def work() -> None:
+        items = None
+        try:
+            items = make()
+            for item in items:
+                if not offer(ready, item, stop):
+                    return
+            offer(ready, DONE, stop)
+        except BaseException as error:  # handed to the consumer's thread
+            offer(ready, Failure(error), stop)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=work, daemon=True, name=name)
+    worker.start()
+    try:
+        yield from drain(ready)
+    finally:
+        stop.set()
+        worker.join()

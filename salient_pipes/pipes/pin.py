@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import threading
 import warnings
 from typing import Any, Iterator
@@ -11,7 +10,7 @@ import torch
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes._checks import check_int
-from salient_pipes.pipes._handoff import DONE, Failure, drain, offer
+from salient_pipes.pipes._handoff import run_ahead
 from salient_pipes.pipes.base import Stage, close_iterator
 
 
@@ -43,29 +42,16 @@ class PinMemory(Stage):
                 PinMemory._warned = True
             yield from self.source
             return
-        ready: queue.Queue = queue.Queue(maxsize=self.depth)
         # An earlier iteration abandoned without being closed stops feeding.
         self._stop_previous.set()
         stop = self._stop_previous = threading.Event()
-        worker = threading.Thread(target=self._pin_all, args=(ready, stop), daemon=True,
-                                  name="salient_pipes-pin")
-        worker.start()
-        try:
-            yield from drain(ready)
-        finally:
-            stop.set()
-            worker.join()
+        yield from run_ahead(self._pin_all, self.depth, stop, "salient_pipes-pin")
 
-    def _pin_all(self, ready: queue.Queue, stop: threading.Event) -> None:
+    def _pin_all(self) -> Iterator[Any]:
         items = iter(self.source)
         try:
             for item in items:
-                pinned = item.pin_memory() if hasattr(item, "pin_memory") else item
-                if not offer(ready, pinned, stop):
-                    return
-            offer(ready, DONE, stop)
-        except BaseException as error:  # handed to the consumer's thread
-            offer(ready, Failure(error), stop)
+                yield item.pin_memory() if hasattr(item, "pin_memory") else item
         finally:
             close_iterator(items)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import deque
 from typing import Any, Deque, Iterator, Optional, Sequence, Tuple, Union
 
@@ -11,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes._checks import check_int
+from salient_pipes.pipes._handoff import run_ahead
 from salient_pipes.pipes.base import Stage, close_iterator, upstream
 
 
@@ -59,7 +61,10 @@ class PrefetchToDevice(Stage):
     batches are issued on a side stream with ``non_blocking=True`` while the
     model computes on the current one; a batch is handed over only after the
     current stream waits for its copy, and its tensors are recorded on the
-    current stream so the allocator does not reuse them too early. Batches
+    current stream so the allocator does not reuse them too early. With
+    ``background`` (the default) a thread of the stage pulls the batches and
+    issues their copies, so the training thread only waits on an event per
+    batch; without it the training thread issues them itself. Batches
     gathered into a :class:`PinnedPool` (``slice_features(pinned=...)``)
     cross in one copy (see :func:`move_to_device`) and have the copy's event
     recorded with their pool, which reuses a slot only after the event
@@ -77,15 +82,18 @@ class PrefetchToDevice(Stage):
     """
 
     def __init__(self, source: IterDataPipe, device: Union[str, torch.device],
-                 depth: int = 1, x_dtype: Optional[torch.dtype] = None) -> None:
+                 depth: int = 2, x_dtype: Optional[torch.dtype] = None,
+                 background: bool = True) -> None:
         super().__init__(source)
         self.depth = check_int("depth", depth, minimum=1)
         if x_dtype is not None and not isinstance(x_dtype, torch.dtype):
             raise ValueError(f"x_dtype must be a torch.dtype, got {type(x_dtype).__name__}")
         self.x_dtype = x_dtype
+        self.background = bool(background)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {self.device} requested but CUDA is not available")
+        self._stop_previous = threading.Event()
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         if self.device.type != "cuda":
@@ -95,36 +103,56 @@ class PrefetchToDevice(Stage):
         stream = torch.cuda.Stream(self.device)
         pools = [s.pinned_pool for s in upstream(self)
                  if getattr(s, "pinned_pool", None) is not None]
-        items = iter(self.source)
-        copies: Deque[Tuple[Any, torch.cuda.Event]] = deque()
-
-        def issue() -> bool:
-            try:
-                item = next(items)
-            except StopIteration:
-                return False
-            with torch.cuda.stream(stream):
-                moved = self._cast(move_to_device(item, self.device, pools))
-                done = torch.cuda.Event()
-                done.record(stream)
-            for pool in pools:  # before `item` goes: its slots wait for the copy
-                pool.record(item, done)
-            copies.append((moved, done))
-            return True
-
+        if self.background:
+            # An earlier iteration abandoned without being closed stops issuing.
+            self._stop_previous.set()
+            stop = self._stop_previous = threading.Event()
+            copies = run_ahead(lambda: self._issue_all(stream, pools), self.depth, stop,
+                               "salient_pipes-prefetch")
+        else:
+            copies = self._issue_inline(stream, pools)
+        current = torch.cuda.current_stream(self.device)
         try:
-            while len(copies) < self.depth and issue():
-                pass
-            while copies:
-                batch, done = copies.popleft()
-                current = torch.cuda.current_stream(self.device)
+            for batch, done in copies:
                 current.wait_event(done)
-                if hasattr(batch, "record_stream"):
+                if hasattr(batch, "record_stream"):  # allocated on the copy stream
                     batch.record_stream(current)
-                issue()  # the next copy overlaps the consumer's compute on `batch`
                 yield batch
         finally:
+            close_iterator(copies)
+
+    def _issue_all(self, stream: torch.cuda.Stream,
+                   pools: Sequence[Any]) -> Iterator[Tuple[Any, torch.cuda.Event]]:
+        """Each batch's copy, issued on ``stream`` when the batch is pulled."""
+        items = iter(self.source)
+        try:
+            for item in items:
+                with torch.cuda.stream(stream):
+                    moved = self._cast(move_to_device(item, self.device, pools))
+                    done = torch.cuda.Event()
+                    done.record(stream)
+                for pool in pools:  # before `item` goes: its slots wait for the copy
+                    pool.record(item, done)
+                del item
+                yield moved, done
+        finally:
             close_iterator(items)
+
+    def _issue_inline(self, stream: torch.cuda.Stream,
+                      pools: Sequence[Any]) -> Iterator[Tuple[Any, torch.cuda.Event]]:
+        """The copies issued on the consumer's thread, ``depth`` batches ahead:
+        the next copies overlap the consumer's compute on the batch it has."""
+        pending: Deque[Tuple[Any, torch.cuda.Event]] = deque()
+        issued = self._issue_all(stream, pools)
+        try:
+            for copy in issued:
+                pending.append(copy)
+                if len(pending) > self.depth:
+                    yield pending.popleft()
+            while pending:
+                yield pending.popleft()
+        finally:
+            close_iterator(issued)
 
     def _cast(self, batch: Any) -> Any:
         x = getattr(batch, "x", None)
