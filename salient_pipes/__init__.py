@@ -17,7 +17,7 @@ from salient_pipes.data import (
     csr_from_edge_index,
 )
 from salient_pipes.distributed import PartitionedDataset, partition
-from salient_pipes.models import SAGE, HeteroSAGE
+from salient_pipes.models import SAGE, HeteroSAGE, StaticShapes, compile_model
 from salient_pipes.pipeline import salient_pipeline
 from salient_pipes.pipes import (
     BatchNodes,
@@ -57,6 +57,8 @@ __all__ = [
     "SampledSubgraph",
     "ShuffleNodes",
     "SliceFeatures",
+    "StaticShapes",
+    "compile_model",
     "csr_from_edge_index",
     "partition",
     "pipeline_stats",
