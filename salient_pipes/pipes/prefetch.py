@@ -111,9 +111,9 @@ class PrefetchToDevice(Stage):
                                "salient_pipes-prefetch")
         else:
             copies = self._issue_inline(stream, pools)
-        current = torch.cuda.current_stream(self.device)
         try:
             for batch, done in copies:
+                current = torch.cuda.current_stream(self.device)  # the consumer's, now
                 current.wait_event(done)
                 if hasattr(batch, "record_stream"):  # allocated on the copy stream
                     batch.record_stream(current)
