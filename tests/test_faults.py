@@ -49,6 +49,10 @@ def _run_until_fault(pipe, fault: str, at: int = 3):
     if fault == "native_worker":
         sampler = _sampler(pipe)
         sampler._inject_failure(at)
+    # Python's own Ctrl-C handler, also where the shell started the tests
+    # with SIGINT ignored (a background job): then no KeyboardInterrupt comes.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) \
+        if fault == "sigint" else None
     try:
         for i, _batch in enumerate(pipe):
             if fault == "consumer" and i == at:
@@ -69,6 +73,8 @@ def _run_until_fault(pipe, fault: str, at: int = 3):
     finally:
         if fault == "native_worker":
             sampler._inject_failure(-1)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return None
 
 
