@@ -24,7 +24,9 @@ Each loader feeds the model in each of ``--models``: ``eager``;
 ``compiled``, ``torch.compile(model, dynamic=True)`` (one compilation,
 before the untimed epoch); ``graphs``, the compiled model recorded as CUDA
 graphs over padded batches (``compile_model(model, cuda_graphs=True)``,
-``train --compile --cuda-graphs``). ``--compile`` is short for ``--models
+``train --compile --cuda-graphs``); ``step``, the compiled model's whole
+training step (forward, loss, backward, Adam) recorded as one CUDA graph
+per padded shape (``CapturedStep``). ``--compile`` is short for ``--models
 eager compiled``. Adam is fused on CUDA for every row. Ours also runs with
 ``--threads`` sampling threads (a list: the training thread and the copies
 need cores too).
@@ -55,11 +57,12 @@ from benchmarks.common import RESULTS, machine, save_json, write_section
 from salient_pipes import SAGE, FastDataset, salient_pipeline, train_epoch
 from salient_pipes.batch import Adj, PreparedBatch
 from salient_pipes.models import compile_model
+from salient_pipes.train import CapturedStep
 
 FANOUTS = (15, 10, 5)
 BATCH = 1024
 HIDDEN = 256
-MODELS = ("eager", "compiled", "graphs")
+MODELS = ("eager", "compiled", "graphs", "step")
 
 
 def graph(name: str) -> FastDataset:
@@ -186,10 +189,14 @@ def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: to
             count: int, threads: int, variant: str) -> Dict[str, Any]:
     torch.manual_seed(0)
     model = SAGE(ds.num_features, HIDDEN, ds.num_classes, len(FANOUTS)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.003,
-                                 fused=True if device.type == "cuda" else None)
-    step = model if variant == "eager" else compile_model(model,
-                                                          cuda_graphs=variant == "graphs")
+    cuda = device.type == "cuda"
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003, fused=True if cuda else None,
+                                 capturable=variant == "step" and cuda)
+    if variant == "step":  # the compiled model's whole step recorded as one CUDA graph
+        step: Any = CapturedStep(compile_model(model), optimizer, capture=cuda)
+    else:
+        step = model if variant == "eager" else compile_model(model,
+                                                              cuda_graphs=variant == "graphs")
     runs = [train_epoch(step, epochs(e), optimizer, progress=False) for e in range(count + 1)]
     timed = runs[1:]
     row = {"loader": name, "threads": threads, "model": variant,
@@ -278,8 +285,9 @@ def render(results: Dict[str, Any]) -> str:
              f"({results['machine']['cores']} host cores, torch {results['machine']['torch']}): "
              "3-layer GraphSAGE (hidden 256), 15/10/5, batch 1024; median of "
              f"{results['epochs']} timed epochs after one untimed. Model: `SAGE` eager, "
-             "through `torch.compile(dynamic=True)` (compiled), or compiled and replayed as "
-             "CUDA graphs over padded batches (graphs). GPU idle: the share of the epoch with "
+             "through `torch.compile(dynamic=True)` (compiled), compiled and replayed as "
+             "CUDA graphs over padded batches (graphs), or with the whole step recorded as "
+             "one CUDA graph (step). GPU idle: the share of the epoch with "
              "no training step on the GPU (CUDA events).", "",
              "| graph | loader | sampling threads | model | seconds per epoch | data wait "
              "| GPU idle |",

@@ -30,13 +30,14 @@ from salient_pipes.pipes import (
     SliceFeatures,
     pipeline_stats,
 )
-from salient_pipes.train import EpochResult, batchwise_test, train_epoch
+from salient_pipes.train import CapturedStep, EpochResult, batchwise_test, train_epoch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adj",
     "BatchNodes",
+    "CapturedStep",
     "DatasetCacheError",
     "FastDataset",
     "FeatureCache",

@@ -95,6 +95,66 @@ class SAGE(torch.nn.Module):
         return x.log_softmax(dim=-1)
 
 
+class Capacities:
+    """Padded sizes for ``(x, adjs)`` batches, so that most batches of an
+    epoch share one shape: node capacities per level (outermost first) and
+    edge capacities per hop. They start at ``headroom`` times the first
+    batch's sizes, rounded up to ``multiple``, and grow the same way when a
+    batch does not fit. Every level keeps a spare row (the padding edges'
+    target, see :func:`pad_batch`), and no level is smaller than the next
+    (a hop's targets are its sources' first rows).
+
+    Example:
+        >>> caps = Capacities(headroom=1.0, multiple=1)
+        >>> caps.fit([10, 5, 2], [20, 6])
+        ([11, 6, 3], [21, 7])
+        >>> caps.fit([9, 6, 2], [3, 3]), caps.resizes   # level 1 is full: it grows
+        (([11, 7, 3], [21, 7]), 2)
+    """
+
+    def __init__(self, headroom: float = 1.1, multiple: int = 256) -> None:
+        if headroom < 1:
+            raise ValueError(f"headroom must be >= 1, got {headroom}")
+        if multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
+        self.headroom, self.multiple = headroom, int(multiple)
+        self.nodes: List[int] = []
+        self.edges: List[int] = []
+        self.resizes = 0  # times a batch did not fit (each one new shape)
+
+    def _room(self, needed: int) -> int:
+        wanted = int(needed * self.headroom) + 1
+        return -(-wanted // self.multiple) * self.multiple
+
+    def fit(self, nodes: Sequence[int], edges: Sequence[int]) -> Tuple[List[int], List[int]]:
+        """The capacities for a batch of these sizes, grown if it does not fit."""
+        have_n, have_e = self.nodes, self.edges
+        fresh = len(have_n) != len(nodes) or len(have_e) != len(edges)
+        if (fresh or any(n >= c for n, c in zip(nodes, have_n))
+                or any(e > c for e, c in zip(edges, have_e))):
+            have_n = [self._room(n) if fresh or n >= c else c
+                      for n, c in zip(nodes, nodes if fresh else have_n)]
+            have_e = [self._room(e) if fresh or e > c else c
+                      for e, c in zip(edges, edges if fresh else have_e)]
+            for i in range(len(have_n) - 2, -1, -1):
+                have_n[i] = max(have_n[i], have_n[i + 1])
+            self.nodes, self.edges = have_n, have_e
+            self.resizes += 1
+        return list(self.nodes), list(self.edges)
+
+
+def batch_sizes(x: Tensor, adjs: Sequence[Adj]) -> Tuple[List[int], List[int]]:
+    """The node count of every level (outermost first) and the edge count of
+    every hop of an ``(x, adjs)`` batch, checked against each other."""
+    if not adjs:
+        raise ValueError("a padded batch needs at least one hop")
+    nodes = [int(adjs[0].size[0])] + [int(a.size[1]) for a in adjs]
+    if x.size(0) != nodes[0]:
+        raise ValueError(f"x has {x.size(0)} rows but the outermost hop has "
+                         f"{nodes[0]} sources")
+    return nodes, [int(a.edge_index.size(1)) for a in adjs]
+
+
 class StaticShapes(torch.nn.Module):
     """Runs ``model(x, adjs)`` on batches padded to fixed capacities, so that
     a CUDA graph recorded for one batch replays for the next ones.
@@ -135,51 +195,23 @@ class StaticShapes(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, headroom: float = 1.1,
                  multiple: int = 256) -> None:
         super().__init__()
-        if headroom < 1:
-            raise ValueError(f"headroom must be >= 1, got {headroom}")
-        if multiple < 1:
-            raise ValueError(f"multiple must be >= 1, got {multiple}")
         self.model = model
-        self.headroom, self.multiple = headroom, int(multiple)
-        self._nodes: Dict[bool, List[int]] = {}  # per mode: capacity per level, outermost first
-        self._edges: Dict[bool, List[int]] = {}  # per mode: capacity per hop
-        self.resizes = 0  # times a batch did not fit (each one new shape)
+        # training and evaluation: their own capacities
+        self._caps = {mode: Capacities(headroom, multiple) for mode in (True, False)}
+
+    @property
+    def resizes(self) -> int:
+        """Times a batch did not fit its mode's capacities (each one a new shape)."""
+        return sum(c.resizes for c in self._caps.values())
 
     def capacity(self, training: bool = True) -> Tuple[List[int], List[int]]:
         """The current (node capacities per level, edge capacities per hop)."""
-        return list(self._nodes.get(training, [])), list(self._edges.get(training, []))
-
-    def _room(self, needed: int) -> int:
-        wanted = int(needed * self.headroom) + 1
-        return -(-wanted // self.multiple) * self.multiple
-
-    def _fit(self, nodes: List[int], edges: List[int]) -> Tuple[List[int], List[int]]:
-        mode = self.training
-        have_n, have_e = self._nodes.get(mode), self._edges.get(mode)
-        # A level needs a spare row: the padding edges' target.
-        if (have_n is None or len(have_n) != len(nodes)
-                or any(n >= c for n, c in zip(nodes, have_n))
-                or any(e > c for e, c in zip(edges, have_e or []))):
-            fresh = have_n is None or len(have_n) != len(nodes)
-            have_n = [self._room(n) if fresh or n >= c else c
-                      for n, c in zip(nodes, have_n or nodes)]
-            have_e = [self._room(e) if fresh or e > c else c
-                      for e, c in zip(edges, have_e or edges)]
-            for i in range(len(have_n) - 2, -1, -1):  # the targets are the sources' first rows
-                have_n[i] = max(have_n[i], have_n[i + 1])
-            self._nodes[mode], self._edges[mode] = have_n, have_e
-            self.resizes += 1
-        return have_n, have_e
+        caps = self._caps[bool(training)]
+        return list(caps.nodes), list(caps.edges)
 
     def forward(self, x: Tensor, adjs: Sequence[Adj]) -> Tensor:
-        if not adjs:
-            raise ValueError("StaticShapes needs at least one hop")
-        nodes = [int(adjs[0].size[0])] + [int(a.size[1]) for a in adjs]
-        if x.size(0) != nodes[0]:
-            raise ValueError(f"x has {x.size(0)} rows but the outermost hop has "
-                             f"{nodes[0]} sources")
-        edges = [int(a.edge_index.size(1)) for a in adjs]
-        cap_n, cap_e = self._fit(nodes, edges)
+        nodes, edges = batch_sizes(x, adjs)
+        cap_n, cap_e = self._caps[self.training].fit(nodes, edges)
         x = F.pad(x, (0, 0, 0, cap_n[0] - nodes[0]))
         padded = [Adj(F.pad(a.edge_index, (0, cap_e[i] - edges[i]), value=cap_n[i + 1] - 1),
                       None, (cap_n[i], cap_n[i + 1])) for i, a in enumerate(adjs)]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from salient_pipes.batch import HeteroBatch, PreparedBatch
+from salient_pipes.batch import Adj, HeteroBatch, PreparedBatch
 from salient_pipes.data import FastDataset, HeteroDataset, iter_splits
+from salient_pipes.models import Capacities, batch_sizes
 from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipeline
 
 
@@ -75,7 +76,131 @@ def forward(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     return model(batch.x, batch.adjs)
 
 
-def train_epoch(model: torch.nn.Module, pipe: Iterable[Union[PreparedBatch, HeteroBatch]],
+class _Shape:
+    """The static buffers of one padded batch shape, and its recorded step."""
+
+    def __init__(self, cap_n: List[int], cap_e: List[int], batch: PreparedBatch,
+                 device: torch.device) -> None:
+        self.x = torch.zeros(cap_n[0], batch.x.size(1), dtype=batch.x.dtype, device=device)
+        self.y = torch.full((cap_n[-1],), -1, dtype=torch.int64, device=device)
+        self.edges = [torch.empty(2, e, dtype=torch.int64, device=device) for e in cap_e]
+        self.adjs = [Adj(ei, None, (cap_n[i], cap_n[i + 1])) for i, ei in enumerate(self.edges)]
+        self.pad_to = [n - 1 for n in cap_n[1:]]  # each hop's padding edges: the spare row
+        self.runs = 0
+        self.graph: Optional[Any] = None
+        self.loss: Optional[torch.Tensor] = None
+
+    def fill(self, batch: PreparedBatch, nodes: List[int], edges: List[int]) -> None:
+        self.x[: nodes[0]].copy_(batch.x)
+        self.x[nodes[0]:].zero_()
+        for ei, adj, count, spare in zip(self.edges, batch.adjs, edges, self.pad_to):
+            ei[:, :count].copy_(adj.edge_index)
+            ei[:, count:].fill_(spare)
+        self.y[: nodes[-1]].copy_(batch.y)
+        self.y[nodes[-1]:].fill_(-1)
+
+
+class CapturedStep:
+    """A whole training step of a GraphSAGE-style ``model(x, adjs)``
+    (forward, NLL loss, backward, ``optimizer.step()``) on batches padded to
+    rarely changing shapes (:class:`~salient_pipes.models.Capacities`), and
+    on CUDA recorded as one CUDA graph per shape, so that a step costs the
+    training thread a few copies into the shape's buffers and one replay.
+
+    Each shape's first ``warmup`` steps run as they are (on a side stream:
+    compilation and the optimizer's state happen there), the next one is
+    recorded and every later one replayed. Train it with
+    ``train_epoch(step, pipe, step.optimizer)``. On CUDA the optimizer must
+    be made with ``capturable=True``. The padding never reaches a real row
+    (see :class:`~salient_pipes.models.StaticShapes`), so the losses and the
+    updates are those of the unpadded batches (with dropout, up to the
+    random masks). ``capture=False`` runs the same padded step without
+    recording (on any device).
+
+    Example:
+        >>> from salient_pipes import FastDataset, SAGE, salient_pipeline
+        >>> ds = FastDataset.synthetic(num_nodes=500, seed=0)
+        >>> model = SAGE(ds.num_features, 16, ds.num_classes, 2)
+        >>> step = CapturedStep(model, torch.optim.Adam(model.parameters()), capture=False)
+        >>> pipe = salient_pipeline(ds, batch_size=128, fanouts=(5, 5), device="cpu")
+        >>> train_epoch(step, pipe, step.optimizer, progress=False).batches
+        3
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+                 capture: Optional[bool] = None, warmup: int = 2, headroom: float = 1.1,
+                 multiple: int = 256) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.device = _model_device(model)
+        self.capture = self.device.type == "cuda" if capture is None else bool(capture)
+        if self.capture:
+            if not all(group.get("capturable", False) for group in optimizer.param_groups):
+                raise ValueError("a captured step needs an optimizer made with "
+                                 "capturable=True, e.g. torch.optim.Adam(params, "
+                                 "capturable=True)")
+            if self.device.type != "cuda":
+                raise ValueError(f"capture needs the model on a CUDA device, not {self.device}")
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
+            raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
+        self.warmup = warmup
+        self.capacities = Capacities(headroom, multiple)
+        self._shapes: Dict[Tuple[Tuple[int, ...], Tuple[int, ...]], _Shape] = {}
+        self._stream = torch.cuda.Stream(self.device) if self.capture else None
+        self.captures = 0  # graphs recorded
+        self.replays = 0
+
+    def _body(self, shape: _Shape) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(shape.x, shape.adjs)
+        loss = F.nll_loss(out, shape.y, ignore_index=-1)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def __call__(self, batch: PreparedBatch) -> torch.Tensor:
+        """One step on ``batch``; returns its loss (mean over the labeled
+        seeds), a device tensor valid until the next call."""
+        if not isinstance(batch, PreparedBatch) or batch.y is None:
+            raise TypeError("a captured step trains on PreparedBatch items with labels, got "
+                            f"{type(batch).__name__}" + (" without y" if isinstance(
+                                batch, PreparedBatch) else ""))
+        nodes, edges = batch_sizes(batch.x, batch.adjs)
+        cap_n, cap_e = self.capacities.fit(nodes, edges)
+        key = (tuple(cap_n), tuple(cap_e))
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = _Shape(cap_n, cap_e, batch, self.device)
+        shape.fill(batch, nodes, edges)
+        if self._stream is None:
+            return self._body(shape)
+        if shape.graph is not None:
+            shape.graph.replay()
+            self.replays += 1
+            return shape.loss  # type: ignore[return-value]
+        current = torch.cuda.current_stream(self.device)
+        self._stream.wait_stream(current)  # the buffers are filled on the current stream
+        with torch.cuda.stream(self._stream):
+            if shape.runs < self.warmup:
+                shape.runs += 1
+                loss = self._body(shape)
+            else:
+                graph = torch.cuda.CUDAGraph()
+                # other threads (the prefetch stage's) keep copying meanwhile
+                with torch.cuda.graph(graph, stream=self._stream,
+                                      capture_error_mode="thread_local"):
+                    shape.loss = self._body(shape)
+                shape.graph = graph
+                self.captures += 1
+                graph.replay()  # recording ran nothing: this is the step
+                self.replays += 1
+                loss = shape.loss
+        current.wait_stream(self._stream)
+        loss.record_stream(current)  # made on the side stream, read on this one
+        return loss
+
+
+def train_epoch(model: Union[torch.nn.Module, CapturedStep],
+                pipe: Iterable[Union[PreparedBatch, HeteroBatch]],
                 optimizer: torch.optim.Optimizer, *, progress: bool = True,
                 desc: str = "train",
                 on_batch: Optional[Callable[[int], None]] = None) -> EpochResult:
@@ -94,8 +219,13 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[Union[PreparedBatch, Hete
         >>> train_epoch(model, pipe, opt, progress=False).batches
         3
     """
-    model.train()
-    device = _model_device(model)
+    captured = model if isinstance(model, CapturedStep) else None
+    if captured is not None and optimizer is not captured.optimizer:
+        raise ValueError("train a CapturedStep with its own optimizer: "
+                         "train_epoch(step, pipe, step.optimizer)")
+    net = captured.model if captured is not None else model
+    net.train()
+    device = _model_device(net)
     total = torch.zeros((), device=device)
     seeds = 0
     batches = 0
@@ -117,11 +247,14 @@ def train_epoch(model: torch.nn.Module, pipe: Iterable[Union[PreparedBatch, Hete
             steps.append((torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True)))
             steps[-1][0].record()
-        optimizer.zero_grad(set_to_none=True)
-        out = forward(model, batch)
-        loss = F.nll_loss(out, batch.y, ignore_index=-1)
-        loss.backward()
-        optimizer.step()
+        if captured is not None:
+            loss = captured(batch)
+        else:
+            optimizer.zero_grad(set_to_none=True)
+            out = forward(model, batch)
+            loss = F.nll_loss(out, batch.y, ignore_index=-1)
+            loss.backward()
+            optimizer.step()
         if timed:
             steps[-1][1].record()
         total += loss.detach() * batch.batch_size

@@ -9,7 +9,14 @@ import sys
 import pytest
 import torch
 
-from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline, train_epoch
+from salient_pipes import (
+    SAGE,
+    FastDataset,
+    PreparedBatch,
+    batchwise_test,
+    salient_pipeline,
+    train_epoch,
+)
 from salient_pipes.cli import main
 from salient_pipes.compat import (
     DevicePrefetcher,
@@ -217,6 +224,72 @@ def test_static_shapes_rejects_bad_input():
         StaticShapes(model, multiple=0)
 
 
+def test_captured_step_trains_as_the_plain_step():
+    from salient_pipes.train import CapturedStep
+
+    ds = FastDataset.synthetic(num_nodes=3000, num_features=12, seed=6)
+    torch.manual_seed(0)
+    plain = SAGE(12, 16, ds.num_classes, num_layers=2, dropout=0.0)
+    padded = SAGE(12, 16, ds.num_classes, num_layers=2, dropout=0.0)
+    padded.load_state_dict(plain.state_dict())
+    opt_plain = torch.optim.Adam(plain.parameters(), lr=0.01)
+    step = CapturedStep(padded, torch.optim.Adam(padded.parameters(), lr=0.01), capture=False)
+    pipe = salient_pipeline(ds, batch_size=200, fanouts=(6, 4), device="cpu", seed=1)
+    for epoch in range(2):
+        pipe.set_epoch(epoch)
+        want = train_epoch(plain, pipe, opt_plain, progress=False)
+        pipe.set_epoch(epoch)
+        got = train_epoch(step, pipe, step.optimizer, progress=False)
+        assert got.batches == want.batches >= 5
+        assert got.loss == pytest.approx(want.loss, rel=1e-5)
+    for a, b in zip(plain.parameters(), padded.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # one shape per resize, and few of them: most batches share one
+    assert len(step._shapes) == step.capacities.resizes <= 3
+    assert step.captures == step.replays == 0  # nothing recorded without capture
+
+
+def test_captured_step_pads_only_into_spare_rows():
+    from salient_pipes.train import CapturedStep
+
+    torch.manual_seed(2)
+    model = SAGE(12, 8, 3, num_layers=2, dropout=0.0)
+    # lr 0: the step computes the loss without moving the weights
+    step = CapturedStep(model, torch.optim.SGD(model.parameters(), lr=0.0), capture=False,
+                        headroom=1.0, multiple=1)
+    for nodes, edges in [((10, 5, 2), (20, 6)), ((10, 5, 2), (9, 1)), ((11, 6, 3), (20, 5)),
+                         ((11, 2, 1), (3, 2))]:  # the one spare row of every level in use
+        x, adjs = _random_adjs(nodes, edges, seed=sum(edges))
+        y = torch.randint(0, 3, (nodes[-1],))
+        batch = PreparedBatch(x=x, y=y, adjs=adjs, n_id=torch.arange(nodes[0]))
+        want = torch.nn.functional.nll_loss(model(x, adjs), y)
+        torch.testing.assert_close(step(batch), want.detach())
+    assert step.capacities.resizes == 2
+
+
+def test_captured_step_rejects_what_it_cannot_record():
+    from salient_pipes.batch import HeteroBatch
+    from salient_pipes.train import CapturedStep
+
+    model = SAGE(12, 8, 3, num_layers=1)
+    with pytest.raises(ValueError, match="capturable=True"):
+        CapturedStep(model, torch.optim.Adam(model.parameters()), capture=True)
+    with pytest.raises(ValueError, match="CUDA device"):
+        CapturedStep(model, torch.optim.Adam(model.parameters(), capturable=True), capture=True)
+    with pytest.raises(ValueError, match="warmup"):
+        CapturedStep(model, torch.optim.Adam(model.parameters()), capture=False, warmup=0)
+    step = CapturedStep(model, torch.optim.Adam(model.parameters()), capture=False)
+    x, adjs = _random_adjs((6, 3), (5,), seed=0)
+    with pytest.raises(TypeError, match="without y"):
+        step(PreparedBatch(x=x, y=None, adjs=adjs, n_id=torch.arange(6)))
+    hetero = HeteroBatch(x={}, y=None, edge_index={}, n_id={}, e_id={}, num_sampled_nodes={},
+                         num_sampled_edges={}, input_type="p")
+    with pytest.raises(TypeError, match="HeteroBatch"):
+        step(hetero)
+    with pytest.raises(ValueError, match="its own optimizer"):
+        train_epoch(step, [], torch.optim.Adam(model.parameters()), progress=False)
+
+
 def test_model_rejects_hop_mismatch():
     model = SAGE(4, 8, 2, num_layers=2)
     with pytest.raises(ValueError, match="2 layers but the batch has 1 hops"):
@@ -411,6 +484,31 @@ def test_cuda_graphed_sage_trains_and_matches_eager():
                                        rtol=1e-3, atol=1e-4)
     acc = batchwise_test(graphed, ds, fanouts=(5, 5), progress=False)["valid"]
     assert acc > 2 / ds.num_classes
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_captured_step_replays_and_trains_as_the_uncaptured_one():
+    from salient_pipes.train import CapturedStep
+
+    ds = FastDataset.synthetic(num_nodes=5000, seed=0)
+    torch.manual_seed(0)
+    models = [SAGE(ds.num_features, 64, ds.num_classes, 2, dropout=0.0).cuda()
+              for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    steps = [CapturedStep(m, torch.optim.Adam(m.parameters(), lr=0.01, capturable=True),
+                          capture=capture) for m, capture in zip(models, (True, False))]
+    pipe = salient_pipeline(ds, batch_size=256, fanouts=(5, 5), device="cuda")
+    for epoch in range(3):
+        losses = []
+        for step in steps:
+            pipe.set_epoch(epoch)
+            losses.append(train_epoch(step, pipe, step.optimizer, progress=False).loss)
+        assert losses[0] == pytest.approx(losses[1], rel=1e-3), (epoch, losses)
+    for a, b in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    captured = steps[0]
+    assert 1 <= captured.captures <= 3 and captured.replays > 3 * len(pipe) - 10
 
 
 @pytest.mark.cuda
