@@ -100,9 +100,10 @@ class Capacities:
     epoch share one shape: node capacities per level (outermost first) and
     edge capacities per hop. They start at ``headroom`` times the first
     batch's sizes, rounded up to ``multiple``, and grow the same way when a
-    batch does not fit. Every level keeps a spare row (the padding edges'
-    target, see :func:`pad_batch`), and no level is smaller than the next
-    (a hop's targets are its sources' first rows).
+    batch does not fit, never shrinking (so a shape once left is not seen
+    again). Every level keeps a spare row (the padding edges' target, see
+    :class:`StaticShapes`), and no level is smaller than the next (a hop's
+    targets are its sources' first rows).
 
     Example:
         >>> caps = Capacities(headroom=1.0, multiple=1)

@@ -144,7 +144,10 @@ class CapturedStep:
             raise ValueError(f"warmup must be an int >= 1, got {warmup!r}")
         self.warmup = warmup
         self.capacities = Capacities(headroom, multiple)
-        self._shapes: Dict[Tuple[Tuple[int, ...], Tuple[int, ...]], _Shape] = {}
+        # The capacities never shrink, so only the current shape is kept: a
+        # shape left behind (its buffers and its graph's memory) is freed.
+        self._key: Optional[Tuple[Tuple[int, ...], Tuple[int, ...]]] = None
+        self._shape: Optional[_Shape] = None
         self._stream = torch.cuda.Stream(self.device) if self.capture else None
         self.captures = 0  # graphs recorded
         self.replays = 0
@@ -167,9 +170,10 @@ class CapturedStep:
         nodes, edges = batch_sizes(batch.x, batch.adjs)
         cap_n, cap_e = self.capacities.fit(nodes, edges)
         key = (tuple(cap_n), tuple(cap_e))
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = self._shapes[key] = _Shape(cap_n, cap_e, batch, self.device)
+        if self._shape is None or key != self._key:
+            self._shape = None  # before the new buffers: the old ones can go first
+            self._key, self._shape = key, _Shape(cap_n, cap_e, batch, self.device)
+        shape = self._shape
         shape.fill(batch, nodes, edges)
         if self._stream is None:
             return self._body(shape)
