@@ -256,8 +256,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                     pipe.set_epoch(e)
                     return pipe
 
-                name = "salient_pipes" + ("" if variant == "default" else f", {VARIANTS[variant]}")
-                loaders.append((name, ours, count))
+                label = "salient_pipes" + ("" if variant == "default"
+                                           else f", {VARIANTS[variant]}")
+                loaders.append((label, ours, count))
         if fast_sampler is not None:
             loaders.append(("SALIENT fast_sampler", salient_batches(fast_sampler, ds, device,
                                                                    threads), threads))
