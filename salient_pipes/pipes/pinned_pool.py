@@ -4,9 +4,10 @@ Without them a batch is copied twice on the way to the GPU: the workers
 write it to ordinary memory, then ``pin_memory`` copies it into page-locked
 memory. With a :class:`PinnedPool` a worker places the whole batch in one of
 the pool's page-locked slots (``x`` gathered at the slot's start, then
-``y``, ``n_id`` and every hop), and ``pin_memory`` passes it on: one copy.
-A heterogeneous batch, with its arrays per node and edge type, goes into
-one slot the same way.
+``y``, ``n_id`` and every hop), ``pin_memory`` has nothing to do, and
+``prefetch_to_device`` moves the batch's region of the slot to the GPU in
+one copy (:meth:`span_of`). A heterogeneous batch, with its arrays per node
+and edge type, goes into one slot the same way.
 
 A slot is lent to a batch and comes back only when both hold:
 
