@@ -350,6 +350,122 @@ def test_a_hetero_batch_in_a_slot_moves_in_one_copy():
     assert one_copy == pool.hits >= 4, pool
 
 
+class _FakeCuda:
+    """Stands in for the CUDA calls of the prefetch stage, so that its device
+    path (copies issued ahead, on the consumer's thread or its own; events
+    waited on before a batch is handed over; slots tied to the copies' events)
+    runs on CPUs. A "copy" is a clone; it remembers which batches were issued."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.issued: list = []   # batch positions, in the order their copies were issued
+        self.waited: list = []   # events the consumer's stream waited on
+        self.recorded: list = []  # (event, stream) of every recorded copy
+        self.issuers: set = set()
+        self._threading = threading
+
+    def install(self, monkeypatch) -> None:
+        import contextlib
+
+        from salient_pipes.batch import PreparedBatch
+        from salient_pipes.pipes import prefetch
+
+        fake = self
+
+        class Stream:
+            def wait_event(self, event):
+                assert event.recorded, "waited on an event before its copy was issued"
+                fake.waited.append(event)
+
+        consumer = Stream()
+
+        class Event:
+            def __init__(self):
+                self.recorded = False
+
+            def record(self, stream):
+                self.recorded = True
+                fake.recorded.append((self, stream))
+
+            def query(self):
+                return self.recorded
+
+        def move(batch, device, pools=(), non_blocking=True):
+            fake.issued.append(int(batch.n_id[0]))
+            fake.issuers.add(fake._threading.current_thread().name)
+            return batch.map_tensors(torch.clone)
+
+        monkeypatch.setattr(prefetch, "move_to_device", move)
+        monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream())
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "Event", Event)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: consumer)
+        monkeypatch.setattr(PreparedBatch, "record_stream", lambda self, stream: None)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_prefetch_device_path_issues_ahead_and_hands_over_after_the_copy(monkeypatch,
+                                                                          background):
+    import threading
+
+    fake = _FakeCuda()
+    fake.install(monkeypatch)
+    ds = _dataset()
+    pool = PinnedPool(num_slots=12, slot_bytes=1 << 20, pin=False)
+    tied = []  # the events each batch's slots were tied to
+    record = pool.record
+    monkeypatch.setattr(pool, "record", lambda b, event: (tied.append(event), record(b, event)))
+    plain = list(NodeIndices(ds.split_idx["train"]).batch_nodes(20)
+                 .sample_neighbors(ds, [4, 3]).slice_features(ds.x, ds.y))
+    pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(20)
+            .sample_neighbors(ds, [4, 3]).slice_features(ds.x, ds.y, pinned=pool)
+            .prefetch_to_device("cpu", depth=2, background=background))
+    pipe.device = torch.device("cuda")  # the device path, with the fakes above
+    got = []
+    for i, batch in enumerate(pipe):
+        # handed over only after the consumer's stream waited on its copy
+        assert len(fake.waited) == i + 1
+        ahead = len(fake.issued) - (i + 1)
+        # inline: exactly `depth` copies ahead (fewer at the end); a thread:
+        # its queue (depth) and the one in its hand
+        assert ahead <= 2 if not background else ahead <= 3, (i, ahead)
+        if not background and i + 1 + 2 <= len(plain):
+            assert ahead == 2
+        got.append(batch)
+    assert [int(b.n_id[0]) for b in got] == fake.issued == [int(b.n_id[0]) for b in plain]
+    # each copy's event went to the pool, and the consumer waited on the same ones
+    assert tied == [event for event, _ in fake.recorded] == fake.waited
+    for a, b in zip(got, plain):
+        assert all(torch.equal(x, y) for x, y in zip(a.tensors(), b.tensors()))
+    assert fake.issuers == ({"salient_pipes-prefetch"} if background
+                            else {threading.current_thread().name})
+    # every slot came back once its copy's event completed and the batch was dropped
+    del got, batch
+    gc.collect()
+    pool.poll()
+    assert pool.hits > 0 and not pool.native.in_state("lent") and \
+        not pool.native.in_state("retired")
+
+
+def test_prefetch_device_path_stops_its_thread_when_the_consumer_stops(monkeypatch):
+    import threading
+
+    fake = _FakeCuda()
+    fake.install(monkeypatch)
+    ds = _dataset()
+    pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(10)
+            .sample_neighbors(ds, [4]).slice_features(ds.x)
+            .prefetch_to_device("cpu", depth=2))
+    pipe.device = torch.device("cuda")
+    it = iter(pipe)
+    next(it)
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name == "salient_pipes-prefetch"]
+    # the next epoch runs whole
+    assert len(list(pipe)) == len(pipe)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_prefetch_from_pinned_slots_equals_cpu_batches_under_a_slow_consumer():
