@@ -8,6 +8,8 @@ import queue
 import threading
 from typing import Any, Callable, Iterator
 
+from salient_pipes.pipes.base import close_iterator
+
 DONE = object()
 
 
@@ -65,9 +67,8 @@ def run_ahead(make: Callable[[], Iterator[Any]], depth: int, stop: threading.Eve
         except BaseException as error:  # handed to the consumer's thread
             offer(ready, Failure(error), stop)
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+            if items is not None:
+                close_iterator(items)
 
     worker = threading.Thread(target=work, daemon=True, name=name)
     worker.start()
