@@ -12,7 +12,8 @@ batch 1024, on
 Loaders, all feeding the same model (``salient_pipes.SAGE``) on the device:
 
 - ours: ``salient_pipeline(ds, device="cuda")``: gather into pinned slots,
-  pin, prefetch on a side stream;
+  prefetch on a side stream from the prefetch stage's thread, the next
+  epoch's first batches sampled before it begins (``overlap_epochs``);
 - SALIENT: its ``fast_sampler`` (built outside this repository; pass
   ``--fast-sampler-dir``) with pinned batches, copied on a side stream one
   batch ahead, as its ``DevicePrefetcher`` does; its CSR hops become
@@ -32,7 +33,8 @@ eager compiled``. Adam is fused on CUDA for every row. Ours also runs with
 need cores too).
 
 Per loader: seconds per epoch (median of the timed epochs, after one
-untimed), the training loop's data wait share, and the GPU's idle share
+untimed), the training loop's data wait share and its wait for each epoch's
+first batch, and the GPU's idle share
 (CUDA events around each step, ``train_epoch``). Writes
 benchmarks/results/gpu_epoch.json and a section of docs/benchmarks.md naming
 the GPU.
@@ -171,14 +173,15 @@ def pyg_batches(ds: FastDataset, device: torch.device) -> Optional[Callable]:
 VARIANTS = {
     "pin": "pin thread + prefetch thread",
     "inline": "pin thread, copies issued by the training thread",
+    "sequential": "epochs not overlapped",
 }
 
 
 def ours_pipeline(ds: FastDataset, device: torch.device, threads: int, variant: str) -> Any:
     """``salient_pipeline``, or with a variant's last stages (see VARIANTS)."""
     pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device=device,
-                            num_threads=threads)
-    if variant != "default" and device.type == "cuda":
+                            num_threads=threads, overlap_epochs=variant != "sequential")
+    if variant in ("pin", "inline") and device.type == "cuda":
         pipe.source = pipe.source.pin_memory()
         if variant == "inline":
             pipe.background, pipe.depth = False, 1
@@ -202,6 +205,7 @@ def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: to
     row = {"loader": name, "threads": threads, "model": variant,
            "seconds": statistics.median(r.seconds for r in timed),
            "data_wait_share": statistics.median(r.data_wait_share for r in timed),
+           "first_wait_s": statistics.median(r.first_wait_s for r in timed),
            "device_idle_share": statistics.median(r.device_idle_share for r in timed),
            "loss": timed[-1].loss, "batches": timed[-1].batches}
     print(row, flush=True)
@@ -222,7 +226,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
                         help="the model variants every loader feeds (default: eager)")
     parser.add_argument("--variants", action="store_true",
-                        help="also ours with the earlier prefetch designs (compiled model)")
+                        help="also ours with earlier designs of its last stages and "
+                             "without overlapping epochs (compiled model)")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--no-pyg", action="store_true")
     parser.add_argument("--render-only", action="store_true",
@@ -291,12 +296,13 @@ def render(results: Dict[str, Any]) -> str:
              "one CUDA graph (step). GPU idle: the share of the epoch with "
              "no training step on the GPU (CUDA events).", "",
              "| graph | loader | sampling threads | model | seconds per epoch | data wait "
-             "| GPU idle |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
+             "| of which first batch | GPU idle |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for r in results["rows"]:
+        first = f"{r['first_wait_s'] * 1000:.0f} ms" if "first_wait_s" in r else ""
         lines.append(f"| {r['graph']} | {r['loader']} | {r.get('threads', results['threads'])} "
                      f"| {r.get('model', 'eager')} | {r['seconds']:.3f} | "
-                     f"{r['data_wait_share']:.0%} | {r['device_idle_share']:.0%} |")
+                     f"{r['data_wait_share']:.0%} | {first} | {r['device_idle_share']:.0%} |")
     return "\n".join(lines + [results.get("notes", "")])
 
 if __name__ == "__main__":

@@ -331,11 +331,13 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
         row = {"epoch": epoch, "loss": result.loss, "train_s": result.seconds}
         line = f"epoch {epoch:3d} | loss {result.loss:.4f} | train {result.seconds:6.2f} s"
         if args.profile is not None:
-            row.update(data_wait_s=result.data_wait_s, compute_s=result.compute_s,
+            row.update(data_wait_s=result.data_wait_s, first_wait_s=result.first_wait_s,
+                       compute_s=result.compute_s,
                        device_busy_s=result.device_busy_s,
                        device_idle_share=result.device_idle_share, stages=pipeline_stats(pipe))
             line += (f" | data wait {result.data_wait_s:5.2f} s "
-                     f"({result.data_wait_share:.0%} of the epoch)"
+                     f"({result.data_wait_share:.0%} of the epoch; first batch "
+                     f"{result.first_wait_s:.3f} s)"
                      f" | compute {result.compute_s:5.2f} s"
                      f" | {device.type} idle {result.device_idle_share:.0%}")
         cached = [s["cache_hit_rate"] for s in pipeline_stats(pipe) if "cache_hit_rate" in s]

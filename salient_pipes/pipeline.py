@@ -59,6 +59,7 @@ def salient_pipeline(
     cache_policy: str = "degree",
     fetch_depth: int = 2,
     x_dtype: Optional[torch.dtype] = None,
+    overlap_epochs: Optional[bool] = None,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -95,6 +96,10 @@ def salient_pipeline(
     and the prefetch stage's thread takes batches from the workers and issues
     their copies. ``x_dtype`` (say
     ``torch.float32``) casts the features on the device after the copy.
+    ``overlap_epochs`` (default: when shuffling, i.e. for training) samples
+    the next epoch's first batches while this epoch's last ones are
+    consumed, so that an epoch does not begin with the device waiting for
+    its first batch; the batches are the same.
     ``rank``/``world_size`` default to the initialized ``torch.distributed``
     process group: each rank then gets a disjoint shard of every epoch and
     the same number of batches. The
@@ -114,7 +119,8 @@ def salient_pipeline(
                                      shuffle=shuffle, drop_last=drop_last, device=device,
                                      num_threads=num_threads, max_in_flight=max_in_flight,
                                      seed=seed, pin_memory=pin_memory, depth=fetch_depth,
-                                     feature_cache=feature_cache, x_dtype=x_dtype)
+                                     feature_cache=feature_cache, x_dtype=x_dtype,
+                                     overlap_epochs=overlap_epochs)
     if isinstance(dataset, HeteroDataset):
         if feature_cache is not None and cache_policy != "degree":
             raise NotImplementedError("a heterogeneous dataset's feature cache takes the "
@@ -132,6 +138,8 @@ def salient_pipeline(
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
+    if overlap_epochs is None:
+        overlap_epochs = shuffle
     if isinstance(dataset, HeteroDataset):
         if feature_cache is not None and not isinstance(feature_cache, HeteroFeatureCache):
             feature_cache = HeteroFeatureCache.for_dataset(dataset, feature_cache,
@@ -145,7 +153,8 @@ def salient_pipeline(
         .shuffle_nodes(seed=seed, rank=rank, world_size=world_size, shuffle=shuffle)
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
-                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
+                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
+                          overlap_epochs=overlap_epochs)
     )
     pinned = None
     # A slot per batch in flight, in the prefetch queue and its thread's hand,
@@ -167,7 +176,8 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
                           device: Union[str, torch.device, None], num_threads: Optional[int],
                           max_in_flight: Optional[int], seed: int,
                           pin_memory: Optional[bool], depth: int,
-                          feature_cache: object, x_dtype: Optional[torch.dtype]) -> Stage:
+                          feature_cache: object, x_dtype: Optional[torch.dtype],
+                          overlap_epochs: Optional[bool]) -> Stage:
     """``salient_pipeline`` for one rank of a partitioned dataset."""
     from salient_pipes.distributed.fetch import FetchFeatures
 
@@ -194,7 +204,8 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
         .shuffle_nodes(seed=seed, shuffle=shuffle, pad_to=pad_to)
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
-                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id)
+                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
+                          overlap_epochs=shuffle if overlap_epochs is None else overlap_epochs)
     )
     pipe = FetchFeatures(pipe, dataset, depth=depth, num_threads=num_threads)
     if pin_memory:

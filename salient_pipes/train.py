@@ -20,14 +20,17 @@ from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipelin
 class EpochResult:
     """Mean training loss over the epoch's seeds, wall seconds, batches, and
     the seconds the training loop waited for its next batch (``data_wait_s``;
-    the rest of ``seconds`` is the step itself). On CUDA, ``device_busy_s``
-    is the GPU time of the steps, between CUDA events recorded around each."""
+    the rest of ``seconds`` is the step itself), of which ``first_wait_s``
+    for the epoch's first batch (the pipeline filling up). On CUDA,
+    ``device_busy_s`` is the GPU time of the steps, between CUDA events
+    recorded around each."""
 
     loss: float
     seconds: float
     batches: int
     data_wait_s: float = 0.0
     device_busy_s: Optional[float] = None
+    first_wait_s: float = 0.0
 
     @property
     def data_wait_share(self) -> float:
@@ -234,7 +237,7 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
     seeds = 0
     batches = 0
     start = time.perf_counter()
-    waited = 0.0
+    waited = first_wait = 0.0
     items = iter(tqdm(pipe, total=batches_per_epoch(pipe), desc=desc, disable=not progress,
                       leave=False))
     timed = device.type == "cuda"
@@ -243,6 +246,8 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
         asked = time.perf_counter()
         batch = next(items, None)
         waited += time.perf_counter() - asked
+        if batches == 0:
+            first_wait = waited
         if batch is None:
             break
         if batch.y.device != device:
@@ -273,7 +278,7 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
         torch.cuda.synchronize(device)
         busy = sum(a.elapsed_time(b) for a, b in steps) / 1000
     return EpochResult(loss=mean, seconds=seconds, batches=batches, data_wait_s=waited,
-                       device_busy_s=busy)
+                       device_busy_s=busy, first_wait_s=first_wait)
 
 
 @torch.no_grad()

@@ -425,9 +425,18 @@ def test_train_epoch_measures_the_wait_for_data():
     waited = train_epoch(model, slow(), optimizer, progress=False)
     assert waited.batches == len(batches)
     assert 0.05 * len(batches) <= waited.data_wait_s < waited.seconds
+    assert 0.05 <= waited.first_wait_s < 0.05 * 2 <= waited.data_wait_s
     ready = train_epoch(model, iter(batches), optimizer, progress=False)
     assert ready.data_wait_s < 0.05 * len(batches) / 2  # batches in memory: hardly a wait
     assert 0 < ready.data_wait_share < waited.data_wait_share < 1
+
+    def filling():  # only the first batch keeps the loop waiting
+        time.sleep(0.2)
+        yield from batches
+
+    filled = train_epoch(model, filling(), optimizer, progress=False)
+    assert filled.first_wait_s >= 0.2
+    assert filled.data_wait_s - filled.first_wait_s < 0.05 * len(batches) / 2
 
 
 def test_cli_profile_writes_its_report(tmp_path, capsys):
@@ -435,12 +444,12 @@ def test_cli_profile_writes_its_report(tmp_path, capsys):
                  "--batch-size", "512", "--fanouts", "5,5", "--no-progress",
                  "--profile", str(tmp_path / "prof")]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("% of the epoch)") == 2
+    assert printed.count("% of the epoch; first batch") == 2
     profile = json.loads((tmp_path / "prof" / "profile.json").read_text())
     assert [row["epoch"] for row in profile["epochs"]] == [0, 1]
     assert printed.count("cpu idle") == 2
     for row in profile["epochs"]:
-        assert 0 <= row["data_wait_s"] <= row["train_s"]
+        assert 0 <= row["first_wait_s"] <= row["data_wait_s"] <= row["train_s"]
         assert abs(row["compute_s"] + row["data_wait_s"] - row["train_s"]) < 1e-9
         # On the CPU the device idles exactly while the loop waits for data.
         assert row["device_busy_s"] is None

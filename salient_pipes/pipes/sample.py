@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -15,6 +14,7 @@ from salient_pipes._checks import check_fanouts, check_int
 from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph, SampledUnion, SeedBatch
 from salient_pipes.data.features import FeatureCache
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
+from salient_pipes.pipes._session import Carry, drop_carry, run_session
 from salient_pipes.pipes.base import WORKER_PROCESS_ERROR, Stage
 
 GraphLike = Union["_native.CSRGraph", Tuple[Tensor, Tensor], Any]
@@ -75,31 +75,6 @@ def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:
             for ei, e, size in hops]
 
 
-def run_session(stage: Any, session: Any, epoch: int, start: int,
-                seeds_of: Callable[[Any, Deque[Dict[str, Any]]], Any],
-                wrap: Callable[[Any, Deque[Dict[str, Any]]], Any]) -> Iterator[Any]:
-    """A sampling stage's epoch: submits the seeds of each item of
-    ``stage.source`` (batch ``start`` onwards) to the native ``session``,
-    keeping at most ``stage.max_in_flight`` batches in flight, and yields
-    the wrapped results. ``payloads`` holds, in order, what travels with the
-    batches in flight. The session is cancelled however the epoch ends."""
-    stage._busy = session
-    position = start
-    payloads: Deque[Dict[str, Any]] = deque()
-    try:
-        for item in stage.source:
-            session.submit(seeds_of(item, payloads), epoch, position)
-            position += 1
-            if session.in_flight >= stage.max_in_flight:
-                yield wrap(session.next(), payloads)
-        while session.in_flight:
-            yield wrap(session.next(), payloads)
-    finally:
-        session.cancel()
-        if stage._busy is session:
-            stage._busy = None
-
-
 @functional_datapipe("sample_neighbors")
 class SampleNeighbors(Stage):
     """Samples the multi-hop neighborhood of each seed batch on a pool of
@@ -115,6 +90,10 @@ class SampleNeighbors(Stage):
     the seeds' hop; ``-1`` takes every neighbor. A batch's sample depends only
     on ``(seed, epoch, position in the epoch)``: the same whatever
     ``num_threads``. With ``ordered=False`` batches come as they finish.
+    With ``overlap_epochs=True`` (ordered only) the next epoch's first
+    batches are sampled while this epoch's last ones are consumed, so a new
+    epoch does not begin by waiting for its first batch (the same batches;
+    see ``_session.py``).
 
     The source yields seed tensors, or :class:`SeedBatch` items whose payload
     travels on with the sample (node-wise mode, ordered).
@@ -144,7 +123,8 @@ class SampleNeighbors(Stage):
                  replace: bool = False, num_threads: Optional[int] = None,
                  max_in_flight: Optional[int] = None, ordered: bool = True, seed: int = 0,
                  return_e_id: bool = False, node_wise: bool = False,
-                 disjoint: bool = False, edge_ids: Optional[Tensor] = None) -> None:
+                 disjoint: bool = False, edge_ids: Optional[Tensor] = None,
+                 overlap_epochs: bool = False) -> None:
         super().__init__(source)
         self.graph = as_graph(graph)
         self.fanouts = check_fanouts(fanouts)
@@ -164,6 +144,9 @@ class SampleNeighbors(Stage):
         self._session_key: Optional[Tuple[int, int]] = None
         self._session: Optional[_native.Session] = None
         self._busy: Optional[_native.Session] = None  # the session an open iteration uses
+        self.overlap_epochs = bool(overlap_epochs)
+        self._carry: Optional[Carry] = None  # the next epoch's batches, begun early
+        self._source_ahead = False  # the source began an epoch for a carry
         self._fail_at = -1  # see _inject_failure
         self._session_for(None, None)  # validates fanouts and thread count now
 
@@ -179,6 +162,7 @@ class SampleNeighbors(Stage):
     def _inject_failure(self, position: int) -> None:
         """Test hook: the native worker raises on batch ``position`` of each
         epoch from now on (-1: never)."""
+        drop_carry(self)
         self._fail_at, self._session = position, None
 
     def _session_for(self, x: Optional[Tensor], y: Optional[Tensor],
@@ -191,6 +175,7 @@ class SampleNeighbors(Stage):
         key = (id(x), id(y), id(cache), id(pinned))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
+                drop_carry(self)
                 self._session = None  # joins the idle workers before starting new ones
             self._session = _native.Session(
                 self.graph, self.fanouts, replace=self.replace, return_e_id=self.return_e_id,

@@ -13,8 +13,9 @@ from salient_pipes import _native
 from salient_pipes._checks import check_int
 from salient_pipes.batch import EdgeType, HeteroBatch, SeedBatch
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
+from salient_pipes.pipes._session import Carry, drop_carry, run_session
 from salient_pipes.pipes.base import WORKER_PROCESS_ERROR, Stage
-from salient_pipes.pipes.sample import default_num_threads, run_session
+from salient_pipes.pipes.sample import default_num_threads
 
 HeteroFanouts = Union[Sequence[int], Mapping[EdgeType, Sequence[int]]]
 NodeAttrs = Mapping[str, Mapping[str, Tensor]]  # {node type: {name: one row per node}}
@@ -103,7 +104,7 @@ class SampleHeteroNeighbors(Stage):
                  num_threads: Optional[int] = None, max_in_flight: Optional[int] = None,
                  ordered: bool = True, seed: int = 0, return_e_id: bool = False,
                  edge_ids: Optional[Mapping[EdgeType, Tensor]] = None,
-                 disjoint: bool = False) -> None:
+                 disjoint: bool = False, overlap_epochs: bool = False) -> None:
         super().__init__(source)
         if not isinstance(getattr(graph, "graph", None), _native.HeteroGraph):
             raise TypeError(f"expected a HeteroDataset (or a graph with a native HeteroGraph), "
@@ -129,6 +130,9 @@ class SampleHeteroNeighbors(Stage):
         self._session: Optional[_native.HeteroSession] = None
         self._session_key: Optional[Tuple[int, ...]] = None
         self._busy: Optional[_native.HeteroSession] = None
+        self.overlap_epochs = bool(overlap_epochs)  # as SampleNeighbors'
+        self._carry: Optional[Carry] = None
+        self._source_ahead = False
         self._fail_at = -1
         self._session_for(None, None)  # argument errors now, not at the first batch
 
@@ -145,6 +149,7 @@ class SampleHeteroNeighbors(Stage):
         key = (id(x), id(y), id(cache), id(attrs), id(pinned))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
+                drop_carry(self)
                 self._session = None
             xs = [] if x is None else [as_buffer(x[t]) if t in x else None
                                        for t in self.node_types]
