@@ -211,3 +211,37 @@ def test_heterogeneous_epochs_are_those_without_overlap():
                 assert torch.equal(a.n_id[t], b.n_id[t])
             assert torch.equal(a.y, b.y)
     assert _sampler(on)._carry is not None
+
+
+def _sampling_stage(pipe):
+    while not hasattr(pipe, "overlap_epochs"):
+        pipe = pipe.source
+    return pipe
+
+
+@pytest.mark.parametrize("kind", ["node", "link"])
+def test_pyg_loaders_overlap_when_shuffling_with_the_same_epochs(kind):
+    from torch_geometric.data import Data
+
+    from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader
+
+    gen = torch.Generator().manual_seed(0)
+    data = Data(x=torch.randn(300, 4, generator=gen),
+                edge_index=torch.randint(0, 300, (2, 2400), generator=gen))
+
+    def loader(shuffle):
+        if kind == "node":
+            return NeighborLoader(data, [3, 2], batch_size=40, shuffle=shuffle, seed=3)
+        return LinkNeighborLoader(data, [3, 2], batch_size=200, shuffle=shuffle, seed=3,
+                                  neg_sampling="binary")
+
+    on, off = loader(True), loader(True)
+    _sampling_stage(off.pipe).overlap_epochs = False
+    assert not _sampling_stage(loader(False).pipe).overlap_epochs
+    for _ in range(3):
+        for a, b in pairs(list(on), list(off)):
+            assert torch.equal(a.n_id, b.n_id) and torch.equal(a.edge_index, b.edge_index)
+            if kind == "link":
+                assert torch.equal(a.edge_label_index, b.edge_label_index)
+        assert _sampling_stage(on.pipe)._carry is not None
+        assert _sampling_stage(off.pipe)._carry is None

@@ -93,14 +93,15 @@ class _Loader:
                                            replace=self.replace, num_threads=self.num_threads,
                                            max_in_flight=self.max_in_flight, seed=self.seed,
                                            return_e_id=True, edge_ids=self.csc.perm,
-                                           disjoint=self.disjoint)
+                                           disjoint=self.disjoint, overlap_epochs=self.shuffle)
                     .to_pyg(self.data, subgraph_type=self.subgraph_type))
             return self._finish(pipe)
         pipe = (seeds.sample_neighbors(self.csc.graph, self.num_neighbors, replace=self.replace,
                                        num_threads=self.num_threads,
                                        max_in_flight=self.max_in_flight, seed=self.seed,
                                        return_e_id=True, node_wise=True,
-                                       disjoint=self.disjoint, edge_ids=self.csc.perm)
+                                       disjoint=self.disjoint, edge_ids=self.csc.perm,
+                                       overlap_epochs=self.shuffle)
                 .to_pyg(self.data, self.csc.perm, self.subgraph_type,
                         csc=(self.csc.rowptr, self.csc.col)))
         return self._finish(pipe)
