@@ -213,12 +213,6 @@ def test_heterogeneous_epochs_are_those_without_overlap():
     assert _sampler(on)._carry is not None
 
 
-def _sampling_stage(pipe):
-    while not hasattr(pipe, "overlap_epochs"):
-        pipe = pipe.source
-    return pipe
-
-
 @pytest.mark.parametrize("kind", ["node", "link"])
 def test_pyg_loaders_overlap_when_shuffling_with_the_same_epochs(kind):
     from torch_geometric.data import Data
@@ -236,12 +230,12 @@ def test_pyg_loaders_overlap_when_shuffling_with_the_same_epochs(kind):
                                   neg_sampling="binary")
 
     on, off = loader(True), loader(True)
-    _sampling_stage(off.pipe).overlap_epochs = False
-    assert not _sampling_stage(loader(False).pipe).overlap_epochs
+    _sampler(off.pipe).overlap_epochs = False
+    assert not _sampler(loader(False).pipe).overlap_epochs
     for _ in range(3):
         for a, b in pairs(list(on), list(off)):
             assert torch.equal(a.n_id, b.n_id) and torch.equal(a.edge_index, b.edge_index)
             if kind == "link":
                 assert torch.equal(a.edge_label_index, b.edge_label_index)
-        assert _sampling_stage(on.pipe)._carry is not None
-        assert _sampling_stage(off.pipe)._carry is None
+        assert _sampler(on.pipe)._carry is not None
+        assert _sampler(off.pipe)._carry is None
