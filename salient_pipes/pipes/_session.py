@@ -45,14 +45,19 @@ def upstream_stages(stage: Stage) -> List[Stage]:
     return [s for s in upstream(stage.source) if isinstance(s, Stage)]
 
 
+def cancel(carry: Carry) -> None:
+    """Cancels the carried batches and stops the source's early iteration
+    (``run_session`` sets the source back on the epoch it starts)."""
+    carry.session.cancel()
+    close_iterator(carry.items)
+
+
 def drop_carry(stage: Any) -> None:
-    """Cancels the carried batches of ``stage`` (if any) and stops the
-    source's early iteration; the source is set back on the next epoch."""
+    """Cancels the carried batches of ``stage``, if any."""
     carry: Optional[Carry] = getattr(stage, "_carry", None)
     stage._carry = None
     if carry is not None:
-        carry.session.cancel()
-        close_iterator(carry.items)
+        cancel(carry)
 
 
 def _submit_next(carry: Carry, seeds_of: Callable) -> bool:
@@ -101,8 +106,7 @@ def run_session(stage: Any, session: Any, epoch: int, start: int,
         position, pending, exhausted = carry.position, carry.pending, carry.exhausted
     else:
         if carry is not None:
-            stage._carry = carry
-            drop_carry(stage)
+            cancel(carry)
         if stage._source_ahead:  # an earlier carry began another epoch upstream
             for s in upstream_stages(stage):
                 s._epoch, s._epoch_fixed, s._start = epoch, True, start
