@@ -488,6 +488,9 @@ def test_cuda_prefetch_from_pinned_slots_equals_cpu_batches_under_a_slow_consume
             for gpu_adj, cpu_adj in zip(gpu_batch.adjs, cpu_batch.adjs):
                 assert torch.equal(gpu_adj.edge_index.cpu(), cpu_adj.edge_index)
         memory.append(torch.cuda.memory_allocated())
+        # the prefetch thread began the next epoch's batches (overlap_epochs)
+        sampler, = [s for s in pipe._chain() if hasattr(s, "overlap_epochs")]
+        assert sampler._carry is not None and sampler._carry.epoch == epoch + 1
     assert pool.hits > 0 and pool.pin
     assert memory[-1] <= memory[0] * 1.1  # flat over epochs
 
