@@ -239,3 +239,28 @@ def test_pyg_loaders_overlap_when_shuffling_with_the_same_epochs(kind):
                 assert torch.equal(a.edge_label_index, b.edge_label_index)
         assert _sampler(on.pipe)._carry is not None
         assert _sampler(off.pipe)._carry is None
+
+
+def test_epochs_overlap_through_the_prefetch_thread(monkeypatch, small_dataset):
+    from salient_pipes.pipes import PinnedPool
+    from tests.test_pinned import _FakeCuda
+
+    fake = _FakeCuda()
+    fake.install(monkeypatch)
+    seeds = small_dataset.split_idx["train"]
+
+    def chain(overlap, pool=None):
+        return (NodeIndices(seeds).shuffle_nodes(seed=2).batch_nodes(100)
+                .sample_neighbors(small_dataset, (4, 3), num_threads=2, seed=2,
+                                  overlap_epochs=overlap)
+                .slice_features(small_dataset.x, small_dataset.y, pinned=pool))
+
+    pool = PinnedPool(num_slots=12, slot_bytes=1 << 20, pin=False)
+    pipe = chain(True, pool).prefetch_to_device("cpu")
+    pipe.device = torch.device("cuda")  # the device path, with the fakes above
+    plain = chain(False)
+    sampler = _sampler(pipe)
+    for epoch in range(3):
+        _same_epochs(list(pipe), list(plain))
+        assert sampler._carry is not None and sampler._carry.epoch == epoch + 1
+    assert "salient_pipes-prefetch" in fake.issuers  # the thread that began them
