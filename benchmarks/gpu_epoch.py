@@ -18,8 +18,11 @@ Loaders, all feeding the same model (``salient_pipes.SAGE``) on the device:
   ``--fast-sampler-dir``) with pinned batches, copied on a side stream one
   batch ahead, as its ``DevicePrefetcher`` does; its CSR hops become
   ``edge_index`` on the device;
-- PyG: ``NeighborLoader`` with 2 workers, where pyg-lib or torch-sparse is
-  installed.
+- PyG: ``NeighborLoader`` with ``--pyg-workers`` worker processes (2 by
+  default), where pyg-lib or torch-sparse is installed.
+
+``--loaders`` picks which of them run (all by default), so that the slow
+ones can run apart with fewer models or epochs.
 
 Each loader feeds the model in each of ``--models``: ``eager``;
 ``compiled``, ``torch.compile(model, dynamic=True)`` (one compilation,
@@ -136,7 +139,7 @@ def salient_batches(fast_sampler: Any, ds: FastDataset, device: torch.device,
     return epoch
 
 
-def pyg_batches(ds: FastDataset, device: torch.device) -> Optional[Callable]:
+def pyg_batches(ds: FastDataset, device: torch.device, workers: int = 2) -> Optional[Callable]:
     try:
         from torch_geometric.data import Data
         from torch_geometric.loader import NeighborLoader
@@ -148,7 +151,7 @@ def pyg_batches(ds: FastDataset, device: torch.device) -> Optional[Callable]:
     try:
         loader = NeighborLoader(data, num_neighbors=list(FANOUTS),
                                 input_nodes=ds.split_idx["train"], batch_size=BATCH,
-                                shuffle=True, num_workers=2, persistent_workers=True,
+                                shuffle=True, num_workers=workers, persistent_workers=True,
                                 pin_memory=device.type == "cuda")
         next(iter(loader))
     except (ImportError, RuntimeError) as exc:  # no sampler backend installed
@@ -230,6 +233,12 @@ def main(argv: Optional[List[str]] = None) -> None:
                              "without overlapping epochs (compiled model)")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--no-pyg", action="store_true")
+    parser.add_argument("--loaders", nargs="+", choices=("ours", "salient", "pyg"),
+                        default=["ours", "salient", "pyg"],
+                        help="which loaders run (SALIENT needs --fast-sampler-dir; PyG "
+                             "pyg-lib or torch-sparse)")
+    parser.add_argument("--pyg-workers", type=int, default=2,
+                        help="NeighborLoader's worker processes")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the docs from benchmarks/results/gpu_epoch.json")
     args = parser.parse_args(argv)
@@ -253,7 +262,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for name in args.graphs:
         ds = graph(name)
         loaders = []
-        for count in counts:
+        for count in counts if "ours" in args.loaders else []:
             for variant in ["default"] + (list(VARIANTS) if args.variants else []):
                 pipe = ours_pipeline(ds, device, count, variant)
 
@@ -264,12 +273,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                 label = "salient_pipes" + ("" if variant == "default"
                                            else f", {VARIANTS[variant]}")
                 loaders.append((label, ours, count))
-        if fast_sampler is not None:
+        if fast_sampler is not None and "salient" in args.loaders:
             loaders.append(("SALIENT fast_sampler", salient_batches(fast_sampler, ds, device,
                                                                    threads), threads))
-        pyg = None if args.no_pyg else pyg_batches(ds, device)
+        pyg = None if args.no_pyg or "pyg" not in args.loaders else \
+            pyg_batches(ds, device, args.pyg_workers)
         if pyg is not None:
-            loaders.append(("PyG NeighborLoader, 2 workers", pyg, 2))
+            loaders.append((f"PyG NeighborLoader, {args.pyg_workers} workers", pyg,
+                            args.pyg_workers))
         for loader, epochs, count in loaders:
             # the prefetch variants of ours: with the compiled model only
             for variant in (["compiled"] if loader.startswith("salient_pipes,") else models):
