@@ -28,7 +28,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$log"
 export PYTHONPATH="$work"
 export SALIENT_PIPES_SANITIZED=1
 status=0
-"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py \
+"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py tests/test_overlap.py \
   "$@" || status=$?
 unset LD_PRELOAD
 if compgen -G "$log*" >/dev/null; then
