@@ -209,7 +209,7 @@ def time_batches(path: Path, budget_share: Optional[float], random_access: bool,
         ds = FastDataset.load(path, random_access=random_access)
     evict(path / "x.npy")
     pipe = salient_pipeline(ds, "train", batch_size=1024, fanouts=(15, 10, 5), device="cpu",
-                            num_threads=threads, feature_cache=cache)
+                            num_threads=threads, feature_cache=cache, overlap_epochs=False)
     times = []
     rows = 0
     it = iter(pipe)

@@ -3,7 +3,9 @@ epoch's time goes.
 
 1. Overhead: epochs of salient_pipeline() (CPU) and of the raw native session
    on the arxiv-sized graph, interleaved so both see the same machine state;
-   the overhead is the ratio of their medians.
+   the overhead is the ratio of their medians. Also the CPU time per batch of
+   the thread that pulls the batches: the interpreter-lock time that a
+   training thread on a GPU competes with.
 2. Breakdown: per-stage wait times (pipeline_stats) of a preparation-only
    epoch and of a GraphSAGE training epoch, as a bar chart like SALIENT's
    per-epoch breakdown.
@@ -17,6 +19,7 @@ Run: python -m benchmarks.pipeline [--epochs 7]
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
@@ -31,19 +34,24 @@ def overhead(ds, epochs: int) -> dict:
     native(0)
     piped(0)
     times = {"native": [], "pipeline": []}
+    cpu = {"native": [], "pipeline": []}  # the consuming thread's CPU seconds
     for epoch in range(1, epochs + 1):
         for name, run in (("native", native), ("pipeline", piped)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             run(epoch)
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.thread_time() - c0)
     med = {k: median(v) for k, v in times.items()}
+    batches = math.ceil(ds.split_idx["train"].numel() / BATCH)
     return {"epochs_s": times, "median_s": med,
-            "overhead": med["pipeline"] / med["native"] - 1}
+            "overhead": med["pipeline"] / med["native"] - 1,
+            "thread_cpu_s": cpu,
+            "thread_cpu_per_batch_s": {k: median(v) / batches for k, v in cpu.items()}}
 
 
 def breakdown(ds) -> dict:
     pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device="cpu",
-                            num_threads=THREADS)
+                            num_threads=THREADS, overlap_epochs=False)
     for _ in pipe:  # warm-up
         pass
     t0 = time.perf_counter()
@@ -118,6 +126,14 @@ def main() -> None:
         f"| raw native session | {cost['median_s']['native']:.3f} |",
         f"| `salient_pipeline()` (all stages) | {cost['median_s']['pipeline']:.3f} |",
         f"| **overhead of the Python stages** | **{cost['overhead'] * 100:+.1f}%** |",
+        "",
+        "CPU time per batch of the thread that pulls the batches (`time.thread_time`, "
+        "median epoch): the raw session "
+        f"{cost['thread_cpu_per_batch_s']['native'] * 1e3:.2f} ms, `salient_pipeline()` "
+        f"{cost['thread_cpu_per_batch_s']['pipeline'] * 1e3:.2f} ms. On a GPU that thread is "
+        "the prefetch stage's, and this is about the time it holds the interpreter lock "
+        "that the training thread also needs (sampling and gathering run on native "
+        "threads without it).",
         "",
         "Per-stage wait (`pipeline_stats`): how long the consumer waited on each stage, "
         "excluding what that stage itself waited on upstream. While the model computes, "

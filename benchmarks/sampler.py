@@ -55,8 +55,10 @@ def native_epoch(ds: FastDataset, dense: bool = True):
 
 
 def pipeline_epoch(ds: FastDataset):
+    # Each epoch prepared in full: no head start from the epoch before, or
+    # from the other loaders' epochs run in between.
     pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device="cpu",
-                            num_threads=THREADS)
+                            num_threads=THREADS, overlap_epochs=False)
 
     def run(epoch: int) -> None:
         pipe.set_epoch(epoch)
