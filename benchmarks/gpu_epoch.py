@@ -232,7 +232,6 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="also ours with earlier designs of its last stages and "
                              "without overlapping epochs (compiled model)")
     parser.add_argument("--fast-sampler-dir", default=None)
-    parser.add_argument("--no-pyg", action="store_true")
     parser.add_argument("--loaders", nargs="+", choices=("ours", "salient", "pyg"),
                         default=["ours", "salient", "pyg"],
                         help="which loaders run (SALIENT needs --fast-sampler-dir; PyG "
@@ -276,8 +275,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if fast_sampler is not None and "salient" in args.loaders:
             loaders.append(("SALIENT fast_sampler", salient_batches(fast_sampler, ds, device,
                                                                    threads), threads))
-        pyg = None if args.no_pyg or "pyg" not in args.loaders else \
-            pyg_batches(ds, device, args.pyg_workers)
+        pyg = pyg_batches(ds, device, args.pyg_workers) if "pyg" in args.loaders else None
         if pyg is not None:
             loaders.append((f"PyG NeighborLoader, {args.pyg_workers} workers", pyg,
                             args.pyg_workers))

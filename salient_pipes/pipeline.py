@@ -113,6 +113,8 @@ def salient_pipeline(
         >>> len(pipe), next(iter(pipe)).batch_size
         (3, 256)
     """
+    if overlap_epochs is None:
+        overlap_epochs = shuffle
     if isinstance(dataset, PartitionedDataset):
         return _partitioned_pipeline(dataset, split, batch_size=batch_size, fanouts=fanouts,
                                      replace=replace, return_e_id=return_e_id,
@@ -138,8 +140,6 @@ def salient_pipeline(
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
-    if overlap_epochs is None:
-        overlap_epochs = shuffle
     if isinstance(dataset, HeteroDataset):
         if feature_cache is not None and not isinstance(feature_cache, HeteroFeatureCache):
             feature_cache = HeteroFeatureCache.for_dataset(dataset, feature_cache,
@@ -177,7 +177,7 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
                           max_in_flight: Optional[int], seed: int,
                           pin_memory: Optional[bool], depth: int,
                           feature_cache: object, x_dtype: Optional[torch.dtype],
-                          overlap_epochs: Optional[bool]) -> Stage:
+                          overlap_epochs: bool) -> Stage:
     """``salient_pipeline`` for one rank of a partitioned dataset."""
     from salient_pipes.distributed.fetch import FetchFeatures
 
@@ -205,7 +205,7 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
-                          overlap_epochs=shuffle if overlap_epochs is None else overlap_epochs)
+                          overlap_epochs=overlap_epochs)
     )
     pipe = FetchFeatures(pipe, dataset, depth=depth, num_threads=num_threads)
     if pin_memory:

@@ -79,6 +79,15 @@ def forward(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     return model(batch.x, batch.adjs)
 
 
+def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any) -> torch.Tensor:
+    """One training step on ``batch`` (NLL loss, labels -1 ignored); its loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.nll_loss(forward(model, batch), batch.y, ignore_index=-1)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 class _Shape:
     """The static buffers of one padded batch shape, and its recorded step."""
 
@@ -87,7 +96,9 @@ class _Shape:
         self.x = torch.zeros(cap_n[0], batch.x.size(1), dtype=batch.x.dtype, device=device)
         self.y = torch.full((cap_n[-1],), -1, dtype=torch.int64, device=device)
         self.edges = [torch.empty(2, e, dtype=torch.int64, device=device) for e in cap_e]
-        self.adjs = [Adj(ei, None, (cap_n[i], cap_n[i + 1])) for i, ei in enumerate(self.edges)]
+        self.batch = PreparedBatch(  # the static buffers as the batch the step sees
+            x=self.x, y=self.y, n_id=torch.empty(0, dtype=torch.int64, device=device),
+            adjs=[Adj(ei, None, (cap_n[i], cap_n[i + 1])) for i, ei in enumerate(self.edges)])
         self.pad_to = [n - 1 for n in cap_n[1:]]  # each hop's padding edges: the spare row
         self.runs = 0
         self.graph: Optional[Any] = None
@@ -155,14 +166,6 @@ class CapturedStep:
         self.captures = 0  # graphs recorded
         self.replays = 0
 
-    def _body(self, shape: _Shape) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        out = self.model(shape.x, shape.adjs)
-        loss = F.nll_loss(out, shape.y, ignore_index=-1)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
     def __call__(self, batch: PreparedBatch) -> torch.Tensor:
         """One step on ``batch``; returns its loss (mean over the labeled
         seeds), a device tensor valid until the next call."""
@@ -179,7 +182,7 @@ class CapturedStep:
         shape = self._shape
         shape.fill(batch, nodes, edges)
         if self._stream is None:
-            return self._body(shape)
+            return _step(self.model, self.optimizer, shape.batch)
         if shape.graph is not None:
             shape.graph.replay()
             self.replays += 1
@@ -189,13 +192,13 @@ class CapturedStep:
         with torch.cuda.stream(self._stream):
             if shape.runs < self.warmup:
                 shape.runs += 1
-                loss = self._body(shape)
+                loss = _step(self.model, self.optimizer, shape.batch)
             else:
                 graph = torch.cuda.CUDAGraph()
                 # other threads (the prefetch stage's) keep copying meanwhile
                 with torch.cuda.graph(graph, stream=self._stream,
                                       capture_error_mode="thread_local"):
-                    shape.loss = self._body(shape)
+                    shape.loss = _step(self.model, self.optimizer, shape.batch)
                 shape.graph = graph
                 self.captures += 1
                 graph.replay()  # recording ran nothing: this is the step
@@ -256,17 +259,10 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
             steps.append((torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True)))
             steps[-1][0].record()
-        if captured is not None:
-            loss = captured(batch)
-        else:
-            optimizer.zero_grad(set_to_none=True)
-            out = forward(model, batch)
-            loss = F.nll_loss(out, batch.y, ignore_index=-1)
-            loss.backward()
-            optimizer.step()
+        loss = captured(batch) if captured is not None else _step(model, optimizer, batch)
         if timed:
             steps[-1][1].record()
-        total += loss.detach() * batch.batch_size
+        total += loss * batch.batch_size
         seeds += batch.batch_size
         batches += 1
         if on_batch is not None:

@@ -64,7 +64,7 @@ def _submit_next(carry: Carry, seeds_of: Callable) -> bool:
     """Submits one more of the carried epoch's batches, while it has any.
     False if the source failed: the carry is then given up, and the epoch
     meets the failure again when it begins."""
-    previous = [s.stats for s in carry.stages]
+    previous = None if carry.stats else [s.stats for s in carry.stages]
     try:
         item = next(carry.items)
         seeds = seeds_of(item, carry.payloads)
@@ -75,7 +75,7 @@ def _submit_next(carry: Carry, seeds_of: Callable) -> bool:
         close_iterator(carry.items)
         return False
     finally:
-        if not carry.stats:  # the first pull began their epoch: keep the last one's stats shown
+        if previous is not None:  # the first pull began their epoch: keep the last one's shown
             carry.stats = [s.stats for s in carry.stages]
             for s, stats in zip(carry.stages, previous):
                 s.stats = stats
@@ -102,8 +102,8 @@ def run_session(stage: Any, session: Any, epoch: int, start: int,
             for s, stats in zip(carry.stages, carry.stats):
                 s.stats = stats
                 s._epoch_fixed, s._start = False, 0  # a set_epoch(epoch) was for it
-        items, payloads = carry.items, carry.payloads
-        position, pending, exhausted = carry.position, carry.pending, carry.exhausted
+        items, payloads = carry.items, carry.payloads  # an exhausted source just ends
+        position, pending = carry.position, carry.pending
     else:
         if carry is not None:
             cancel(carry)
@@ -111,17 +111,13 @@ def run_session(stage: Any, session: Any, epoch: int, start: int,
             for s in upstream_stages(stage):
                 s._epoch, s._epoch_fixed, s._start = epoch, True, start
         items, payloads = iter(stage.source), deque()
-        position, pending, exhausted = start, 0, False
+        position, pending = start, 0
     stage._source_ahead = False
     stage._busy = session
     following: Optional[Carry] = None
     finished = False
     try:
-        while not exhausted:
-            try:
-                item = next(items)
-            except StopIteration:
-                break
+        for item in items:
             session.submit(seeds_of(item, payloads), epoch, position)
             position += 1
             pending += 1
