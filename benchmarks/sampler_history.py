@@ -33,8 +33,7 @@ from typing import List, Optional
 import numpy as np
 
 from benchmarks.common import machine, save_json, write_section
-from benchmarks.out_of_core import write_edges
-from salient_pipes import FastDataset
+from benchmarks.latency import random_id_graphs
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -87,14 +86,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="salient-history-"))
     try:
         n = args.nodes
-        write_edges(scratch / "edges.npy", 12 * n, n, seed=n)
-        ds = FastDataset.from_edges(scratch / "g", scratch / "edges.npy", n, progress=False)
-        (scratch / "edges.npy").unlink()
-        np.save(scratch / "rowptr.npy", ds.rowptr.numpy())
-        np.save(scratch / "col.npy", ds.col.numpy())
-        num_edges = ds.num_edges
-        del ds
-        shutil.rmtree(scratch / "g")
+        for ds in random_id_graphs([n]):  # the graphs of benchmarks.latency
+            np.save(scratch / "rowptr.npy", ds.rowptr.numpy())
+            np.save(scratch / "col.npy", ds.col.numpy())
+            num_edges = ds.num_edges
+            del ds
         before: List[float] = []
         now: List[float] = []
         for _ in range(args.pairs):  # alternating: both see the same machine
