@@ -123,6 +123,13 @@ class Capacities:
         self.edges: List[int] = []
         self.resizes = 0  # times a batch did not fit (each one new shape)
 
+    @staticmethod
+    def spare_rows(nodes: Sequence[int]) -> List[int]:
+        """Per hop, the row its padding edges join to itself: the last row of
+        the hop's targets (node capacities ``nodes``, outermost first), a
+        padding row that no real edge reads."""
+        return [n - 1 for n in nodes[1:]]
+
     def _room(self, needed: int) -> int:
         wanted = int(needed * self.headroom) + 1
         return -(-wanted // self.multiple) * self.multiple
@@ -214,7 +221,8 @@ class StaticShapes(torch.nn.Module):
         nodes, edges = batch_sizes(x, adjs)
         cap_n, cap_e = self._caps[self.training].fit(nodes, edges)
         x = F.pad(x, (0, 0, 0, cap_n[0] - nodes[0]))
-        padded = [Adj(F.pad(a.edge_index, (0, cap_e[i] - edges[i]), value=cap_n[i + 1] - 1),
+        spare = Capacities.spare_rows(cap_n)
+        padded = [Adj(F.pad(a.edge_index, (0, cap_e[i] - edges[i]), value=spare[i]),
                       None, (cap_n[i], cap_n[i + 1])) for i, a in enumerate(adjs)]
         if x.is_cuda:
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done

@@ -99,7 +99,7 @@ class _Shape:
         self.batch = PreparedBatch(  # the static buffers as the batch the step sees
             x=self.x, y=self.y, n_id=torch.empty(0, dtype=torch.int64, device=device),
             adjs=[Adj(ei, None, (cap_n[i], cap_n[i + 1])) for i, ei in enumerate(self.edges)])
-        self.pad_to = [n - 1 for n in cap_n[1:]]  # each hop's padding edges: the spare row
+        self.pad_to = Capacities.spare_rows(cap_n)  # each hop's padding edges' row
         self.runs = 0
         self.graph: Optional[Any] = None
         self.loss: Optional[torch.Tensor] = None

@@ -305,7 +305,8 @@ def test_a_batch_in_a_slot_moves_in_one_copy():
             moved = move_to_device(batch, cpu, [pool])
             assert all(torch.equal(m, b) for m, b in zip(moved.tensors(), batch.tensors()))
             continue
-        span, first = found
+        span, first = found.region, found.first
+        assert found.slot == pool.slot_of(batch.x)
         one_copy += 1
         assert first == min(t.data_ptr() for t in batch.tensors() if t.numel())
         assert first + span.numel() == max(t.data_ptr() + t.numel() * t.element_size()
@@ -363,6 +364,7 @@ class _FakeCuda:
         self.waited: list = []   # events the consumer's stream waited on
         self.recorded: list = []  # (event, stream) of every recorded copy
         self.issuers: set = set()
+        self.spans: list = []  # (slot region each copy was given or None, its x's address)
         self._threading = threading
 
     def install(self, monkeypatch) -> None:
@@ -391,12 +393,13 @@ class _FakeCuda:
             def query(self):
                 return self.recorded
 
-        def move(batch, device, pools=(), non_blocking=True):
+        def move(batch, device, span, non_blocking=True):
             fake.issued.append(int(batch.n_id[0]))
             fake.issuers.add(fake._threading.current_thread().name)
+            fake.spans.append((span, batch.x.data_ptr()))
             return batch.map_tensors(torch.clone)
 
-        monkeypatch.setattr(prefetch, "move_to_device", move)
+        monkeypatch.setattr(prefetch, "move_span", move)
         monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream())
         monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
         monkeypatch.setattr(torch.cuda, "Event", Event)
@@ -413,9 +416,11 @@ def test_prefetch_device_path_issues_ahead_and_hands_over_after_the_copy(monkeyp
     fake.install(monkeypatch)
     ds = _dataset()
     pool = PinnedPool(num_slots=12, slot_bytes=1 << 20, pin=False)
-    tied = []  # the events each batch's slots were tied to
-    record = pool.record
+    tied, ties = [], []  # the events each batch's slots were tied to; (slots, event) by tie
+    record, tie = pool.record, pool.tie
     monkeypatch.setattr(pool, "record", lambda b, event: (tied.append(event), record(b, event)))
+    monkeypatch.setattr(pool, "tie", lambda slots, event: (
+        tied.append(event), ties.append((list(slots), event)), tie(slots, event)))
     plain = list(NodeIndices(ds.split_idx["train"]).batch_nodes(20)
                  .sample_neighbors(ds, [4, 3]).slice_features(ds.x, ds.y))
     pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(20)
@@ -436,6 +441,12 @@ def test_prefetch_device_path_issues_ahead_and_hands_over_after_the_copy(monkeyp
     assert [int(b.n_id[0]) for b in got] == fake.issued == [int(b.n_id[0]) for b in plain]
     # each copy's event went to the pool, and the consumer waited on the same ones
     assert tied == [event for event, _ in fake.recorded] == fake.waited
+    # a batch found in a slot is copied from it (x at the region's start) and
+    # that slot, found once, is the one tied to its copy
+    found = [(span, x_at) for span, x_at in fake.spans if span is not None]
+    assert len(found) == pool.hits > 0
+    assert all(span.first == x_at for span, x_at in found)
+    assert [[span.slot] for span, _ in found] == [slots for slots, _ in ties]
     for a, b in zip(got, plain):
         assert all(torch.equal(x, y) for x, y in zip(a.tensors(), b.tensors()))
     assert fake.issuers == ({"salient_pipes-prefetch"} if background

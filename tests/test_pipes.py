@@ -492,3 +492,31 @@ def test_prefetch_casts_features_after_the_copy():
     assert batch.x and all(v.dtype == torch.float32 for v in batch.x.values())
     with pytest.raises(ValueError, match="x_dtype"):
         NodeIndices(torch.arange(3)).prefetch_to_device("cpu", x_dtype="float32")
+
+
+def test_stages_look_up_no_missing_attribute_per_item(small_dataset, monkeypatch):
+    """torch checks each item of each stage against ``_is_child_datapipe``;
+    a lookup that falls through to IterDataPipe.__getattr__ raises and
+    catches an AttributeError, about half of a stage's cost per item. Such
+    lookups may happen per epoch, not per batch."""
+    misses = []
+    fallback = IterDataPipe.__getattr__
+
+    def counted(self, name):
+        misses.append(name)
+        return fallback(self, name)
+
+    monkeypatch.setattr(IterDataPipe, "__getattr__", counted)
+    train = small_dataset.split_idx["train"]
+
+    def lookups(batch_size: int) -> list:
+        pipe = salient_pipeline(small_dataset, batch_size=batch_size, fanouts=(3, 2),
+                                device="cpu", num_threads=1)
+        list(pipe)  # the first epoch sets up the session
+        misses.clear()
+        batches = sum(1 for _ in pipe)
+        return sorted(misses), batches
+
+    few, many = lookups(train.numel()), lookups(max(1, train.numel() // 20))
+    assert few[1] == 1 and many[1] >= 20
+    assert many[0] == few[0]

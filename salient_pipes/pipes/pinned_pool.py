@@ -27,13 +27,21 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from salient_pipes import _native
 from salient_pipes._checks import check_int
+
+
+class SlotSpan(NamedTuple):
+    """The region of a slot that holds a whole batch (:meth:`PinnedPool.span_of`)."""
+
+    region: Tensor  # uint8 view of the slot's bytes, first to last array
+    first: int  # address of its first byte
+    slot: int
 
 
 class PinnedPool:
@@ -97,12 +105,11 @@ class PinnedPool:
         end = address + tensor.numel() * tensor.element_size()
         return slot if end <= start + self._memory[slot].numel() else None
 
-    def span_of(self, tensors: Sequence[Tensor]) -> Optional[Tuple[Tensor, int]]:
-        """The bytes of the one slot region that holds every non-empty tensor
-        of ``tensors`` (a batch's arrays, which the workers place side by
-        side), as ``(uint8 view of the slot, address of its first byte)``;
-        ``None`` if some are not in the pool, span several slots or are not
-        contiguous. One copy of that view moves the whole batch."""
+    def span_of(self, tensors: Sequence[Tensor]) -> Optional[SlotSpan]:
+        """The one slot region that holds every non-empty tensor of
+        ``tensors`` (a batch's arrays, which the workers place side by
+        side); ``None`` if some are not in the pool, span several slots or
+        are not contiguous. One copy of ``region`` moves the whole batch."""
         lo, hi, slot = None, 0, None
         for t in tensors:
             if not t.numel():
@@ -118,7 +125,7 @@ class PinnedPool:
             return None
         memory = self._memory[slot]
         start = memory.data_ptr()
-        return memory[lo - start:hi - start], lo
+        return SlotSpan(memory[lo - start:hi - start], lo, slot)
 
     @property
     def capacities(self) -> Dict[int, int]:
@@ -129,13 +136,20 @@ class PinnedPool:
         """Ties the slots of ``batch``'s tensors to ``event`` (anything with
         ``query()``, such as a ``torch.cuda.Event`` recorded after the copy
         that reads them): they are not reused before it completes. Call it
-        before dropping ``batch``."""
+        before dropping ``batch``; :meth:`poll` gives slots back."""
         tensors = batch.tensors() if hasattr(batch, "tensors") else [batch]
         with self._lock:
             slots = {self.slot_of(t) for t in tensors if isinstance(t, Tensor)}
-            for slot in slots - {None}:
-                self._events.setdefault(slot, []).append(event)
-        self.poll()
+            self._tie(slots - {None}, event)
+
+    def tie(self, slots: Iterable[int], event: Any) -> None:
+        """:meth:`record` for slots already known (a :class:`SlotSpan`'s)."""
+        with self._lock:
+            self._tie(slots, event)
+
+    def _tie(self, slots: Iterable[int], event: Any) -> None:
+        for slot in slots:
+            self._events.setdefault(slot, []).append(event)
 
     def poll(self) -> int:
         """Gives back every retired slot whose recorded copies have all
@@ -174,4 +188,4 @@ class PinnedPool:
                 f"misses {self.misses})")
 
 
-__all__ = ["PinnedPool"]
+__all__ = ["PinnedPool", "SlotSpan"]

@@ -14,9 +14,10 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 from salient_pipes._checks import check_int
 from salient_pipes.pipes._handoff import run_ahead
 from salient_pipes.pipes.base import Stage, close_iterator, upstream
+from salient_pipes.pipes.pinned_pool import PinnedPool, SlotSpan
 
 
-def move_to_device(batch: Any, device: torch.device, pools: Sequence[Any] = (),
+def move_to_device(batch: Any, device: torch.device, pools: Sequence[PinnedPool] = (),
                    non_blocking: bool = True) -> Any:
     """``batch.to(device)``, in one copy when the batch lies in a slot of one
     of ``pools``: the workers place all of a batch's arrays side by side in
@@ -37,14 +38,30 @@ def move_to_device(batch: Any, device: torch.device, pools: Sequence[Any] = (),
         >>> bool((moved.x == batch.x).all()), moved.x.data_ptr() == batch.x.data_ptr()
         (True, False)
     """
-    map_tensors = getattr(batch, "map_tensors", None)
-    tensors = batch.tensors() if map_tensors is not None else []
-    found = next((f for f in (pool.span_of(tensors) for pool in pools) if f is not None), None)
-    if found is None:
+    found = find_span(batch, pools)
+    return move_span(batch, device, None if found is None else found[1], non_blocking)
+
+
+def find_span(batch: Any, pools: Sequence[PinnedPool]) -> Optional[Tuple[PinnedPool, SlotSpan]]:
+    """The pool and slot region that hold all of ``batch``'s arrays, if any."""
+    if not pools or getattr(batch, "map_tensors", None) is None:
+        return None
+    tensors = batch.tensors()
+    for pool in pools:
+        span = pool.span_of(tensors)
+        if span is not None:
+            return pool, span
+    return None
+
+
+def move_span(batch: Any, device: torch.device, span: Optional[SlotSpan],
+              non_blocking: bool = True) -> Any:
+    """:func:`move_to_device` with the batch's slot region already found
+    (``None``: array by array)."""
+    if span is None:
         return batch.to(device, non_blocking=non_blocking)
-    span, first = found
-    end = first + span.numel()
-    moved = span.to(device, non_blocking=non_blocking, copy=True)
+    first, end = span.first, span.first + span.region.numel()
+    moved = span.region.to(device, non_blocking=non_blocking, copy=True)
 
     def view(t: Tensor) -> Tensor:
         at, nbytes = t.data_ptr(), t.numel() * t.element_size()
@@ -52,7 +69,7 @@ def move_to_device(batch: Any, device: torch.device, pools: Sequence[Any] = (),
             return t.to(device, non_blocking=non_blocking)
         return moved[at - first:at - first + nbytes].view(t.dtype).view(t.shape)
 
-    return map_tensors(view)
+    return batch.map_tensors(view)
 
 
 @functional_datapipe("prefetch_to_device")
@@ -127,12 +144,17 @@ class PrefetchToDevice(Stage):
         items = iter(self.source)
         try:
             for item in items:
+                pool, span = find_span(item, pools) or (None, None)
                 with torch.cuda.stream(stream):
-                    moved = self._cast(move_to_device(item, self.device, pools))
+                    moved = self._cast(move_span(item, self.device, span))
                     done = torch.cuda.Event()
                     done.record(stream)
-                for pool in pools:  # before `item` goes: its slots wait for the copy
-                    pool.record(item, done)
+                # before `item` goes: its slots wait for the copy
+                if pool is not None:
+                    pool.tie([span.slot], done)
+                else:  # arrays in no one region (rare): each one's slot, if any
+                    for other in pools:
+                        other.record(item, done)
                 del item
                 yield moved, done
         finally:
