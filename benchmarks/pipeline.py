@@ -27,6 +27,8 @@ import torch
 from benchmarks.common import arxiv_like, machine, median, save_figure, save_json, write_section
 from benchmarks.sampler import BATCH, FANOUTS, THREADS, native_epoch, pipeline_epoch
 from salient_pipes import SAGE, pipeline_stats, salient_pipeline, train_epoch
+from salient_pipes.pipes import NodeIndices
+from salient_pipes.pipes.base import Stage
 
 
 def overhead(ds, epochs: int) -> dict:
@@ -47,6 +49,32 @@ def overhead(ds, epochs: int) -> dict:
             "overhead": med["pipeline"] / med["native"] - 1,
             "thread_cpu_s": cpu,
             "thread_cpu_per_batch_s": {k: median(v) / batches for k, v in cpu.items()}}
+
+
+class PassThrough(Stage):
+    """A stage that hands its items on unchanged: what any stage adds."""
+
+    def _generate(self, epoch, start, **options):
+        yield from self.source
+
+
+def stage_cost(items: int = 100_000, stages: int = 4, repeats: int = 5) -> dict:
+    """CPU per item that a stage adds, with nothing else running: chains of
+    one-node batches with and without ``stages`` pass-through stages."""
+    per_item = {}
+    for depth in (0, stages):
+        pipe = NodeIndices(torch.arange(items)).batch_nodes(1)
+        for _ in range(depth):
+            pipe = PassThrough(pipe)
+        cpu = []
+        for _ in range(repeats):
+            c0 = time.thread_time()
+            for _ in pipe:
+                pass
+            cpu.append(time.thread_time() - c0)
+        per_item[depth] = min(cpu) / items
+    return {"per_item_s": per_item,
+            "per_stage_per_item_s": (per_item[stages] - per_item[0]) / stages}
 
 
 def breakdown(ds) -> dict:
@@ -102,8 +130,11 @@ def main() -> None:
     cost = overhead(ds, args.epochs)
     print(f"native {cost['median_s']['native']:.3f} s, pipeline "
           f"{cost['median_s']['pipeline']:.3f} s, overhead {cost['overhead'] * 100:+.1f}%")
+    per_stage = stage_cost()
+    print(f"a stage adds {per_stage['per_stage_per_item_s'] * 1e6:.2f} us of CPU per item")
     parts = breakdown(ds)
-    save_json("pipeline", {"machine": machine(), "overhead": cost, "breakdown": parts})
+    save_json("pipeline", {"machine": machine(), "overhead": cost, "stage_cost": per_stage,
+                           "breakdown": parts})
     plot(parts)
 
     rows = ["| stage | preparation only: waited s (own) | training epoch: waited s (own) |",
@@ -133,7 +164,11 @@ def main() -> None:
         f"{cost['thread_cpu_per_batch_s']['pipeline'] * 1e3:.2f} ms. On a GPU that thread is "
         "the prefetch stage's, and this is about the time it holds the interpreter lock "
         "that the training thread also needs (sampling and gathering run on native "
-        "threads without it).",
+        "threads without it). Part of it is the stages themselves: a stage that "
+        "only hands items on adds "
+        f"{per_stage['per_stage_per_item_s'] * 1e6:.1f} µs of CPU per item on an idle "
+        "core (chains of pass-through stages); measured here, while the sampling "
+        "workers share the two cores, the thread's Python runs slower than that.",
         "",
         "Per-stage wait (`pipeline_stats`): how long the consumer waited on each stage, "
         "excluding what that stage itself waited on upstream. While the model computes, "
