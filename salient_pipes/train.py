@@ -262,7 +262,7 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
         loss = captured(batch) if captured is not None else _step(model, optimizer, batch)
         if timed:
             steps[-1][1].record()
-        total += loss * batch.batch_size
+        total.add_(loss, alpha=batch.batch_size)  # one kernel, no temporary
         seeds += batch.batch_size
         batches += 1
         if on_batch is not None:

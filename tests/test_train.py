@@ -540,3 +540,26 @@ def test_cuda_compiled_sage_trains_on_one_graph_and_matches_eager():
         batch = next(iter(pipe))
         torch.testing.assert_close(compiled(batch.x, batch.adjs), model(batch.x, batch.adjs),
                                    rtol=1e-3, atol=1e-4)
+
+
+def test_epoch_loss_is_the_seed_weighted_mean_of_the_batch_losses():
+    import torch.nn.functional as F
+
+    from salient_pipes.train import forward
+
+    ds = FastDataset.synthetic(num_nodes=700, seed=3)
+    torch.manual_seed(0)
+    model = SAGE(ds.num_features, 16, ds.num_classes, num_layers=2, dropout=0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the model stays as it is
+    pipe = salient_pipeline(ds, batch_size=100, fanouts=(4, 3), device="cpu")
+    pipe.set_epoch(5)
+    batches = list(pipe)
+    sizes = [b.batch_size for b in batches]
+    assert len(set(sizes)) > 1  # a smaller last batch: the weights matter
+    with torch.no_grad():
+        want = sum(F.nll_loss(forward(model, b), b.y, ignore_index=-1).item() * n
+                   for b, n in zip(batches, sizes)) / sum(sizes)
+    pipe.set_epoch(5)
+    got = train_epoch(model, pipe, optimizer, progress=False)
+    assert got.batches == len(batches)
+    assert got.loss == pytest.approx(want, rel=1e-5)
