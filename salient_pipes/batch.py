@@ -16,6 +16,21 @@ Device = Union[str, torch.device]
 EdgeType = Tuple[str, str, str]
 
 
+def record_storages(tensors: List[Tensor], stream: Any) -> None:
+    """``Tensor.record_stream(stream)`` once per storage of ``tensors``: the
+    allocator tracks storages, and the arrays of a batch moved in one copy
+    are views of one storage (one call instead of one per array, on the
+    training thread). Empty tensors hold no memory and are skipped."""
+    seen = set()
+    for t in tensors:
+        if not t.numel():
+            continue
+        storage = t.untyped_storage().data_ptr()
+        if storage not in seen:
+            seen.add(storage)
+            t.record_stream(stream)
+
+
 class Adj(NamedTuple):
     """One hop of a sampled subgraph.
 
@@ -166,8 +181,7 @@ class PreparedBatch:
     def record_stream(self, stream: torch.cuda.Stream) -> None:
         """Marks every tensor as in use by ``stream`` (see ``Tensor.record_stream``),
         so the caching allocator does not reuse its memory too early."""
-        for t in self.tensors():
-            t.record_stream(stream)
+        record_storages(self.tensors(), stream)
 
 
 @dataclass
@@ -249,5 +263,4 @@ class HeteroBatch:
 
     def record_stream(self, stream: torch.cuda.Stream) -> None:
         """Marks every tensor as in use by ``stream`` (see ``PreparedBatch``)."""
-        for t in self.tensors():
-            t.record_stream(stream)
+        record_storages(self.tensors(), stream)

@@ -523,3 +523,43 @@ def test_cuda_prefetch_of_hetero_batches_from_pinned_slots_equals_cpu_batches():
                 assert torch.equal(gpu_batch.x[t].cpu(), cpu_batch.x[t])
                 assert torch.equal(gpu_batch.n_id[t].cpu(), cpu_batch.n_id[t])
     assert pool.hits > 0 and pool.pin
+
+
+@pytest.mark.parametrize("hetero", [False, True])
+def test_record_stream_marks_each_storage_once(monkeypatch, hetero):
+    """A batch moved in one copy is views of one storage: the training
+    thread marks it for the compute stream with one call, and every storage
+    of any batch is still marked."""
+    from salient_pipes.pipes.prefetch import move_to_device
+
+    if hetero:
+        from salient_pipes import HeteroDataset
+
+        ds = HeteroDataset.synthetic_mag(scale=0.002, num_classes=4, num_features=8, seed=5)
+    else:
+        ds = _dataset()
+    pool = PinnedPool(num_slots=2, slot_bytes=1 << 21, pin=False)
+    batch = next(iter(NodeIndices(ds.split_idx["train"]).batch_nodes(32)
+                      .sample_neighbors(ds, [4, 3], num_threads=1)
+                      .slice_features(ds.x, ds.y, pinned=pool)))
+    marked = []
+    monkeypatch.setattr(torch.Tensor, "record_stream",
+                        lambda t, stream: marked.append((t.untyped_storage().data_ptr(), stream)))
+
+    def storages(b):
+        return {t.untyped_storage().data_ptr() for t in b.tensors() if t.numel()}
+
+    stream = object()
+    moved = move_to_device(batch, torch.device("cpu"), [pool])
+    moved.record_stream(stream)
+    assert marked == [(next(iter(storages(moved))), stream)] and len(storages(moved)) == 1
+    marked.clear()
+    cast = moved.map_tensors(lambda t: t)
+    cast.x = ({k: v.float() for k, v in moved.x.items()} if hetero else moved.x.float())
+    cast.record_stream(stream)  # the cast features are storages of their own
+    assert sorted(p for p, _ in marked) == sorted(storages(cast)) and len(marked) > 1
+    marked.clear()
+    plain = batch.map_tensors(torch.clone)
+    plain.record_stream(stream)
+    nonempty = [t for t in plain.tensors() if t.numel()]
+    assert sorted(p for p, _ in marked) == sorted(storages(plain)) and len(marked) == len(nonempty)
