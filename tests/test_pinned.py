@@ -313,7 +313,7 @@ def test_a_batch_in_a_slot_moves_in_one_copy():
                                            for t in batch.tensors())
         _assert_moved_in_one_copy(move_to_device(batch, cpu, [pool]), batch)
     assert one_copy == pool.hits >= 4, pool
-    # An array placed elsewhere is copied on its own, the rest still at once.
+    # With an array placed elsewhere the batch is copied array by array.
     mixed = batch.map_tensors(lambda t: t)
     mixed.y = batch.y.clone()
     assert pool.span_of(mixed.tensors()) is None  # y is not in the slot

@@ -24,7 +24,8 @@ def move_to_device(batch: Any, device: torch.device, pools: Sequence[PinnedPool]
     its slot, so the slot's region that holds them is copied at once and the
     batch's tensors become views of the device copy at the same offsets.
     One copy costs the calling thread one launch instead of one per array.
-    Arrays outside the slot (and other batches) are copied one by one.
+    A batch with an array outside one slot region (and any other batch) is
+    copied array by array.
 
     Example:
         >>> from salient_pipes.pipes.pinned_pool import PinnedPool
@@ -60,14 +61,13 @@ def move_span(batch: Any, device: torch.device, span: Optional[SlotSpan],
     (``None``: array by array)."""
     if span is None:
         return batch.to(device, non_blocking=non_blocking)
-    first, end = span.first, span.first + span.region.numel()
     moved = span.region.to(device, non_blocking=non_blocking, copy=True)
 
-    def view(t: Tensor) -> Tensor:
-        at, nbytes = t.data_ptr(), t.numel() * t.element_size()
-        if not t.numel() or at < first or at + nbytes > end:
+    def view(t: Tensor) -> Tensor:  # every non-empty array lies in the region
+        if not t.numel():
             return t.to(device, non_blocking=non_blocking)
-        return moved[at - first:at - first + nbytes].view(t.dtype).view(t.shape)
+        at = t.data_ptr() - span.first
+        return moved[at:at + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
 
     return batch.map_tensors(view)
 
