@@ -5,7 +5,10 @@ epoch's time goes.
    on the arxiv-sized graph, interleaved so both see the same machine state;
    the overhead is the ratio of their medians. Also the CPU time per batch of
    the thread that pulls the batches: the interpreter-lock time that a
-   training thread on a GPU competes with.
+   training thread on a GPU competes with. Also what a stage adds per item,
+   and the prefetch thread's own host work per batch on the GPU path apart
+   from the copy (finding the batch's slot region, making its arrays views
+   of the copy; on the ``meta`` device, which copies nothing).
 2. Breakdown: per-stage wait times (pipeline_stats) of a preparation-only
    epoch and of a GraphSAGE training epoch, as a bar chart like SALIENT's
    per-epoch breakdown.
@@ -28,7 +31,9 @@ from benchmarks.common import arxiv_like, machine, median, save_figure, save_jso
 from benchmarks.sampler import BATCH, FANOUTS, THREADS, native_epoch, pipeline_epoch
 from salient_pipes import SAGE, pipeline_stats, salient_pipeline, train_epoch
 from salient_pipes.pipes import NodeIndices
-from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.base import Stage, close_iterator
+from salient_pipes.pipes.pinned_pool import PinnedPool
+from salient_pipes.pipes.prefetch import find_span, move_span
 
 
 def overhead(ds, epochs: int) -> dict:
@@ -75,6 +80,34 @@ def stage_cost(items: int = 100_000, stages: int = 4, repeats: int = 5) -> dict:
         per_item[depth] = min(cpu) / items
     return {"per_item_s": per_item,
             "per_stage_per_item_s": (per_item[stages] - per_item[0]) / stages}
+
+
+def device_path_cost(ds, batches: int = 30, repeats: int = 30) -> dict:
+    """CPU per batch of the prefetch thread's host work on the GPU path,
+    apart from the copy and its event: find the slot region that holds the
+    batch, then make each array a view of the region's copy. Measured on
+    the ``meta`` device, which copies nothing, for arxiv-sized batches
+    gathered into a :class:`PinnedPool`."""
+    pool = PinnedPool(num_slots=batches + 4, pin=False)
+    pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(BATCH)
+            .sample_neighbors(ds, list(FANOUTS), num_threads=THREADS)
+            .slice_features(ds.x, ds.y, pinned=pool))
+    held, items = [], iter(pipe)
+    for batch in items:  # the first batches size the slots and miss
+        if pool.span_of(batch.tensors()) is not None:
+            held.append(batch)
+        if len(held) == batches:
+            break
+    close_iterator(items)  # the workers stop: nothing else runs while measured
+    meta = torch.device("meta")
+    cpu = []
+    for _ in range(repeats):
+        c0 = time.thread_time()
+        for batch in held:
+            move_span(batch, meta, find_span(batch, [pool])[1])
+        cpu.append(time.thread_time() - c0)
+    return {"batches": len(held), "arrays_per_batch": len(held[0].tensors()),
+            "per_batch_s": min(cpu) / len(held)}
 
 
 def breakdown(ds) -> dict:
@@ -132,9 +165,12 @@ def main() -> None:
           f"{cost['median_s']['pipeline']:.3f} s, overhead {cost['overhead'] * 100:+.1f}%")
     per_stage = stage_cost()
     print(f"a stage adds {per_stage['per_stage_per_item_s'] * 1e6:.2f} us of CPU per item")
+    device_path = device_path_cost(ds)
+    print(f"the GPU path's host work per batch, apart from the copy: "
+          f"{device_path['per_batch_s'] * 1e6:.1f} us")
     parts = breakdown(ds)
     save_json("pipeline", {"machine": machine(), "overhead": cost, "stage_cost": per_stage,
-                           "breakdown": parts})
+                           "device_path": device_path, "breakdown": parts})
     plot(parts)
 
     rows = ["| stage | preparation only: waited s (own) | training epoch: waited s (own) |",
@@ -169,6 +205,13 @@ def main() -> None:
         f"{per_stage['per_stage_per_item_s'] * 1e6:.1f} µs of CPU per item on an idle "
         "core (chains of pass-through stages); measured here, while the sampling "
         "workers share the two cores, the thread's Python runs slower than that.",
+        "",
+        "On the GPU path the prefetch thread also finds each batch's slot region and "
+        "makes the batch's arrays views of the region's copy: "
+        f"{device_path['per_batch_s'] * 1e6:.1f} µs of CPU per batch "
+        f"({device_path['arrays_per_batch']} arrays; measured on the `meta` device, "
+        "which copies nothing; best of repeated passes over "
+        f"{device_path['batches']} batches).",
         "",
         "Per-stage wait (`pipeline_stats`): how long the consumer waited on each stage, "
         "excluding what that stage itself waited on upstream. While the model computes, "

@@ -329,6 +329,52 @@ def test_a_batch_in_a_slot_moves_in_one_copy():
     assert pool.span_of(strided.tensors()) is None
 
 
+class _Arrays:
+    """The least a batch needs for :func:`move_to_device`: its arrays, and
+    ``to`` for a batch that is not in one slot region."""
+
+    def __init__(self, **arrays):
+        self.arrays = arrays
+
+    def tensors(self):
+        return list(self.arrays.values())
+
+    def map_tensors(self, fn):
+        return _Arrays(**{name: fn(t) for name, t in self.arrays.items()})
+
+    def to(self, device, non_blocking=False):
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
+
+
+def test_arrays_of_several_dtypes_become_views_of_the_copy_at_their_offsets():
+    from salient_pipes.pipes.prefetch import move_to_device
+
+    pool = PinnedPool(num_slots=1, slot_bytes=256, pin=False)
+    (memory,) = pool._memory.values()
+    memory.copy_(torch.randint(0, 256, (256,), dtype=torch.uint8))  # compared as bytes: NaNs
+    # int64 at 0, fp16 at 24 (6 bytes), an empty array, fp32 at 32: the
+    # region is 44 bytes, not a whole number of int64s.
+    batch = _Arrays(a=memory[0:24].view(torch.int64), h=memory[24:30].view(torch.float16),
+                    e=torch.empty(0, 3), f=memory[32:44].view(torch.float32).view(3, 1))
+    span = pool.span_of(batch.tensors())
+    assert span is not None and span.first == memory.data_ptr() and span.region.numel() == 44
+    moved = move_to_device(batch, torch.device("cpu"), [pool])
+    for name, t in batch.arrays.items():
+        m = moved.arrays[name]
+        assert m.dtype == t.dtype and m.shape == t.shape and m.is_contiguous()
+        assert torch.equal(m.view(torch.uint8), t.view(torch.uint8)), name  # the same bytes
+    assert len({m.untyped_storage().data_ptr() for m in moved.tensors() if m.numel()}) == 1
+    assert moved.arrays["f"].data_ptr() - moved.arrays["a"].data_ptr() == 32
+
+    # An int64 6 bytes after the region's first array (fp16 at byte 2) cannot
+    # be a view of a copy that starts there: array by array.
+    odd = _Arrays(h=memory[2:8].view(torch.float16), a=memory[8:16].view(torch.int64))
+    assert pool.span_of(odd.tensors()) is None
+    moved = move_to_device(odd, torch.device("cpu"), [pool])
+    assert all(torch.equal(m.view(torch.uint8), t.view(torch.uint8))
+               for m, t in zip(moved.tensors(), odd.tensors()))
+
+
 def test_a_hetero_batch_in_a_slot_moves_in_one_copy():
     from salient_pipes import HeteroDataset
     from salient_pipes.pipes.prefetch import move_to_device

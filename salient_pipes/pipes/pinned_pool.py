@@ -108,8 +108,10 @@ class PinnedPool:
     def span_of(self, tensors: Sequence[Tensor]) -> Optional[SlotSpan]:
         """The one slot region that holds every non-empty tensor of
         ``tensors`` (a batch's arrays, which the workers place side by
-        side); ``None`` if some are not in the pool, span several slots or
-        are not contiguous. One copy of ``region`` moves the whole batch."""
+        side); ``None`` if some are not in the pool, span several slots,
+        are not contiguous or lie at an offset from the region's start that
+        is not a multiple of their element size (the workers align each
+        array to 64 bytes). One copy of ``region`` moves the whole batch."""
         lo, hi, slot = None, 0, None
         for t in tensors:
             if not t.numel():
@@ -123,6 +125,8 @@ class PinnedPool:
             hi = max(hi, address + t.numel() * t.element_size())
         if slot is None or lo is None:
             return None
+        if any(t.numel() and (t.data_ptr() - lo) % t.element_size() for t in tensors):
+            return None  # an array the copy could not show as its dtype
         memory = self._memory[slot]
         start = memory.data_ptr()
         return SlotSpan(memory[lo - start:hi - start], lo, slot)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import deque
-from typing import Any, Deque, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -62,12 +62,19 @@ def move_span(batch: Any, device: torch.device, span: Optional[SlotSpan],
     if span is None:
         return batch.to(device, non_blocking=non_blocking)
     moved = span.region.to(device, non_blocking=non_blocking, copy=True)
+    typed: Dict[torch.dtype, Tensor] = {}  # the copy, as each dtype of the batch
 
-    def view(t: Tensor) -> Tensor:  # every non-empty array lies in the region
+    def view(t: Tensor) -> Tensor:
+        # span_of placed every non-empty array in the region, contiguous and
+        # at a multiple of its element size from its start: one view op per
+        # array (each torch op on this thread is a round trip of the GIL).
         if not t.numel():
             return t.to(device, non_blocking=non_blocking)
-        at = t.data_ptr() - span.first
-        return moved[at:at + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+        size = t.element_size()
+        base = typed.get(t.dtype)
+        if base is None:
+            base = typed[t.dtype] = moved[:moved.numel() // size * size].view(t.dtype)
+        return base.as_strided(t.shape, t.stride(), (t.data_ptr() - span.first) // size)
 
     return batch.map_tensors(view)
 
