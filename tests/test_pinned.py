@@ -6,6 +6,8 @@ fake events; the CUDA test runs where a GPU is."""
 from __future__ import annotations
 
 import gc
+import types
+import weakref
 
 import numpy as np
 import pytest
@@ -74,7 +76,8 @@ def test_the_whole_batch_lies_in_one_slot_and_any_array_holds_it():
     assert pool.native.in_state("retired") == [slot]
 
 
-def test_slots_cycle_only_after_python_drops_the_batch_and_its_copy_completes():
+@pytest.mark.parametrize("tie", ["record", "tie"])
+def test_slots_cycle_only_after_python_drops_the_batch_and_its_copy_completes(tie):
     ds = _dataset()
     pool = PinnedPool(num_slots=2, slot_bytes=1 << 20, pin=False)
     session = _session(ds, pool)
@@ -83,7 +86,10 @@ def test_slots_cycle_only_after_python_drops_the_batch_and_its_copy_completes():
     assert slot_a is not None and torch.equal(x_a, ds.x[n_a])
     saved = x_a.clone()
     event = FakeEvent()
-    pool.record(x_a, event)
+    if tie == "record":  # the pool finds the batch's slots
+        pool.record(x_a, event)
+    else:  # the slot is known (a SlotSpan's)
+        pool.tie([slot_a], event)
     del x_a
     gc.collect()
     assert pool.native.in_state("retired") == [slot_a]
@@ -97,6 +103,9 @@ def test_slots_cycle_only_after_python_drops_the_batch_and_its_copy_completes():
     assert torch.equal(view.view(saved.dtype).view_as(saved), saved)  # not rewritten
     event.done = True
     assert pool.poll() == 1
+    released = weakref.ref(event)
+    del event
+    assert released() is None, "the pool still holds a completed copy's event"
     n_d, x_d = _next_x(session, ds, 3)
     assert pool.slot_of(x_d) == slot_a and torch.equal(x_d, ds.x[n_d])
     assert pool.hits == 3
@@ -124,8 +133,73 @@ def test_slots_grow_to_the_largest_batch():
     pool.poll()
     assert all(c >= pool.native.largest for c in pool.capacities.values())
     assert len(pool.capacities) == 2
+    # the address index lists exactly the slots now held, none of the removed ones
+    assert sorted(pool._starts) == sorted((m.data_ptr(), slot) for slot, m in pool._memory.items())
     _, x = _next_x(session, ds, 1)
-    assert pool.slot_of(x) is not None
+    slot = pool.slot_of(x)
+    assert slot is not None
+    # A slot that a worker lent out after the pool listed it as free is not
+    # dropped: the batch in it still finds its slot.
+    pool._remove(slot)
+    assert pool.slot_of(x) == slot and slot in pool.capacities
+
+
+def test_a_slot_exactly_as_large_as_the_largest_batch_is_kept():
+    ds = _dataset()
+    sizing = PinnedPool(num_slots=1, slot_bytes=64, pin=False)
+    _next_x(_session(ds, sizing), ds, 0)
+    largest = sizing.native.largest
+    pool = PinnedPool(num_slots=2, slot_bytes=largest, pin=False)
+    _, x = _next_x(_session(ds, pool), ds, 0)  # the same batch: it fits exactly
+    assert pool.slot_of(x) is not None and pool.native.largest == largest
+    before = {slot: m.data_ptr() for slot, m in pool._memory.items()}
+    del x
+    pool.poll()
+    assert {slot: m.data_ptr() for slot, m in pool._memory.items()} == before
+    assert pool.capacities == {slot: largest for slot in before}
+
+
+def test_pool_arguments_defaults_and_repr():
+    for bad in ({"slot_bytes": -1}, {"slot_bytes": 1.5}, {"growth": 0.99}, {"num_slots": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PinnedPool(pin=False, **bad)
+    assert PinnedPool(growth=1, pin=False).growth == 1
+    assert PinnedPool().pin == torch.cuda.is_available()
+    assert PinnedPool(pin=True).pin and not PinnedPool(pin=False).pin  # no slot made yet
+    pool = PinnedPool(num_slots=3, pin=False)  # slots sized by the first batch
+    assert pool.capacities == {}
+    assert pool.poll() == 0 and pool.capacities == {}  # no batch yet: nothing to size
+    assert len(PinnedPool(num_slots=3, slot_bytes=64, pin=False).capacities) == 3
+    ds = _dataset()
+    session = _session(ds, pool)
+    _next_x(session, ds, 0)
+    pool.poll()
+    _, x = _next_x(session, ds, 1)
+    assert repr(pool) == "PinnedPool(3 slots, pinned=False, hits 1, misses 1)"
+
+
+def test_an_array_is_in_a_slot_only_if_all_its_bytes_are(monkeypatch):
+    from salient_pipes.pipes import pinned_pool
+
+    buffer = torch.zeros(256, dtype=torch.uint8)  # slots carved side by side
+    carved = iter(range(0, 256, 64))
+
+    def empty(nbytes, dtype, pin_memory):
+        start = next(carved)
+        return buffer[start:start + nbytes]
+
+    monkeypatch.setattr(pinned_pool, "torch", types.SimpleNamespace(
+        empty=empty, uint8=torch.uint8, cuda=torch.cuda))
+    pool = PinnedPool(num_slots=2, slot_bytes=64, pin=False)
+    assert pool.slot_of(buffer[:64]) == 0 and pool.slot_of(buffer[64:128]) == 1
+    for straddling in (buffer[32:96], buffer[32:96].view(torch.int64)):
+        assert pool.slot_of(straddling) is None
+        assert pool.span_of([straddling]) is None
+    assert pool.slot_of(buffer[128:130]) is None  # past the last slot
+    assert pool.slot_of(buffer[10:10]) is None  # empty: holds no bytes of any slot
+    assert pool.span_of([]) is None and pool.span_of([buffer[10:10]]) is None
+    span = pool.span_of([buffer[70:80], buffer[64:66]])
+    assert span.slot == 1 and span.first == buffer[64:].data_ptr() and span.region.numel() == 16
 
 
 def test_lent_slots_of_discarded_batches_come_back():
