@@ -15,6 +15,7 @@ import torch
 
 from salient_pipes import FastDataset, _native, salient_pipeline
 from salient_pipes.pipes import NodeIndices, PinnedPool
+from salient_pipes.pipes.base import Stage
 
 
 class FakeEvent:
@@ -579,20 +580,39 @@ def test_prefetch_device_path_issues_ahead_and_hands_over_after_the_copy(monkeyp
         not pool.native.in_state("retired")
 
 
-def test_prefetch_device_path_stops_its_thread_when_the_consumer_stops(monkeypatch):
+class _Watched(Stage):
+    """Hands items on and counts the iterations of it that were closed."""
+
+    def __init__(self, source) -> None:
+        super().__init__(source)
+        self.closed = 0
+
+    def _generate(self, epoch, start, **options):
+        try:
+            yield from self.source
+        finally:
+            self.closed += 1
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_prefetch_device_path_stops_its_thread_when_the_consumer_stops(monkeypatch, background):
     import threading
 
     fake = _FakeCuda()
     fake.install(monkeypatch)
     ds = _dataset()
-    pipe = (NodeIndices(ds.split_idx["train"]).batch_nodes(10)
-            .sample_neighbors(ds, [4]).slice_features(ds.x)
-            .prefetch_to_device("cpu", depth=2))
+    watched = _Watched(NodeIndices(ds.split_idx["train"]).batch_nodes(10)
+                       .sample_neighbors(ds, [4]).slice_features(ds.x))
+    pipe = watched.prefetch_to_device("cpu", depth=2, background=background)
     pipe.device = torch.device("cuda")
     it = iter(pipe)
     next(it)
     it.close()
     assert not [t for t in threading.enumerate() if t.name == "salient_pipes-prefetch"]
+    assert watched.closed == 1, "the stage above was left open"
     # the next epoch runs whole
     assert len(list(pipe)) == len(pipe)
 
@@ -683,3 +703,40 @@ def test_record_stream_marks_each_storage_once(monkeypatch, hetero):
     plain.record_stream(stream)
     nonempty = [t for t in plain.tensors() if t.numel()]
     assert sorted(p for p, _ in marked) == sorted(storages(plain)) and len(marked) == len(nonempty)
+
+
+def test_find_span_looks_in_every_pool_and_passes_over_items_that_are_not_batches():
+    from salient_pipes.pipes.prefetch import find_span, move_to_device
+
+    ds = _dataset()
+    other = PinnedPool(num_slots=1, slot_bytes=1 << 16, pin=False)  # holds none of them
+    pool = PinnedPool(num_slots=2, slot_bytes=1 << 20, pin=False)
+    batch = next(iter(NodeIndices(ds.split_idx["train"]).batch_nodes(20)
+                      .sample_neighbors(ds, [4, 3]).slice_features(ds.x, ds.y, pinned=pool)))
+    found = find_span(batch, [other, pool])
+    assert found is not None and found[0] is pool and found[1].slot == pool.slot_of(batch.x)
+    assert find_span(batch, []) is None and find_span(batch, [other]) is None
+    # items without arrays of a batch (a tensor, a tuple) are not looked for
+    # in the pools, and move as they are
+    for item in (batch.x, (batch.x, batch.y)):
+        assert find_span(item, [other, pool]) is None
+    assert torch.equal(move_to_device(batch.x, torch.device("cpu"), [pool]), batch.x)
+
+
+def test_prefetch_to_cuda_without_cuda_is_refused(monkeypatch):
+    from salient_pipes.pipes.prefetch import PrefetchToDevice
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        PrefetchToDevice(NodeIndices(torch.arange(4)), "cuda")
+
+
+def test_prefetch_depth_and_a_device_that_is_neither_cpu_nor_cuda():
+    from salient_pipes.pipes.prefetch import PrefetchToDevice
+
+    with pytest.raises(ValueError, match="depth"):
+        PrefetchToDevice(NodeIndices(torch.arange(4)), "cpu", depth=0)
+    ds = _dataset()
+    pipe = (NodeIndices(ds.split_idx["train"][:20]).batch_nodes(10).sample_neighbors(ds, [3])
+            .slice_features(ds.x).prefetch_to_device("meta", depth=1))
+    assert [b.x.device.type for b in pipe] == ["meta", "meta"]
