@@ -228,9 +228,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="short for --models eager compiled")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=None,
                         help="the model variants every loader feeds (default: eager)")
-    parser.add_argument("--variants", action="store_true",
-                        help="also ours with earlier designs of its last stages and "
-                             "without overlapping epochs (compiled model)")
+    parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=None,
+                        help="also ours with earlier designs of its last stages or "
+                             "without overlapping epochs, compiled model (all of them "
+                             "when none is named)")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--loaders", nargs="+", choices=("ours", "salient", "pyg"),
                         default=["ours", "salient", "pyg"],
@@ -262,7 +263,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         ds = graph(name)
         loaders = []
         for count in counts if "ours" in args.loaders else []:
-            for variant in ["default"] + (list(VARIANTS) if args.variants else []):
+            variants = [] if args.variants is None else args.variants or list(VARIANTS)
+            for variant in ["default"] + variants:
                 pipe = ours_pipeline(ds, device, count, variant)
 
                 def ours(e: int, pipe=pipe) -> Any:
