@@ -250,6 +250,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     counts = args.threads or [max(1, len(os.sched_getaffinity(0)))]
     threads = counts[0]
     models = args.models or (["eager", "compiled"] if args.compile else ["eager"])
+    variants = [] if args.variants is None else args.variants or list(VARIANTS)
     if "graphs" in models and device.type != "cuda":
         parser.error("--models graphs needs a CUDA device")
     fast_sampler = None
@@ -263,7 +264,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         ds = graph(name)
         loaders = []
         for count in counts if "ours" in args.loaders else []:
-            variants = [] if args.variants is None else args.variants or list(VARIANTS)
             for variant in ["default"] + variants:
                 pipe = ours_pipeline(ds, device, count, variant)
 
