@@ -8,7 +8,6 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn import SAGEConv
 
 from salient_pipes.batch import Adj
 
@@ -287,6 +286,8 @@ class HeteroSAGE(torch.nn.Module):
                 self.inputs[t] = torch.nn.Linear(in_channels[t], hidden_channels)
             else:
                 self.start[t] = torch.nn.Parameter(torch.randn(hidden_channels) * 0.1)
+        from torch_geometric.nn import SAGEConv  # PyG costs 2 s to import: only when used
+
         self.convs = torch.nn.ModuleList(
             torch.nn.ModuleDict({"__".join(e): SAGEConv(hidden_channels, hidden_channels)
                                  for e in edge_types})

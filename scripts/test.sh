@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Sets up (see setup.sh), lints, runs the whole test suite, then the native
-# tests again against an ASan/UBSan build of the core.
-set -euo pipefail
+# Sets up (see setup.sh), lints, runs the whole test suite in a shuffled
+# order (pytest-randomly prints the seed: `bash scripts/test.sh
+# --randomly-seed=SEED` replays an order, `-p no:randomly` keeps the file
+# order), then the native tests again against an ASan/UBSan build of the
+# core. Every step runs even when an earlier one fails; the exit status is
+# non-zero if any did.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --test
-python3 -m ruff check .
-python3 -m pytest -q "$@"
-bash scripts/sanitize.sh
+bash scripts/setup.sh --test || exit 1
+status=0
+python3 -m ruff check . || status=1
+python3 -m pytest -q "$@" || status=1
+bash scripts/sanitize.sh || status=1
+exit $status

@@ -711,8 +711,11 @@ def test_find_span_looks_in_every_pool_and_passes_over_items_that_are_not_batche
     ds = _dataset()
     other = PinnedPool(num_slots=1, slot_bytes=1 << 16, pin=False)  # holds none of them
     pool = PinnedPool(num_slots=2, slot_bytes=1 << 20, pin=False)
+    # One batch in flight: the first batch is the first to ask for a slot
+    # (with several in flight, a later one may take both slots first).
     batch = next(iter(NodeIndices(ds.split_idx["train"]).batch_nodes(20)
-                      .sample_neighbors(ds, [4, 3]).slice_features(ds.x, ds.y, pinned=pool)))
+                      .sample_neighbors(ds, [4, 3], num_threads=1, max_in_flight=1)
+                      .slice_features(ds.x, ds.y, pinned=pool)))
     found = find_span(batch, [other, pool])
     assert found is not None and found[0] is pool and found[1].slot == pool.slot_of(batch.x)
     assert find_span(batch, []) is None and find_span(batch, [other]) is None

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "csr_build.hpp"
+#include "gil.hpp"
 #include "graph.hpp"
 #include "hetero.hpp"
 #include "huge.hpp"
@@ -72,8 +74,9 @@ class Graph {
       throw py::value_error("col must be int32 or int64, got " + std::string(py::str(col_.dtype())));
     }
     if (!validate) return;
-    py::gil_scoped_release release;
-    std::visit([num_cols](const auto& g) { sp::validate(g, num_cols); }, csr_);
+    sp::without_gil([&] {
+      std::visit([num_cols](const auto& g) { sp::validate(g, num_cols); }, csr_);
+    });
   }
 
   const AnyCsr& csr() const { return csr_; }
@@ -327,12 +330,10 @@ py::tuple sample(const std::shared_ptr<Graph>& graph, const py::array& seeds,
   auto config = make_config(fanouts, replace, return_e_id, seed, relabel, node_wise,
                             disjoint, prefetch);
   std::vector<int64_t> s = seeds_of(seeds);
-  sp::Sample result;
-  {
-    py::gil_scoped_release release;
+  sp::Sample result = sp::without_gil([&] {
     sp::Sampler sampler(graph->csr(), std::move(config));
-    result = sampler.sample(s.data(), static_cast<int64_t>(s.size()), epoch, position);
-  }
+    return sampler.sample(s.data(), static_cast<int64_t>(s.size()), epoch, position);
+  });
   return to_python(std::move(result), return_e_id, std::nullopt, std::nullopt);
 }
 
@@ -387,19 +388,56 @@ py::array gather(const py::array& src, const py::array& idx, int num_threads,
   }
   py::array out(src.dtype(), row_shape(src, n));
   auto* dst = static_cast<unsigned char*>(out.mutable_data());
-  {
-    py::gil_scoped_release release;
+  sp::without_gil([&] {
     constexpr int64_t kBytesPerThread = int64_t{1} << 20;
     const int64_t useful = std::max<int64_t>(1, n * rows.row_bytes / kBytesPerThread);
     sp::parallel_slices(n, std::min<int64_t>(num_threads, useful),
                         [&rows, ids, dst](int64_t begin, int64_t end) {
                           sp::gather_rows(rows, ids, begin, end, dst + begin * rows.row_bytes);
                         });
-  }
+  });
   return out;
 }
 
 constexpr int64_t kDefaultRelabelRestart = int64_t{1} << 31;
+
+// Who calls a session, for a clean interpreter exit (Session::close and
+// salient_pipes._native.close_open_sessions): the thread that called last,
+// and how many threads a closed session has parked. A caller of a closed
+// session is parked for good, without the GIL, instead of being let back
+// into an interpreter about to finalize.
+class Callers {
+ public:
+  template <typename Job>
+  void enter(const sp::Session<Job>& session) {
+    last_ = PyThread_get_thread_ident();  // under the GIL
+    if (session.closed()) park_here();
+  }
+
+  // fn() (a call into the session) without the GIL.
+  template <typename Job, typename Fn>
+  auto wait(const sp::Session<Job>& session, Fn&& fn) {
+    enter(session);
+    try {
+      return sp::without_gil(std::forward<Fn>(fn));
+    } catch (const sp::SessionClosed&) {
+      park_here();
+    }
+  }
+
+  unsigned long last() const { return last_; }
+  int parked() const { return parked_.load(); }
+
+ private:
+  [[noreturn]] void park_here() {
+    ++parked_;
+    sp::without_gil([] { sp::park(); });
+    sp::park();  // not reached: without_gil never returns from park()
+  }
+
+  unsigned long last_ = 0;
+  std::atomic<int> parked_{0};
+};
 
 // The Python face of sp::Session: owns references to every buffer the
 // workers read, and declares the native session last so that its threads
@@ -451,19 +489,18 @@ class PySession {
   }
 
   void submit(const py::array& seeds, uint64_t epoch, uint64_t position) {
+    callers_.enter(*session_);
     session_->submit(seeds_of(seeds), epoch, position);
   }
 
   py::tuple next() {
-    sp::Sample s;
-    {
-      py::gil_scoped_release release;
-      s = session_->next();
-    }
+    sp::Sample s = callers_.wait(*session_, [this] { return session_->next(); });
     return to_python(std::move(s), return_e_id_, x_, y_, pinned_.get());
   }
 
   void cancel() { session_->cancel(); }
+  void close() { session_->close(); }
+  const Callers& callers() const { return callers_; }
   int64_t in_flight() const { return session_->in_flight(); }
   int num_threads() const { return session_->num_threads(); }
 
@@ -485,6 +522,7 @@ class PySession {
   std::shared_ptr<PinnedSlots> pinned_;
   std::optional<py::array> edge_ids_;
   bool return_e_id_;
+  Callers callers_;
   std::unique_ptr<sp::Session<sp::SampleJob>> session_;
 };
 
@@ -675,6 +713,7 @@ class PyHeteroSession {
   }
 
   void submit(const std::vector<py::array>& seeds, uint64_t epoch, uint64_t position) {
+    callers_.enter(*session_);
     sp::HeteroSeeds input;
     for (const auto& s : seeds) input.push_back(seeds_of(s));
     if (input.size() != graph_->graph().num_nodes.size()) {
@@ -688,11 +727,7 @@ class PyHeteroSession {
   // (n_id per node type, (edge_index [2, E], e_id) per edge type, num_sampled_nodes,
   //  num_sampled_edges, x per node type (None where not gathered), y, attrs)
   py::tuple next() {
-    sp::HeteroSample s;
-    {
-      py::gil_scoped_release release;
-      s = session_->next();
-    }
+    sp::HeteroSample s = callers_.wait(*session_, [this] { return session_->next(); });
     const Outputs out = (s.slot.held() && pinned_) ? Outputs(std::move(s.slot), *pinned_)
                                                    : Outputs();
     const auto& at = s.layout;
@@ -737,6 +772,8 @@ class PyHeteroSession {
   }
 
   void cancel() { session_->cancel(); }
+  void close() { session_->close(); }
+  const Callers& callers() const { return callers_; }
   int64_t in_flight() const { return session_->in_flight(); }
   int num_threads() const { return session_->num_threads(); }
   // Disjoint keys are seed_index * key_space + node.
@@ -754,6 +791,7 @@ class PyHeteroSession {
   std::vector<std::shared_ptr<RowCache>> x_cache_;
   std::vector<std::optional<py::array>> edge_ids_;
   bool return_e_id_;
+  Callers callers_;
   std::unique_ptr<sp::Session<sp::HeteroJob>> session_;
 };
 
@@ -809,10 +847,11 @@ void csr_count(const py::array& src, const py::array& dst, int64_t num_nodes, bo
   require_edges(src, dst);
   if (num_nodes < 0) throw py::value_error("num_nodes must be >= 0");
   int64_t* out = writable_int64(counts, num_nodes + 1, "counts");
-  py::gil_scoped_release release;
-  with_edges(src, dst, num_nodes, undirected, num_src_nodes, [out](const auto& edges) {
-    sp::count_rows(edges, out);
-    return 0;
+  sp::without_gil([&] {
+    with_edges(src, dst, num_nodes, undirected, num_src_nodes, [out](const auto& edges) {
+      sp::count_rows(edges, out);
+      return 0;
+    });
   });
 }
 
@@ -851,14 +890,15 @@ int64_t csr_fill(const py::array& src, const py::array& dst, int64_t num_nodes, 
     throw py::value_error("col must be int64 for graphs of more than 2**31 nodes");
   }
   void* out = col.mutable_data();
-  py::gil_scoped_release release;
-  return with_edges(src, dst, num_nodes, undirected, num_src_nodes, [&](const auto& edges) {
-    if (wide) {
-      return sp::fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int64_t*>(out), deg,
-                           num_threads);
-    }
-    return sp::fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int32_t*>(out), deg,
-                         num_threads);
+  return sp::without_gil([&] {
+    return with_edges(src, dst, num_nodes, undirected, num_src_nodes, [&](const auto& edges) {
+      if (wide) {
+        return sp::fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int64_t*>(out),
+                             deg, num_threads);
+      }
+      return sp::fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int32_t*>(out),
+                           deg, num_threads);
+    });
   });
 }
 
@@ -866,6 +906,8 @@ int64_t csr_fill(const py::array& src, const py::array& dst, int64_t num_nodes, 
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "salient_pipes native core: CSR validation, neighbor sampling, row gathers.";
+  sp::main_thread_ident() =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 
   py::class_<Graph, std::shared_ptr<Graph>>(m, "CSRGraph")
       .def(py::init<py::array, py::array, bool, int64_t>(), py::arg("rowptr"), py::arg("col"),
@@ -944,6 +986,10 @@ PYBIND11_MODULE(_core, m) {
            py::arg("position"))
       .def("next", &PyHeteroSession::next)
       .def("cancel", &PyHeteroSession::cancel)
+      .def("close", &PyHeteroSession::close)
+      .def_property_readonly("last_caller", [](const PyHeteroSession& s) { return s.callers().last(); })
+      .def_property_readonly("parked_callers",
+                             [](const PyHeteroSession& s) { return s.callers().parked(); })
       .def_property_readonly("in_flight", &PyHeteroSession::in_flight)
       .def_property_readonly("num_threads", &PyHeteroSession::num_threads)
       .def_property_readonly("key_space", &PyHeteroSession::key_space);
@@ -964,6 +1010,10 @@ PYBIND11_MODULE(_core, m) {
       .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)
+      .def("close", &PySession::close)
+      .def_property_readonly("last_caller", [](const PySession& s) { return s.callers().last(); })
+      .def_property_readonly("parked_callers",
+                             [](const PySession& s) { return s.callers().parked(); })
       .def_property_readonly("in_flight", &PySession::in_flight)
       .def_property_readonly("num_threads", &PySession::num_threads);
 }

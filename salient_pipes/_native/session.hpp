@@ -19,8 +19,14 @@
 #include <thread>
 #include <vector>
 
+#include "threads.hpp"
 
 namespace sp {
+
+// What next() throws once the session is closed (see Session::close).
+struct SessionClosed : std::runtime_error {
+  SessionClosed() : std::runtime_error("the session is closed") {}
+};
 
 template <typename Job>
 class Session {
@@ -49,6 +55,7 @@ class Session {
   void submit(Input seeds, uint64_t epoch, uint64_t position) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) throw SessionClosed();
       queue_.push_back(Task{next_ticket_++, generation_, std::move(seeds), epoch, position});
       ++in_flight_;
     }
@@ -59,8 +66,12 @@ class Session {
   // exception is rethrown here, in the consumer's thread.
   Output next() {
     std::unique_lock<std::mutex> lock(mu_);
+    if (stop_) throw SessionClosed();
     if (in_flight_ == 0) throw std::logic_error("no batch in flight: submit seeds before next()");
-    done_cv_.wait(lock, [this] { return ordered_ ? done_.count(next_deliver_) > 0 : !done_.empty(); });
+    done_cv_.wait(lock, [this] {
+      return stop_ || (ordered_ ? done_.count(next_deliver_) > 0 : !done_.empty());
+    });
+    if (stop_) throw SessionClosed();
     auto it = ordered_ ? done_.find(next_deliver_) : done_.begin();
     Outcome outcome = std::move(it->second);
     done_.erase(it);
@@ -91,6 +102,20 @@ class Session {
 
   int num_threads() const { return static_cast<int>(threads_.size()); }
 
+  // Stops and joins the workers (a running batch is finished first, queued
+  // ones are dropped); next() and submit() throw from then on, a waiting
+  // next() too. Closing is for interpreter exit: a consumer still calling
+  // then is a daemon thread that must not run on into a finalizing
+  // interpreter, and the bindings park it.
+  void close() {
+    shutdown();
+    done_cv_.notify_all();
+  }
+
+  bool closed() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stop_;
+  }
  private:
   struct Task {
     uint64_t ticket;
@@ -112,7 +137,9 @@ class Session {
       queue_.clear();
     }
     work_cv_.notify_all();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
   }
 
   void work() {

@@ -2,12 +2,18 @@
 // of them throws.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <utility>
 #include <vector>
 
 namespace sp {
+
+// Blocks the calling thread for good (see Session::close and gil.hpp).
+[[noreturn]] inline void park() {
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
 
 class ThreadGroup {
  public:

@@ -31,7 +31,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 from salient_pipes._checks import check_int
 from salient_pipes.batch import PreparedBatch
 from salient_pipes.pipes import Stage, default_num_threads, gather
-from salient_pipes.pipes._handoff import DONE, Failure, drain, offer
+from salient_pipes.pipes._handoff import DONE, Failure, drain, offer, start_background
 
 if TYPE_CHECKING:  # pragma: no cover
     from salient_pipes.distributed.partitioned import PartitionedDataset
@@ -216,9 +216,8 @@ class FetchFeatures(Stage):
         self.fetch_stats = stats = FetchStats()
         items: queue.Queue = queue.Queue(maxsize=self.depth)
         stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, args=(items, stop, stats),
-                                        name="salient_pipes-fetch", daemon=True)
-        self._worker.start()
+        self._worker = start_background(lambda: self._work(items, stop, stats), stop,
+                                        "salient_pipes-fetch")
         try:
             yield from drain(items)
             self._worker.join()

@@ -1,16 +1,57 @@
 """Handing items from a stage's background thread to its consumer: a bounded
 queue, an end marker, failures raised in the consumer's thread, and puts that
-give up once the consumer has stopped (so the thread never blocks forever)."""
+give up once the consumer has stopped (so the thread never blocks forever).
+
+At interpreter exit, before it finalizes, every background thread still
+running is stopped and joined (then the native sessions are closed, see
+``salient_pipes._native``): a daemon thread that runs on into finalization
+is ended by CPython wherever it next wants the interpreter lock, which
+aborts the process when that happens inside C++ code.
+"""
 
 from __future__ import annotations
 
+import atexit
 import queue
+import sys
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Dict, Iterator
 
+from salient_pipes import _native  # noqa: F401  (its exit hook runs after this module's)
 from salient_pipes.pipes.base import close_iterator
 
 DONE = object()
+EXIT_JOIN_S = 2.0  # how long exit waits for each background thread
+
+_running: Dict[threading.Thread, threading.Event] = {}  # background thread -> its stop
+
+
+def start_background(target: Callable[[], None], stop: threading.Event,
+                     name: str) -> threading.Thread:
+    """Starts ``target`` on a daemon thread that interpreter exit stops (by
+    setting ``stop``) and joins."""
+
+    def run() -> None:
+        try:
+            target()
+        finally:
+            _running.pop(threading.current_thread(), None)
+
+    thread = threading.Thread(target=run, daemon=True, name=name)
+    _running[thread] = stop
+    thread.start()
+    return thread
+
+
+@atexit.register
+def stop_background_threads() -> None:
+    """Stops every background thread still running and waits for each (up
+    to ``EXIT_JOIN_S``) to end."""
+    running = list(_running.items())
+    for _, stop in running:
+        stop.set()
+    for thread, _ in running:
+        thread.join(EXIT_JOIN_S)
 
 
 class Failure:
@@ -70,10 +111,17 @@ def run_ahead(make: Callable[[], Iterator[Any]], depth: int, stop: threading.Eve
             if items is not None:
                 close_iterator(items)
 
-    worker = threading.Thread(target=work, daemon=True, name=name)
-    worker.start()
+    worker = start_background(work, stop, name)
     try:
         yield from drain(ready)
     finally:
         stop.set()
-        worker.join()
+        join_unless_exiting(worker)
+
+
+def join_unless_exiting(thread: threading.Thread) -> None:
+    """Joins ``thread``, except while the interpreter finalizes (a generator
+    closed then, held until exit): a daemon thread cannot run any more by
+    then, so the join would never return."""
+    if not sys.is_finalizing():
+        thread.join()

@@ -177,8 +177,9 @@ class SampleNeighbors(Stage):
             if self._busy is not self._session:
                 drop_carry(self)
                 self._session = None  # joins the idle workers before starting new ones
-            self._session = _native.Session(
-                self.graph, self.fanouts, replace=self.replace, return_e_id=self.return_e_id,
+            self._session = _native.open_session(
+                _native.Session, self.graph, self.fanouts, replace=self.replace,
+                return_e_id=self.return_e_id,
                 seed=self.seed, x=None if x is None else as_buffer(x),
                 y=None if y is None else as_buffer(y), num_threads=self.num_threads,
                 ordered=self.ordered, fail_at_position=self._fail_at,

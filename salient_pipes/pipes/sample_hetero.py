@@ -153,8 +153,8 @@ class SampleHeteroNeighbors(Stage):
                 self._session = None
             xs = [] if x is None else [as_buffer(x[t]) if t in x else None
                                        for t in self.node_types]
-            self._session = _native.HeteroSession(
-                self.hetero.graph, self.fanouts, replace=self.replace,
+            self._session = _native.open_session(
+                _native.HeteroSession, self.hetero.graph, self.fanouts, replace=self.replace,
                 return_e_id=self.return_e_id, seed=self.seed, x=xs,
                 y=None if y is None else as_buffer(y),
                 y_type=self.node_types.index(self.input_type), num_threads=self.num_threads,
