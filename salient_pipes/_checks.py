@@ -70,6 +70,10 @@ def as_node_ids(name: str, value: Any, num_nodes: Optional[int] = None) -> Tenso
                          f"got {type(value).__name__}")
     if value.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(value.shape)}")
+    if value.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device, which holds no values: pass the "
+                         "node ids as a CPU tensor")
+    value = value.cpu()  # ids on a GPU are read on the host
     if value.dtype == torch.bool:
         if num_nodes is not None and value.numel() != num_nodes:
             raise ValueError(f"{name} is a bool mask of {value.numel()} entries, "

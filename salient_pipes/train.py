@@ -53,6 +53,38 @@ class EpochResult:
         return min(1.0, max(0.0, 1.0 - self.device_busy_s / self.seconds))
 
 
+@dataclass
+class EpochSoFar:
+    """The part of an epoch trained so far: its batches and seeds, the sum of
+    its batch losses weighted by seeds, and its seconds. A checkpoint taken
+    mid-epoch stores it (:meth:`state_dict`); ``train_epoch(...,
+    resume=...)`` continues it, so that a resumed epoch's progress bar and
+    loss cover the whole epoch.
+
+    Example:
+        >>> EpochSoFar(batches=2, seeds=256, loss_sum=512.0).mean_loss
+        2.0
+    """
+
+    batches: int = 0
+    seeds: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.seeds if self.seeds else 0.0
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"batches": self.batches, "seeds": self.seeds, "loss_sum": self.loss_sum,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state: Dict[str, Any]) -> EpochSoFar:
+        return cls(batches=int(state["batches"]), seeds=int(state["seeds"]),
+                   loss_sum=float(state["loss_sum"]), seconds=float(state["seconds"]))
+
+
 def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -213,12 +245,18 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
                 pipe: Iterable[Union[PreparedBatch, HeteroBatch]],
                 optimizer: torch.optim.Optimizer, *, progress: bool = True,
                 desc: str = "train",
-                on_batch: Optional[Callable[[int], None]] = None) -> EpochResult:
+                on_batch: Optional[Callable[[Callable[[], EpochSoFar]], None]] = None,
+                resume: Optional[EpochSoFar] = None) -> EpochResult:
     """Trains ``model`` on one pass over ``pipe`` with NLL loss (labels -1
     ignored). The loss is summed on the device and read once at the end: no
-    host-device synchronization per batch. ``on_batch(i)`` runs after the
-    optimizer step of the ``i``-th batch of this pass (checkpointing hooks in
-    there).
+    host-device synchronization per batch.
+
+    ``on_batch(so_far)`` runs after each optimizer step (checkpointing hooks
+    in there); ``so_far()`` returns the :class:`EpochSoFar` of the epoch up
+    to this batch (reading the loss sum from the device: call it only when
+    needed). ``resume`` is what an interrupted epoch had done before ``pipe``
+    (resumed with ``load_state_dict``) continues it: the progress bar starts
+    there and the result covers the whole epoch.
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline, SAGE
@@ -236,20 +274,26 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
     net = captured.model if captured is not None else model
     net.train()
     device = _model_device(net)
-    total = torch.zeros((), device=device)
-    seeds = 0
-    batches = 0
-    start = time.perf_counter()
+    before = resume or EpochSoFar()
+    total = torch.full((), before.loss_sum, device=device)
+    seeds = before.seeds
+    batches = before.batches
+    start = time.perf_counter() - before.seconds
     waited = first_wait = 0.0
-    items = iter(tqdm(pipe, total=batches_per_epoch(pipe), desc=desc, disable=not progress,
-                      leave=False))
+    items = iter(tqdm(pipe, total=batches_per_epoch(pipe), initial=batches, desc=desc,
+                      disable=not progress, leave=False))
+
+    def so_far() -> EpochSoFar:
+        return EpochSoFar(batches=batches, seeds=seeds, loss_sum=float(total.item()),
+                          seconds=time.perf_counter() - start)
+
     timed = device.type == "cuda"
     steps: list = []  # (start, end) CUDA events of each step, read once at the end
     while True:
         asked = time.perf_counter()
         batch = next(items, None)
         waited += time.perf_counter() - asked
-        if batches == 0:
+        if batches == before.batches:
             first_wait = waited
         if batch is None:
             break
@@ -266,7 +310,7 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
         seeds += batch.batch_size
         batches += 1
         if on_batch is not None:
-            on_batch(batches)
+            on_batch(so_far)
     mean = (total / max(seeds, 1)).item()
     seconds = time.perf_counter() - start
     busy = None

@@ -161,7 +161,7 @@ def test_interrupted_save_leaves_nothing_loadable(tmp_path, small_dataset, monke
         small_dataset.save(tmp_path / "copy", progress=False)
     assert not (tmp_path / "copy").exists()
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(DatasetCacheError, match="no readable dataset"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         FastDataset.load(tmp_path / "copy")
 
 

@@ -151,8 +151,7 @@ def test_killed_training_resumes_to_the_same_parameters(tmp_path, monkeypatch, c
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        main([*ARGS, "--checkpoint", str(tmp_path / "resumed")])
+    assert main([*ARGS, "--checkpoint", str(tmp_path / "resumed")]) == 130  # one line, no trace
     monkeypatch.setattr(torch.optim.Adam, "step", real_step)
     capsys.readouterr()
     assert main([*ARGS, "--checkpoint", str(tmp_path / "resumed")]) == 0

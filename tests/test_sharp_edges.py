@@ -241,3 +241,35 @@ def test_process_group_frees_ddp_models_before_destroying_the_group(tmp_path, mo
             assert fail and "step failed" in str(error)
         assert not dist.is_initialized()
     assert alive_at_destroy == [[False], [False, False]]
+
+
+# ------------------------------------------------- errors that point the right way
+def test_loading_a_directory_without_a_dataset_does_not_advise_deleting_it(tmp_path):
+    from salient_pipes import HeteroDataset
+
+    for cls in (FastDataset, HeteroDataset):
+        with pytest.raises(FileNotFoundError, match="does not exist") as missing:
+            cls.load(tmp_path / "no" / "such" / "dir")
+        with pytest.raises(FileNotFoundError, match="holds no saved dataset") as empty:
+            cls.load(tmp_path)
+        for error in (missing, empty):
+            assert "delete" not in str(error.value) and "save() or from_edges()" in str(
+                error.value)
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_graph_that_is_not_in_ogb_points_to_from_pyg():
+    with pytest.raises(ValueError, match=r"'cora'.*FastDataset\.from_pyg\(data\)"):
+        FastDataset.from_path("data", "cora")
+
+
+def test_node_ids_on_the_meta_device_are_refused_by_name(small_dataset):
+    with pytest.raises(ValueError, match="split is on the meta device"):
+        salient_pipeline(small_dataset, torch.arange(10, device="meta"), device="cpu")
+    from torch_geometric.data import Data
+
+    from salient_pipes.pyg import NeighborLoader
+
+    data = Data(x=torch.randn(6, 2), edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]))
+    with pytest.raises(ValueError, match="meta device"):
+        NeighborLoader(data, num_neighbors=[2], input_nodes=torch.arange(4, device="meta"))

@@ -368,13 +368,10 @@ def test_cli_compile_rejects_the_heterogeneous_model(capsys):
               "--epochs", "1", "--no-progress", "--device", "cpu"])
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--cuda-graphs"], "add --compile"),
-    (["--cuda-graphs", "--compile", "--device", "cpu"], "needs one process on a CUDA device"),
-])
-def test_cli_cuda_graphs_needs_compile_and_cuda(args, message):
-    with pytest.raises(SystemExit, match=message):
-        main(["train", *args, "--epochs", "1", "--num-nodes", "500", "--no-progress"])
+def test_cli_cuda_graphs_needs_cuda():
+    with pytest.raises(SystemExit, match="needs one process on a CUDA device"):
+        main(["train", "--cuda-graphs", "--compile", "--device", "cpu", "--epochs", "1",
+              "--num-nodes", "500", "--no-progress"])
 
 
 def test_cli_cora(planetoid_root, capsys):
@@ -385,13 +382,8 @@ def test_cli_cora(planetoid_root, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--epochs", "-1"], "--epochs: must be >= 0"),
-    (["--fanouts", ""], "fanouts must name at least one hop"),
-    (["--fanouts", "5,0"], "each fanout must be positive or -1"),
-    (["--fanouts", "a,b"], "fanouts must be integers"),
     (["--dataset", "ogbn-nope"], "unknown OGB node-property dataset"),
     (["--batch-size", "0"], "--batch-size: must be > 0"),
-    (["--fanouts", "5,5", "--test-fanouts", "5"], "as many hops"),
 ])
 def test_cli_rejects_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -404,7 +396,7 @@ def test_cli_error_is_a_message_not_a_traceback():
     proc = subprocess.run([sys.executable, "-m", "salient_pipes", "train", "--epochs", "-3"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "must be >= 0" in proc.stderr and "Traceback" not in proc.stderr
+    assert "must be > 0" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_train_epoch_measures_the_wait_for_data():
@@ -447,7 +439,7 @@ def test_cli_profile_writes_its_report(tmp_path, capsys):
     assert printed.count("% of the epoch; first batch") == 2
     profile = json.loads((tmp_path / "prof" / "profile.json").read_text())
     assert [row["epoch"] for row in profile["epochs"]] == [0, 1]
-    assert printed.count("cpu idle") == 2
+    assert "idle" not in printed  # not measured on the CPU
     for row in profile["epochs"]:
         assert 0 <= row["first_wait_s"] <= row["data_wait_s"] <= row["train_s"]
         assert abs(row["compute_s"] + row["data_wait_s"] - row["train_s"]) < 1e-9

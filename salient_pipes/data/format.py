@@ -144,9 +144,14 @@ def dataset_meta(directory: Path, name: str, num_nodes: int, num_edges: int, num
             "splits": list(splits), "files": files}
 
 
-def read_meta(path: Path, fmt: str, version: int, rebuild: str) -> Dict[str, Any]:
+def read_meta(path: Path, fmt: str, version: int, rebuild: str,
+              written_by: str = "save() or from_edges()") -> Dict[str, Any]:
     """``path/meta.json``, refused (``DatasetCacheError``) when unreadable or
-    of another format or version."""
+    of another format or version; ``FileNotFoundError`` when ``path`` holds
+    no saved dataset at all (nothing there to delete and rebuild)."""
+    if not (path / "meta.json").is_file():
+        what = "does not exist" if not path.exists() else "holds no saved dataset (no meta.json)"
+        raise FileNotFoundError(f"{path} {what}: give the directory that {written_by} wrote")
     try:
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, ValueError) as exc:

@@ -53,6 +53,11 @@ def _master() -> pd.DataFrame:
     return pd.read_csv(table, index_col=0, keep_default_na=False)
 
 
+def known_names() -> Sequence[str]:
+    """OGB's node-property datasets, by name."""
+    return list(_master().keys())
+
+
 def is_hetero(name: str) -> bool:
     """Whether OGB's node-property dataset ``name`` is heterogeneous (ogbn-mag)."""
     master = _master()
@@ -65,7 +70,9 @@ def dataset_info(name: str, hetero: bool = False) -> OgbInfo:
     master = _master()
     if name not in master:
         raise ValueError(f"unknown OGB node-property dataset {name!r}; known: "
-                         f"{', '.join(master.keys())}")
+                         f"{', '.join(known_names())}. Other graphs (Cora and the rest of "
+                         "PyG's datasets, your own) convert with FastDataset.from_pyg(data) "
+                         "or FastDataset.from_edges(...)")
     meta = master[name]
     if (meta["is hetero"] == "True") != hetero:
         raise ValueError(f"{name} is heterogeneous: open it with HeteroDataset.from_path"
@@ -89,18 +96,35 @@ def _has_raw(raw_dir: Path, info: OgbInfo) -> bool:
     return (raw_dir / ("data.npz" if info.binary else "edge.csv.gz")).exists()
 
 
+class DownloadError(OSError):
+    """An OGB dataset's files could not be downloaded; the message says where
+    to put them to work offline."""
+
+
 def download(root: PathLike, info: OgbInfo) -> Path:
     """Downloads and unpacks ``info``'s archive under ``root`` unless its raw
-    files are already there; returns the dataset directory."""
+    files are already there; returns the dataset directory. A failed download
+    raises :class:`DownloadError` and leaves no directory it created behind."""
     from ogb.utils.url import download_url, extract_zip
 
     root = Path(root)
     target = root / info.dir_name
     if _has_raw(target / "raw", info):
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {info.name} from {info.url}", file=sys.stderr)
-    archive = download_url(info.url, str(root))
+    created = next((p for p in reversed([root, *root.parents]) if not p.exists()), None)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        print(f"downloading {info.name} from {info.url}", file=sys.stderr)
+        archive = download_url(info.url, str(root))
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; ogb raises RuntimeError
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        archive = info.url.rpartition("/")[2]
+        raise DownloadError(
+            f"could not download {info.name} from {info.url} ({exc}). To work offline, "
+            f"fetch {archive} elsewhere, unpack it in {root} and rename its folder "
+            f"{info.download_name} to {info.dir_name}, so that {target / 'raw'} holds its raw "
+            f"files and {target / 'split' / info.split} its split") from exc
     extract_zip(archive, str(root))
     os.unlink(archive)
     if target.exists():
@@ -276,5 +300,5 @@ def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
     return Path(dest)
 
 
-__all__: Sequence[str] = ["OgbInfo", "convert", "convert_hetero", "dataset_info", "download",
-                          "is_hetero"]
+__all__: Sequence[str] = ["DownloadError", "OgbInfo", "convert", "convert_hetero",
+                          "dataset_info", "download", "is_hetero", "known_names"]

@@ -259,7 +259,8 @@ class PartitionedDataset(CSRViews):
     @classmethod
     def _open(cls, path: Path, rank: int, mmap: bool) -> PartitionedDataset:
         rebuild = f"partition the dataset again into {path}"
-        meta = read_meta(path, PARTITION_FORMAT, PARTITION_VERSION, rebuild)
+        meta = read_meta(path, PARTITION_FORMAT, PARTITION_VERSION, rebuild,
+                         "partition() or salient-pipes partition")
         if rank >= meta["num_parts"]:
             raise ValueError(f"{path} has {meta['num_parts']} parts, no part {rank}")
         wanted = ["graph/rowptr", "graph/col", "owner", "local",
