@@ -361,3 +361,34 @@ def test_roc_auc_of_the_example():
     assert roc_auc(torch.tensor([0.9, 0.1, 0.8, 0.2, 0.7]), labels) == 1.0
     assert roc_auc(torch.tensor([0.1, 0.9, 0.2, 0.8, 0.3]), labels) == 0.0
     assert roc_auc(torch.tensor([0.9, 0.8, 0.1, 0.2, 0.7]), labels) == pytest.approx(3 / 6)
+
+
+@pytest.mark.parametrize("subgraph_type", ["directional", "bidirectional", "induced"])
+@pytest.mark.parametrize("edge_ids", [False, True])
+def test_custom_chain_maps_positions_to_edge_ids_on_unsorted_input(subgraph_type, edge_ids):
+    """to_pyg(data, perm) after a sampler that reports positions in the CSR
+    (or, given edge_ids, ids): on an edge_index not sorted by destination
+    the two differ, and every e_id must name the edge it stands for."""
+    from salient_pipes.pipes import NodeIndices
+
+    data = _data(num_nodes=200, num_edges=1500, seed=4)
+    csc = csc_of(data)
+    assert not torch.equal(csc.perm, torch.arange(csc.perm.numel()))  # the order differs
+    pipe = (NodeIndices(torch.arange(200)).batch_nodes(25).seed_nodes(torch.arange(200))
+            .sample_neighbors(csc.graph, [4, 3], node_wise=True, return_e_id=True,
+                              edge_ids=csc.perm if edge_ids else None)
+            .to_pyg(data, csc.perm, subgraph_type=subgraph_type,
+                    csc=(csc.rowptr, csc.col)))
+    batches = list(pipe)
+    assert len(batches) == 8
+    for batch in batches:
+        n_id, e_id = batch.n_id, batch.e_id
+        assert e_id.numel() == batch.edge_index.size(1) > 0
+        ends = data.edge_index[:, e_id]
+        got = n_id[batch.edge_index]
+        if subgraph_type == "bidirectional":  # each edge in its direction or reversed
+            assert bool(((ends == got).all(0) | (ends.flip(0) == got).all(0)).all())
+        else:
+            assert torch.equal(ends, got)
+            assert torch.equal(batch.edge_attr, data.edge_attr[e_id])
+            assert torch.equal(batch.edge_weight, data.edge_weight[e_id])
