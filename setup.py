@@ -5,9 +5,13 @@ UndefinedBehaviorSanitizer (see scripts/sanitize.sh).
 """
 
 import os
+from glob import glob
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
+
+# The binding files compile in parallel (SALIENT_PIPES_BUILD_JOBS, default: every core).
+ParallelCompile("SALIENT_PIPES_BUILD_JOBS").install()
 
 WARNINGS = ["-Wall", "-Wextra"]
 
@@ -21,7 +25,9 @@ else:
 
 native = Pybind11Extension(
     "salient_pipes._native._core",
-    ["salient_pipes/_native/bindings.cpp"],
+    [f"salient_pipes/_native/{name}.cpp"
+     for name in ("bindings", "bind_graph", "bind_session", "bind_cache", "bind_build")],
+    depends=sorted(glob("salient_pipes/_native/*.hpp")),  # a header change rebuilds
     cxx_std=17,
     extra_compile_args=WARNINGS + compile_args,
     extra_link_args=["-pthread", *link_args],

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch_geometric.nn import SAGEConv
 from tqdm import tqdm
 
-from salient_pipes.compat import *  # noqa: F403  (was: driver.dataset, fast_trainer.*)
+from salient_pipes.adapters.salient import *  # noqa: F403  (was: driver.dataset, fast_trainer.*)
 
 
 def init_weights(m):

@@ -8,11 +8,12 @@ Example:
     ...     out = batch.x[: batch.batch_size]
 """
 
-from salient_pipes.batch import Adj, HeteroBatch, PreparedBatch, SampledSubgraph
+from salient_pipes.batch import Adj, NodeWiseBatch, PreparedBatch, SampledSubgraph
 from salient_pipes.data import (
     DatasetCacheError,
     FastDataset,
     FeatureCache,
+    FeatureCaches,
     HeteroDataset,
     csr_from_edge_index,
 )
@@ -41,10 +42,11 @@ __all__ = [
     "DatasetCacheError",
     "FastDataset",
     "FeatureCache",
-    "HeteroBatch",
+    "FeatureCaches",
     "HeteroDataset",
     "HeteroSAGE",
     "NodeIndices",
+    "NodeWiseBatch",
     "PartitionedDataset",
     "PinMemory",
     "PinnedPool",
@@ -65,3 +67,13 @@ __all__ = [
     "pipeline_stats",
     "salient_pipeline",
 ]
+
+
+def __getattr__(name: str):
+    if name == "HeteroBatch":  # the node-wise batch's name before it served every graph
+        import warnings
+
+        warnings.warn("salient_pipes.HeteroBatch is now NodeWiseBatch; the old name goes in "
+                      "the next release", DeprecationWarning, stacklevel=2)
+        return NodeWiseBatch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

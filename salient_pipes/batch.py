@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -94,41 +95,39 @@ class SeedBatch(NamedTuple):
     payload: Dict[str, Any]
 
 
-class SampledUnion(NamedTuple):
-    """The output of node-wise sampling (PyG's semantics): every node's
-    neighbors sampled once, the hops joined into one subgraph.
+class Batch:
+    """What every batch with tensors shares: moving to a device, pinning,
+    and marking its memory as used by a stream, written once over the
+    subclass's :meth:`tensors` and :meth:`map_tensors`."""
 
-    ``edge_index[0]`` holds the sampled neighbors' local ids (sources),
-    ``edge_index[1]`` the nodes they were sampled for (targets), hop by hop
-    from the seeds outwards. ``e_id`` are the edges' positions in the CSR's
-    ``col``. ``num_sampled_nodes[0]`` is the batch size, then the new nodes
-    of each hop; ``num_sampled_edges`` the edges of each hop. With disjoint
-    sampling, ``batch[i]`` is the seed (position in the batch) whose
-    subgraph local node ``i`` belongs to, and ``n_id`` may repeat a node.
+    def tensors(self) -> List[Tensor]:
+        """Every tensor of the batch."""
+        raise NotImplementedError
 
-    Example:
-        >>> u = SampledUnion(torch.tensor([4, 7, 9]), torch.tensor([[1, 2], [0, 0]]),
-        ...                  torch.tensor([10, 11]), [1, 2], [2], {})
-        >>> u.batch_size
-        1
-    """
+    def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> Any:
+        """The batch with ``fn`` applied to each of its tensors (sizes kept)."""
+        raise NotImplementedError
 
-    n_id: Tensor
-    edge_index: Tensor
-    e_id: Tensor
-    num_sampled_nodes: List[int]
-    num_sampled_edges: List[int]
-    payload: Dict[str, Any]
-    batch: Optional[Tensor] = None
-    x: Optional[Tensor] = None  # x[n_id], when gathered by the sampling workers
+    def to(self, device: Device, non_blocking: bool = False) -> Any:
+        """Copies to ``device``; with ``non_blocking`` from pinned memory the copy
+        is asynchronous on the current stream."""
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_sampled_nodes[0]
+    def pin_memory(self) -> Any:
+        """Returns the batch in page-locked memory (itself if already pinned)."""
+        return self if self.is_pinned() else self.map_tensors(lambda t: t.pin_memory())
+
+    def is_pinned(self) -> bool:
+        return all(t.is_pinned() for t in self.tensors())
+
+    def record_stream(self, stream: torch.cuda.Stream) -> None:
+        """Marks every tensor as in use by ``stream`` (see ``Tensor.record_stream``),
+        so the caching allocator does not reuse its memory too early."""
+        record_storages(self.tensors(), stream)
 
 
 @dataclass
-class PreparedBatch:
+class PreparedBatch(Batch):
     """A sampled subgraph with its features and the seeds' labels.
 
     ``x[i]`` is the feature row of node ``n_id[i]``; ``y`` holds the labels of
@@ -159,40 +158,34 @@ class PreparedBatch:
         return out
 
     def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> PreparedBatch:
-        """The batch with ``fn`` applied to each of its tensors (sizes kept)."""
         return PreparedBatch(
             x=fn(self.x), y=None if self.y is None else fn(self.y),
             adjs=[Adj(fn(a.edge_index), None if a.e_id is None else fn(a.e_id), a.size)
                   for a in self.adjs],
             n_id=fn(self.n_id))
 
-    def to(self, device: Device, non_blocking: bool = False) -> PreparedBatch:
-        """Copies to ``device``; with ``non_blocking`` from pinned memory the copy
-        is asynchronous on the current stream."""
-        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
-    def pin_memory(self) -> PreparedBatch:
-        """Returns the batch in page-locked memory (itself if already pinned)."""
-        return self if self.is_pinned() else self.map_tensors(lambda t: t.pin_memory())
-
-    def is_pinned(self) -> bool:
-        return all(t.is_pinned() for t in self.tensors())
-
-    def record_stream(self, stream: torch.cuda.Stream) -> None:
-        """Marks every tensor as in use by ``stream`` (see ``Tensor.record_stream``),
-        so the caching allocator does not reuse its memory too early."""
-        record_storages(self.tensors(), stream)
+# The node and edge type of a graph without types (a FastDataset, a PyG
+# Data): a homogeneous graph is the one-type case of a typed one.
+NODE_TYPE = "_N"
+EDGE_TYPE: EdgeType = (NODE_TYPE, "_E", NODE_TYPE)
 
 
 @dataclass
-class HeteroBatch:
-    """A node-wise sample of a heterogeneous graph (PyG's semantics), per
-    node type and per edge type ``(src, rel, dst)``:
+class NodeWiseBatch(Batch):
+    """A node-wise sample (PyG's semantics: each node's neighbors sampled
+    once, the hops joined into one subgraph) of a graph with any number of
+    node and edge types; a graph without types has one node type
+    (:data:`NODE_TYPE`) and one edge type (:data:`EDGE_TYPE`). Per node type
+    and per edge type ``(src, rel, dst)``:
 
     - ``n_id[t]``: the global ids of the sampled nodes of type ``t``; the
       seeds come first in their type.
-    - ``edge_index[e]``: ``[2, E]`` local ids, row 0 into ``n_id[src]``,
-      row 1 into ``n_id[dst]``; ``e_id[e]`` the edges' ids (when asked).
+    - ``edge_index[e]``: ``[2, E]`` local ids, row 0 into ``n_id[src]`` (the
+      sampled neighbors), row 1 into ``n_id[dst]`` (the nodes they were
+      sampled for), hop by hop from the seeds outwards; ``e_id[e]`` the
+      edges' ids (when asked: positions in the sampled CSR, or the ids the
+      sampler was given).
     - ``num_sampled_nodes[t]``: the seeds (0 for other types), then the new
       nodes of each hop; ``num_sampled_edges[e]``: the edges of each hop.
     - ``x[t]``: ``x[t][n_id[t]]`` once features are sliced (empty before);
@@ -200,16 +193,16 @@ class HeteroBatch:
     - ``input_type``: the seeds' node type; ``payload``: what travelled
       with the seeds (``input_id``, ...).
     - ``batch[t]``: after disjoint sampling, the seed each node belongs to
-      (``None`` otherwise).
+      (``None`` otherwise); ``n_id`` may then repeat a node.
     - ``attrs[t]``: other per-node attributes of type ``t`` sliced by
-      ``n_id[t]`` in the sampling workers (``{name: tensor}``; ``to_pyg``
-      fills it with the ``HeteroData``'s node attributes).
+      ``n_id[t]`` in the sampling workers (``{name: tensor}``).
 
     Example:
-        >>> b = HeteroBatch(x={}, y=None, edge_index={("a", "to", "p"): torch.tensor([[0], [0]])},
-        ...                 n_id={"p": torch.tensor([5]), "a": torch.tensor([2])}, e_id={},
-        ...                 num_sampled_nodes={"p": [1, 0], "a": [0, 1]},
-        ...                 num_sampled_edges={("a", "to", "p"): [1]}, input_type="p")
+        >>> b = NodeWiseBatch(x={}, y=None,
+        ...                   edge_index={("a", "to", "p"): torch.tensor([[0], [0]])},
+        ...                   n_id={"p": torch.tensor([5]), "a": torch.tensor([2])}, e_id={},
+        ...                   num_sampled_nodes={"p": [1, 0], "a": [0, 1]},
+        ...                   num_sampled_edges={("a", "to", "p"): [1]}, input_type="p")
         >>> b.batch_size
         1
     """
@@ -236,10 +229,9 @@ class HeteroBatch:
                *(v for named in self.attrs.values() for v in named.values())]
         return out if self.y is None else out + [self.y]
 
-    def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> HeteroBatch:
-        """The batch with ``fn`` applied to each of its tensors (sizes kept;
-        the payload is left as it is)."""
-        return HeteroBatch(
+    def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> NodeWiseBatch:
+        """(The payload is left as it is.)"""
+        return NodeWiseBatch(
             x={t: fn(v) for t, v in self.x.items()}, y=None if self.y is None else fn(self.y),
             edge_index={e: fn(v) for e, v in self.edge_index.items()},
             n_id={t: fn(v) for t, v in self.n_id.items()},
@@ -249,18 +241,11 @@ class HeteroBatch:
             batch=None if self.batch is None else {t: fn(v) for t, v in self.batch.items()},
             attrs={t: {k: fn(v) for k, v in named.items()} for t, named in self.attrs.items()})
 
-    def to(self, device: Device, non_blocking: bool = False) -> HeteroBatch:
-        """Copies every tensor to ``device`` (asynchronously from pinned memory
-        with ``non_blocking``)."""
-        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
-    def pin_memory(self) -> HeteroBatch:
-        """The batch in page-locked memory (itself if already pinned)."""
-        return self if self.is_pinned() else self.map_tensors(lambda t: t.pin_memory())
-
-    def is_pinned(self) -> bool:
-        return all(t.is_pinned() for t in self.tensors())
-
-    def record_stream(self, stream: torch.cuda.Stream) -> None:
-        """Marks every tensor as in use by ``stream`` (see ``PreparedBatch``)."""
-        record_storages(self.tensors(), stream)
+def __getattr__(name: str) -> Any:
+    if name == "HeteroBatch":  # the name before homogeneous graphs joined it
+        warnings.warn("salient_pipes.batch.HeteroBatch is now NodeWiseBatch (the node-wise "
+                      "batch of a graph of any number of types); the old name goes in the "
+                      "next release", DeprecationWarning, stacklevel=2)
+        return NodeWiseBatch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """GraphSAGE for sampled mini-batches (the batch contract's ``adjs``), and its
-heterogeneous form for :class:`~salient_pipes.batch.HeteroBatch`."""
+heterogeneous form for :class:`~salient_pipes.batch.NodeWiseBatch`."""
 
 from __future__ import annotations
 

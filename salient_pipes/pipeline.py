@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -11,13 +11,15 @@ from salient_pipes._checks import as_node_ids
 from salient_pipes.data import (
     FastDataset,
     FeatureCache,
+    FeatureCaches,
     HeteroDataset,
-    HeteroFeatureCache,
     iter_splits,
 )
-from salient_pipes.distributed.partitioned import PartitionedDataset
+from salient_pipes.distributed.dataset import PartitionedDataset
+from salient_pipes.distributed.fetch import FetchFeatures
 from salient_pipes.pipes import NodeIndices, Stage
 from salient_pipes.pipes.pinned_pool import PinnedPool
+from salient_pipes.pipes.schema import Fanouts
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -43,7 +45,7 @@ def salient_pipeline(
     split: Union[str, Tensor] = "train",
     *,
     batch_size: int = 1024,
-    fanouts: Sequence[int] = (15, 10, 5),
+    fanouts: Fanouts = (15, 10, 5),
     replace: bool = False,
     return_e_id: bool = False,
     shuffle: bool = True,
@@ -55,7 +57,7 @@ def salient_pipeline(
     pin_memory: Optional[bool] = None,
     rank: Optional[int] = None,
     world_size: Optional[int] = None,
-    feature_cache: Union[int, str, FeatureCache, HeteroFeatureCache, None] = None,
+    feature_cache: Union[int, str, FeatureCache, FeatureCaches, None] = None,
     cache_policy: str = "degree",
     fetch_depth: int = 2,
     x_dtype: Optional[torch.dtype] = None,
@@ -66,45 +68,60 @@ def salient_pipeline(
     ``NodeIndices(split) → shuffle_nodes → batch_nodes → sample_neighbors →
     slice_features (fused into sampling) → [pin_memory] → prefetch_to_device``
 
-    ``split`` names one of ``dataset.split_idx`` or is the seed set itself
-    (node ids or a bool mask over the nodes). A :class:`HeteroDataset` is
-    sampled node-wise per edge type (``fanouts`` a list for every edge type
-    or a dict per edge type) from seeds of its ``label_type``, and yields
-    :class:`~salient_pipes.batch.HeteroBatch` items. ``replace`` samples neighbors
-    with replacement; ``return_e_id`` fills each ``Adj.e_id``.
+    A :class:`FastDataset` is sampled per hop (SALIENT) and yields
+    :class:`~salient_pipes.batch.PreparedBatch` items; a
+    :class:`HeteroDataset` is sampled node-wise from seeds of its
+    ``label_type`` and yields :class:`~salient_pipes.batch.NodeWiseBatch`
+    items. The returned pipe has ``len()`` (batches per epoch),
+    ``set_epoch()`` and ``state_dict()``; iterating it again starts the
+    next epoch.
 
-    ``feature_cache`` keeps a byte budget of feature rows in memory (an int,
-    a string like ``"4GiB"``, or a :class:`FeatureCache`), chosen by
-    ``cache_policy`` (``"degree"`` or ``"sampled"``): for features read from
-    a file larger than memory. ``pipeline_stats`` reports its hit rate. A
-    heterogeneous dataset's budget is shared by its node types
-    (:class:`HeteroFeatureCache`, by degree).
-
-    A :class:`~salient_pipes.distributed.PartitionedDataset` (feature rows
-    cut across ranks) replaces ``slice_features`` by ``fetch_features``:
-    each rank's seeds are its part's nodes of the split, the local rows,
-    cached rows and rows fetched from their owners make ``x``, up to
-    ``fetch_depth`` batches ahead. When shuffling (training) every rank pads
-    its seeds with repeats to the largest part's count, so all ranks run
-    the same number of batches; evaluation (``shuffle=False``) takes each
-    seed once. Its cache is chosen when the dataset is loaded.
-
-    ``device`` defaults to CUDA when available, else CPU; ``pin_memory``
-    defaults to on for a CUDA device, and then the workers place each batch
-    straight in a page-locked slot of a pool (:class:`PinnedPool`), so it is
-    copied once on its way to the device; the pin stage is then left out,
-    and the prefetch stage's thread takes batches from the workers and issues
-    their copies. ``x_dtype`` (say
-    ``torch.float32``) casts the features on the device after the copy.
-    ``overlap_epochs`` (default: when shuffling, i.e. for training) samples
-    the next epoch's first batches while this epoch's last ones are
-    consumed, so that an epoch does not begin with the device waiting for
-    its first batch; the batches are the same.
-    ``rank``/``world_size`` default to the initialized ``torch.distributed``
-    process group: each rank then gets a disjoint shard of every epoch and
-    the same number of batches. The
-    returned pipe has ``len()`` (batches per epoch), ``set_epoch()`` and
-    ``state_dict()``; iterating it again starts the next epoch.
+    Args:
+        dataset: the graph. A
+            :class:`~salient_pipes.distributed.PartitionedDataset` (feature
+            rows cut across ranks) replaces ``slice_features`` by
+            ``fetch_features``: each rank's seeds are its part's nodes of the
+            split, its local rows, cached rows and rows fetched from their
+            owners make ``x``; when shuffling, every rank pads its seeds
+            with repeats to the largest part's count, so all ranks run the
+            same number of batches.
+        split: a name in ``dataset.split_idx``, or the seeds themselves
+            (node ids or a bool mask over the nodes).
+        batch_size: seeds per batch.
+        fanouts: neighbors per hop, the seeds' hop first (``-1``: all); for
+            a heterogeneous graph a list for every edge type or a dict per
+            edge type.
+        replace: sample neighbors with replacement.
+        return_e_id: fill each ``Adj.e_id`` (``NodeWiseBatch.e_id``).
+        shuffle: a new permutation per epoch (training); ``False`` for
+            evaluation.
+        drop_last: drop a last batch smaller than ``batch_size``.
+        device: where batches go (default: CUDA when available, else CPU).
+        num_threads: native sampling threads (default: cores / local
+            processes).
+        max_in_flight: batches sampled ahead (default: ``2 * num_threads``).
+        seed: the seed of the permutations and of sampling.
+        pin_memory: default: on for a CUDA device. The workers then place
+            each batch straight in a page-locked slot of a pool
+            (:class:`PinnedPool`), so it is copied once on its way to the
+            device, and the prefetch stage's thread issues the copies.
+        rank: this process's rank (default: the process group's).
+        world_size: ranks in all (default: the process group's): each rank
+            gets a disjoint shard of every epoch and the same number of
+            batches.
+        feature_cache: keep a byte budget of feature rows in memory (an
+            int, ``"4GiB"``, ``"10%"`` of the features, or a
+            :class:`FeatureCache`), for features read from a file larger
+            than memory; ``pipeline_stats`` reports its hit rate. A
+            heterogeneous dataset's budget is shared by its node types.
+        cache_policy: which rows the cache keeps (``POLICIES``: ``degree``,
+            ``sampled`` or ``vip``; a heterogeneous dataset's: degree).
+        fetch_depth: batches fetched ahead (partitioned datasets).
+        x_dtype: cast the features on the device after the copy (say
+            ``torch.float32``).
+        overlap_epochs: sample the next epoch's first batches while this
+            epoch's last ones are consumed, so that an epoch does not begin
+            with the device waiting (default: when shuffling).
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline
@@ -123,51 +140,65 @@ def salient_pipeline(
                                      seed=seed, pin_memory=pin_memory, depth=fetch_depth,
                                      feature_cache=feature_cache, x_dtype=x_dtype,
                                      overlap_epochs=overlap_epochs)
-    if isinstance(dataset, HeteroDataset):
-        if feature_cache is not None and cache_policy != "degree":
-            raise NotImplementedError("a heterogeneous dataset's feature cache takes the "
-                                      "'degree' policy only")
-    elif not isinstance(dataset, FastDataset):
+    if not isinstance(dataset, (FastDataset, HeteroDataset)):
         hint = (" (a PyG Data: convert it once with FastDataset.from_pyg(data))"
                 if hasattr(dataset, "edge_index") else "")
-        raise TypeError(f"dataset must be a FastDataset, got {type(dataset).__name__}{hint}")
-    if isinstance(split, str):
-        (_, index), = iter_splits(dataset, [split])
-    else:
-        index = as_node_ids("split", split, dataset.num_nodes[dataset.label_type]
-                            if isinstance(dataset, HeteroDataset) else dataset.num_nodes)
+        raise TypeError(f"dataset must be a FastDataset or HeteroDataset, got "
+                        f"{type(dataset).__name__}{hint}")
+    index = _seeds(dataset, split)
     device = resolve_device(device)
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
-    if isinstance(dataset, HeteroDataset):
-        if feature_cache is not None and not isinstance(feature_cache, HeteroFeatureCache):
-            feature_cache = HeteroFeatureCache.for_dataset(dataset, feature_cache,
-                                                           pin=device.type == "cuda")
-    elif feature_cache is not None and not isinstance(feature_cache, FeatureCache):
-        feature_cache = FeatureCache.for_dataset(
-            dataset, feature_cache, policy=cache_policy, fanouts=fanouts, batch_size=batch_size,
-            seeds=index, seed=seed, pin=device.type == "cuda")
+    cache = _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index,
+                           seed, pin=device.type == "cuda")
     sampled = (
         NodeIndices(index)
-        .shuffle_nodes(seed=seed, rank=rank, world_size=world_size, shuffle=shuffle)
+        .shuffle_nodes(seed=seed, shuffle=shuffle)
+        .shard_nodes(rank, world_size)
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
                           overlap_epochs=overlap_epochs)
     )
-    pinned = None
     # A slot per batch in flight, in the prefetch queue and its thread's hand,
-    # in use, and waiting for its copy to finish (a heterogeneous graph
-    # without features has nothing to gather there).
-    if pin_memory and (isinstance(dataset, FastDataset) or dataset.x):
-        pinned = PinnedPool(num_slots=sampled.max_in_flight + 6)
-    pipe = sampled.slice_features(dataset.x, dataset.y, cache=feature_cache, pinned=pinned)
+    # in use, and waiting for its copy to finish (a graph without features
+    # has nothing to gather there).
+    gathers = any(x.numel() for x in (dataset.x.values() if isinstance(dataset.x, dict)
+                                      else [dataset.x]))
+    pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) if pin_memory and gathers \
+        else None
+    pipe = sampled.slice_features(dataset.x, dataset.y, cache=cache, pinned=pinned)
     if pin_memory and (pinned is None or not pinned.pin):
         pipe = pipe.pin_memory()
     # With the pool the batches are placed in pinned memory already: the
     # prefetch stage's thread takes them from the workers and copies them.
     return pipe.prefetch_to_device(device, x_dtype=x_dtype)
+
+
+def _seeds(dataset: Union[FastDataset, HeteroDataset], split: Union[str, Tensor]) -> Tensor:
+    """The seed ids ``split`` names (a split's name, ids or a mask)."""
+    if isinstance(split, str):
+        (_, index), = iter_splits(dataset, [split])
+        return index
+    num_nodes = dataset.num_nodes[dataset.label_type] if isinstance(dataset, HeteroDataset) \
+        else dataset.num_nodes
+    return as_node_ids("split", split, num_nodes)
+
+
+def _feature_cache(dataset: Union[FastDataset, HeteroDataset], budget: Any, policy: str,
+                   fanouts: Fanouts, batch_size: int, seeds: Tensor, seed: int,
+                   pin: bool) -> Union[FeatureCache, FeatureCaches, None]:
+    """The cache ``budget`` asks for (or the one given)."""
+    if budget is None or isinstance(budget, (FeatureCache, FeatureCaches)):
+        return budget
+    if isinstance(dataset, HeteroDataset):
+        if policy != "degree":
+            raise NotImplementedError("a heterogeneous dataset's feature cache takes the "
+                                      "'degree' policy only")
+        return FeatureCaches.for_dataset(dataset, budget, pin=pin)
+    return FeatureCache.for_dataset(dataset, budget, policy=policy, fanouts=fanouts,
+                                    batch_size=batch_size, seeds=seeds, seed=seed, pin=pin)
 
 
 def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor], *,
@@ -179,8 +210,6 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
                           feature_cache: object, x_dtype: Optional[torch.dtype],
                           overlap_epochs: bool) -> Stage:
     """``salient_pipeline`` for one rank of a partitioned dataset."""
-    from salient_pipes.distributed.fetch import FetchFeatures
-
     if feature_cache is not None:
         raise ValueError("a partitioned dataset's cache is chosen when it is loaded: "
                          "PartitionedDataset.load(path, cache=...)")
@@ -201,7 +230,8 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
         pin_memory = device.type == "cuda"
     pipe = (
         NodeIndices(index)
-        .shuffle_nodes(seed=seed, shuffle=shuffle, pad_to=pad_to)
+        .shuffle_nodes(seed=seed, shuffle=shuffle)
+        .shard_nodes(pad_to=pad_to)
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,

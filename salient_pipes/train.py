@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from salient_pipes.batch import Adj, HeteroBatch, PreparedBatch
+from salient_pipes.batch import Adj, NodeWiseBatch, PreparedBatch
 from salient_pipes.data import FastDataset, HeteroDataset, iter_splits
 from salient_pipes.models import Capacities, batch_sizes
 from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipeline
@@ -100,10 +100,10 @@ def batches_per_epoch(pipe: Iterable[Any]) -> Optional[int]:
 
 def forward(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     """The model's output for the seeds of ``batch``: ``model(x, adjs)`` for a
-    :class:`PreparedBatch`; for a :class:`HeteroBatch`,
+    :class:`PreparedBatch`; for a :class:`NodeWiseBatch`,
     ``model(x_dict, edge_index_dict)`` (a dict of outputs per node type is
     read at the input type), first ``batch_size`` rows."""
-    if isinstance(batch, HeteroBatch):
+    if isinstance(batch, NodeWiseBatch):
         out = model(batch.x, batch.edge_index)
         if isinstance(out, dict):
             out = out[batch.input_type]
@@ -242,7 +242,7 @@ class CapturedStep:
 
 
 def train_epoch(model: Union[torch.nn.Module, CapturedStep],
-                pipe: Iterable[Union[PreparedBatch, HeteroBatch]],
+                pipe: Iterable[Union[PreparedBatch, NodeWiseBatch]],
                 optimizer: torch.optim.Optimizer, *, progress: bool = True,
                 desc: str = "train",
                 on_batch: Optional[Callable[[Callable[[], EpochSoFar]], None]] = None,

@@ -12,9 +12,31 @@ import numpy as np
 import pytest
 import torch
 
-from salient_pipes import FastDataset
+from salient_pipes import FastDataset, _native
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def per_hop(result: tuple) -> tuple:
+    """A sample of a graph of one type as ``(n_id, hops, x, y)`` from the
+    native session's tuple, ``hops`` holding ``(edge_index, e_id, (num_src,
+    num_dst))`` per hop: a per-hop sample's as they are, a node-wise
+    sample's one edge list cut at its hops (``num_dst``: the nodes found
+    before the hop, ``num_src``: after it)."""
+    n_ids, edges, num_nodes, num_edges, xs, y, _ = result
+    if edges and edges[0][2] is None:  # node-wise: one edge type, its hops in a row
+        (edge_index, e_id, _), = edges
+        found = np.cumsum(num_nodes[0])
+        bounds = np.cumsum([0, *num_edges[0]])
+        edges = [(edge_index[:, a:b], None if e_id is None else e_id[a:b],
+                  (int(found[h + 1]), int(found[h])))
+                 for h, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return n_ids[0], list(edges), xs[0] if xs else None, y
+
+
+def native_sample(graph, seeds, fanouts, **kwargs) -> tuple:
+    """``_native.sample`` of a graph of one type, per hop: ``(n_id, hops, x, y)``."""
+    return per_hop(_native.sample(graph, seeds, fanouts, **kwargs))
 
 
 def random_csr(num_nodes: int, num_edges: int, seed: int, *, hubs: bool = True,
@@ -76,6 +98,9 @@ def check_sample(rowptr: np.ndarray, col: np.ndarray, seeds: np.ndarray, fanouts
     assert len(set(n_id.tolist())) == len(n_id), "n_id holds a node twice"
     np.testing.assert_array_equal(n_id[: len(seeds)], seeds)
     assert len(hops) == len(fanouts)
+    if not hops:  # no hops: the seeds alone
+        assert len(n_id) == len(seeds)
+        return
     assert hops[0][2][0] == len(n_id)
     assert hops[-1][2][1] == len(seeds)
     for outer, inner in zip(hops[:-1], hops[1:]):

@@ -90,7 +90,7 @@ def nodes_loader() -> None:
     """torchdata.nodes' prefetcher thread over our pipe, held in a global."""
     from torchdata.nodes import Loader, Prefetcher
 
-    from salient_pipes.nodes import PipeNode
+    from salient_pipes.adapters.torchdata import PipeNode
 
     loader = Loader(Prefetcher(PipeNode(_pipe()), 4))
     it = iter(loader)

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch_geometric.utils import to_undirected
 
-from salient_pipes import DatasetCacheError, FastDataset, _native, csr_from_edge_index
+from salient_pipes import DatasetCacheError, FastDataset, csr_from_edge_index
 from salient_pipes.data import dataset as dataset_module
 from salient_pipes.data import ogb
 from salient_pipes.data.memory import HUGE_PAGE
-from tests.conftest import mapped_file
+from tests.conftest import mapped_file, native_sample
 
 
 def _edges_of(ds: FastDataset) -> set:
@@ -137,8 +137,8 @@ def test_graph_in_memory_moves_only_the_csr_into_huge_pages(tmp_path):
     assert mapped_file(moved.x).endswith("x.npy")  # the features stay mapped
     assert torch.equal(moved.col, ds.col) and torch.equal(moved.rowptr, ds.rowptr)
     seeds = np.arange(0, 60_000, 97, dtype=np.int64)
-    a = _native.sample(mapped.graph, seeds, [5, 3], seed=1)
-    b = _native.sample(moved.graph, seeds, [5, 3], seed=1)
+    a = native_sample(mapped.graph, seeds, [5, 3], seed=1)
+    b = native_sample(moved.graph, seeds, [5, 3], seed=1)
     np.testing.assert_array_equal(a[0], b[0])
     # False keeps the CSR mapped even without mmap for the rest.
     kept = FastDataset.load(tmp_path / "g", mmap=False, graph_in_memory=False)

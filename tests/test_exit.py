@@ -63,7 +63,7 @@ import threading, time
 import numpy as np
 from salient_pipes import FastDataset, _native
 ds = FastDataset.synthetic(num_nodes=2000, seed=0)
-s = _native.open_session(_native.Session, ds.graph, [5], num_threads=1)
+s = _native.open_session(ds.graph, [5], num_threads=1)
 s.submit(np.arange(8), 0, 0)
 s.next()
 s.close()

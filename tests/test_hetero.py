@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from salient_pipes import HeteroDataset, HeteroSAGE, _native, salient_pipeline
-from salient_pipes.data.hetero import typed_csr
-from salient_pipes.pipes import NodeIndices, hetero_fanouts
+from salient_pipes.data.csr import typed_csr
+from salient_pipes.pipes import NodeIndices, fanouts_per_edge_type
 from salient_pipes.train import batchwise_test, forward, train_epoch
 from tests.conftest import mapped_file
 
@@ -214,7 +214,7 @@ def test_sampled_subgraphs_are_valid_and_exact(mag):
     pipe = (NodeIndices(mag.split_idx["train"]).batch_nodes(40)
             .sample_neighbors(mag, fanouts, return_e_id=True, num_threads=2)
             .slice_features(mag.x, mag.y))
-    lists = hetero_fanouts(fanouts, mag.edge_types)
+    lists = fanouts_per_edge_type(fanouts, mag.edge_types)
     batches = list(pipe)
     assert len(batches) == len(pipe)
     for b in batches[:3]:
@@ -253,9 +253,13 @@ def test_same_samples_whatever_the_thread_count(mag):
     assert any(not torch.equal(a.n_id["author"], b.n_id["author"]) for a, b in zip(one, other))
 
 
+def _hetero_session(graph, fanouts, **kwargs):
+    return _native.Session(graph, fanouts, node_wise=True, **kwargs)
+
+
 def _native_run(ds, **kwargs):
     index = {t: i for i, t in enumerate(ds.node_types)}
-    session = _native.HeteroSession(ds.graph, hetero_fanouts([5, 4], ds.edge_types), seed=3,
+    session = _hetero_session(ds.graph, fanouts_per_edge_type([5, 4], ds.edge_types), seed=3,
                                     return_e_id=True, **kwargs)
     out = []
     for position, seeds in enumerate(ds.split_idx["train"][:200].split(40)):
@@ -281,7 +285,7 @@ def test_sampler_errors_are_clear(mag):
         pipe.sample_neighbors(mag, {("a", "b", "c"): [2]})
     with pytest.raises(ValueError, match="same number of hops"):
         pipe.sample_neighbors(mag, {WRITES: [2], CITES: [2, 2]})
-    with pytest.raises(ValueError, match=r"fanouts\[1\] = 'x'"):
+    with pytest.raises(ValueError, match=r"fanouts\[1\] must be an int, got 'x'"):
         pipe.sample_neighbors(mag, [2, "x"])
     with pytest.raises(ValueError, match="input_type must be one of"):
         pipe.sample_neighbors(mag, [2], input_type="venue")
@@ -298,17 +302,16 @@ def test_sampler_errors_are_clear(mag):
     with pytest.raises(ValueError, match="appears twice"):
         list(twice.sample_neighbors(mag, [2]))
     with pytest.raises(ValueError, match=r"x\[1\] has 3 rows"):
-        _native.HeteroSession(mag.graph, hetero_fanouts([2], mag.edge_types),
+        _hetero_session(mag.graph, fanouts_per_edge_type([2], mag.edge_types),
                               x=[None, np.zeros((3, 2), np.float32), None, None])
 
 
 def test_a_worker_failure_reaches_the_consumer_and_the_stage_recovers(mag):
     pipe = NodeIndices(mag.split_idx["train"][:200]).batch_nodes(40).sample_neighbors(mag, [3])
-    pipe._fail_at = 2
-    pipe._session = None
+    pipe._inject_failure(2)
     with pytest.raises(RuntimeError, match="injected failure in batch 2"):
         list(pipe)
-    pipe._fail_at, pipe._session = -1, None
+    pipe._inject_failure(-1)
     assert len(list(pipe)) == 5
 
 
@@ -516,29 +519,29 @@ def test_native_boundary_refuses_inconsistent_input(mag):
     rp = np.array([0, 1, 1], dtype=np.int64)
     col = np.array([0], dtype=np.int32)
     with pytest.raises(ValueError, match="rowptr must hold num_nodes"):
-        _native.HeteroGraph([3, 2], [1], [0], [rp], [col])
+        _native.TypedGraph([3, 2], [1], [0], [rp], [col])
     with pytest.raises(ValueError, match=r"names a node type outside \[0, 2\)"):
-        _native.HeteroGraph([2, 2], [2], [0], [rp], [col])
+        _native.TypedGraph([2, 2], [2], [0], [rp], [col])
     with pytest.raises(ValueError, match="one entry per edge type"):
-        _native.HeteroGraph([2, 2], [1], [0], [rp], [col], True, ["a", "b"])
+        _native.TypedGraph([2, 2], [1], [0], [rp], [col], True, ["a", "b"])
     with pytest.raises(ValueError, match=r"edge type \('a', 'r', 'p'\): col\[0\] = 0"):
-        _native.HeteroGraph([2, 0], [1], [0], [rp], [col], True, ["('a', 'r', 'p')"])
-    session = _native.HeteroSession(mag.graph, hetero_fanouts([2], mag.edge_types))
+        _native.TypedGraph([2, 0], [1], [0], [rp], [col], True, ["('a', 'r', 'p')"])
+    session = _hetero_session(mag.graph, fanouts_per_edge_type([2], mag.edge_types))
     with pytest.raises(ValueError, match="one array per node type"):
         session.submit([np.zeros(1, dtype=np.int64)], 0, 0)
     with pytest.raises(ValueError, match="one list per edge type"):
-        _native.HeteroSession(mag.graph, [[2]])
+        _hetero_session(mag.graph, [[2]])
     with pytest.raises(ValueError, match="same number"):
-        _native.HeteroSession(mag.graph, [[2]] * (len(mag.edge_types) - 1) + [[2, 2]])
+        _hetero_session(mag.graph, [[2]] * (len(mag.edge_types) - 1) + [[2, 2]])
     with pytest.raises(ValueError, match=r"fanouts\[0\]\[0\] = -2"):
-        _native.HeteroSession(mag.graph, [[-2]] + [[2]] * (len(mag.edge_types) - 1))
+        _hetero_session(mag.graph, [[-2]] + [[2]] * (len(mag.edge_types) - 1))
 
 
 def test_hetero_feature_cache_keeps_the_most_used_rows_within_budget(mag):
-    from salient_pipes.data import HeteroFeatureCache
+    from salient_pipes.data import FeatureCaches
 
     budget = 4 * sum(mag.num_nodes[t] for t in mag.x) + 300 * 256
-    cache = HeteroFeatureCache.for_dataset(mag, budget, pin=False)
+    cache = FeatureCaches.for_dataset(mag, budget, pin=False)
     assert set(cache) == set(mag.x)
     spent = sum(c.rows.numel() * c.rows.element_size() + 4 * c.slot.numel()
                 for c in cache.values())
@@ -555,10 +558,10 @@ def test_hetero_feature_cache_keeps_the_most_used_rows_within_budget(mag):
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_hetero_pipeline_through_a_feature_cache_gathers_the_same_rows(mag, fused):
-    from salient_pipes.data import HeteroFeatureCache
+    from salient_pipes.data import FeatureCaches
     from salient_pipes.pipes import pipeline_stats
 
-    cache = HeteroFeatureCache.for_dataset(mag, "64KiB", pin=False)
+    cache = FeatureCaches.for_dataset(mag, "64KiB", pin=False)
     seeds = mag.split_idx["train"][:200]
 
     def chain(cache):
@@ -573,7 +576,7 @@ def test_hetero_pipeline_through_a_feature_cache_gathers_the_same_rows(mag, fuse
         assert all(torch.equal(a.x[t], b.x[t]) for t in a.x) and torch.equal(a.y, b.y)
     assert 0 < cache.hit_rate < 1
     assert pipeline_stats(cached)[-1]["cache_hit_rate"] == cache.hit_rate
-    with pytest.raises(ValueError, match="HeteroFeatureCache"):
+    with pytest.raises(ValueError, match="FeatureCaches"):
         chain(next(iter(cache.values())))
 
 
@@ -695,12 +698,12 @@ def test_native_disjoint_hetero_checks_its_input(mag):
     types = mag.node_types
     fan = [[2] for _ in mag.edge_types]
     with pytest.raises(ValueError, match="gathers no features"):
-        _native.HeteroSession(mag.graph, fan, x=[mag.x[t].numpy() for t in types],
+        _hetero_session(mag.graph, fan, x=[mag.x[t].numpy() for t in types],
                               disjoint=True)
     with pytest.raises(ValueError, match="gathers no features"):
-        _native.HeteroSession(mag.graph, fan, attrs=[(0, mag.x[types[0]].numpy())],
+        _hetero_session(mag.graph, fan, attrs=[(0, mag.x[types[0]].numpy())],
                               disjoint=True)
-    session = _native.HeteroSession(mag.graph, fan, disjoint=True)
+    session = _hetero_session(mag.graph, fan, disjoint=True)
     both = [np.array([4, 1]) if t in ("paper", "author") else np.empty(0, dtype=np.int64)
             for t in types]
     session.submit(both, 0, 0)
@@ -715,11 +718,11 @@ def test_native_node_attributes_are_checked(mag):
     paper = mag.node_types.index("paper")
     rows = np.zeros(mag.num_nodes["paper"], dtype=np.int16)
     with pytest.raises(ValueError, match=r"attrs\[0\] names node type 9"):
-        _native.HeteroSession(mag.graph, fan, attrs=[(9, rows)])
-    with pytest.raises(ValueError, match=r"attrs\[1\] has 3 rows but node type"):
-        _native.HeteroSession(mag.graph, fan, attrs=[(paper, rows), (paper, rows[:3])])
+        _hetero_session(mag.graph, fan, attrs=[(9, rows)])
+    with pytest.raises(ValueError, match=r"attrs\[1\] has 3 rows but its node type"):
+        _hetero_session(mag.graph, fan, attrs=[(paper, rows), (paper, rows[:3])])
     with pytest.raises(ValueError, match="must be 1-D or 2-D"):
-        _native.HeteroSession(mag.graph, fan, attrs=[(paper, rows.reshape(-1, 1, 1))])
+        _hetero_session(mag.graph, fan, attrs=[(paper, rows.reshape(-1, 1, 1))])
 
 
 def test_to_pyg_slices_every_node_attribute_in_the_workers(mag_pyg):

@@ -17,7 +17,9 @@ from salient_pipes import _native
 from tests.conftest import (
     check_sample,
     expected_counts,
+    native_sample,
     pairs,
+    per_hop,
     random_csr,
     reference_full_sample,
     settled_thread_count,
@@ -43,7 +45,7 @@ def test_sample_properties(graph, data, fanouts, replace, seed, relabel):
     seeds = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n,
                                         unique=True)), dtype=np.int64)
     g = _native.CSRGraph(rowptr, col)
-    n_id, hops, _, _ = _native.sample(g, seeds, fanouts, replace=replace, return_e_id=True,
+    n_id, hops, _, _ = native_sample(g, seeds, fanouts, replace=replace, return_e_id=True,
                                       seed=seed, relabel=relabel)
     check_sample(rowptr, col, seeds, fanouts, replace, n_id, hops)
 
@@ -53,7 +55,7 @@ def test_sample_properties(graph, data, fanouts, replace, seed, relabel):
 def test_full_neighborhood_matches_reference(graph, hops, relabel):
     rowptr, col = graph
     seeds = np.arange(0, len(rowptr) - 1, 3, dtype=np.int64)
-    n_id, got, _, _ = _native.sample(_native.CSRGraph(rowptr, col), seeds, [-1] * hops,
+    n_id, got, _, _ = native_sample(_native.CSRGraph(rowptr, col), seeds, [-1] * hops,
                                      relabel=relabel)
     ref_n_id, ref = reference_full_sample(rowptr, col, seeds.tolist(), hops)
     assert n_id.tolist() == ref_n_id
@@ -75,7 +77,7 @@ def test_neighbor_choice_is_uniform(replace, degree, fanout):
     counts = np.zeros(degree + 1, dtype=np.int64)
     draws = 4000
     for position in range(draws):
-        n_id, hops, _, _ = _native.sample(g, np.array([0]), [fanout], replace=replace, seed=3,
+        n_id, hops, _, _ = native_sample(g, np.array([0]), [fanout], replace=replace, seed=3,
                                           position=position)
         counts += np.bincount(n_id[hops[0][0][0]], minlength=degree + 1)
     observed = counts[1:]
@@ -88,7 +90,7 @@ def test_pairs_without_replacement_are_uniform():
     g = _star(5)
     pairs = np.zeros((6, 6), dtype=np.int64)
     for position in range(10_000):
-        n_id, hops, _, _ = _native.sample(g, np.array([0]), [2], seed=11, position=position)
+        n_id, hops, _, _ = native_sample(g, np.array([0]), [2], seed=11, position=position)
         a, b = sorted(n_id[hops[0][0][0]].tolist())
         pairs[a, b] += 1
     observed = pairs[np.triu_indices(6, 1)][5:]  # drop pairs with node 0
@@ -102,7 +104,7 @@ def test_sample_depends_on_seed_epoch_and_position():
     seeds = np.arange(0, 3000, 10, dtype=np.int64)
 
     def run(seed, epoch, position):
-        n_id, hops, _, _ = _native.sample(g, seeds, [5, 5], return_e_id=True, seed=seed,
+        n_id, hops, _, _ = native_sample(g, seeds, [5, 5], return_e_id=True, seed=seed,
                                           epoch=epoch, position=position)
         return n_id.tolist(), [h[1].tolist() for h in hops]
 
@@ -120,8 +122,8 @@ def test_hash_relabel_grows_past_its_first_table():
     rowptr, col = random_csr(40000, 400000, seed=6)
     g = _native.CSRGraph(rowptr, col)
     seeds = np.random.default_rng(0).permutation(40000)[:2000].astype(np.int64)
-    dense = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5, relabel="slots")
-    hashed = _native.sample(g, seeds, [15, 10], return_e_id=True, seed=5, relabel="hash")
+    dense = native_sample(g, seeds, [15, 10], return_e_id=True, seed=5, relabel="slots")
+    hashed = native_sample(g, seeds, [15, 10], return_e_id=True, seed=5, relabel="hash")
     assert len(hashed[0]) > 10000
     check_sample(rowptr, col, seeds, [15, 10], False, hashed[0], hashed[1])
     _same_results([dense], [hashed])
@@ -135,7 +137,7 @@ def _growth_of_one_batch(num_nodes, **kwargs):
     session = _native.Session(graph, [2], **kwargs)
     before = psutil.Process().memory_info().rss
     session.submit(np.array([num_nodes - 1], dtype=np.int64), 0, 0)
-    n_id, *_ = session.next()
+    n_id, *_ = per_hop(session.next())
     assert n_id.tolist() == [num_nodes - 1]
     return psutil.Process().memory_info().rss - before
 
@@ -154,10 +156,10 @@ def test_relabel_kind_decides_the_table_a_worker_holds():
 def test_relabel_kind_is_checked():
     rowptr, col = random_csr(10, 30, seed=1)
     graph = _native.CSRGraph(rowptr, col)
-    typed = _native.HeteroGraph([10], [0], [0], [rowptr], [col])
-    for call in (lambda: _native.sample(graph, np.array([1]), [2], relabel="dense"),
+    typed = _native.TypedGraph([10], [0], [0], [rowptr], [col])
+    for call in (lambda: native_sample(graph, np.array([1]), [2], relabel="dense"),
                  lambda: _native.Session(graph, [2], relabel="sorted"),
-                 lambda: _native.HeteroSession(typed, [[2]], relabel="Slots")):
+                 lambda: _native.Session(typed, [[2]], node_wise=True, relabel="Slots")):
         with pytest.raises(ValueError, match="relabel must be 'auto', 'slots' or 'hash', not"):
             call()
 
@@ -189,7 +191,7 @@ def _run_session(graph, batches, threads, ordered=True, **kw):
     session = _native.Session(graph, [5, 3], num_threads=threads, ordered=ordered, seed=9, **kw)
     for position, seeds in enumerate(batches):
         session.submit(seeds, 2, position)
-    return [session.next() for _ in batches]
+    return [per_hop(session.next()) for _ in batches]
 
 
 def _same_results(a, b):
@@ -236,13 +238,13 @@ def test_worker_exception_reaches_python_and_session_recovers():
     session = _native.Session(g, [4], num_threads=2, fail_at_position=1)
     for position in range(3):
         session.submit(np.arange(position * 10, position * 10 + 10, dtype=np.int64), 0, position)
-    session.next()
+    per_hop(session.next())
     with pytest.raises(RuntimeError, match="injected failure in batch 1"):
-        session.next()
+        per_hop(session.next())
     session.cancel()
     assert session.in_flight == 0
     session.submit(np.arange(5, dtype=np.int64), 1, 0)
-    assert session.next()[0][:5].tolist() == list(range(5))
+    assert per_hop(session.next())[0][:5].tolist() == list(range(5))
 
 
 def test_invalid_seeds_raise_value_error_from_the_worker():
@@ -250,14 +252,14 @@ def test_invalid_seeds_raise_value_error_from_the_worker():
     session = _native.Session(g, [2], num_threads=1)
     session.submit(np.array([3, 3]), 0, 0)
     with pytest.raises(ValueError, match="appears twice"):
-        session.next()
+        per_hop(session.next())
     session.submit(np.array([50]), 0, 1)
     with pytest.raises(ValueError, match="outside"):
-        session.next()
+        per_hop(session.next())
     with pytest.raises(ValueError, match="outside"):
-        _native.sample(g, np.array([-1]), [2])
+        native_sample(g, np.array([-1]), [2])
     with pytest.raises(RuntimeError, match="no batch in flight"):
-        session.next()
+        per_hop(session.next())
 
 
 def test_cancel_with_work_in_flight_then_next_epoch():
@@ -266,10 +268,10 @@ def test_cancel_with_work_in_flight_then_next_epoch():
     session = _native.Session(g, [10, 10], num_threads=2)
     for position in range(20):
         session.submit(np.arange(position * 100, position * 100 + 100, dtype=np.int64), 0, position)
-    session.next()
+    per_hop(session.next())
     session.cancel()
     session.submit(np.arange(7, dtype=np.int64), 1, 0)
-    assert session.next()[0][:7].tolist() == list(range(7))
+    assert per_hop(session.next())[0][:7].tolist() == list(range(7))
     assert session.in_flight == 0
 
 
@@ -283,7 +285,7 @@ def test_sessions_do_not_leak_threads_or_memory():
             session = _native.Session(g, [5, 5], num_threads=2)
             session.submit(np.arange(i % 100, i % 100 + 64, dtype=np.int64), 0, 0)
             if i % 2:
-                session.next()
+                per_hop(session.next())
             del session  # dropped with or without a batch in flight
 
     churn(100)
@@ -353,13 +355,23 @@ def test_csr_validation(rowptr, col, message):
         _native.CSRGraph(rowptr, col)
 
 
-@pytest.mark.parametrize("fanouts", [[], [0], [-2], [5, 0], [2**31]])
+@pytest.mark.parametrize("fanouts", [[0], [-2], [5, 0], [2**31]])
 def test_bad_fanouts(fanouts):
     g = _native.CSRGraph(GOOD_ROWPTR, GOOD_COL)
     with pytest.raises(ValueError, match="fanout"):
-        _native.sample(g, np.array([0]), fanouts)
+        native_sample(g, np.array([0]), fanouts)
     with pytest.raises(ValueError, match="fanout"):
         _native.Session(g, fanouts)
+
+
+@pytest.mark.parametrize("node_wise", [False, True])
+def test_zero_hops_sample_the_seeds_alone(node_wise):
+    g = _native.CSRGraph(GOOD_ROWPTR, GOOD_COL)
+    n_id, hops, _, _ = native_sample(g, np.array([2, 0]), [], node_wise=node_wise)
+    assert n_id.tolist() == [2, 0] and hops == []
+    if node_wise:  # a count of 0 skips a hop (an edge type) without an error
+        n_id, hops, _, _ = native_sample(g, np.array([2]), [0, 1], node_wise=True)
+        assert [h[0].shape[1] for h in hops] == [0, 0] and n_id.tolist() == [2]
 
 
 def test_bad_session_arguments():
@@ -379,11 +391,11 @@ def test_empty_graph_and_single_node():
     g = _native.CSRGraph(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
     assert g.num_nodes == 0
     with pytest.raises(ValueError, match="outside"):
-        _native.sample(g, np.array([0]), [3])
-    n_id, hops, _, _ = _native.sample(g, np.zeros(0, dtype=np.int64), [3])
+        native_sample(g, np.array([0]), [3])
+    n_id, hops, _, _ = native_sample(g, np.zeros(0, dtype=np.int64), [3])
     assert n_id.size == 0 and hops[0][2] == (0, 0)
     single = _native.CSRGraph(np.array([0, 1], dtype=np.int64), np.array([0], dtype=np.int32))
-    n_id, hops, _, _ = _native.sample(single, np.array([0]), [5, -1], return_e_id=True)
+    n_id, hops, _, _ = native_sample(single, np.array([0]), [5, -1], return_e_id=True)
     assert n_id.tolist() == [0]
     assert [h[0].tolist() for h in hops] == [[[0], [0]], [[0], [0]]]
 
@@ -399,7 +411,7 @@ def test_node_wise_sample_properties(graph, data, fanouts, replace, seed, relabe
     n = len(rowptr) - 1
     seeds = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n,
                                         unique=True)), dtype=np.int64)
-    n_id, hops, _, _ = _native.sample(_native.CSRGraph(rowptr, col), seeds, fanouts,
+    n_id, hops, _, _ = native_sample(_native.CSRGraph(rowptr, col), seeds, fanouts,
                                       replace=replace, return_e_id=True, seed=seed,
                                       relabel=relabel, node_wise=True)
     assert len(set(n_id.tolist())) == len(n_id)
@@ -421,7 +433,7 @@ def test_disjoint_node_wise_sampling_keys_every_node_by_its_seed():
     rowptr, col = random_csr(300, 3000, seed=21)
     graph = _native.CSRGraph(rowptr, col)
     seeds = np.array([5, 9, 5, 200], dtype=np.int64)  # seed 5 twice: two subgraphs
-    keys, hops, _, _ = _native.sample(graph, seeds, [3, 2], node_wise=True, disjoint=True,
+    keys, hops, _, _ = native_sample(graph, seeds, [3, 2], node_wise=True, disjoint=True,
                                       return_e_id=True, seed=4)
     batch, n_id = keys // 300, keys % 300
     np.testing.assert_array_equal(batch[:4], np.arange(4))
@@ -432,7 +444,7 @@ def test_disjoint_node_wise_sampling_keys_every_node_by_its_seed():
         np.testing.assert_array_equal(batch[src], batch[dst])  # edges stay in their subgraph
         np.testing.assert_array_equal(col[e_id], n_id[src])
     with pytest.raises(ValueError, match="disjoint sampling needs node_wise"):
-        _native.sample(graph, seeds, [3], disjoint=True)
+        native_sample(graph, seeds, [3], disjoint=True)
 
 
 @pytest.mark.parametrize("node_wise", [False, True])
@@ -445,8 +457,8 @@ def test_prefetching_changes_nothing_but_speed(node_wise, replace, relabel):
     kwargs = dict(replace=replace, return_e_id=True, seed=3, epoch=2, position=5,
                   node_wise=node_wise, relabel=relabel)
     fanouts = [10, -1, 3] if not replace else [10, 5, 3]
-    on = _native.sample(graph, seeds, fanouts, prefetch=True, **kwargs)
-    off = _native.sample(graph, seeds, fanouts, prefetch=False, **kwargs)
+    on = native_sample(graph, seeds, fanouts, prefetch=True, **kwargs)
+    off = native_sample(graph, seeds, fanouts, prefetch=False, **kwargs)
     np.testing.assert_array_equal(on[0], off[0])
     for (e1, i1, s1), (e2, i2, s2) in pairs(on[1], off[1]):
         np.testing.assert_array_equal(e1, e2)
@@ -455,7 +467,7 @@ def test_prefetching_changes_nothing_but_speed(node_wise, replace, relabel):
     session = _native.Session(graph, fanouts, replace=replace, seed=3, prefetch=False,
                               node_wise=node_wise)
     session.submit(seeds, 2, 5)
-    np.testing.assert_array_equal(session.next()[0], on[0])
+    np.testing.assert_array_equal(per_hop(session.next())[0], on[0])
 
 
 def test_session_reports_mapped_edge_ids():
@@ -468,7 +480,7 @@ def test_session_reports_mapped_edge_ids():
         session = _native.Session(graph, [4, 3], return_e_id=True, node_wise=True, seed=2,
                                   edge_ids=edge_ids)
         session.submit(seeds, 0, 0)
-        runs.append(session.next()[1])
+        runs.append(per_hop(session.next())[1])
     for (_, positions, _), (_, mapped, _) in pairs(*runs):
         np.testing.assert_array_equal(mapped, ids[positions])
     with pytest.raises(ValueError, match="edge_ids must hold one id per edge"):
@@ -495,7 +507,7 @@ def test_huge_pages_change_nothing_but_speed():
                   _native.CSRGraph(huge_rowptr.numpy(), huge_col.numpy())):
         session = _native.Session(graph, [8, 4], seed=5, return_e_id=True)
         session.submit(seeds, 1, 3)
-        results.append(session.next())
+        results.append(per_hop(session.next()))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for (e1, i1, s1), (e2, i2, s2) in pairs(results[0][1], results[1][1]):
         np.testing.assert_array_equal(e1, e2)
@@ -537,7 +549,7 @@ def test_pipelined_hop_equals_the_plain_loop(batch, fanouts, disjoint):
         session = _native.Session(graph, fanouts, return_e_id=True, seed=7, prefetch=prefetch,
                                   node_wise=True, disjoint=disjoint, edge_ids=ids)
         session.submit(seeds, 1, 3)
-        runs.append(session.next())
+        runs.append(per_hop(session.next()))
     (n1, h1, *_), (n2, h2, *_) = runs
     np.testing.assert_array_equal(n1, n2)
     assert len(h1) == len(h2) == len(fanouts)

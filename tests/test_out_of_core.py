@@ -20,6 +20,7 @@ import torch
 from salient_pipes import FastDataset, FeatureCache, _native, csr_from_edge_index, salient_pipeline
 from salient_pipes.data import build, ogb, parse_bytes
 from salient_pipes.data import dataset as dataset_module
+from salient_pipes.data import format as format_module
 from salient_pipes.data.build import plan_buckets
 from salient_pipes.data.format import DatasetCacheError
 from salient_pipes.pipes import NodeIndices, gather, pipeline_stats
@@ -391,12 +392,12 @@ def test_random_access_advice_by_default_only_for_large_features(tmp_path, monke
     edges = _edges(300, 2000, seed=10)
     FastDataset.from_edges(tmp_path / "d", edges, 300, x=np.ones((300, 8)), progress=False)
     advised = []
-    monkeypatch.setattr(dataset_module, "_advise_random", lambda array: advised.append(array))
+    monkeypatch.setattr(format_module, "advise_random", lambda array: advised.append(array))
     FastDataset.load(tmp_path / "d")
     assert advised == []  # 4.8 KB of features: read-ahead warms the page cache faster
     FastDataset.load(tmp_path / "d", random_access=True)
     assert len(advised) == 1 and advised[0].shape == (300, 8)
-    monkeypatch.setattr(dataset_module, "physical_memory", lambda: 8000)
+    monkeypatch.setattr(format_module, "physical_memory", lambda: 8000)
     FastDataset.load(tmp_path / "d")
     FastDataset.load(tmp_path / "d", random_access=False)
     assert len(advised) == 2
@@ -416,10 +417,10 @@ def test_files_larger_than_half_of_memory_are_mapped_read_only(tmp_path, monkeyp
         modes[Path(file).stem] = mmap_mode
         return real_load(file, mmap_mode=mmap_mode, **kwargs)
 
-    monkeypatch.setattr(dataset_module.np, "load", spy)
+    monkeypatch.setattr(format_module.np, "load", spy)
     FastDataset.load(tmp_path / "d")
     assert set(modes.values()) == {"c"}  # copy-on-write: writes stay private
-    monkeypatch.setattr(dataset_module, "physical_memory", lambda: 8000)  # x is 4.8 KB
+    monkeypatch.setattr(format_module, "physical_memory", lambda: 8000)  # x is 4.8 KB
     import warnings
 
     with warnings.catch_warnings():

@@ -16,16 +16,15 @@ import pytest
 import torch
 
 from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline
+from salient_pipes.data.feature_cache import cache_budget, expected_access
 from salient_pipes.distributed import (
     FetchError,
     PartitionedDataset,
     PartitionLoadError,
-    expected_access,
     partition,
     process_group,
 )
 from salient_pipes.distributed.partition import assign_parts, balance_training, local_rows
-from salient_pipes.distributed.partitioned import cache_budget
 from salient_pipes.pipes import NodeIndices, pipeline_stats
 
 NUM_NODES = 2400
@@ -138,12 +137,12 @@ def test_load_rejects_bad_parts_and_damaged_files(tmp_path):
 
 
 def test_cache_budget_parses_sizes_and_shares():
-    assert cache_budget("25%", 400, 100) == 10_000
-    assert cache_budget(0, 400, 100) == 0 and cache_budget(None, 400, 100) == 0
-    assert cache_budget("2KiB", 400, 100) == 2048
+    assert cache_budget("25%", 40_000) == 10_000
+    assert cache_budget(0, 40_000) == 0 and cache_budget(None, 40_000) == 0
+    assert cache_budget("2KiB", 40_000) == 2048
     for bad in ("150%", "x%", "-3"):
         with pytest.raises(ValueError):
-            cache_budget(bad, 400, 100)
+            cache_budget(bad, 40_000)
 
 
 def test_expected_access_with_every_neighbour_is_the_reachable_set():
@@ -290,7 +289,7 @@ def test_ranks_fetch_exact_rows_and_cover_the_training_split(tmp_path, world, me
     row_bytes = ds.num_features * ds.x.element_size()
     for r in results:
         assert abs(r["rows"] - ds.num_nodes / world) < 0.05 * ds.num_nodes / world
-        limit = r["rows"] * row_bytes + cache_budget(budget, ds.num_nodes, row_bytes)
+        limit = r["rows"] * row_bytes + cache_budget(budget, ds.num_nodes * row_bytes)
         assert r["feature_nbytes"] <= limit
     stats = [e["stats"] for e in epoch]
     assert all(s["remote_rows"] > 0 and s["remote_bytes"] == s["remote_rows"] * row_bytes

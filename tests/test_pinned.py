@@ -16,6 +16,7 @@ import torch
 from salient_pipes import FastDataset, _native, salient_pipeline
 from salient_pipes.pipes import NodeIndices, PinnedPool
 from salient_pipes.pipes.base import Stage
+from tests.conftest import per_hop
 
 
 class FakeEvent:
@@ -40,7 +41,7 @@ def _session(ds, pool, threads=1):
 def _next_x(session, ds, position, seeds=None):
     seeds = ds.split_idx["train"][position * 20:(position + 1) * 20] if seeds is None else seeds
     session.submit(seeds.numpy(), 0, position)
-    n_id, _, x, _ = session.next()
+    n_id, _, x, _ = per_hop(session.next())
     # n_id copied out of the slot, so that x alone holds it (the hops are dropped)
     return torch.from_numpy(n_id).clone(), torch.from_numpy(x)
 
@@ -54,7 +55,7 @@ def test_the_whole_batch_lies_in_one_slot_and_any_array_holds_it():
     seeds = ds.split_idx["train"][:20].numpy()
     for session in (pinned, plain):
         session.submit(seeds, 0, 0)
-    got, want = pinned.next(), plain.next()
+    got, want = per_hop(pinned.next()), per_hop(plain.next())
     arrays = [got[0], got[2], got[3]] + [a for hop in got[1] for a in hop[:2]]
     expected = [want[0], want[2], want[3]] + [a for hop in want[1] for a in hop[:2]]
     for a, b in zip(arrays, expected):
@@ -308,7 +309,7 @@ def test_hetero_batches_lie_whole_in_one_slot():
 
 def test_hetero_slot_is_not_reused_before_its_copy_completes():
     from salient_pipes import HeteroDataset
-    from salient_pipes.pipes import SampleHeteroNeighbors  # noqa: F401 (the stage under test)
+    from salient_pipes.pipes import SampleNeighbors  # noqa: F401 (the stage under test)
 
     ds = HeteroDataset.synthetic_mag(scale=0.002, num_classes=4, num_features=8, seed=5)
     pool = PinnedPool(num_slots=4, slot_bytes=1 << 20, pin=False)

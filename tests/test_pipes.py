@@ -246,10 +246,10 @@ def test_pipeline_stats_and_len(small_dataset):
     batches = sum(1 for _ in pipe)
     assert batches == len(pipe) == -(-small_dataset.split_idx["train"].numel() // 256)
     rows = pipeline_stats(pipe)
-    assert [r["stage"] for r in rows] == ["NodeIndices", "ShuffleNodes", "BatchNodes",
-                                          "SampleNeighbors", "SliceFeatures",
+    assert [r["stage"] for r in rows] == ["NodeIndices", "ShuffleNodes", "ShardNodes",
+                                          "BatchNodes", "SampleNeighbors", "SliceFeatures",
                                           "PrefetchToDevice"]
-    assert [r["items"] for r in rows] == [1, 1] + [batches] * 4
+    assert [r["items"] for r in rows] == [1, 1, 1] + [batches] * 4
 
 
 def _slow(batch):
@@ -345,7 +345,7 @@ def test_bad_arguments(small_dataset):
         salient_pipeline(small_dataset, max_in_flight=0, device="cpu")
     with pytest.raises(ValueError, match="epoch"):
         salient_pipeline(small_dataset, device="cpu").set_epoch(-1)
-    with pytest.raises(TypeError, match="FastDataset, CSRGraph"):
+    with pytest.raises(TypeError, match="FastDataset, HeteroDataset, CSRGraph"):
         NodeIndices(torch.arange(3)).batch_nodes(2).sample_neighbors("graph", [2])
 
 

@@ -14,7 +14,7 @@ from torch_geometric.nn.models import GraphSAGE
 
 from salient_pipes import _native
 from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader, csc_of
-from tests.conftest import pairs, random_csr
+from tests.conftest import native_sample, pairs, random_csr
 
 
 def _data(num_nodes=400, num_edges=3000, seed=0) -> Data:
@@ -316,7 +316,7 @@ def test_native_node_wise_matches_a_reference():
     rowptr, col = random_csr(200, 1500, seed=19)
     graph = _native.CSRGraph(rowptr, col)
     seeds = np.arange(0, 200, 9, dtype=np.int64)
-    n_id, hops, _, _ = _native.sample(graph, seeds, [-1, -1], node_wise=True, return_e_id=True)
+    n_id, hops, _, _ = native_sample(graph, seeds, [-1, -1], node_wise=True, return_e_id=True)
     expected = list(seeds)
     seen = set(expected)
     frontier = list(seeds)

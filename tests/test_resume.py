@@ -7,8 +7,8 @@ import torch
 from torchdata.nodes import IterableWrapper, Loader, PinMemory, Prefetcher
 
 from salient_pipes import salient_pipeline
+from salient_pipes.adapters.torchdata import PipeNode, SeedsFromNode
 from salient_pipes.cli import CHECKPOINT_FILE, main
-from salient_pipes.nodes import NodeSeeds, PipeNode
 from salient_pipes.pipes import NodeIndices
 from tests.conftest import pairs
 
@@ -117,7 +117,8 @@ def test_loader_state_round_trips(small_dataset, k):
 def test_node_seeds_feed_our_stages(small_dataset):
     ds = small_dataset
     chunks = list(torch.split(ds.split_idx["valid"], 128))
-    pipe = NodeSeeds(IterableWrapper(chunks)).sample_neighbors(ds, [4]).slice_features(ds.x, ds.y)
+    pipe = SeedsFromNode(IterableWrapper(chunks)).sample_neighbors(ds, [4])
+    pipe = pipe.slice_features(ds.x, ds.y)
     reference = NodeIndices(ds.split_idx["valid"]).batch_nodes(128).sample_neighbors(ds, [4])
     reference = reference.slice_features(ds.x, ds.y)
     for _ in range(2):  # the node is reset for every epoch

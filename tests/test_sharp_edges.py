@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 from torchdata.nodes import IterableWrapper, Loader
 
 from salient_pipes import SAGE, FastDataset, _native, salient_pipeline, train_epoch
-from salient_pipes.nodes import NodeSeeds, PipeNode
+from salient_pipes.adapters.torchdata import PipeNode, SeedsFromNode
 from salient_pipes.pipes import NodeIndices
-from tests.conftest import check_sample, pairs, reference_full_sample
+from tests.conftest import check_sample, native_sample, pairs, reference_full_sample
 
 
 def _pipe(ds, **kw):
@@ -76,7 +76,7 @@ def test_stages_take_masks_but_seed_batches_must_be_ids(small_dataset):
         salient_pipeline(ds, mask[:3], device="cpu")
     bools = IterableWrapper([mask[:64]])
     with pytest.raises(ValueError, match="seed batch must hold node ids, got a bool"):
-        list(NodeSeeds(bools).sample_neighbors(ds, [3]))
+        list(SeedsFromNode(bools).sample_neighbors(ds, [3]))
 
 
 # ------------------------------------------------------- argument checking
@@ -144,7 +144,7 @@ def test_minus_one_takes_every_neighbor_once_with_or_without_replacement(replace
     rowptr, col = random_csr(400, 3000, seed=5)
     graph = _native.CSRGraph(rowptr, col)
     seeds = np.arange(0, 400, 7, dtype=np.int64)
-    n_id, hops, _, _ = _native.sample(graph, seeds, [-1, -1], replace=replace)
+    n_id, hops, _, _ = native_sample(graph, seeds, [-1, -1], replace=replace)
     ref_n_id, ref_hops = reference_full_sample(rowptr, col, seeds.tolist(), 2)
     assert n_id.tolist() == ref_n_id
     for (edge_index, _, size), (ref_edges, ref_size) in pairs(hops, ref_hops):
@@ -195,7 +195,7 @@ def test_pipe_node_over_a_mapped_pipe_resumes_exactly(small_dataset):
 def test_train_epoch_on_a_pipe_without_len(small_dataset):
     ds = small_dataset
     chunks = list(torch.split(ds.split_idx["train"], 256))
-    pipe = NodeSeeds(IterableWrapper(chunks)).sample_neighbors(ds, [4, 4]) \
+    pipe = SeedsFromNode(IterableWrapper(chunks)).sample_neighbors(ds, [4, 4]) \
         .slice_features(ds.x, ds.y)
     with pytest.raises(TypeError):
         len(pipe)

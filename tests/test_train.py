@@ -17,8 +17,7 @@ from salient_pipes import (
     salient_pipeline,
     train_epoch,
 )
-from salient_pipes.cli import main
-from salient_pipes.compat import (
+from salient_pipes.adapters.salient import (
     DevicePrefetcher,
     FastSampler,
     FastSamplerConfig,
@@ -26,6 +25,7 @@ from salient_pipes.compat import (
     Timer,
     test,
 )
+from salient_pipes.cli import main
 from tests.test_pipes import load_example
 
 
@@ -269,7 +269,7 @@ def test_captured_step_pads_only_into_spare_rows():
 
 
 def test_captured_step_rejects_what_it_cannot_record():
-    from salient_pipes.batch import HeteroBatch
+    from salient_pipes.batch import NodeWiseBatch
     from salient_pipes.train import CapturedStep
 
     model = SAGE(12, 8, 3, num_layers=1)
@@ -283,9 +283,9 @@ def test_captured_step_rejects_what_it_cannot_record():
     x, adjs = _random_adjs((6, 3), (5,), seed=0)
     with pytest.raises(TypeError, match="without y"):
         step(PreparedBatch(x=x, y=None, adjs=adjs, n_id=torch.arange(6)))
-    hetero = HeteroBatch(x={}, y=None, edge_index={}, n_id={}, e_id={}, num_sampled_nodes={},
+    hetero = NodeWiseBatch(x={}, y=None, edge_index={}, n_id={}, e_id={}, num_sampled_nodes={},
                          num_sampled_edges={}, input_type="p")
-    with pytest.raises(TypeError, match="HeteroBatch"):
+    with pytest.raises(TypeError, match="NodeWiseBatch"):
         step(hetero)
     with pytest.raises(ValueError, match="its own optimizer"):
         train_epoch(step, [], torch.optim.Adam(model.parameters()), progress=False)

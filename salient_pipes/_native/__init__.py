@@ -1,4 +1,6 @@
-"""The compiled core (``_core``): CSR validation, sampling sessions, row gathers.
+"""The compiled core (``_core``): typed graphs (``CSRGraph`` is the one-type
+case), sampling sessions (per-hop and node-wise, one class), row gathers and
+the bounded CSR build.
 
 It works on raw buffers (numpy arrays; torch tensors cross through
 ``Tensor.numpy()`` without a copy) and does not link against torch.
@@ -20,11 +22,10 @@ from typing import Any
 
 from salient_pipes._native._core import (
     CSRGraph,
-    HeteroGraph,
-    HeteroSession,
     PinnedSlots,
     RowCache,
     Session,
+    TypedGraph,
     advise_huge_pages,
     csr_count,
     csr_fill,
@@ -36,10 +37,10 @@ from salient_pipes._native._core import (
 _open_sessions: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
-def open_session(kind: Any, *args: Any, **kwargs: Any) -> Any:
-    """``kind(*args, **kwargs)`` (:class:`Session` or :class:`HeteroSession`),
-    closed at interpreter exit if it is still alive then."""
-    session = kind(*args, **kwargs)
+def open_session(*args: Any, **kwargs: Any) -> Session:
+    """``Session(*args, **kwargs)``, closed at interpreter exit if it is
+    still alive then."""
+    session = Session(*args, **kwargs)
     _open_sessions.add(session)
     return session
 
@@ -61,6 +62,6 @@ def close_open_sessions(wait_s: float = 0.5) -> None:
             time.sleep(0.001)
 
 
-__all__ = ["CSRGraph", "HeteroGraph", "HeteroSession", "PinnedSlots", "RowCache",
-           "Session", "advise_huge_pages", "close_open_sessions", "csr_count", "csr_fill",
-           "gather", "open_session", "random_nodes", "sample"]
+__all__ = ["CSRGraph", "PinnedSlots", "RowCache", "Session", "TypedGraph",
+           "advise_huge_pages", "close_open_sessions", "csr_count", "csr_fill", "gather",
+           "open_session", "random_nodes", "sample"]

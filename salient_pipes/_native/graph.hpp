@@ -1,10 +1,12 @@
-// A read-only CSR view over caller-owned buffers, validated once.
+// Read-only CSR views over caller-owned buffers, validated once, and the
+// typed graph the samplers read: node types, and one CSR per edge type.
 #pragma once
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace sp {
 
@@ -25,6 +27,19 @@ using AnyCsr = std::variant<Csr<int32_t>, Csr<int64_t>>;
 inline int64_t num_nodes_of(const AnyCsr& g) {
   return std::visit([](const auto& csr) { return csr.num_nodes; }, g);
 }
+
+// A graph of node types and edge types (src, rel, dst): one CSR per edge
+// type, whose rows are the destination type's nodes and whose columns are
+// ids of the source type. A homogeneous graph is the case of one node type
+// and one edge type; the samplers take that case's fast paths.
+struct TypedGraph {
+  std::vector<int64_t> num_nodes;  // per node type
+  std::vector<AnyCsr> csr;         // per edge type
+  std::vector<int> src_type;       // per edge type: the type of col's ids
+  std::vector<int> dst_type;       // per edge type: the type of the rows
+
+  bool single_type() const { return num_nodes.size() == 1 && csr.size() == 1; }
+};
 
 // Checks the invariants every sampler relies on, so the hot loop never has
 // to: rowptr starts at 0, never decreases, ends at len(col), and every column

@@ -10,10 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from salient_pipes.data import parse_bytes
-from salient_pipes.data.features import POLICIES
+from salient_pipes.data import POLICIES, cache_budget, parse_bytes
 from salient_pipes.distributed.partition import METHODS
-from salient_pipes.distributed.partitioned import CACHE_POLICIES, cache_budget
 
 SYNTHETIC = "synthetic"
 MAG_SYNTHETIC = "mag-synthetic"
@@ -91,7 +89,7 @@ def _bytes(text: str) -> int:
 def _cache_size(text: str) -> Union[int, str]:
     if text.strip().endswith("%"):
         try:
-            cache_budget(text, 1, 1)
+            cache_budget(text, 1)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return text.strip()
@@ -174,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep this many bytes of feature rows in memory (e.g. 4GiB, or "
                             "10%% of the feature table): hot rows of a file larger than "
                             "memory, or remote rows of a --partitioned dataset")
-    train.add_argument("--cache-policy", choices=sorted(set(POLICIES) | set(CACHE_POLICIES)),
-                       default=None,
-                       help="which rows --feature-cache keeps (default: degree; vip for "
-                            "--partitioned)")
+    train.add_argument("--cache-policy", choices=POLICIES, default=None,
+                       help="which rows --feature-cache keeps: the highest in-degree, the "
+                            "most often sampled, or the likeliest to be sampled by the "
+                            "fanouts (default: degree; vip for --partitioned)")
     train.add_argument("--partitioned", type=Path, default=None, metavar="DIR",
                        help="train on a dataset written by 'salient-pipes partition': each "
                             "rank holds its part's feature rows and fetches the rest")
@@ -238,10 +236,6 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
             setattr(args, key, list(value) if isinstance(value, list) else value)
     if args.test_fanouts is not None and len(args.test_fanouts) != len(args.fanouts):
         command.error("--test-fanouts must name as many hops as --fanouts")
-    if args.cache_policy is not None and \
-            (args.cache_policy == "vip") != (args.partitioned is not None):
-        command.error(f"--cache-policy {args.cache_policy} is for "
-                      f"{'' if args.cache_policy == 'vip' else 'un'}partitioned datasets")
     if args.partitioned is not None and not args.distributed:
         try:
             parts = json.loads((args.partitioned / "meta.json").read_text())["num_parts"]

@@ -22,7 +22,6 @@ from salient_pipes.cli.data import load_dataset
 from salient_pipes.cli.profile import write_profile
 from salient_pipes.data import FastDataset, HeteroDataset
 from salient_pipes.distributed import PartitionedDataset
-from salient_pipes.distributed.partitioned import cache_budget
 from salient_pipes.models import SAGE, HeteroSAGE, compile_model
 from salient_pipes.pipeline import salient_pipeline
 from salient_pipes.pipes import Stage, pipeline_stats
@@ -73,12 +72,6 @@ def load_data(run: Run) -> Union[int, str, None]:
     else:
         run.dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed,
                                    run.progress, args.memory_limit, args.mag_scale)
-    if isinstance(cache, str):  # a share of the feature table
-        ds = run.dataset
-        table = sum(x.numel() * x.element_size() for x in ds.x.values()) \
-            if isinstance(ds, HeteroDataset) else ds.num_nodes * ds.num_features * \
-            ds.x.element_size()
-        cache = cache_budget(cache, 1, table)
     run.log(f"dataset  {run.dataset.summary()} (ready in {time.perf_counter() - start:.1f} s)")
     return cache
 

@@ -25,9 +25,12 @@ from tqdm.auto import tqdm
 from salient_pipes import _native
 from salient_pipes._checks import as_node_ids, check_int
 from salient_pipes.data.format import (
+    EdgeType,
     atomic_directory,
     create_npy,
     dataset_meta,
+    edge_dir,
+    hetero_meta,
     parse_bytes,
     physical_memory,
     shrink_npy,
@@ -253,4 +256,72 @@ def write_dataset(path: Union[str, os.PathLike], edge_index: ArrayLike, num_node
                                      list(splits), dtypes))
 
 
-__all__ = ["default_memory_limit", "plan_buckets", "write_dataset"]
+def edge_type_of(value: Any, name: str) -> EdgeType:
+    """``value`` checked to be an edge type ``(src, rel, dst)`` of strings."""
+    if not (isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, str)
+                                                                   for v in value)):
+        raise ValueError(f"{name} must be an edge type (src, rel, dst) of strings, got {value!r}")
+    return value
+
+
+def write_hetero_dataset(path: Union[str, os.PathLike], num_nodes: Mapping[str, int],
+                         edge_index: Mapping[EdgeType, ArrayLike], *, label_type: str,
+                         x: Optional[Mapping[str, ArrayLike]] = None,
+                         y: Optional[ArrayLike] = None,
+                         split_idx: Optional[Mapping[str, Any]] = None,
+                         num_classes: Optional[int] = None,
+                         memory_limit: Union[int, str, None] = None,
+                         feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
+                         num_threads: Optional[int] = None, progress: bool = True) -> None:
+    """Writes a heterogeneous dataset at ``path`` (atomically), every edge
+    type's CSR within ``memory_limit``; :meth:`HeteroDataset.from_edges`
+    documents the arguments."""
+    counts = {t: check_int(f"num_nodes[{t!r}]", n, minimum=0) for t, n in num_nodes.items()}
+    if label_type not in counts:
+        raise ValueError(f"label_type {label_type!r} is not a node type {list(counts)}")
+    limit = default_memory_limit() if memory_limit is None else parse_bytes(memory_limit)
+    threads = num_threads or max(1, len(os.sched_getaffinity(0)))
+    splits = {s: as_node_ids(f"split_idx[{s!r}]", idx, counts[label_type])
+              for s, idx in (split_idx or {}).items()}
+    types = {edge_type_of(e, "each key of edge_index"): value
+             for e, value in edge_index.items()}
+    for e in types:
+        for end in (e[0], e[2]):
+            if end not in counts:
+                raise ValueError(f"edge type {e} names node type {end!r}, which is not "
+                                 f"in num_nodes")
+    unknown = set(x or {}) - set(counts)
+    if unknown:
+        raise ValueError(f"x names node types that are not in num_nodes: {sorted(unknown)}")
+    path = Path(path)
+    with atomic_directory(path) as tmp:
+        dtypes: Dict[str, str] = {}
+        for e, value in types.items():
+            d = tmp / "edges" / edge_dir(e)
+            d.mkdir(parents=True)
+            try:
+                build_csr(d, value, counts[e[2]], num_src=counts[e[0]],
+                          to_undirected=False, memory_limit=limit, num_threads=threads,
+                          progress=progress)
+            except ValueError as exc:
+                raise ValueError(f"edge type {e}: {exc}") from None
+            dtypes[f"edges/{edge_dir(e)}/rowptr"] = "int64"
+            dtypes[f"edges/{edge_dir(e)}/col"] = \
+                "int32" if counts[e[0]] < 2**31 else "int64"
+        for t, n in counts.items():
+            d = tmp / "nodes" / t
+            d.mkdir(parents=True)
+            write_features(d, (x or {}).get(t), n, feature_dtype, progress)
+            dtypes[f"nodes/{t}/x"] = str(feature_dtype).replace("torch.", "")
+        classes = write_labels(tmp, y, counts[label_type], num_classes)
+        dtypes["y"] = "int64"
+        for s, idx in splits.items():
+            np.save(tmp / f"split_{s}.npy", idx.numpy())
+            dtypes[f"split_{s}"] = "int64"
+        meta = hetero_meta(tmp, name or path.name, counts, list(types), label_type,
+                           classes, list(splits), dtypes)
+        write_meta(tmp, meta)
+
+
+__all__ = ["default_memory_limit", "edge_type_of", "plan_buckets", "write_dataset",
+           "write_hetero_dataset"]

@@ -10,10 +10,8 @@ a memory-mapped copy on disk.
 
 from __future__ import annotations
 
-import mmap
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
@@ -24,95 +22,25 @@ from tqdm.auto import tqdm
 
 from salient_pipes import _native
 from salient_pipes._checks import as_node_ids
-from salient_pipes.data import build, ogb
+from salient_pipes.data import build, ogb, synthetic
+from salient_pipes.data.csr import CSRViews, csr_from_edge_index
 from salient_pipes.data.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     DatasetCacheError,
     atomic_directory,
-    check_stamp,
     dataset_meta,
-    physical_memory,
+    open_files,
     read_meta,
     reading_copy,
-    stamp,
+    renew_stamps,
+    to_numpy,
     write_meta,
 )
-from salient_pipes.data.memory import huge_pages
 
 PathLike = Union[str, os.PathLike]
 CACHE_DIR = "salient_pipes"
 SPLITS = ("train", "valid", "test")
-
-
-def csr_from_edge_index(
-    edge_index: Tensor, num_nodes: int, *, to_undirected: bool = True
-) -> Tuple[Tensor, Tensor]:
-    """Builds a CSR (``rowptr`` int64, ``col`` int32/int64) from a ``[2, E]``
-    ``edge_index`` of (source, target) pairs.
-
-    Row ``v`` lists the sources of edges into ``v`` (PyG's ``adj_t``), sorted
-    and deduplicated; with ``to_undirected`` every edge is taken both ways.
-
-    Example:
-        >>> rowptr, col = csr_from_edge_index(torch.tensor([[0, 1], [1, 2]]), 3)
-        >>> rowptr.tolist(), col.tolist()
-        ([0, 1, 3, 4], [1, 0, 2, 1])
-    """
-    edge_index = torch.as_tensor(edge_index, dtype=torch.int64)
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    src, dst = edge_index
-    if to_undirected:
-        src, dst = torch.cat([src, dst]), torch.cat([dst, src])
-    return typed_csr(torch.stack([src, dst]), num_nodes, num_nodes)  # checks the ids
-
-
-def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, Tensor]:
-    """The CSR of one edge type from its ``[2, E]`` (source, destination)
-    pairs: row ``v`` lists the sources of the edges into destination ``v``,
-    sorted and deduplicated.
-
-    Example:
-        >>> rowptr, col = typed_csr(torch.tensor([[0, 2, 2], [1, 0, 1]]), num_src=3, num_dst=2)
-        >>> rowptr.tolist(), col.tolist()
-        ([0, 1, 3], [2, 0, 2])
-    """
-    edge_index = torch.as_tensor(edge_index)
-    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
-        raise ValueError(f"edge_index must be an integer tensor of shape [2, E], "
-                         f"got {edge_index.dtype} {tuple(edge_index.shape)}")
-    src, dst = edge_index.to(torch.int64)
-    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
-        raise ValueError(f"edge_index[0] holds source ids outside [0, {num_src})")
-    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
-        raise ValueError(f"edge_index[1] holds destination ids outside [0, {num_dst})")
-    key = torch.unique(dst * max(num_src, 1) + src)
-    row = key // max(num_src, 1)
-    rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(row, minlength=num_dst), 0, out=rowptr[1:])
-    col = key - row * max(num_src, 1)
-    return huge_pages(rowptr), huge_pages(col.to(torch.int32 if num_src < 2**31 else torch.int64))
-
-
-class CSRViews:
-    """Sizes read off ``rowptr``, ``col`` and ``x`` (which the subclass sets)."""
-
-    rowptr: Tensor
-    col: Tensor
-    x: Tensor
-
-    @property
-    def num_nodes(self) -> int:
-        return self.rowptr.numel() - 1
-
-    @property
-    def num_edges(self) -> int:
-        return self.col.numel()
-
-    @property
-    def num_features(self) -> int:
-        return self.x.size(1)
 
 
 class FastDataset(CSRViews):
@@ -212,7 +140,7 @@ class FastDataset(CSRViews):
             dtypes = {}
             for key, tensor in tqdm(arrays.items(), desc=f"saving {self.name}",
                                     disable=not progress, unit="array"):
-                np.save(tmp / f"{key}.npy", _to_numpy(tensor))
+                np.save(tmp / f"{key}.npy", to_numpy(tensor))
                 dtypes[key] = str(tensor.dtype).replace("torch.", "")
             write_meta(tmp, dataset_meta(tmp, self.name, self.num_nodes, self.num_edges,
                                          self.num_classes, list(self.split_idx), dtypes))
@@ -272,7 +200,7 @@ class FastDataset(CSRViews):
                 split_idx={k: arrays[f"split_{k}"] for k in meta["splits"]}, validate=not trusted,
             )
         if not trusted:
-            _renew_stamps(path, meta)
+            renew_stamps(path, meta)
         return dataset
 
     # ---------------------------------------------------------------- sources
@@ -389,70 +317,21 @@ class FastDataset(CSRViews):
         )
 
     @classmethod
-    def synthetic(
-        cls,
-        num_nodes: int = 20_000,
-        avg_degree: float = 12.0,
-        num_features: int = 64,
-        num_classes: int = 8,
-        seed: int = 0,
-        *,
-        homophily: float = 0.7,
-        feature_noise: float = 8.0,
-        split: Tuple[float, float] = (0.54, 0.18),
-        feature_dtype: torch.dtype = torch.float16,
-        name: Optional[str] = None,
-    ) -> FastDataset:
+    def synthetic(cls, num_nodes: int = 20_000, avg_degree: float = 12.0,
+                  num_features: int = 64, num_classes: int = 8, seed: int = 0,
+                  **kwargs: Any) -> FastDataset:
         """A degree-corrected stochastic block model with class-dependent
-        features: heavy-tailed (Pareto) degrees, a ``homophily`` share of
-        edges inside a class, and features ``centroid[class] + noise``.
-        Noisy features alone are a weak signal (about 40% accuracy with the
-        defaults); neighbors' features sharpen it, which is what a GNN learns
-        to use (about 95%).
-
-        ``avg_degree`` is the mean degree of the undirected graph (before
-        deduplication), i.e. ``num_nodes * avg_degree / 2`` edges are drawn.
-        ``split`` gives the train and valid shares; the rest is test.
+        features (heavy-tailed degrees, homophilous edges, noisy features
+        that neighbors sharpen); :func:`salient_pipes.data.synthetic.sbm`
+        documents the options. The same seed gives the same graph.
 
         Example:
             >>> ds = FastDataset.synthetic(num_nodes=500, seed=1)
             >>> sorted(ds.split_idx)
             ['test', 'train', 'valid']
         """
-        if num_nodes < 2 or avg_degree <= 0 or num_features < 1 or num_classes < 2:
-            raise ValueError("synthetic needs num_nodes >= 2, avg_degree > 0, "
-                             "num_features >= 1 and num_classes >= 2")
-        if not (0 <= homophily <= 1) or not (split[0] > 0 and split[1] >= 0
-                                             and split[0] + split[1] < 1):
-            raise ValueError("homophily must lie in [0, 1] and split shares in (0, 1)")
-        gen = torch.Generator().manual_seed(seed)
-        label = torch.randint(num_classes, (num_nodes,), generator=gen)
-        # Pareto(alpha=2) propensities: a few hubs, many low-degree nodes.
-        weight = (1 - torch.rand(num_nodes, generator=gen, dtype=torch.float64)) ** -0.5
-        num_draws = max(1, round(num_nodes * avg_degree / 2))
-        src = torch.multinomial(weight, num_draws, replacement=True, generator=gen)
-        dst = torch.multinomial(weight, num_draws, replacement=True, generator=gen)
-        inside = torch.rand(num_draws, generator=gen) < homophily
-        for c in range(num_classes):
-            members = (label == c).nonzero().view(-1)
-            pick = inside & (label[src] == c)
-            count = int(pick.sum())
-            if count and members.numel():
-                choice = torch.multinomial(weight[members], count, replacement=True, generator=gen)
-                dst[pick] = members[choice]
-        centroids = torch.randn(num_classes, num_features, generator=gen)
-        x = centroids[label] + feature_noise * torch.randn(num_nodes, num_features, generator=gen)
-        rowptr, col = csr_from_edge_index(torch.stack([src, dst]), num_nodes)
-        order = torch.randperm(num_nodes, generator=gen)
-        n_train = int(split[0] * num_nodes)
-        n_valid = int(split[1] * num_nodes)
-        split_idx = {"train": order[:n_train].sort().values,
-                     "valid": order[n_train:n_train + n_valid].sort().values,
-                     "test": order[n_train + n_valid:].sort().values}
-        return cls(
-            name=name or f"synthetic-{num_nodes}", x=x.to(feature_dtype), y=label, rowptr=rowptr,
-            col=col, split_idx=split_idx, num_classes=num_classes,
-        )
+        return cls(**synthetic.sbm(num_nodes, avg_degree, num_features, num_classes, seed,
+                                   **kwargs))
 
     @classmethod
     def arxiv_like(cls, seed: int = 0, **kwargs: Any) -> FastDataset:
@@ -463,76 +342,11 @@ class FastDataset(CSRViews):
         Example:
             >>> ds = FastDataset.arxiv_like()  # doctest: +SKIP
         """
-        n = 169_343
+        n = synthetic.ARXIV["nodes"]
         return cls.synthetic(
-            num_nodes=n, avg_degree=2 * 1_166_243 / n, num_features=128, num_classes=40,
-            seed=seed, split=(90_941 / n, 29_799 / n), name="arxiv-like", **kwargs,
-        )
-
-
-def _to_numpy(t: Tensor) -> np.ndarray:
-    # numpy has no bfloat16: such arrays are stored as their 16-bit pattern.
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    return t.contiguous().numpy()
-
-
-def _from_numpy(array: np.ndarray, dtype: str) -> Tensor:
-    with warnings.catch_warnings():  # read-only mappings of large files; see load()
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        t = torch.from_numpy(array)
-    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
-
-
-def open_files(path: Path, files: Dict[str, Dict[str, Any]], rebuild: str, *, mmap: bool,
-               random_access: Optional[Dict[str, Optional[bool]]] = None,
-               graph: Sequence[str] = (),
-               graph_in_memory: Optional[bool] = None) -> Tuple[Dict[str, Tensor], bool]:
-    """The arrays ``meta.json`` lists (``key`` → ``path/key.npy``), checked
-    against their stamps and memory-mapped (read-only above half of
-    physical memory, copy-on-write below); and whether every file still has
-    its recorded modification time (trusted as validated). Keys in
-    ``random_access`` get random-access advice when ``True``, or when
-    ``None`` and the file is larger than half of memory. The ``graph`` keys
-    (the CSR) are read into huge pages with ``graph_in_memory`` (by default
-    ``not mmap``)."""
-    in_memory = not mmap if graph_in_memory is None else graph_in_memory
-    arrays = {}
-    trusted = True
-    for key, info in files.items():
-        file = path / f"{key}.npy"
-        trusted &= check_stamp(file, info, rebuild)
-        large = file.stat().st_size > physical_memory() // 2
-        if in_memory and key in graph:
-            mapped = _from_numpy(np.load(file, mmap_mode="r", allow_pickle=False), info["dtype"])
-            moved = huge_pages(mapped)
-            arrays[key] = moved.clone() if moved is mapped else moved  # small: a plain copy
-            continue
-        array = np.load(file, mmap_mode=("r" if large else "c") if mmap else None,
-                        allow_pickle=False)
-        if mmap and key in (random_access or {}):
-            advise = random_access[key]
-            if large if advise is None else advise:
-                _advise_random(array)
-        arrays[key] = _from_numpy(array, info["dtype"])
-    return arrays, trusted
-
-
-def _renew_stamps(path: Path, meta: Dict[str, Any]) -> None:
-    """After a full validation: records the files' stamps, so the next open
-    is O(1) again. A read-only copy keeps validating on every open."""
-    try:
-        meta["files"] = {key: {"dtype": info["dtype"], **stamp(path / f"{key}.npy")}
-                         for key, info in meta["files"].items()}
-        write_meta(path, meta)
-    except OSError:
-        pass
-
-
-def _advise_random(array: np.ndarray) -> None:
-    mapping = getattr(array, "_mmap", None)
-    if mapping is not None and hasattr(mmap, "MADV_RANDOM"):
-        mapping.madvise(mmap.MADV_RANDOM)
+            num_nodes=n, avg_degree=2 * synthetic.ARXIV["edges"] / n, num_features=128,
+            num_classes=40, seed=seed, name="arxiv-like", **kwargs,
+            split=(synthetic.ARXIV["train"] / n, synthetic.ARXIV["valid"] / n))
 
 
 def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[str, Tensor]]:
@@ -544,5 +358,4 @@ def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[st
         yield name, dataset.split_idx[name]
 
 
-__all__ = ["DatasetCacheError", "FastDataset", "csr_from_edge_index", "iter_splits",
-           "typed_csr"]
+__all__ = ["DatasetCacheError", "FastDataset", "csr_from_edge_index", "iter_splits"]

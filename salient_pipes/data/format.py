@@ -12,22 +12,31 @@ stamp.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import shutil
 import struct
 import uuid
+import warnings
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Sequence, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
+from torch import Tensor
+
+from salient_pipes.data.memory import huge_pages
 
 PathLike = Union[str, os.PathLike]
 
 FORMAT_NAME = "salient_pipes.FastDataset"
 FORMAT_VERSION = 1
+HETERO_FORMAT = "salient_pipes.hetero"
+HETERO_VERSION = 1
+EdgeType = Tuple[str, str, str]
 HEADER_BYTES = 128  # fixed .npy header size: a file's shape can shrink in place
 _BLOCK = 4096
 _BLOCKS = 17
@@ -226,3 +235,86 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def edge_dir(edge_type: EdgeType) -> str:
+    """The directory name of an edge type: ``src__rel__dst``."""
+    return "__".join(edge_type)
+
+
+def hetero_meta(directory: Path, name: str, num_nodes: Mapping[str, int],
+                edge_types: Sequence[EdgeType], label_type: str, num_classes: int,
+                splits: Sequence[str], dtypes: Dict[str, str]) -> Dict[str, Any]:
+    """``meta.json``'s content for the finished files in ``directory``."""
+    return {"format": HETERO_FORMAT, "version": HETERO_VERSION, "name": name,
+            "num_nodes": dict(num_nodes), "edge_types": [list(e) for e in edge_types],
+            "label_type": label_type, "num_classes": num_classes, "splits": list(splits),
+            "files": {k: {"dtype": d, **stamp(directory / f"{k}.npy")}
+                      for k, d in dtypes.items()}}
+
+
+# ------------------------------------------------------------ reading a copy
+def to_numpy(t: Tensor) -> np.ndarray:
+    """``t`` as a numpy array for a ``.npy`` file."""
+    # numpy has no bfloat16: such arrays are stored as their 16-bit pattern.
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return t.contiguous().numpy()
+
+
+def from_numpy(array: np.ndarray, dtype: str) -> Tensor:
+    with warnings.catch_warnings():  # read-only mappings of large files; see load()
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        t = torch.from_numpy(array)
+    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+def open_files(path: Path, files: Dict[str, Dict[str, Any]], rebuild: str, *, mmap: bool,
+               random_access: Optional[Dict[str, Optional[bool]]] = None,
+               graph: Sequence[str] = (),
+               graph_in_memory: Optional[bool] = None) -> Tuple[Dict[str, Tensor], bool]:
+    """The arrays ``meta.json`` lists (``key`` → ``path/key.npy``), checked
+    against their stamps and memory-mapped (read-only above half of
+    physical memory, copy-on-write below); and whether every file still has
+    its recorded modification time (trusted as validated). Keys in
+    ``random_access`` get random-access advice when ``True``, or when
+    ``None`` and the file is larger than half of memory. The ``graph`` keys
+    (the CSR) are read into huge pages with ``graph_in_memory`` (by default
+    ``not mmap``)."""
+    in_memory = not mmap if graph_in_memory is None else graph_in_memory
+    arrays = {}
+    trusted = True
+    for key, info in files.items():
+        file = path / f"{key}.npy"
+        trusted &= check_stamp(file, info, rebuild)
+        large = file.stat().st_size > physical_memory() // 2
+        if in_memory and key in graph:
+            mapped = from_numpy(np.load(file, mmap_mode="r", allow_pickle=False), info["dtype"])
+            moved = huge_pages(mapped)
+            arrays[key] = moved.clone() if moved is mapped else moved  # small: a plain copy
+            continue
+        array = np.load(file, mmap_mode=("r" if large else "c") if mmap else None,
+                        allow_pickle=False)
+        if mmap and key in (random_access or {}):
+            advise = random_access[key]
+            if large if advise is None else advise:
+                advise_random(array)
+        arrays[key] = from_numpy(array, info["dtype"])
+    return arrays, trusted
+
+
+def renew_stamps(path: Path, meta: Dict[str, Any]) -> None:
+    """After a full validation: records the files' stamps, so the next open
+    is O(1) again. A read-only copy keeps validating on every open."""
+    try:
+        meta["files"] = {key: {"dtype": info["dtype"], **stamp(path / f"{key}.npy")}
+                         for key, info in meta["files"].items()}
+        write_meta(path, meta)
+    except OSError:
+        pass
+
+
+def advise_random(array: np.ndarray) -> None:
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mmap, "MADV_RANDOM"):
+        mapping.madvise(mmap.MADV_RANDOM)

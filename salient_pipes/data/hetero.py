@@ -15,10 +15,9 @@ stamps like :class:`~salient_pipes.data.dataset.FastDataset`.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,60 +26,25 @@ from tqdm.auto import tqdm
 
 from salient_pipes import _native
 from salient_pipes._checks import as_node_ids, check_int
-from salient_pipes.data.build import (
-    ArrayLike,
-    build_csr,
-    default_memory_limit,
-    write_features,
-    write_labels,
-)
-from salient_pipes.data.dataset import _renew_stamps, _to_numpy, open_files, typed_csr
+from salient_pipes.data import ogb, synthetic
+from salient_pipes.data.build import ArrayLike, edge_type_of, write_hetero_dataset
+from salient_pipes.data.csr import typed_csr
 from salient_pipes.data.format import (
+    HETERO_FORMAT,
+    HETERO_VERSION,
+    EdgeType,
     atomic_directory,
-    parse_bytes,
+    edge_dir,
+    hetero_meta,
+    open_files,
     read_meta,
     reading_copy,
-    stamp,
+    renew_stamps,
+    to_numpy,
     write_meta,
 )
 
-EdgeType = Tuple[str, str, str]
 PathLike = Union[str, os.PathLike]
-HETERO_FORMAT = "salient_pipes.hetero"
-HETERO_VERSION = 1
-
-# ogbn-mag's schema and sizes (the split counts are of papers).
-MAG_NODES = {"paper": 736_389, "author": 1_134_649, "institution": 8_740,
-             "field_of_study": 59_965}
-MAG_EDGES = {("author", "affiliated_with", "institution"): 1_043_998,
-             ("author", "writes", "paper"): 7_145_660,
-             ("paper", "cites", "paper"): 5_416_271,
-             ("paper", "has_topic", "field_of_study"): 7_505_078}
-MAG_SPLIT = (629_571, 64_879)  # train, valid; the rest of the papers is test
-
-
-def edge_dir(edge_type: EdgeType) -> str:
-    """The directory name of an edge type: ``src__rel__dst``."""
-    return "__".join(edge_type)
-
-
-def hetero_meta(directory: Path, name: str, num_nodes: Mapping[str, int],
-                edge_types: Sequence[EdgeType], label_type: str, num_classes: int,
-                splits: Sequence[str], dtypes: Dict[str, str]) -> Dict[str, Any]:
-    """``meta.json``'s content for the finished files in ``directory``."""
-    return {"format": HETERO_FORMAT, "version": HETERO_VERSION, "name": name,
-            "num_nodes": dict(num_nodes), "edge_types": [list(e) for e in edge_types],
-            "label_type": label_type, "num_classes": num_classes, "splits": list(splits),
-            "files": {k: {"dtype": d, **stamp(directory / f"{k}.npy")}
-                      for k, d in dtypes.items()}}
-
-
-def _edge_type(value: Any, name: str) -> EdgeType:
-    if not (isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, str)
-                                                                   for v in value)):
-        raise ValueError(f"{name} must be an edge type (src, rel, dst) of strings, got {value!r}")
-    return value
-
 
 class HeteroDataset:
     """A heterogeneous node-classification graph in our fast format.
@@ -144,7 +108,7 @@ class HeteroDataset:
         self.rowptr: Dict[EdgeType, Tensor] = {}
         self.col: Dict[EdgeType, Tensor] = {}
         for key, (rowptr, col) in edges.items():
-            e = _edge_type(key, "each key of edges")
+            e = edge_type_of(key, "each key of edges")
             for end in (e[0], e[2]):
                 if end not in self.num_nodes:
                     raise ValueError(f"edge type {e} names node type {end!r}, which is not in "
@@ -152,11 +116,11 @@ class HeteroDataset:
             self.edge_types.append(e)
             self.rowptr[e], self.col[e] = rowptr, col
         index = {t: i for i, t in enumerate(self.node_types)}
-        self.graph = _native.HeteroGraph(
+        self.graph = _native.TypedGraph(
             [self.num_nodes[t] for t in self.node_types],
             [index[e[0]] for e in self.edge_types], [index[e[2]] for e in self.edge_types],
-            [_to_numpy(self.rowptr[e]) for e in self.edge_types],
-            [_to_numpy(self.col[e]) for e in self.edge_types], validate,
+            [to_numpy(self.rowptr[e]) for e in self.edge_types],
+            [to_numpy(self.col[e]) for e in self.edge_types], validate,
             [str(e) for e in self.edge_types])
 
     # ---------------------------------------------------------------- facts
@@ -217,7 +181,7 @@ class HeteroDataset:
             for key, tensor in tqdm(self._files().items(), desc=f"saving {self.name}",
                                     disable=not progress, unit="array"):
                 (tmp / key).parent.mkdir(parents=True, exist_ok=True)
-                np.save(tmp / f"{key}.npy", _to_numpy(tensor))
+                np.save(tmp / f"{key}.npy", to_numpy(tensor))
                 dtypes[key] = str(tensor.dtype).replace("torch.", "")
             write_meta(tmp, hetero_meta(tmp, self.name, self.num_nodes, self.edge_types,
                                         self.label_type, self.num_classes,
@@ -252,7 +216,7 @@ class HeteroDataset:
                 split_idx={s: arrays[f"split_{s}"] for s in meta["splits"]},
                 num_classes=meta["num_classes"], validate=not trusted)
         if not trusted:
-            _renew_stamps(path, meta)
+            renew_stamps(path, meta)
         return dataset
 
     # ---------------------------------------------------------------- sources
@@ -283,51 +247,10 @@ class HeteroDataset:
             >>> ds.rowptr[("author", "writes", "paper")].tolist()
             [0, 2, 2, 3]
         """
-        counts = {t: check_int(f"num_nodes[{t!r}]", n, minimum=0) for t, n in num_nodes.items()}
-        if label_type not in counts:
-            raise ValueError(f"label_type {label_type!r} is not a node type {list(counts)}")
-        limit = default_memory_limit() if memory_limit is None else parse_bytes(memory_limit)
-        threads = num_threads or max(1, len(os.sched_getaffinity(0)))
-        splits = {s: as_node_ids(f"split_idx[{s!r}]", idx, counts[label_type])
-                  for s, idx in (split_idx or {}).items()}
-        types = {_edge_type(e, "each key of edge_index"): value
-                 for e, value in edge_index.items()}
-        for e in types:
-            for end in (e[0], e[2]):
-                if end not in counts:
-                    raise ValueError(f"edge type {e} names node type {end!r}, which is not "
-                                     f"in num_nodes")
-        unknown = set(x or {}) - set(counts)
-        if unknown:
-            raise ValueError(f"x names node types that are not in num_nodes: {sorted(unknown)}")
-        path = Path(path)
-        with atomic_directory(path) as tmp:
-            dtypes: Dict[str, str] = {}
-            for e, value in types.items():
-                d = tmp / "edges" / edge_dir(e)
-                d.mkdir(parents=True)
-                try:
-                    build_csr(d, value, counts[e[2]], num_src=counts[e[0]],
-                              to_undirected=False, memory_limit=limit, num_threads=threads,
-                              progress=progress)
-                except ValueError as exc:
-                    raise ValueError(f"edge type {e}: {exc}") from None
-                dtypes[f"edges/{edge_dir(e)}/rowptr"] = "int64"
-                dtypes[f"edges/{edge_dir(e)}/col"] = \
-                    "int32" if counts[e[0]] < 2**31 else "int64"
-            for t, n in counts.items():
-                d = tmp / "nodes" / t
-                d.mkdir(parents=True)
-                write_features(d, (x or {}).get(t), n, feature_dtype, progress)
-                dtypes[f"nodes/{t}/x"] = str(feature_dtype).replace("torch.", "")
-            classes = write_labels(tmp, y, counts[label_type], num_classes)
-            dtypes["y"] = "int64"
-            for s, idx in splits.items():
-                np.save(tmp / f"split_{s}.npy", idx.numpy())
-                dtypes[f"split_{s}"] = "int64"
-            meta = hetero_meta(tmp, name or path.name, counts, list(types), label_type,
-                               classes, list(splits), dtypes)
-            write_meta(tmp, meta)
+        write_hetero_dataset(path, num_nodes, edge_index, label_type=label_type, x=x, y=y,
+                             split_idx=split_idx, num_classes=num_classes,
+                             memory_limit=memory_limit, feature_dtype=feature_dtype, name=name,
+                             num_threads=num_threads, progress=progress)
         return cls.load(path)
 
     @classmethod
@@ -344,14 +267,11 @@ class HeteroDataset:
         Example:
             >>> ds = HeteroDataset.from_path("data", "ogbn-mag")  # doctest: +SKIP
         """
-        from salient_pipes.data.ogb import convert_hetero, dataset_info
-
-        info = dataset_info(name, hetero=True)
+        info = ogb.dataset_info(name, hetero=True)
         dest = Path(root) / info.dir_name / "salient_pipes"
-        if (dest / "meta.json").exists():
-            return cls.load(dest)
-        convert_hetero(root, info, dest, feature_dtype=feature_dtype,
-                       memory_limit=memory_limit, progress=progress)
+        if not (dest / "meta.json").exists():
+            ogb.convert_hetero(root, info, dest, feature_dtype=feature_dtype,
+                               memory_limit=memory_limit, progress=progress)
         return cls.load(dest)
 
     @classmethod
@@ -415,64 +335,17 @@ class HeteroDataset:
                    label_type=label_type, split_idx=split_idx, num_classes=classes)
 
     @classmethod
-    def synthetic_mag(cls, scale: float = 1.0, *, num_features: int = 128,
-                      num_classes: int = 349, homophily: float = 0.8, reverse: bool = True,
-                      seed: int = 0, feature_noise: float = 4.0,
-                      feature_dtype: torch.dtype = torch.float16) -> HeteroDataset:
-        """A graph with ogbn-mag's schema and proportions (``scale=1``:
-        1.94 M nodes of 4 types, 21.1 M edges of 4 types), for tests,
-        examples and benchmarks where the real one is not at hand.
+    def synthetic_mag(cls, scale: float = 1.0, **kwargs: Any) -> HeteroDataset:
+        """A graph with ogbn-mag's schema and proportions (``scale=1``: 1.94 M
+        nodes of 4 types, 21.1 M edges of 4 types, each with its reverse), for
+        tests, examples and benchmarks where the real one is not at hand;
+        :func:`salient_pipes.data.synthetic.mag_like` documents the options.
 
-        Every node has a latent class; a ``homophily`` share of each edge
-        type's edges joins nodes of one class (the rest are random);
-        sources are drawn with heavy-tailed (Pareto) propensities. Every
-        node type gets ``num_features`` features ``centroid[class] + noise``
-        scaled to unit variance (as ogbn-mag's papers have text embeddings
-        and its other types, in the usual setup, metapath2vec ones; inputs
-        far from unit scale stall training at the usual learning rates). The papers' classes are the
-        labels, split in mag's proportions. ``reverse`` adds each edge
-        type's reverse (``rev_<rel>``) and makes ``cites`` symmetric, as
-        PyG's ``ToUndirected`` does for mag.
+        Example:
+            >>> HeteroDataset.synthetic_mag(scale=0.001).num_nodes["paper"]
+            737
         """
-        if scale <= 0 or num_classes < 2 or num_features < 0:
-            raise ValueError("synthetic_mag needs scale > 0, num_classes >= 2, num_features >= 0")
-        gen = torch.Generator().manual_seed(seed)
-        counts = {t: max(num_classes, math.ceil(n * scale)) for t, n in MAG_NODES.items()}
-        label = {t: torch.randint(num_classes, (n,), generator=gen) for t, n in counts.items()}
-        order = {t: torch.sort(label[t], stable=True) for t in counts}
-        bounds = {t: torch.searchsorted(order[t].values, torch.arange(num_classes + 1))
-                  for t in counts}
-        centroids = torch.randn(num_classes, num_features, generator=gen)
-        unit = 1.0 / math.sqrt(1.0 + feature_noise ** 2)  # unit variance per feature
-        x = {t: ((centroids[label[t]] + feature_noise * torch.randn(n, num_features, generator=gen))
-                 * unit).to(feature_dtype) for t, n in counts.items()}
-        edges: Dict[EdgeType, Tuple[Tensor, Tensor]] = {}
-        for (s, rel, d), m in MAG_EDGES.items():
-            m = max(1, math.ceil(m * scale))
-            weight = (1 - torch.rand(counts[s], generator=gen, dtype=torch.float64)) ** -0.5
-            src = torch.multinomial(weight, m, replacement=True, generator=gen)
-            dst = torch.randint(counts[d], (m,), generator=gen)
-            same = torch.rand(m, generator=gen) < homophily
-            cls_ = label[s][src[same]]
-            lo, hi = bounds[d][cls_], bounds[d][cls_ + 1]
-            pick = lo + (torch.rand(cls_.numel(), generator=gen) * (hi - lo)).long()
-            dst[same] = order[d].indices[pick.clamp(max=counts[d] - 1)]
-            pairs = torch.stack([src, dst])
-            if reverse and s == d:
-                pairs = torch.cat([pairs, pairs.flip(0)], dim=1)
-            edges[(s, rel, d)] = typed_csr(pairs, counts[s], counts[d])
-            if reverse and s != d:
-                edges[(d, f"rev_{rel}", s)] = typed_csr(pairs.flip(0), counts[d], counts[s])
-        papers = torch.randperm(counts["paper"], generator=gen)
-        n_train = round(counts["paper"] * MAG_SPLIT[0] / MAG_NODES["paper"])
-        n_valid = round(counts["paper"] * MAG_SPLIT[1] / MAG_NODES["paper"])
-        split_idx = {"train": papers[:n_train].sort().values,
-                     "valid": papers[n_train:n_train + n_valid].sort().values,
-                     "test": papers[n_train + n_valid:].sort().values}
-        return cls(name=f"mag-like-{scale:g}", num_nodes=counts, edges=edges, x=x,
-                   y=label["paper"], label_type="paper", split_idx=split_idx,
-                   num_classes=num_classes)
+        return cls(**synthetic.mag_like(scale, **kwargs))
 
 
-__all__ = ["EdgeType", "HeteroDataset", "MAG_EDGES", "MAG_NODES", "edge_dir",
-           "hetero_meta"]
+__all__ = ["EdgeType", "HeteroDataset"]

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from salient_pipes.data.build import CHUNK_BYTES, write_dataset
+from salient_pipes.data.build import CHUNK_BYTES, write_dataset, write_hetero_dataset
 from salient_pipes.data.format import create_npy
 
 PathLike = Union[str, os.PathLike]
@@ -257,8 +257,6 @@ def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
     :class:`~salient_pipes.data.hetero.HeteroDataset` at ``dest``, streaming
     every file (see :meth:`HeteroDataset.from_edges` for the memory bound).
     Edge types are kept as OGB lists them (no reverse types are added)."""
-    from salient_pipes.data.hetero import HeteroDataset
-
     directory = download(root, info)
     raw = directory / "raw"
     counts = {t: int(v[0]) for t, v in
@@ -291,10 +289,10 @@ def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
         y = csv_to_npy(raw / "node-label" / label_type / "node-label.csv.gz", scratch / "y.npy",
                        counts[label_type], np.dtype(np.float64), desc="reading labels",
                        progress=progress)
-        HeteroDataset.from_edges(dest, counts, edges, label_type=label_type, x=x, y=y,
-                                 split_idx=_read_split(split_dir), num_classes=info.num_classes,
-                                 memory_limit=memory_limit, feature_dtype=feature_dtype,
-                                 name=info.name, progress=progress)
+        write_hetero_dataset(dest, counts, edges, label_type=label_type, x=x, y=y,
+                             split_idx=_read_split(split_dir), num_classes=info.num_classes,
+                             memory_limit=memory_limit, feature_dtype=feature_dtype,
+                             name=info.name, progress=progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Path(dest)

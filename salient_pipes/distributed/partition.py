@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from salient_pipes._checks import check_int
 from salient_pipes.data import FastDataset
-from salient_pipes.data.dataset import _to_numpy, csr_from_edge_index
-from salient_pipes.data.format import atomic_directory, create_npy, stamp, write_meta
+from salient_pipes.data.csr import csr_from_edge_index
+from salient_pipes.data.format import atomic_directory, create_npy, stamp, to_numpy, write_meta
 
 PathLike = Union[str, os.PathLike]
 PARTITION_FORMAT = "salient_pipes.PartitionedDataset"
@@ -175,7 +175,7 @@ def local_rows(owner: Tensor, num_parts: int) -> Tensor:
 def _save(directory: Path, key: str, tensor: Tensor, files: Dict[str, dict]) -> None:
     file = directory / f"{key}.npy"
     file.parent.mkdir(parents=True, exist_ok=True)
-    np.save(file, _to_numpy(tensor))
+    np.save(file, to_numpy(tensor))
     files[key] = {"dtype": _dtype_name(tensor)}
 
 
@@ -229,7 +229,7 @@ def _write_rows(dataset: FastDataset, owner: Tensor, local: Tensor, sizes: Tenso
     outs = []
     for part, size in enumerate(sizes.tolist()):
         (tmp / f"part{part}").mkdir()
-        row = {"x": create_npy(tmp / f"part{part}" / "x.npy", _to_numpy(x[:0]).dtype,
+        row = {"x": create_npy(tmp / f"part{part}" / "x.npy", to_numpy(x[:0]).dtype,
                                (size, x.size(1))),
                "y": create_npy(tmp / f"part{part}" / "y.npy", np.int64, (size,)),
                "ids": create_npy(tmp / f"part{part}" / "ids.npy", np.int64, (size,))}
@@ -242,7 +242,7 @@ def _write_rows(dataset: FastDataset, owner: Tensor, local: Tensor, sizes: Tenso
               disable=not progress) as bar:
         for begin in range(0, dataset.num_nodes, chunk):
             end = min(begin + chunk, dataset.num_nodes)
-            xs, ys = _to_numpy(x[begin:end]), y[begin:end].numpy()
+            xs, ys = to_numpy(x[begin:end]), y[begin:end].numpy()
             own, loc = owner[begin:end].numpy(), local[begin:end].numpy()
             ids = np.arange(begin, end, dtype=np.int64)
             for part, out in enumerate(outs):

@@ -1,12 +1,11 @@
 """The pipeline's stages, one module each, in the order they usually run:
 
-``NodeIndices → shuffle_nodes → batch_nodes → sample_neighbors →
-slice_features → pin_memory → prefetch_to_device``
+``NodeIndices → shuffle_nodes → [shard_nodes] → batch_nodes →
+sample_neighbors → slice_features → pin_memory → prefetch_to_device``
 
 and for PyG batches ``... → batch_nodes → seed_nodes | seed_edges →
-sample_neighbors(node_wise=True) → to_pyg``; a heterogeneous graph's
-``sample_neighbors`` is ``sample_hetero_neighbors`` (``to_pyg`` builds
-``HeteroData``).
+sample_neighbors(node_wise=True) → to_pyg``. Every stage serves graphs of
+one node type and of several alike (``schema.py``).
 
 Importing this package registers each stage's functional name on
 ``IterDataPipe``.
@@ -19,9 +18,10 @@ from salient_pipes.pipes.pin import PinMemory
 from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.prefetch import PrefetchToDevice
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
-from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors, hetero_fanouts
+from salient_pipes.pipes.schema import fanouts_per_edge_type
 from salient_pipes.pipes.seed_edges import SeedEdges
 from salient_pipes.pipes.seed_nodes import SeedNodes
+from salient_pipes.pipes.shard import ShardNodes
 from salient_pipes.pipes.shuffle import ShuffleNodes
 from salient_pipes.pipes.slice import SliceFeatures, gather
 from salient_pipes.pipes.to_pyg import ToPyG
@@ -32,18 +32,30 @@ __all__ = [
     "PinMemory",
     "PinnedPool",
     "PrefetchToDevice",
-    "SampleHeteroNeighbors",
     "SampleNeighbors",
     "SeedEdges",
     "SeedNodes",
+    "ShardNodes",
     "ShuffleNodes",
     "SliceFeatures",
     "Stage",
     "StageStats",
     "ToPyG",
     "default_num_threads",
+    "fanouts_per_edge_type",
     "gather",
-    "hetero_fanouts",
     "pipeline_stats",
     "upstream",
 ]
+
+
+def __getattr__(name: str):
+    # Names of the heterogeneous twins before one stage served every graph.
+    renamed = {"SampleHeteroNeighbors": SampleNeighbors, "hetero_fanouts": fanouts_per_edge_type}
+    if name in renamed:
+        import warnings
+
+        warnings.warn(f"salient_pipes.pipes.{name} is now {renamed[name].__name__}; the old "
+                      "name goes in the next release", DeprecationWarning, stacklevel=2)
+        return renamed[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

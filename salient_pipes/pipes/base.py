@@ -145,14 +145,19 @@ class Stage(IterDataPipe):
         """Yields the items of ``epoch``, beginning with batch ``start``."""
         raise NotImplementedError
 
+    def extra_stats(self) -> Dict[str, Any]:
+        """What :func:`pipeline_stats` reports of this stage beyond its wait
+        times (a feature cache's hit rate, a fetch's rows by source)."""
+        return {}
+
 
 def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
     """Per stage of ``pipe``'s chain (source first): items delivered in the
     last epoch, seconds its consumer waited on it (``wait_s``) and the part of
-    that spent in the stage itself rather than upstream (``self_s``); for a
-    stage that gathers through a feature cache, its hit rate this epoch
-    (``cache_hit_rate``); and what a stage's ``extra_stats()`` reports (the
-    feature fetch of a partitioned dataset: rows by source, bytes fetched).
+    that spent in the stage itself rather than upstream (``self_s``); and
+    what the stage's :meth:`Stage.extra_stats` reports (the hit rate of a
+    feature cache this epoch, ``cache_hit_rate``; the feature fetch of a
+    partitioned dataset: rows by source, bytes fetched).
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
@@ -169,11 +174,7 @@ def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
             continue
         rows.append({"stage": type(stage).__name__, "items": stats.items,
                      "wait_s": stats.wait_s, "self_s": max(0.0, stats.wait_s - below)})
-        cache = getattr(stage, "feature_cache", None)
-        if cache is not None:
-            rows[-1]["cache_hit_rate"] = cache.hit_rate
-        extra = getattr(stage, "extra_stats", None)
-        if callable(extra):
-            rows[-1].update(extra())
+        if isinstance(stage, Stage):
+            rows[-1].update(stage.extra_stats())
         below = stats.wait_s
     return rows

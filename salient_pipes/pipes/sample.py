@@ -1,23 +1,24 @@
-"""Stage: native parallel neighbor sampling, running ahead of the consumer."""
+"""Stage: native parallel neighbor sampling, running ahead of the consumer,
+of a graph with any number of node and edge types."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
-from salient_pipes._checks import check_fanouts, check_int
-from salient_pipes.batch import Adj, PreparedBatch, SampledSubgraph, SampledUnion, SeedBatch
-from salient_pipes.data.features import FeatureCache
+from salient_pipes._checks import check_int
+from salient_pipes.batch import Adj, NodeWiseBatch, PreparedBatch, SampledSubgraph, SeedBatch
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
-from salient_pipes.pipes._session import Carry, drop_carry, run_session
+from salient_pipes.pipes._epoch_overlap import Carry, drop_carry, run_session
 from salient_pipes.pipes.base import WORKER_PROCESS_ERROR, Stage
+from salient_pipes.pipes.schema import Fanouts, fanouts_per_edge_type, per_type, schema_of
 
-GraphLike = Union["_native.CSRGraph", Tuple[Tensor, Tensor], Any]
+NodeAttrs = Mapping[str, Mapping[str, Tensor]]  # {node type: {name: one row per node}}
 
 
 def default_num_threads() -> int:
@@ -32,71 +33,57 @@ def default_num_threads() -> int:
     return max(1, cores // max(1, local))
 
 
-def as_graph(graph: GraphLike) -> _native.CSRGraph:
-    """A validated native CSR from a FastDataset, a CSRGraph or (rowptr, col)."""
-    if isinstance(graph, _native.CSRGraph):
-        return graph
-    if isinstance(getattr(graph, "graph", None), _native.CSRGraph):
-        return graph.graph
-    if isinstance(graph, tuple) and len(graph) == 2:
-        rowptr, col = graph
-        rowptr, col = torch.as_tensor(rowptr), torch.as_tensor(col)
-        return _native.CSRGraph(as_buffer(rowptr), as_buffer(col))
-    raise TypeError(
-        f"expected a FastDataset, CSRGraph or (rowptr, col), got {type(graph).__name__}")
+def _identity(value: Any) -> Any:
+    """What a session is built for: the objects themselves, not the dicts
+    that hold them (made anew for every epoch)."""
+    if isinstance(value, Mapping):
+        return tuple((k, _identity(v)) for k, v in value.items())
+    return id(value)
 
 
-def to_union(n_id: Any, hops: Sequence[Tuple[Any, Any, Tuple[int, int]]],
-             payload: Dict[str, Any], disjoint_over: Optional[int] = None,
-             x: Optional[Tensor] = None) -> SampledUnion:
-    """The hops of a node-wise sample (seeds' hop first) as one subgraph.
-    ``disjoint_over``: the graph's node count when ``n_id`` holds disjoint
-    sampling's keys (``seed position * num_nodes + node``)."""
-    n_id = torch.from_numpy(n_id)
-    batch = None
-    if disjoint_over is not None:
-        batch = torch.div(n_id, disjoint_over, rounding_mode="floor")
-        n_id = n_id - batch * disjoint_over
-    batch_size = hops[0][2][1] if hops else n_id.numel()
-    edges = [torch.from_numpy(ei) for ei, _, _ in hops]
-    e_ids = [torch.from_numpy(e) for _, e, _ in hops if e is not None]
-    empty = torch.empty(0, dtype=torch.int64)
-    return SampledUnion(
-        n_id=n_id,
-        edge_index=torch.cat(edges, dim=1) if edges else empty.view(2, 0),
-        e_id=torch.cat(e_ids) if e_ids else empty,
-        num_sampled_nodes=[batch_size] + [num_src - num_dst for _, _, (num_src, num_dst) in hops],
-        num_sampled_edges=[ei.shape[1] for ei, _, _ in hops],
-        payload=payload, batch=batch, x=x)
-
-
-def to_adjs(hops: Sequence[Tuple[Any, Any, Tuple[int, int]]]) -> list:
-    return [Adj(torch.from_numpy(ei), None if e is None else torch.from_numpy(e), tuple(size))
-            for ei, e, size in hops]
+def _rows(v: Tensor) -> Tensor:
+    """``v`` as a 1-D or 2-D table with one row per node."""
+    return v if v.dim() <= 2 else v.reshape(v.size(0), -1)
 
 
 @functional_datapipe("sample_neighbors")
 class SampleNeighbors(Stage):
-    """Samples the multi-hop neighborhood of each seed batch on a pool of
-    native threads, up to ``max_in_flight`` batches ahead of the consumer.
+    """Samples the neighborhood of each seed batch on a pool of native
+    threads, up to ``max_in_flight`` batches ahead of the consumer. A batch's
+    sample depends only on ``(seed, epoch, position in the epoch)``: the
+    same whatever ``num_threads``; with ``ordered=False`` batches come as
+    they finish.
 
-    Yields :class:`SampledSubgraph` (``n_id``, ``adjs``): SALIENT's per-hop
-    sampling, where every node found so far is a target of the next hop.
-    With ``node_wise=True`` it yields :class:`SampledUnion` instead: PyG's
-    semantics, each node's neighbors sampled once and the hops joined into
-    one subgraph (what ``to_pyg`` and the PyG loaders use); with
-    ``disjoint=True`` as well, every seed gets a subgraph of its own (PyG's
-    ``disjoint``; ``SampledUnion.batch`` tells them apart). ``fanouts[0]`` is
-    the seeds' hop; ``-1`` takes every neighbor. A batch's sample depends only
-    on ``(seed, epoch, position in the epoch)``: the same whatever
-    ``num_threads``. With ``ordered=False`` batches come as they finish.
-    With ``overlap_epochs=True`` (ordered only) the next epoch's first
-    batches are sampled while this epoch's last ones are consumed, so a new
-    epoch does not begin by waiting for its first batch (the same batches;
-    see ``_session.py``).
-
-    The source yields seed tensors, or :class:`SeedBatch` items whose payload
-    travels on with the sample (node-wise mode, ordered).
+    Args:
+        source: yields seed tensors, or :class:`SeedBatch` items whose
+            payload travels on with the sample (node-wise, ordered).
+        graph: a FastDataset, HeteroDataset or PartitionedDataset, a
+            ``CSRGraph``, ``(rowptr, col)``, or a PyG graph's CSC
+            (``salient_pipes.pyg.csc_of``/``hetero_csc_of``).
+        fanouts: neighbors per hop, the seeds' hop first (``-1``: all); for
+            a graph with several edge types a list for every edge type or a
+            dict per edge type (a missing edge type is not sampled).
+        node_wise: PyG's semantics (each node's neighbors sampled once, the
+            hops joined into one subgraph): yields :class:`NodeWiseBatch`.
+            Otherwise SALIENT's per-hop sampling (every node found so far
+            is a target of the next hop), for graphs of one type: yields
+            :class:`SampledSubgraph` (``n_id``, ``adjs``). Default: per-hop
+            for a graph of one type, node-wise otherwise.
+        replace: sample with replacement.
+        num_threads: native sampling threads (default: :func:`default_num_threads`).
+        max_in_flight: batches submitted ahead (default: ``2 * num_threads``).
+        ordered: deliver in submission order.
+        seed: the random stream's seed.
+        return_e_id: report the sampled edges' positions in the CSR (or the
+            ``edge_ids`` given).
+        disjoint: node-wise only: every seed gets a subgraph of its own
+            (PyG's ``disjoint``; ``NodeWiseBatch.batch`` tells them apart).
+        edge_ids: ids to report instead of CSR positions: a tensor (one edge
+            type) or a dict per edge type.
+        overlap_epochs: ordered only: the next epoch's first batches are
+            sampled while this epoch's last ones are consumed (the same
+            batches; see ``_epoch_overlap.py``).
+        input_type: the seeds' node type (default: the dataset's label type).
 
     Example:
         >>> from salient_pipes import FastDataset
@@ -107,48 +94,50 @@ class SampleNeighbors(Stage):
         32
     """
 
-    def __new__(cls, source: Any = None, graph: Any = None, *args: Any,
-                **kwargs: Any) -> Any:
-        # A heterogeneous graph gets the heterogeneous stage (always node-wise).
-        if isinstance(getattr(graph, "graph", None), _native.HeteroGraph):
-            from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
-
-            if not kwargs.pop("node_wise", True):
-                raise ValueError("heterogeneous graphs are sampled node-wise (PyG's "
-                                 "semantics); node_wise=False does not apply")
-            return SampleHeteroNeighbors(source, graph, *args, **kwargs)
-        return super().__new__(cls)
-
-    def __init__(self, source: IterDataPipe, graph: GraphLike, fanouts: Sequence[int],
+    def __init__(self, source: IterDataPipe, graph: Any, fanouts: Fanouts,
                  replace: bool = False, num_threads: Optional[int] = None,
                  max_in_flight: Optional[int] = None, ordered: bool = True, seed: int = 0,
-                 return_e_id: bool = False, node_wise: bool = False,
-                 disjoint: bool = False, edge_ids: Optional[Tensor] = None,
-                 overlap_epochs: bool = False) -> None:
+                 return_e_id: bool = False, node_wise: Optional[bool] = None,
+                 disjoint: bool = False,
+                 edge_ids: Union[Tensor, Mapping[Any, Tensor], None] = None,
+                 overlap_epochs: bool = False, input_type: Optional[str] = None) -> None:
         super().__init__(source)
-        self.graph = as_graph(graph)
-        self.fanouts = check_fanouts(fanouts)
+        self.schema = schema = schema_of(graph)
+        self.graph = schema.graph
+        self.node_wise = not schema.single_type if node_wise is None else bool(node_wise)
+        if not self.node_wise and not schema.single_type:
+            raise ValueError("a graph with several node or edge types is sampled node-wise "
+                             "(PyG's semantics); node_wise=False does not apply")
+        self.input_type = input_type or schema.label_type
+        if self.input_type not in schema.num_nodes:
+            raise ValueError(f"input_type must be one of the node types {schema.node_types}, "
+                             f"got {input_type!r}")
+        if not isinstance(fanouts, Mapping) and not self.node_wise and len(fanouts) == 0:
+            raise ValueError("fanouts must name at least one hop")
+        self.fanouts = fanouts_per_edge_type(fanouts, schema.edge_types, zero=self.node_wise)
         self.replace, self.ordered = bool(replace), bool(ordered)
         self.seed = check_int("seed", seed, minimum=0)
         self.return_e_id = bool(return_e_id)
-        self.node_wise = bool(node_wise)
         self.disjoint = bool(disjoint)
         if self.disjoint and not self.node_wise:
             raise ValueError("disjoint=True needs node_wise=True")
-        # e_id reports edge_ids[position in col] instead of the position
-        self.edge_ids = None if edge_ids is None else torch.as_tensor(edge_ids)
+        if edge_ids is not None and not isinstance(edge_ids, Mapping):
+            edge_ids = {schema.edge_types[0]: edge_ids} if len(schema.edge_types) == 1 else \
+                edge_ids
+        self.edge_ids: Optional[Dict[Any, Tensor]] = None if edge_ids is None else \
+            {e: torch.as_tensor(v) for e, v in edge_ids.items()}
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
         self.max_in_flight = 2 * self.num_threads if max_in_flight is None else \
             check_int("max_in_flight", max_in_flight, minimum=1)
-        self._session_key: Optional[Tuple[int, int]] = None
-        self._session: Optional[_native.Session] = None
-        self._busy: Optional[_native.Session] = None  # the session an open iteration uses
         self.overlap_epochs = bool(overlap_epochs)
+        self._session: Optional[_native.Session] = None
+        self._session_key: Optional[Tuple[int, ...]] = None
+        self._busy: Optional[_native.Session] = None  # the session an open iteration uses
         self._carry: Optional[Carry] = None  # the next epoch's batches, begun early
         self._source_ahead = False  # the source began an epoch for a carry
         self._fail_at = -1  # see _inject_failure
-        self._session_for(None, None)  # validates fanouts and thread count now
+        self._session_for(None, None)  # argument errors now, not at the first batch
 
     def __getstate__(self) -> Dict[str, Any]:
         # torch's graph traversal pickles stages through a hook that keeps
@@ -165,69 +154,121 @@ class SampleNeighbors(Stage):
         drop_carry(self)
         self._fail_at, self._session = position, None
 
-    def _session_for(self, x: Optional[Tensor], y: Optional[Tensor],
-                     cache: Optional[FeatureCache] = None,
+    # --------------------------------------------------------- the session
+    def _session_for(self, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
+                     cache: Optional[Mapping[str, Any]] = None,
+                     attrs: Optional[NodeAttrs] = None,
                      pinned: Optional[Any] = None) -> _native.Session:
         """The session for this iteration: the pipe's persistent one, unless
         an earlier iteration that was abandoned without being closed (say, its
         iterator is still held by a traceback) still owns it. Then this
         iteration gets a fresh session and the two never share a queue."""
-        key = (id(x), id(y), id(cache), id(pinned))
+        key = tuple(_identity(v) for v in (x, y, cache, attrs, pinned))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
                 drop_carry(self)
                 self._session = None  # joins the idle workers before starting new ones
+            types, edge_types = self.schema.node_types, self.schema.edge_types
             self._session = _native.open_session(
-                _native.Session, self.graph, self.fanouts, replace=self.replace,
-                return_e_id=self.return_e_id,
-                seed=self.seed, x=None if x is None else as_buffer(x),
-                y=None if y is None else as_buffer(y), num_threads=self.num_threads,
-                ordered=self.ordered, fail_at_position=self._fail_at,
-                x_cache=None if cache is None else cache.native, node_wise=self.node_wise,
-                disjoint=self.disjoint,
-                edge_ids=None if self.edge_ids is None else as_buffer(self.edge_ids),
+                self.graph, self.fanouts, node_wise=self.node_wise, replace=self.replace,
+                return_e_id=self.return_e_id, seed=self.seed, num_threads=self.num_threads,
+                ordered=self.ordered, fail_at_position=self._fail_at, disjoint=self.disjoint,
+                x=None if x is None else [as_buffer(x[t]) if t in x else None for t in types],
+                x_cache=None if not cache else [cache[t].native if t in cache else None
+                                                for t in types],
+                y=None if y is None else as_buffer(y), y_type=types.index(self.input_type),
+                edge_ids=None if self.edge_ids is None else
+                [as_buffer(self.edge_ids[e]) if e in self.edge_ids else None
+                 for e in edge_types],
+                attrs=[(types.index(t), as_buffer(_rows(v)))
+                       for t, named in (attrs or {}).items() for v in named.values()],
                 pinned=None if pinned is None else pinned.native)
             self._session_key = key
         return self._session
 
-    def _generate(self, epoch: int, start: int, x: Optional[Tensor] = None,
-                  y: Optional[Tensor] = None, cache: Optional[FeatureCache] = None,
-                  pinned: Optional[Any] = None, **options: Any) -> Iterator[Any]:
-        return run_session(self, self._session_for(x, y, cache, pinned), epoch, start,
-                           lambda item, payloads: as_index(self._seeds_of(item, payloads)),
-                           lambda result, payloads: self._wrap(result, x, y, payloads))
+    def _generate(self, epoch: int, start: int, x: Optional[Mapping[str, Tensor]] = None,
+                  y: Optional[Tensor] = None, cache: Optional[Mapping[str, Any]] = None,
+                  attrs: Optional[NodeAttrs] = None, pinned: Optional[Any] = None,
+                  **options: Any) -> Iterator[Any]:
+        return run_session(self, self._session_for(x, y, cache, attrs, pinned), epoch, start,
+                           self._seeds,
+                           lambda result, payloads: self._wrap(result, x, y, attrs, payloads))
 
-    def _seeds_of(self, item: Any, payloads: Deque[Dict[str, Any]]) -> Any:
-        if not isinstance(item, SeedBatch):
-            if self.ordered:
-                payloads.append({})
-            return item
-        if not (self.node_wise and self.ordered):
-            raise ValueError("a SeedBatch's payload travels with node-wise, ordered sampling "
-                             "only (sample_neighbors(..., node_wise=True, ordered=True))")
-        payloads.append(item.payload)
-        return item.seeds
+    def with_features(self, x: Union[Tensor, Mapping[str, Tensor]], y: Optional[Tensor] = None,
+                      cache: Optional[Any] = None, pinned: Optional[Any] = None,
+                      attrs: Optional[NodeAttrs] = None) -> Iterator[Any]:
+        """This stage's epoch with the features gathered inside the workers,
+        as SALIENT does it: ``x`` (a tensor for a graph of one node type, or
+        a dict per node type), the seeds' labels ``y``, through ``cache``
+        (a :class:`~salient_pipes.data.FeatureCache` or one per node type),
+        into a slot of ``pinned`` (a :class:`PinnedPool`) when one is free,
+        and ``attrs`` (``{node type: {name: rows}}``) sliced by ``n_id`` too.
+        Per-hop samples come as :class:`PreparedBatch`, node-wise ones as
+        :class:`NodeWiseBatch` with ``x`` (and ``attrs``) filled."""
+        if self.disjoint and (x is not None or y is not None or attrs):
+            raise ValueError("disjoint sampling gathers no features: slice them after sampling")
+        features = per_type(x, self.schema, "x")
+        caches = per_type(cache, self.schema, "cache")
+        return self._run({"x": features, "y": y, "cache": caches, "attrs": attrs,
+                          "pinned": pinned})
 
-    def _wrap(self, result: tuple, x: Optional[Tensor], y: Optional[Tensor],
-              payloads: Deque[Dict[str, Any]]) -> Any:
-        n_id, hops, xs, ys = result
+    # ------------------------------------------------------- seeds, samples
+    def _seeds(self, item: Any, payloads: Deque[Dict[str, Any]]) -> Any:
+        payload: Dict[str, Any] = {}
+        if isinstance(item, SeedBatch):
+            if not (self.node_wise and self.ordered):
+                raise ValueError("a SeedBatch's payload travels with node-wise, ordered "
+                                 "sampling only (sample_neighbors(..., node_wise=True, "
+                                 "ordered=True))")
+            payload, item = item.payload, item.seeds
+        if self.ordered:
+            payloads.append(payload)
+        if self.schema.single_type and not isinstance(item, Mapping):
+            return as_index(item)
+        seeds = per_type(item if isinstance(item, Mapping) else {self.input_type: item},
+                         self.schema, "seeds")
+        empty = torch.empty(0, dtype=torch.int64).numpy()
+        return [as_index(seeds[t]) if t in seeds else empty for t in self.schema.node_types]
+
+    def _wrap(self, result: tuple, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
+              attrs: Optional[NodeAttrs], payloads: Deque[Dict[str, Any]]) -> Any:
+        n_ids, edges, num_nodes, num_edges, xs, ys, sliced = result
         payload = payloads.popleft() if self.ordered else {}
-        if self.node_wise:
-            return to_union(n_id, hops, payload, self.graph.num_nodes if self.disjoint else None,
-                            None if x is None else from_buffer(xs, x.dtype))
-        adjs = to_adjs(hops)
-        if x is None:
-            return SampledSubgraph(torch.from_numpy(n_id), adjs)
-        return PreparedBatch(x=from_buffer(xs, x.dtype),
-                             y=None if y is None else from_buffer(ys, y.dtype),
-                             adjs=adjs, n_id=torch.from_numpy(n_id))
-
-    def _prepared(self, x: Tensor, y: Optional[Tensor],
-                  cache: Optional[FeatureCache] = None,
-                  pinned: Optional[Any] = None) -> Iterator[PreparedBatch]:
-        """This stage's epoch with features gathered inside the workers
-        (into ``pinned``'s slots when it has a free one)."""
-        return self._run({"x": x, "y": y, "cache": cache, "pinned": pinned})
+        types = self.schema.node_types
+        if not self.node_wise:
+            n_id = torch.from_numpy(n_ids[0])
+            adjs = [Adj(torch.from_numpy(ei), None if e is None else torch.from_numpy(e),
+                        tuple(size)) for ei, e, size in edges]
+            if x is None:
+                return SampledSubgraph(n_id, adjs)
+            return PreparedBatch(x=from_buffer(xs[0], x[types[0]].dtype),
+                                 y=None if y is None else from_buffer(ys, y.dtype),
+                                 adjs=adjs, n_id=n_id)
+        n_id = {t: torch.from_numpy(a) for t, a in zip(types, n_ids)}
+        batch = None
+        if self.disjoint:  # keys: seed index * key_space + node
+            space = self._session.key_space
+            batch = {t: torch.div(k, space, rounding_mode="floor") for t, k in n_id.items()}
+            n_id = {t: k - batch[t] * space for t, k in n_id.items()}
+        by_type: Dict[str, Dict[str, Tensor]] = {}
+        flat = [(t, key, v) for t, named in (attrs or {}).items() for key, v in named.items()]
+        for (t, key, v), a in zip(flat, sliced):
+            by_type.setdefault(t, {})[key] = from_buffer(a, v.dtype).view(-1, *v.shape[1:])
+        return NodeWiseBatch(
+            x={} if x is None else {t: from_buffer(a, x[t].dtype)
+                                    for t, a in zip(types, xs) if a is not None},
+            y=None if ys is None else from_buffer(ys, y.dtype),
+            edge_index={e: torch.from_numpy(ei) for e, (ei, _, _) in
+                        zip(self.schema.edge_types, edges)},
+            e_id={e: torch.from_numpy(i) for e, (_, i, _) in zip(self.schema.edge_types, edges)
+                  if i is not None},
+            n_id=n_id, batch=batch,
+            num_sampled_nodes=dict(zip(types, num_nodes)),
+            num_sampled_edges=dict(zip(self.schema.edge_types, num_edges)),
+            input_type=self.input_type, payload=payload, attrs=by_type)
 
     def __len__(self) -> int:
         return len(self.source)
+
+
+__all__ = ["SampleNeighbors", "default_num_threads"]

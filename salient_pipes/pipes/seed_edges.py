@@ -11,7 +11,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
 from salient_pipes._checks import check_int
-from salient_pipes.batch import SeedBatch
+from salient_pipes.batch import EDGE_TYPE, SeedBatch
 from salient_pipes.pipes.base import Stage
 
 NEGATIVE_MODES = ("binary", "triplet")
@@ -31,8 +31,9 @@ class SeedEdges(Stage):
       ``src_index``, ``dst_pos_index``, ``dst_neg_index`` (``[B]`` or
       ``[B, ceil(amount)]``).
 
-    With ``edge_type`` (a heterogeneous graph's ``(src, rel, dst)``), seeds
-    are a dict of ids per node type and the payload names the edge type.
+    Seeds are a dict of ids per node type, and the payload names the
+    ``edge_type`` (a graph without types has one,
+    :data:`~salient_pipes.batch.EDGE_TYPE`).
 
     Seeds are the distinct endpoints, sorted; with ``disjoint=True`` every
     endpoint is a seed of its own (for disjoint sampling, as PyG lays it
@@ -45,7 +46,7 @@ class SeedEdges(Stage):
         >>> from salient_pipes.pipes import NodeIndices
         >>> eli = torch.tensor([[0, 2], [1, 3]])
         >>> pipe = NodeIndices(torch.arange(2)).batch_nodes(2).seed_edges(eli, num_nodes=4)
-        >>> b = next(iter(pipe)); b.seeds.tolist(), b.payload["edge_label_index"].tolist()
+        >>> b = next(iter(pipe)); b.seeds["_N"].tolist(), b.payload["edge_label_index"].tolist()
         ([0, 1, 2, 3], [[0, 2], [1, 3]])
     """
 
@@ -56,9 +57,9 @@ class SeedEdges(Stage):
                  num_dst_nodes: Optional[int] = None) -> None:
         super().__init__(source)
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
-        # A heterogeneous graph's edge type: sources are ids of edge_type[0]
-        # (num_nodes of them), destinations of edge_type[2] (num_dst_nodes).
-        self.edge_type = edge_type
+        # Sources are ids of edge_type[0] (num_nodes of them), destinations
+        # of edge_type[2] (num_dst_nodes).
+        self.edge_type = EDGE_TYPE if edge_type is None else tuple(edge_type)
         self.num_dst_nodes = self.num_nodes if num_dst_nodes is None else \
             check_int("num_dst_nodes", num_dst_nodes, minimum=1)
         eli = torch.as_tensor(edge_label_index)
@@ -125,9 +126,10 @@ class SeedEdges(Stage):
             per_edge = math.ceil(self.amount)
             dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position,
                                                   dst=True)])
+        payload["input_edge_type"] = self.edge_type
         if self.disjoint:
             return self._disjoint(src, dst, num_pos, label, payload)
-        if self.edge_type is not None and self.edge_type[0] != self.edge_type[2]:
+        if self.edge_type[0] != self.edge_type[2]:
             return self._bipartite(src, dst, num_pos, label, payload)
         seeds, inverse = torch.cat([src, dst]).unique(return_inverse=True)
         if self.neg_sampling == "triplet":
@@ -138,10 +140,7 @@ class SeedEdges(Stage):
             payload["edge_label_index"] = inverse.view(2, -1)
             if label is not None:
                 payload["edge_label"] = label
-        if self.edge_type is not None:
-            payload["input_edge_type"] = self.edge_type
-            return SeedBatch({self.edge_type[0]: seeds}, payload)
-        return SeedBatch(seeds, payload)
+        return SeedBatch({self.edge_type[0]: seeds}, payload)
 
     def _bipartite(self, src: Tensor, dst: Tensor, num_pos: int, label: Optional[Tensor],
                    payload: Dict[str, Any]) -> SeedBatch:
@@ -156,7 +155,6 @@ class SeedEdges(Stage):
             payload["edge_label_index"] = torch.stack([src_local, dst_local])
             if label is not None:
                 payload["edge_label"] = label
-        payload["input_edge_type"] = self.edge_type
         return SeedBatch({self.edge_type[0]: src_seeds, self.edge_type[2]: dst_seeds}, payload)
 
     def _disjoint(self, src: Tensor, dst: Tensor, num_pos: int, label: Optional[Tensor],
@@ -166,7 +164,7 @@ class SeedEdges(Stage):
         # in one seed list; of two types, each type has its own list, so
         # the i-th source and the i-th destination share subgraph i. A
         # node's subgraph belongs to edge (subgraph index mod batch size).
-        bipartite = self.edge_type is not None and self.edge_type[0] != self.edge_type[2]
+        bipartite = self.edge_type[0] != self.edge_type[2]
         first_dst = 0 if bipartite else src.numel()  # the destinations' first seed index
         dst_index = torch.arange(first_dst, first_dst + dst.numel())
         payload["disjoint_groups"] = num_pos
@@ -179,9 +177,6 @@ class SeedEdges(Stage):
             payload["edge_label_index"] = torch.stack([torch.arange(src.numel()), dst_index])
             if label is not None:
                 payload["edge_label"] = label
-        if self.edge_type is None:
-            return SeedBatch(torch.cat([src, dst]), payload)
-        payload["input_edge_type"] = self.edge_type
         seeds = {self.edge_type[0]: src, self.edge_type[2]: dst} if bipartite else \
             {self.edge_type[0]: torch.cat([src, dst])}
         return SeedBatch(seeds, payload)

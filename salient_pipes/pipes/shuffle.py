@@ -1,8 +1,8 @@
-"""Stage: a seeded permutation per epoch, optionally sharded across ranks."""
+"""Stage: a seeded permutation per epoch."""
 
 from __future__ import annotations
 
-import math
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -11,61 +11,50 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes._checks import check_int
 from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.shard import check_sharding, largest_shard, shard
 
 
 @functional_datapipe("shuffle_nodes")
 class ShuffleNodes(Stage):
     """Permutes each node-index tensor with a generator seeded by
-    ``(seed, epoch)``, so every rank and every rerun sees the same order.
+    ``(seed, epoch)``, so every rank and every rerun sees the same order;
+    ``shuffle=False`` passes the index as it is (evaluation). Put
+    ``shard_nodes`` after it for several ranks.
 
-    With ``world_size > 1`` it yields rank ``rank``'s shard of the permuted
-    index: shards are disjoint, cover the index together and differ in size by
-    at most one node (``batch_nodes`` then gives every rank the same number of
-    batches). ``shuffle=False`` shards without permuting (evaluation).
-
-    ``pad_to`` repeats nodes from the start of the (permuted) index until the
-    epoch holds at least ``pad_to`` nodes: ranks whose seed sets differ in
-    size (a partitioned dataset's parts) then run equal batch counts.
+    (``rank``, ``world_size`` and ``pad_to`` are accepted for one more
+    release and shard as ``shard_nodes`` does.)
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
-        >>> pipe = NodeIndices(torch.arange(6)).shuffle_nodes(seed=0, rank=1, world_size=2)
-        >>> len(next(iter(pipe)))
-        3
+        >>> sorted(next(iter(NodeIndices(torch.arange(6)).shuffle_nodes(seed=0))).tolist())
+        [0, 1, 2, 3, 4, 5]
     """
 
-    def __init__(self, source: IterDataPipe, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True, pad_to: int = 0) -> None:
+    def __init__(self, source: IterDataPipe, seed: int = 0, shuffle: bool = True,
+                 **sharding: Any) -> None:
         super().__init__(source)
-        seed = check_int("seed", seed, minimum=0)
-        rank = check_int("rank", rank, minimum=0)
-        world_size = check_int("world_size", world_size, minimum=1)
-        if not rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, "
-                             f"world_size={world_size}")
-        self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
-        self.pad_to = check_int("pad_to", pad_to, minimum=0)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.shuffle = bool(shuffle)
+        self._sharding = None
+        if sharding:
+            warnings.warn("shuffle_nodes(rank=, world_size=, pad_to=) now belongs to "
+                          "shard_nodes: .shuffle_nodes(seed).shard_nodes(rank, world_size, "
+                          "pad_to); the old form goes in the next release", DeprecationWarning,
+                          stacklevel=2)
+            options = {"rank": 0, "world_size": 1, "pad_to": 0, **sharding}
+            self._sharding = check_sharding(**options)
 
     def num_nodes_per_epoch(self) -> int:
-        """The largest shard's size: what every rank's batch count is based on."""
-        return max(self.pad_to,
-                   math.ceil(self.source.num_nodes_per_epoch() / self.world_size))
+        nodes = self.source.num_nodes_per_epoch()
+        return nodes if self._sharding is None else largest_shard(nodes, *self._sharding[1:])
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:
         for idx in self.source:
             if self.shuffle:
                 gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
                 idx = idx[torch.randperm(idx.numel(), generator=gen)]
-            if self.world_size > 1:
-                if idx.numel() < self.world_size:
-                    raise ValueError(f"cannot shard {idx.numel()} nodes over "
-                                     f"{self.world_size} ranks: every rank needs a seed")
-                idx = torch.tensor_split(idx, self.world_size)[self.rank]
-            if idx.numel() < self.pad_to:
-                if idx.numel() == 0:
-                    raise ValueError(f"cannot pad an empty seed set to {self.pad_to} nodes")
-                repeats = torch.arange(self.pad_to - idx.numel()) % idx.numel()
-                idx = torch.cat([idx, idx[repeats]])
+            if self._sharding is not None:
+                idx = shard(idx, *self._sharding)
             yield idx.contiguous()
 
     def __len__(self) -> int:

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Union
 
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
 from salient_pipes._checks import check_int
-from salient_pipes.batch import HeteroBatch, PreparedBatch
-from salient_pipes.data.features import FeatureCache, HeteroFeatureCache
+from salient_pipes.batch import NODE_TYPE, NodeWiseBatch, PreparedBatch, SampledSubgraph
+from salient_pipes.data.feature_cache import FeatureCache, FeatureCaches
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import Stage
 from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
-from salient_pipes.pipes.sample_hetero import SampleHeteroNeighbors
+
+Features = Union[Tensor, Mapping[str, Tensor]]
 
 
 def gather(src: Tensor, index: Tensor, num_threads: int = 1,
@@ -37,29 +38,39 @@ def gather(src: Tensor, index: Tensor, num_threads: int = 1,
     return from_buffer(out, src.dtype)
 
 
+def _per_type(value: Any) -> Dict[str, Any]:
+    """A mapping per node type as it is; a single value for a graph of one
+    type (keyed by :data:`~salient_pipes.batch.NODE_TYPE`)."""
+    return dict(value) if isinstance(value, Mapping) else {NODE_TYPE: value}
+
+
 @functional_datapipe("slice_features")
 class SliceFeatures(Stage):
-    """Turns each :class:`SampledSubgraph` into a :class:`PreparedBatch`:
-    ``x[n_id]`` and ``y[seeds]`` (``y`` optional). With ``x`` a dict of
-    features per node type, fills each :class:`HeteroBatch`'s ``x`` (and
-    ``y`` for the seeds).
+    """Gathers each batch's features and its seeds' labels: a
+    :class:`SampledSubgraph` (per-hop) becomes a :class:`PreparedBatch` with
+    ``x[n_id]`` and ``y[seeds]``; a :class:`NodeWiseBatch` gets ``x`` per
+    node type filled (and ``y`` for its seeds).
 
     Directly after ``sample_neighbors`` the gather is fused into the sampling
     workers, as in SALIENT: each batch is sliced by the thread that sampled
-    it, while its rows are still warm in that core's cache. After any other
-    stage it gathers on ``num_threads`` native threads.
+    it, while its rows are still warm in that core's cache
+    (:meth:`SampleNeighbors.with_features`). After any other stage it
+    gathers on ``num_threads`` native threads.
 
-    With ``cache`` (a :class:`FeatureCache` of ``x``; a
-    :class:`HeteroFeatureCache` for features per node type), rows are read
-    from the cache when it holds them and from ``x`` (often a file)
-    otherwise; ``pipeline_stats`` reports the epoch's hit rate.
-
-    With ``pinned`` (a :class:`PinnedPool`; fused gather only), the workers
-    place each whole batch (``x``, ``y``, ``n_id``, every hop; per node and
-    edge type for a heterogeneous graph) in a page-locked slot, so
-    ``pin_memory`` has nothing left to copy;
-    ``prefetch_to_device`` hands each slot back once its copy to the device
-    has completed. ``salient_pipeline`` sets this up on CUDA.
+    Args:
+        source: yields :class:`SampledSubgraph` or :class:`NodeWiseBatch`.
+        x: features: a tensor (a graph of one node type) or a dict per node type.
+        y: labels of the seeds' node type, or ``None``.
+        num_threads: native threads of the unfused gather.
+        cache: a :class:`~salient_pipes.data.FeatureCache` of ``x`` (one per
+            node type: :class:`~salient_pipes.data.FeatureCaches`): rows are
+            read from it when it holds them and from ``x`` (often a file)
+            otherwise; :func:`pipeline_stats` reports the epoch's hit rate.
+        pinned: a :class:`PinnedPool` (fused gather only): the workers place
+            each whole batch in a page-locked slot, so ``pin_memory`` has
+            nothing left to copy; ``prefetch_to_device`` hands each slot
+            back once its copy to the device has completed.
+            ``salient_pipeline`` sets this up on CUDA.
 
     Example:
         >>> from salient_pipes import FastDataset
@@ -71,9 +82,9 @@ class SliceFeatures(Stage):
         True
     """
 
-    def __init__(self, source: IterDataPipe, x: Union[Tensor, Mapping[str, Tensor]],
-                 y: Optional[Tensor] = None, num_threads: Optional[int] = None,
-                 cache: Union[FeatureCache, HeteroFeatureCache, None] = None,
+    def __init__(self, source: IterDataPipe, x: Features, y: Optional[Tensor] = None,
+                 num_threads: Optional[int] = None,
+                 cache: Union[FeatureCache, FeatureCaches, None] = None,
                  pinned: Optional[PinnedPool] = None) -> None:
         super().__init__(source)
         if pinned is not None and not isinstance(pinned, PinnedPool):
@@ -81,97 +92,85 @@ class SliceFeatures(Stage):
         self.pinned_pool = pinned
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
-        self.hetero = isinstance(x, Mapping)
-        if self.hetero:  # {node type: features} of a heterogeneous graph
-            self._init_hetero(x, y, cache)
-            return
-        for name, value in (("x", x), ("y", y)):
-            if value is not None and not isinstance(value, Tensor):
-                raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if x.dim() not in (1, 2) or x.device.type != "cpu":
-            raise ValueError(f"x must be a 1-D or 2-D CPU tensor, got {x.dim()}-D on {x.device}")
-        if y is not None and y.size(0) != x.size(0):
-            raise ValueError(f"x has {x.size(0)} rows but y has {y.size(0)}")
-        if isinstance(source, SampleNeighbors) and source.node_wise:
-            raise ValueError("slice_features takes per-hop samples; node-wise samples "
-                             "(node_wise=True) become PyG batches with to_pyg(data)")
-        if pinned is not None and not self.fused:
-            raise ValueError("pinned slots take the fused gather: put slice_features "
-                             "directly after sample_neighbors")
-        self.x, self.y = x.contiguous(), None if y is None else y.contiguous()
-        if cache is not None and not isinstance(cache, FeatureCache):
-            raise ValueError(f"cache must be a FeatureCache, got {type(cache).__name__}")
-        if cache is not None and cache.slot.numel() != self.x.size(0):
-            raise ValueError(f"cache holds rows of a table of {cache.slot.numel()} rows, "
-                             f"x has {self.x.size(0)}")
-        self.feature_cache = cache
-
-    def _init_hetero(self, x: Mapping[str, Tensor], y: Optional[Tensor],
-                     cache: Optional[Any]) -> None:
-        for t, value in x.items():
-            if not isinstance(value, Tensor) or value.dim() != 2 or value.device.type != "cpu":
-                raise ValueError(f"x[{t!r}] must be a 2-D CPU tensor")
+        self.x = _per_type(x)
+        for t, value in self.x.items():
+            where = "x" if t == NODE_TYPE else f"x[{t!r}]"
+            if not isinstance(value, Tensor):
+                raise ValueError(f"{where} must be a torch.Tensor, got {type(value).__name__}")
+            if value.dim() not in (1, 2) or value.device.type != "cpu":
+                raise ValueError(f"{where} must be a 1-D or 2-D CPU tensor, got "
+                                 f"{value.dim()}-D on {value.device}")
+            self.x[t] = value.contiguous()
         if y is not None and not isinstance(y, Tensor):
             raise ValueError(f"y must be a torch.Tensor, got {type(y).__name__}")
-        if cache is not None and not isinstance(cache, HeteroFeatureCache):
-            raise ValueError("features per node type take a HeteroFeatureCache, got "
-                             f"{type(cache).__name__}")
-        for t, c in (cache or {}).items():
-            if t not in x or c.slot.numel() != x[t].size(0):
-                raise ValueError(f"the cache of node type {t!r} does not match x[{t!r}]")
-        self.x, self.y, self.feature_cache = dict(x), y, cache
-        if self.pinned_pool is not None and not self.fused:
-            raise ValueError("pinned slots take the fused gather: put slice_features "
-                             "directly after sample_neighbors (disjoint samples gather no "
-                             "features)")
+        self.y = None if y is None else y.contiguous()
+        if self.y is not None and NODE_TYPE in self.x and \
+                self.y.size(0) != self.x[NODE_TYPE].size(0):
+            raise ValueError(f"x has {self.x[NODE_TYPE].size(0)} rows but y has "
+                             f"{self.y.size(0)}")
+        self.feature_cache = None if cache is None else self._check_cache(cache)
+        if isinstance(source, SampleNeighbors) and not isinstance(x, Mapping) and \
+                not source.schema.single_type:
+            raise ValueError("features of a graph with several node types are a dict per "
+                             "node type")
+        if pinned is not None and not self.fused:
+            raise ValueError("pinned slots take the fused gather: put slice_features directly "
+                             "after sample_neighbors (disjoint samples gather no features)")
+
+    def _check_cache(self, cache: Any) -> FeatureCaches:
+        if not isinstance(cache, Mapping) and NODE_TYPE not in self.x:
+            raise ValueError("features per node type take a cache per node type "
+                             f"(FeatureCaches), got {type(cache).__name__}")
+        caches = _per_type(cache)
+        for t, c in caches.items():
+            if not isinstance(c, FeatureCache):
+                raise ValueError(f"cache must be a FeatureCache (per node type: FeatureCaches), "
+                                 f"got {type(c).__name__}")
+            if t not in self.x or c.slot.numel() != self.x[t].size(0):
+                rows = self.x[t].size(0) if t in self.x else 0
+                raise ValueError(f"cache holds rows of a table of {c.slot.numel()} rows, "
+                                 f"x{'' if t == NODE_TYPE else f'[{t!r}]'} has {rows}")
+        return cache if isinstance(cache, FeatureCaches) else FeatureCaches(caches)
 
     @property
     def fused(self) -> bool:
-        if self.hetero:
-            return isinstance(self.source, SampleHeteroNeighbors) and not self.source.disjoint
-        return isinstance(self.source, SampleNeighbors)
+        """Whether the sampling workers gather (the stage right after sampling)."""
+        return isinstance(self.source, SampleNeighbors) and not self.source.disjoint
+
+    def extra_stats(self) -> Dict[str, Any]:
+        return {} if self.feature_cache is None else \
+            {"cache_hit_rate": self.feature_cache.hit_rate}
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
-        if self.hetero:
-            yield from self._hetero()
-            return
         if self.feature_cache is not None:
             self.feature_cache.reset_counts()
         if self.fused:
-            yield from self._fused()
+            pool = self.pinned_pool
+            for batch in self.source.with_features(self.x, self.y, self.feature_cache,
+                                                   pinned=pool):
+                if pool is not None:
+                    pool.poll()  # slots whose copies completed come back
+                yield batch
             return
-        for sub in self.source:
-            yield PreparedBatch(
-                x=gather(self.x, sub.n_id, self.num_threads, self.feature_cache),
-                y=None if self.y is None else gather(self.y, sub.n_id[: sub.batch_size]),
-                adjs=sub.adjs, n_id=sub.n_id)
+        for item in self.source:
+            yield self._gather(item)
 
-    def _fused(self) -> Iterator[Any]:
-        """The sampling stage's batches with the rows gathered in its
-        workers; with a pinned pool, slots whose copies completed are given
-        back after each batch."""
-        pool = self.pinned_pool
-        for batch in self.source._prepared(self.x, self.y, self.feature_cache, pinned=pool):
-            if pool is not None:
-                pool.poll()
-            yield batch
-
-    def _hetero(self) -> Iterator[HeteroBatch]:
-        cache = self.feature_cache
-        if cache is not None:
-            cache.reset_counts()
-        if self.fused:
-            yield from self._fused()
-            return
-        for b in self.source:
-            if not isinstance(b, HeteroBatch):
-                raise TypeError(f"slice_features with features per node type takes "
-                                f"HeteroBatch items, got {type(b).__name__}")
-            yield dataclasses.replace(
-                b, x={t: gather(self.x[t], b.n_id[t], self.num_threads,
-                                None if cache is None else cache.get(t))
-                      for t in b.n_id if t in self.x},
-                y=None if self.y is None else gather(self.y, b.n_id[b.input_type][:b.batch_size]))
+    def _gather(self, item: Any) -> Any:
+        caches = self.feature_cache or {}
+        if isinstance(item, SampledSubgraph):
+            x = self.x[NODE_TYPE] if NODE_TYPE in self.x else next(iter(self.x.values()))
+            return PreparedBatch(
+                x=gather(x, item.n_id, self.num_threads, caches.get(NODE_TYPE)),
+                y=None if self.y is None else gather(self.y, item.n_id[: item.batch_size]),
+                adjs=item.adjs, n_id=item.n_id)
+        if isinstance(item, NodeWiseBatch):
+            seeds = item.n_id[item.input_type][: item.batch_size]
+            return dataclasses.replace(
+                item, x={t: gather(self.x[t], ids, self.num_threads, caches.get(t))
+                         for t, ids in item.n_id.items() if t in self.x},
+                y=None if self.y is None else gather(self.y, seeds))
+        raise TypeError(f"slice_features takes SampledSubgraph or NodeWiseBatch items, got "
+                        f"{type(item).__name__}")
 
     def __len__(self) -> int:
         return len(self.source)

@@ -1,37 +1,94 @@
-"""Stage: node-wise samples become PyG ``Data`` batches."""
+"""Stage: node-wise samples become PyG batches (``Data`` or ``HeteroData``,
+as the input graph is)."""
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
-from salient_pipes.batch import SampledUnion
+from salient_pipes.batch import EDGE_TYPE, NODE_TYPE, EdgeType, NodeWiseBatch
 from salient_pipes.pipes.base import Stage
 from salient_pipes.pipes.sample import SampleNeighbors
 
 SUBGRAPH_TYPES = ("directional", "bidirectional", "induced")
+# Where PyG's link loader puts each seed payload entry of a heterogeneous
+# batch: on the input edge type, its source type or its destination type.
+_ON_SRC, _ON_DST = ("src_index",), ("dst_pos_index", "dst_neg_index")
+
+
+def subgraph_type_name(value: Any) -> str:
+    """``value`` (a name, or PyG's ``SubgraphType`` enum) checked."""
+    name = str(getattr(value, "value", value))
+    if name not in SUBGRAPH_TYPES:
+        raise ValueError(f"subgraph_type must be one of {SUBGRAPH_TYPES}, got {value!r}")
+    return name
+
+
+class Stores:
+    """Where a PyG graph keeps the attributes of a node type and of an edge
+    type: per type in a ``HeteroData``; all in one store in a ``Data``
+    (whose one node type is :data:`NODE_TYPE`, its edge type
+    :data:`EDGE_TYPE`)."""
+
+    def __init__(self, data: Any) -> None:
+        self.typed = type(data).__name__ == "HeteroData"
+        self.node_types: List[str] = list(data.node_types) if self.typed else [NODE_TYPE]
+        self.edge_types: List[EdgeType] = list(data.edge_types) if self.typed else [EDGE_TYPE]
+
+    def node(self, data: Any, t: str) -> Any:
+        return data[t] if self.typed else data._store
+
+    def edge(self, data: Any, e: EdgeType) -> Any:
+        return data[e] if self.typed else data._store
+
+
+def _per_edge_type(value: Any, stores: Stores) -> Dict[EdgeType, Any]:
+    if value is None:
+        return {}
+    return dict(value) if isinstance(value, Mapping) else {stores.edge_types[0]: value}
+
+
+def _sliceable(data: Any, store: Any, key: str, value: Any) -> bool:
+    """Whether a node attribute is a CPU tensor with one row per node along
+    dim 0, which the sampling workers can slice."""
+    return (isinstance(value, Tensor) and value.device.type == "cpu" and value.dim() >= 1
+            and store.is_node_attr(key) and data.__cat_dim__(key, value, store) == 0
+            and value.size(0) == store.num_nodes)
 
 
 @functional_datapipe("to_pyg")
 class ToPyG(Stage):
-    """Turns each :class:`SampledUnion` into a ``torch_geometric.data.Data``
-    the way PyG's loaders build theirs: every node-level attribute of
-    ``data`` sliced by ``n_id`` (in its own dtype), ``edge_index`` of the
-    sampled subgraph in local ids (row 0 sources, row 1 targets),
-    edge-level attributes sliced by ``e_id`` (ids of ``data.edge_index``),
-    and ``n_id``, ``e_id``, ``batch_size``, ``num_sampled_nodes``,
-    ``num_sampled_edges`` plus the seeds' payload (``input_id``,
-    ``edge_label_index``, ...).
+    """Turns each :class:`NodeWiseBatch` into the batch PyG's loaders build
+    from ``data`` (a ``Data`` or a ``HeteroData``), with PyG's own node
+    slicing: every node attribute sliced by ``n_id``; ``edge_index`` of the
+    sampled subgraph in local ids (row 0 sources, row 1 targets) and every
+    edge attribute sliced by ``e_id`` (ids of ``data``'s edges); ``n_id``,
+    ``e_id``, ``num_sampled_nodes``, ``num_sampled_edges`` (per type for a
+    ``HeteroData``) and the seeds' payload where PyG puts it (``input_id``
+    and ``batch_size`` for node batches; ``edge_label_index``,
+    ``edge_label`` or the triplet indices for link batches).
 
-    ``perm`` maps positions in the sampled CSR's ``col`` to edge ids
-    (:func:`salient_pipes.pyg.csc_of` builds both). ``subgraph_type``:
-    ``"directional"`` (the sampled edges), ``"bidirectional"`` (each sampled
-    edge in both directions) or ``"induced"`` (every edge of ``data`` among
-    the sampled nodes; needs ``csc``).
+    Directly after node-wise sampling, the node attributes that are CPU
+    tensors with a row per node (``x`` first) are gathered by the sampling
+    workers.
+
+    Args:
+        source: yields :class:`NodeWiseBatch` (``return_e_id=True``).
+        data: the graph the samples are of.
+        perm: maps positions in the sampled CSR's ``col`` to edge ids (a
+            tensor, or a dict per edge type), for a sampler that was not
+            given ``edge_ids``; ``csc``'s by default.
+        subgraph_type: ``"directional"`` (the sampled edges),
+            ``"bidirectional"`` (each sampled edge in both directions, as
+            PyG does it) or ``"induced"`` (every edge of ``data`` among the
+            sampled nodes); PyG's ``SubgraphType`` works too.
+        csc: the sampled CSR, for ``"induced"``: ``(rowptr, col)``, or the
+            result of ``salient_pipes.pyg.csc_of``/``hetero_csc_of`` (which
+            also gives ``perm``).
 
     Example:
         >>> from torch_geometric.data import Data
@@ -40,98 +97,176 @@ class ToPyG(Stage):
         >>> data = Data(x=torch.randn(4, 2), edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]))
         >>> csc = csc_of(data)
         >>> pipe = (NodeIndices(torch.arange(4)).batch_nodes(2).seed_nodes(torch.arange(4))
-        ...         .sample_neighbors(csc.graph, [-1], node_wise=True, return_e_id=True)
-        ...         .to_pyg(data, csc.perm))
+        ...         .sample_neighbors(csc, [-1], node_wise=True, return_e_id=True)
+        ...         .to_pyg(data, csc=csc))
         >>> batch = next(iter(pipe)); batch.n_id.tolist(), batch.e_id.tolist()
         ([0, 1], [0])
     """
 
-    def __new__(cls, source: Any = None, data: Any = None, *args: Any, **kwargs: Any) -> Any:
-        # A HeteroData gets the heterogeneous stage.
-        if type(data).__name__ == "HeteroData":
-            from salient_pipes.pipes.to_pyg_hetero import ToHeteroPyG
-
-            kwargs.pop("perm", None)
-            kwargs.pop("csc", None)
-            return ToHeteroPyG(source, data, **kwargs)
-        return super().__new__(cls)
-
-    def __init__(self, source: IterDataPipe, data: Any, perm: Tensor,
-                 subgraph_type: str = "directional",
-                 csc: Optional[Tuple[Tensor, Tensor]] = None) -> None:
+    def __init__(self, source: IterDataPipe, data: Any, perm: Any = None,
+                 subgraph_type: Any = "directional", csc: Any = None) -> None:
         super().__init__(source)
-        if subgraph_type not in SUBGRAPH_TYPES:
-            raise ValueError(f"subgraph_type must be one of {SUBGRAPH_TYPES}, "
-                             f"got {subgraph_type!r}")
-        if subgraph_type == "induced" and getattr(source, "disjoint", False):
-            raise NotImplementedError("subgraph_type='induced' with disjoint sampling is not "
-                                      "supported yet")
-        if subgraph_type == "induced" and csc is None:
-            raise ValueError("subgraph_type='induced' needs the CSR (rowptr, col) as csc")
-        self.data, self.perm, self.subgraph_type, self.csc = data, perm, subgraph_type, csc
-        # Directly after node-wise sampling, x[n_id] is gathered by the sampling
-        # workers (as slice_features does for per-hop samples); the rest of
-        # the attributes are sliced here.
-        x = getattr(data, "x", None)
-        self.fused = (isinstance(source, SampleNeighbors) and source.node_wise
-                      and not source.disjoint and isinstance(x, Tensor) and x.dim() == 2
-                      and x.device.type == "cpu")
-        self._rest = data
-        if self.fused:
-            self._rest = copy.copy(data)
-            self._rest.num_nodes = data.num_nodes  # stated: no inference from x's rows
-            del self._rest.x
+        self.subgraph_type = subgraph_type_name(subgraph_type)
+        self.data = data
+        self.stores = stores = Stores(data)
+        sampler = source if isinstance(source, SampleNeighbors) else None
+        if hasattr(csc, "rowptr"):  # csc_of / hetero_csc_of
+            if perm is None:
+                perm = csc.perm
+            rowptr, col = (_per_edge_type(a, stores) for a in (csc.rowptr, csc.col))
+            csc = {e: (rowptr[e], col[e]) for e in rowptr}
+        elif csc is not None:  # (rowptr, col)
+            csc = {stores.edge_types[0]: tuple(csc)}
+        self.perm = _per_edge_type(perm, stores)
+        self.csc = csc or {}
+        # Edge types whose ids the sampler reports itself (it was given edge_ids).
+        self.reported = set((sampler.edge_ids or {}) if sampler is not None else ())
+        if self.subgraph_type == "induced":
+            if sampler is not None and sampler.disjoint:
+                raise NotImplementedError("subgraph_type='induced' with disjoint sampling is "
+                                          "not supported")
+            missing = [e for e in stores.edge_types if e not in self.csc or e not in self.perm]
+            if missing:
+                raise ValueError("subgraph_type='induced' needs the sampled CSR and its "
+                                 "positions' edge ids (csc=csc_of(data) or hetero_csc_of(data))")
+        self.num_nodes = {t: int(stores.node(data, t).num_nodes) for t in stores.node_types}
+        # Node attributes the sampling workers slice (x into NodeWiseBatch.x,
+        # the others into NodeWiseBatch.attrs); PyG's node slicing does the rest.
+        self.fused_x: Dict[str, Tensor] = {}
+        self.fused_attrs: Dict[str, Dict[str, Tensor]] = {}
+        if sampler is not None and sampler.node_wise and not sampler.disjoint:
+            for t in stores.node_types:
+                store = stores.node(data, t)
+                for key, value in store.items():
+                    if not _sliceable(data, store, key, value):
+                        continue
+                    if key == "x" and value.dim() == 2:
+                        self.fused_x[t] = value
+                    else:
+                        self.fused_attrs.setdefault(t, {})[key] = value
+        self._rest = copy.copy(data)
+        for t in {*self.fused_x, *self.fused_attrs}:
+            store = stores.node(self._rest, t)
+            store.num_nodes = self.num_nodes[t]  # stated: not inferred from x
+            for key in [*self.fused_attrs.get(t, {}), *(["x"] if t in self.fused_x else [])]:
+                del store[key]
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
-        items = self.source._prepared(self.data.x, None) if self.fused else self.source
+        fused = self.fused_x or self.fused_attrs
+        items = self.source.with_features(self.fused_x, attrs=self.fused_attrs) if fused \
+            else self.source
         for sub in items:
-            if not isinstance(sub, SampledUnion):
+            if not isinstance(sub, NodeWiseBatch):
                 raise TypeError("to_pyg takes node-wise samples (sample_neighbors(..., "
                                 f"node_wise=True)), got {type(sub).__name__}")
             yield self._batch(sub)
 
-    def _edges(self, sub: SampledUnion) -> Tuple[Tensor, Tensor]:
-        """The batch's edge_index and the ids in ``data.edge_index`` of its edges."""
-        # A sampler given edge_ids reports ids; otherwise positions in col.
-        e_id = sub.e_id if getattr(self.source, "edge_ids", None) is not None \
-            else self.perm[sub.e_id]
+    # ------------------------------------------------------------- edges
+    def _ids(self, e: EdgeType, sub: NodeWiseBatch) -> Tensor:
+        """The ids in ``data`` of edge type ``e``'s sampled edges."""
+        if e in self.reported:
+            return sub.e_id[e]
+        if e not in self.perm:
+            raise ValueError("to_pyg needs to map CSR positions to edge ids: give perm (or "
+                             "csc), or sample with edge_ids")
+        return self.perm[e][sub.e_id[e]]
+
+    def _induced(self, e: EdgeType, sub: NodeWiseBatch) -> Tuple[Tensor, Tensor]:
+        src, _, dst = e
+        rowptr, col = self.csc[e]
+        source, target, position = induced_edges(
+            (rowptr, col), sub.n_id[dst], sub.n_id[src], self.num_nodes[src])
+        return torch.stack([source, target]), self.perm[e][position]
+
+    def _edges(self, sub: NodeWiseBatch) -> Dict[EdgeType, Tuple[Tensor, Optional[Tensor]]]:
+        """Per edge type: ``edge_index`` in local ids, and the edges' ids
+        (``None`` where PyG keeps none: bidirectional heterogeneous edges)."""
+        if sub.edge_index and not sub.e_id:
+            raise ValueError("to_pyg needs edge ids: sample with return_e_id=True")
+        types = self.stores.edge_types
+        if self.subgraph_type == "induced":
+            return {e: self._induced(e, sub) for e in types}
+        directed = {e: (sub.edge_index[e], self._ids(e, sub)) for e in types}
         if self.subgraph_type == "directional":
-            return sub.edge_index, e_id
-        if self.subgraph_type == "bidirectional":
-            from torch_geometric.sampler.utils import to_bidirectional
+            return directed
+        return self._bidirectional(sub, directed)
 
-            row, col = sub.edge_index
-            row, col, e_id = to_bidirectional(row, col, row, col, e_id, e_id)
-            return torch.stack([row, col]), e_id
-        row, col, position = induced_edges(self.csc, sub.n_id)
-        return torch.stack([row, col]), self.perm[position]
+    def _bidirectional(self, sub: NodeWiseBatch, directed: Dict[EdgeType, Tuple[Tensor, Tensor]]
+                       ) -> Dict[EdgeType, Tuple[Tensor, Optional[Tensor]]]:
+        """PyG's ``to_bidirectional`` of its sampler output: a ``Data`` keeps
+        the edge ids, a ``HeteroData`` pairs each edge type with its reverse
+        and drops them."""
+        from torch_geometric.sampler import HeteroSamplerOutput, SamplerOutput
 
-    def _batch(self, sub: SampledUnion) -> Any:
+        if not self.stores.typed:
+            (edge_index, ids), = directed.values()
+            out = SamplerOutput(node=sub.n_id[NODE_TYPE], row=edge_index[0], col=edge_index[1],
+                                edge=ids).to_bidirectional()
+            return {EDGE_TYPE: (torch.stack([out.row, out.col]), out.edge)}
+        out = HeteroSamplerOutput(
+            node=sub.n_id, row={e: ei[0] for e, (ei, _) in directed.items()},
+            col={e: ei[1] for e, (ei, _) in directed.items()},
+            edge={e: ids for e, (_, ids) in directed.items()}).to_bidirectional()
+        return {e: (torch.stack([out.row[e], out.col[e]]), None) for e in directed}
+
+    # ------------------------------------------------------------- batch
+    def _batch(self, sub: NodeWiseBatch) -> Any:
         from torch_geometric.loader.utils import filter_node_store_
 
-        edge_index, e_id = self._edges(sub)
-        batch = copy.copy(self._rest)
-        filter_node_store_(self._rest._store, batch._store, sub.n_id)  # PyG's node slicing
-        for key, value in self._rest._store.items():
-            if key == "edge_index":
-                batch.edge_index = edge_index
-            elif self._rest._store.is_edge_attr(key):
-                dim = self._rest.__cat_dim__(key, value)
-                batch[key] = value.index_select(dim, e_id.to(value.device))
-        if sub.x is not None:
-            batch.x = sub.x
-        batch.n_id = sub.n_id
-        batch.e_id = e_id
-        batch.num_sampled_nodes = sub.num_sampled_nodes
-        batch.num_sampled_edges = sub.num_sampled_edges
-        groups = sub.payload.get("disjoint_groups")
-        if sub.batch is not None:  # each node's seed; for links, the seed's edge (as PyG)
-            batch.batch = sub.batch if groups is None else sub.batch % groups
-        for key, value in sub.payload.items():
-            if key != "disjoint_groups":
-                batch[key] = value
-        if "edge_label_index" not in sub.payload and "src_index" not in sub.payload:
-            batch.batch_size = sub.batch_size  # node batches, as PyG's NeighborLoader
+        stores, rest = self.stores, self._rest
+        counted = self.subgraph_type == "directional"
+        edges = self._edges(sub)
+        batch = copy.copy(rest)
+        for t in stores.node_types:  # PyG's node slicing, then what the workers sliced
+            store = stores.node(batch, t)
+            filter_node_store_(stores.node(rest, t), store, sub.n_id[t])
+            if t in sub.x:
+                store.x = sub.x[t]
+            for key, value in sub.attrs.get(t, {}).items():
+                store[key] = value
+            store.n_id = sub.n_id[t]
+            if counted:
+                store.num_sampled_nodes = sub.num_sampled_nodes[t]
+        for e in stores.edge_types:
+            source, store = stores.edge(rest, e), stores.edge(batch, e)
+            edge_index, ids = edges[e]
+            if ids is None:  # bidirectional, heterogeneous: edge_index only, as PyG
+                for key in list(store.keys()):
+                    del store[key]
+                store.edge_index = edge_index
+                continue
+            for key, value in source.items():
+                if key == "edge_index":
+                    store.edge_index = edge_index
+                elif source.is_edge_attr(key):
+                    dim = rest.__cat_dim__(key, value, source)
+                    store[key] = value.index_select(dim, ids.to(value.device))
+            store.e_id = ids
+            if counted:
+                store.num_sampled_edges = sub.num_sampled_edges[e]
+        return self._payload(batch, sub)
+
+    def _payload(self, batch: Any, sub: NodeWiseBatch) -> Any:
+        """Puts the batch's payload (and disjoint ``batch`` vectors) where
+        PyG's loaders put them."""
+        stores = self.stores
+        payload = dict(sub.payload)
+        groups = payload.pop("disjoint_groups", None)  # link batches: subgraph -> its edge
+        for t, seed_of in (sub.batch or {}).items():
+            stores.node(batch, t).batch = seed_of if groups is None else seed_of % groups
+        edge_type: Optional[EdgeType] = payload.pop("input_edge_type", None)
+        if edge_type is None:  # node batches, as PyG's NeighborLoader
+            store = stores.node(batch, sub.input_type)
+            for key, value in payload.items():
+                store[key] = value
+            store.batch_size = sub.batch_size
+            return batch
+        for key, value in payload.items():
+            where: Callable[[Any, Any], Any] = stores.edge
+            place: Any = edge_type
+            if key in _ON_SRC or key in _ON_DST:
+                where, place = stores.node, edge_type[0] if key in _ON_SRC else edge_type[2]
+            where(batch, place)[key] = value
         return batch
 
     def __len__(self) -> int:
@@ -164,3 +299,6 @@ def induced_edges(csc: Tuple[Tensor, Tensor], n_id: Tensor, src_n_id: Optional[T
     source = local[col[position].to(torch.int64)]
     keep = source >= 0
     return source[keep], target[keep], position[keep]
+
+
+__all__ = ["SUBGRAPH_TYPES", "ToPyG", "induced_edges", "subgraph_type_name"]

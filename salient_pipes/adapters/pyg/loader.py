@@ -16,9 +16,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe
 
-from salient_pipes._checks import as_node_ids, check_fanouts, check_int
-from salient_pipes.pipes import NodeIndices, Stage, default_num_threads, hetero_fanouts
-from salient_pipes.pyg.graph import csc_of, hetero_csc_of
+from salient_pipes._checks import as_node_ids, check_int
+from salient_pipes.adapters.pyg.graph import graph_of
+from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
+from salient_pipes.pipes import NodeIndices, Stage, default_num_threads, fanouts_per_edge_type
 
 # DataLoader keywords PyG's loaders accept that mean nothing without worker
 # processes: accepted so that code runs unchanged, and documented as such.
@@ -41,8 +42,9 @@ class _Loader:
                  weight_attr: Optional[str], transform: Optional[Callable],
                  transform_sampler_output: Optional[Callable], neighbor_sampler: Any,
                  loader_kwargs: Dict[str, Any]) -> None:
-        self.hetero = type(data).__name__ == "HeteroData"
-        if isinstance(num_neighbors, dict) and not self.hetero:
+        self.csc: Any = graph_of(data)  # a Data is the one-type case
+        self.typed = type(data).__name__ == "HeteroData"  # PyG's argument forms differ
+        if isinstance(num_neighbors, dict) and not self.typed:
             raise ValueError("num_neighbors per edge type (a dict) is for HeteroData; a Data "
                              "takes a list")
         _not_yet("temporal sampling (time_attr)", time_attr)
@@ -56,13 +58,8 @@ class _Loader:
         self.data, self.transform = data, transform
         self.replace, self.subgraph_type = bool(replace), subgraph_type
         self.disjoint = bool(disjoint)
-        if self.hetero:
-            self.csc: Any = hetero_csc_of(data)
-            self.num_neighbors: Any = dict(zip(self.csc.edge_types, hetero_fanouts(
-                num_neighbors, self.csc.edge_types, "num_neighbors")))
-        else:
-            self.num_neighbors = check_fanouts(num_neighbors, "num_neighbors")
-            self.csc = csc_of(data)
+        self.num_neighbors = dict(zip(self.csc.edge_types, fanouts_per_edge_type(
+            num_neighbors, self.csc.edge_types, "num_neighbors")))
         options = dict(loader_kwargs)
         for key in _NOT_APPLICABLE:
             if options.pop(key, None) is not None:
@@ -87,26 +84,13 @@ class _Loader:
             seed = int(torch.randint(0, 2**62, (), generator=generator))
         self.seed = check_int("seed", seed, minimum=0)
 
-    def _chain(self, seeds: IterDataPipe, input_type: Optional[str] = None) -> Stage:
-        if self.hetero:
-            pipe = (seeds.sample_neighbors(self.csc, self.num_neighbors, input_type=input_type,
-                                           replace=self.replace, num_threads=self.num_threads,
-                                           max_in_flight=self.max_in_flight, seed=self.seed,
-                                           return_e_id=True, edge_ids=self.csc.perm,
-                                           disjoint=self.disjoint, overlap_epochs=self.shuffle)
-                    .to_pyg(self.data, subgraph_type=self.subgraph_type))
-            return self._finish(pipe)
-        pipe = (seeds.sample_neighbors(self.csc.graph, self.num_neighbors, replace=self.replace,
-                                       num_threads=self.num_threads,
+    def _chain(self, seeds: IterDataPipe, input_type: str) -> Stage:
+        pipe = (seeds.sample_neighbors(self.csc, self.num_neighbors, input_type=input_type,
+                                       replace=self.replace, num_threads=self.num_threads,
                                        max_in_flight=self.max_in_flight, seed=self.seed,
-                                       return_e_id=True, node_wise=True,
-                                       disjoint=self.disjoint, edge_ids=self.csc.perm,
-                                       overlap_epochs=self.shuffle)
-                .to_pyg(self.data, self.csc.perm, self.subgraph_type,
-                        csc=(self.csc.rowptr, self.csc.col)))
-        return self._finish(pipe)
-
-    def _finish(self, pipe: Stage) -> Stage:
+                                       return_e_id=True, node_wise=True, edge_ids=self.csc.perm,
+                                       disjoint=self.disjoint, overlap_epochs=self.shuffle)
+                .to_pyg(self.data, subgraph_type=self.subgraph_type, csc=self.csc))
         if self.pin_memory:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -177,15 +161,14 @@ class NeighborLoader(_Loader):
         super().__init__(data, num_neighbors, replace, subgraph_type, disjoint, temporal_strategy,
                          time_attr, weight_attr, transform, transform_sampler_output,
                          neighbor_sampler, kwargs)
-        input_type = None
-        if self.hetero:
+        if self.typed:
             input_type, input_nodes = _typed_input(input_nodes, self.csc.node_types)
-            num_nodes = self.csc.num_nodes[input_type]
         elif isinstance(input_nodes, (tuple, str)):
             raise ValueError("input_nodes as (node_type, ids) is for HeteroData; a Data takes "
                              "ids, a mask or None")
         else:
-            num_nodes = int(data.num_nodes)
+            input_type = NODE_TYPE
+        num_nodes = self.csc.num_nodes[input_type]
         self.input_nodes = torch.arange(num_nodes) if input_nodes is None else \
             as_node_ids("input_nodes", input_nodes, num_nodes)
         if not self.disjoint and self.input_nodes.unique().numel() != self.input_nodes.numel():
@@ -232,20 +215,19 @@ class LinkNeighborLoader(_Loader):
                          time_attr, weight_attr, transform, transform_sampler_output,
                          neighbor_sampler, kwargs)
         mode, amount = negative_sampling(neg_sampling, neg_sampling_ratio)
-        edge_type, num_src, num_dst = None, None, None
-        if self.hetero:
+        if self.typed:
             edge_type, edge_label_index = _typed_edges(edge_label_index, self.csc.edge_types)
             if edge_label_index is None:
                 edge_label_index = data[edge_type].edge_index
-            num_src = self.csc.num_nodes[edge_type[0]]
-            num_dst = self.csc.num_nodes[edge_type[2]]
         elif isinstance(edge_label_index, tuple):
             raise ValueError("edge_label_index as (edge_type, index) is for HeteroData; a Data "
                              "takes a [2, L] tensor or None")
         else:
+            edge_type = EDGE_TYPE
             if edge_label_index is None:
                 edge_label_index = data.edge_index
-            num_src = int(data.num_nodes)
+        num_src = self.csc.num_nodes[edge_type[0]]
+        num_dst = self.csc.num_nodes[edge_type[2]]
         edge_label_index = torch.as_tensor(edge_label_index)
         count = edge_label_index.size(-1) if edge_label_index.dim() == 2 else 0
         self.pipe = self._chain(
@@ -254,7 +236,7 @@ class LinkNeighborLoader(_Loader):
                                               amount=amount, seed=self.seed,
                                               disjoint=self.disjoint, edge_type=edge_type,
                                               num_dst_nodes=num_dst),
-            None if edge_type is None else edge_type[0])
+            edge_type[0])
 
 
 def _typed_input(input_nodes: Any, node_types: Sequence[str]) -> Tuple[str, Any]:

@@ -21,105 +21,18 @@ from torch import Tensor
 
 from salient_pipes import _native
 from salient_pipes._checks import check_fanouts, check_int
-from salient_pipes.data.dataset import CSRViews, open_files
-from salient_pipes.data.features import access_counts
-from salient_pipes.data.format import DatasetCacheError, parse_bytes, read_meta, reading_copy
+from salient_pipes.data.csr import CSRViews
+from salient_pipes.data.feature_cache import POLICIES, FeatureCache, access_priority, cache_budget
+from salient_pipes.data.format import DatasetCacheError, open_files, read_meta, reading_copy
+from salient_pipes.distributed.exchange import FeatureExchange
 from salient_pipes.distributed.partition import PARTITION_FORMAT, PARTITION_VERSION
 
 PathLike = Union[str, os.PathLike]
-CACHE_POLICIES = ("vip", "sampled", "degree")
 DEFAULT_TIMEOUT_S = 300.0
 
 
 class PartitionLoadError(RuntimeError):
     """A rank could not open its part; raised on every rank."""
-
-
-def cache_budget(budget: Union[int, str, None], num_nodes: int, row_bytes: int) -> int:
-    """Bytes for the cache: an int, a size such as ``"2GiB"``, or a share of
-    the whole feature table such as ``"10%"``.
-
-    Example:
-        >>> cache_budget("10%", 1000, 256), cache_budget("1KiB", 1000, 256)
-        (25600, 1024)
-    """
-    if budget is None:
-        return 0
-    if isinstance(budget, str) and budget.strip().endswith("%"):
-        try:
-            share = float(budget.strip()[:-1])
-        except ValueError:
-            raise ValueError(f"cache budget must be a size or a share like '10%', "
-                             f"got {budget!r}") from None
-        if not 0 <= share <= 100:
-            raise ValueError(f"cache budget share must be within 0-100%, got {budget!r}")
-        return int(share / 100 * num_nodes * row_bytes)
-    return parse_bytes(budget, "cache")
-
-
-class RemoteCache:
-    """Feature rows of other ranks kept here: ``ids`` (global, ascending),
-    ``rows`` and ``slot`` (int32 per node of the graph: row in ``rows`` or
-    -1). The budget counts the rows and the slot map."""
-
-    def __init__(self, ids: Tensor, rows: Tensor, num_nodes: int) -> None:
-        self.ids, self.rows = ids, rows
-        self.slot = torch.full((num_nodes,), -1, dtype=torch.int32)
-        self.slot[ids] = torch.arange(ids.numel(), dtype=torch.int32)
-
-    @property
-    def num_cached(self) -> int:
-        return self.ids.numel()
-
-    @property
-    def nbytes(self) -> int:
-        return self.rows.numel() * self.rows.element_size() + 4 * self.slot.numel()
-
-    def __repr__(self) -> str:
-        return f"RemoteCache({self.num_cached:,} rows, {self.nbytes / 2**20:,.1f} MiB)"
-
-
-def expected_access(rowptr: Tensor, col: Tensor, seeds: Tensor, fanouts: Sequence[int],
-                    batch_size: int, chunk_edges: int = 1 << 23) -> Tensor:
-    """The probability that each node enters a batch of ``batch_size``
-    seeds drawn from ``seeds``, sampled with ``fanouts`` (SALIENT++'s VIP
-    analysis): a seed is in a batch with probability ``batch_size /
-    len(seeds)``; as in per-hop sampling every node found so far samples
-    the next hop, and a node ``v`` found with probability ``p`` takes each
-    of its ``d`` neighbours with probability ``min(1, fanout / d)``; a node
-    is missed by a hop only if every edge to it misses (independence
-    assumed).
-
-    Example:
-        >>> rowptr, col = torch.tensor([0, 1, 2, 2]), torch.tensor([2, 2])  # 0←2, 1←2
-        >>> expected_access(rowptr, col, torch.tensor([0]), [1], 1).round(decimals=6).tolist()
-        [1.0, 0.0, 1.0]
-    """
-    num_nodes = rowptr.numel() - 1
-    deg = (rowptr[1:] - rowptr[:-1]).to(torch.float64)
-    p = torch.zeros(num_nodes, dtype=torch.float64)
-    if seeds.numel():
-        p[seeds] = min(1.0, batch_size / seeds.numel())
-    log_miss = torch.log1p(-p.clamp(max=1 - 1e-12))
-    for fanout in fanouts:
-        take = torch.ones_like(deg) if fanout < 0 else \
-            (fanout / deg.clamp(min=1)).clamp(max=1.0)
-        edge_miss = torch.log1p(-(p * take).clamp(max=1 - 1e-12))  # per row, per edge
-        hop = torch.zeros(num_nodes, dtype=torch.float64)
-        row = 0
-        while row < num_nodes:  # rows in chunks of about chunk_edges edges
-            end = int(torch.searchsorted(rowptr, rowptr[row] + chunk_edges, right=True))
-            end = min(num_nodes, max(end - 1, row + 1))
-            lo, hi = int(rowptr[row]), int(rowptr[end])
-            if hi > lo:
-                hop.index_add_(0, col[lo:hi].to(torch.int64),
-                               torch.repeat_interleave(edge_miss[row:end],
-                                                       (rowptr[row + 1:end + 1] -
-                                                        rowptr[row:end])))
-            row = end
-        log_miss += hop
-        p = -torch.expm1(log_miss)  # found so far: the next hop's targets
-    return 0.0 - torch.expm1(log_miss)  # (not -expm1: no negative zeros)
 
 
 class PartitionedDataset(CSRViews):
@@ -169,7 +82,7 @@ class PartitionedDataset(CSRViews):
         for name in meta["split_sizes"]:
             idx = arrays[f"graph/split_{name}"]
             self.split_idx[name] = idx[self.owner[idx] == rank]
-        self.cache: Optional[RemoteCache] = None
+        self.cache: Optional[FeatureCache] = None  # rows of other ranks
         self.fetch_group: Any = None
 
     # ------------------------------------------------------------------ views
@@ -218,8 +131,8 @@ class PartitionedDataset(CSRViews):
         then fills a cache of remote rows chosen by ``cache_policy`` for
         batches of ``batch_size`` seeds sampled with ``fanouts``.
         """
-        if cache_policy not in CACHE_POLICIES:
-            raise ValueError(f"cache_policy must be one of {CACHE_POLICIES}, "
+        if cache_policy not in POLICIES:
+            raise ValueError(f"cache_policy must be one of {POLICIES}, "
                              f"got {cache_policy!r}")
         fanouts = check_fanouts(fanouts)
         batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -251,7 +164,7 @@ class PartitionedDataset(CSRViews):
             raise PartitionLoadError(f"could not open the partitioned dataset {path} ({names})")
         assert dataset is not None
         dataset.fetch_group = group
-        budget = cache_budget(cache, dataset.num_nodes, dataset.row_bytes)
+        budget = cache_budget(cache, dataset.num_nodes * dataset.row_bytes)
         if dataset.num_parts > 1 and (budget > 0 or group is not None):
             dataset._fill_cache(budget, cache_policy, fanouts, batch_size, seed)
         return dataset
@@ -277,7 +190,6 @@ class PartitionedDataset(CSRViews):
                     seed: int) -> None:
         """Chooses the remote rows to cache and fetches them (a collective:
         every rank takes part, even with no budget of its own)."""
-        from salient_pipes.distributed.fetch import FeatureExchange
 
         count = max(0, budget - 4 * self.num_nodes) // max(1, self.row_bytes)
         ids = torch.empty(0, dtype=torch.int64)
@@ -287,19 +199,14 @@ class PartitionedDataset(CSRViews):
             count = min(count, int((score > 0).sum()))
             ids = torch.topk(score, count, sorted=False).indices.sort().values
         rows = FeatureExchange(self).fetch_all(ids)
-        self.cache = RemoteCache(ids, rows, self.num_nodes) if ids.numel() else None
+        self.cache = FeatureCache.from_rows(ids, rows, self.num_nodes) if ids.numel() else None
 
     def access_priority(self, policy: str, fanouts: Sequence[int], batch_size: int,
                         seed: int = 0) -> Tensor:
         """How likely each node is to be needed by this rank's training
         batches, by ``policy`` (higher first; float64)."""
         seeds = self.split_idx.get("train", torch.empty(0, dtype=torch.int64))
-        if policy == "vip":
-            return expected_access(self.rowptr, self.col, seeds, fanouts, batch_size)
-        if policy == "sampled":
-            return access_counts(self, fanouts, batch_size, seeds, 32, seed).to(torch.float64)
-        return (self.rowptr[1:] - self.rowptr[:-1]).to(torch.float64)
+        return access_priority(self, policy, fanouts, batch_size, seeds, seed)
 
 
-__all__ = ["CACHE_POLICIES", "PartitionLoadError", "PartitionedDataset", "RemoteCache",
-           "cache_budget", "expected_access"]
+__all__ = ["PartitionLoadError", "PartitionedDataset"]

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from salient_pipes import _native
+from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data.memory import huge_pages
 
 
@@ -23,6 +24,19 @@ class PygCsc(NamedTuple):
     col: Tensor
     perm: Tensor
     graph: _native.CSRGraph
+
+    # A Data is the one-type case of a typed graph (see salient_pipes.batch).
+    @property
+    def node_types(self) -> List[str]:
+        return [NODE_TYPE]
+
+    @property
+    def edge_types(self) -> List[Tuple[str, str, str]]:
+        return [EDGE_TYPE]
+
+    @property
+    def num_nodes(self) -> Dict[str, int]:
+        return {NODE_TYPE: self.rowptr.numel() - 1}
 
 
 # id(edge_index) -> (a weak reference to it, its CSC); an entry goes when
@@ -72,7 +86,14 @@ class HeteroCsc(NamedTuple):
     rowptr: Dict[Tuple[str, str, str], Tensor]
     col: Dict[Tuple[str, str, str], Tensor]
     perm: Dict[Tuple[str, str, str], Tensor]
-    graph: _native.HeteroGraph
+    graph: _native.TypedGraph
+
+
+def graph_of(data: Any) -> Any:
+    """The CSC of a ``Data`` (:func:`csc_of`) or of a ``HeteroData``
+    (:func:`hetero_csc_of`): node types, edge types, node counts and the
+    native graph, alike for both."""
+    return hetero_csc_of(data) if type(data).__name__ == "HeteroData" else csc_of(data)
 
 
 def _csc(edge_index: Any, num_src: int, num_dst: int, where: str) -> Tuple[Tensor, Tensor, Tensor]:
@@ -129,7 +150,7 @@ def hetero_csc_of(data: Any) -> HeteroCsc:
         rowptr[e], col[e], perm[e] = _csc(getattr(data[e], "edge_index", None),
                                           num_nodes[e[0]], num_nodes[e[2]], f"data[{e!r}]")
     index = {t: i for i, t in enumerate(node_types)}
-    graph = _native.HeteroGraph([num_nodes[t] for t in node_types],
+    graph = _native.TypedGraph([num_nodes[t] for t in node_types],
                                 [index[e[0]] for e in edge_types],
                                 [index[e[2]] for e in edge_types],
                                 [rowptr[e].numpy() for e in edge_types],

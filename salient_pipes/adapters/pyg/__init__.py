@@ -9,8 +9,8 @@ stages (``seed_nodes``/``seed_edges`` → ``sample_neighbors(node_wise=True)``
 → ``to_pyg``).
 """
 
-from salient_pipes.pyg.graph import HeteroCsc, PygCsc, csc_of, hetero_csc_of
-from salient_pipes.pyg.loader import LinkNeighborLoader, NeighborLoader
+from salient_pipes.adapters.pyg.graph import HeteroCsc, PygCsc, csc_of, graph_of, hetero_csc_of
+from salient_pipes.adapters.pyg.loader import LinkNeighborLoader, NeighborLoader
 
-__all__ = ["HeteroCsc", "LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of",
+__all__ = ["HeteroCsc", "LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of", "graph_of",
            "hetero_csc_of"]

@@ -1,0 +1,114 @@
+// The Python face of a sampling session: one class for every graph (a
+// TypedGraph of any number of types; CSRGraph is the one-type case) and both
+// sampling semantics (per-hop and node-wise). Its options arrive as Python
+// keywords and are checked once, here.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gil.hpp"
+#include "job.hpp"
+#include "py_cache.hpp"
+#include "py_graph.hpp"
+#include "session.hpp"
+
+namespace sp::py_session {
+
+namespace py = pybind11;
+
+// A sampling job built from Python's arguments, with the arrays it reads
+// kept alive (the workers read them without the GIL).
+struct JobSpec {
+  SampleJob job;
+  std::shared_ptr<py_graph::TypedGraph> graph;
+  std::shared_ptr<py_cache::PinnedSlots> pinned;
+  std::vector<py::object> kept;  // every array and cache the job points into
+  std::vector<py::object> x;     // per node type: x's array or None (for dtypes, shapes)
+  py::object y = py::none();
+  std::vector<std::pair<int, py::object>> attrs;  // (node type, rows)
+  int num_threads = 1;
+  bool ordered = true;
+  int64_t fail_at_position = -1;
+};
+
+// Reads `options` (a session's keywords; see bind_session.cpp for each).
+JobSpec make_job(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& fanouts,
+                 py::dict options, bool session);
+
+// One sample as Python's tuple: (n_id per node type, [(edge_index, e_id or
+// None, (num_src, num_dst) or None)] per hop or edge type, num_sampled_nodes,
+// num_sampled_edges, x per node type (None where not gathered), y, attrs).
+py::tuple to_python(Sample&& s, const JobSpec& spec);
+
+// Who calls a session, for a clean interpreter exit (Session::close and
+// salient_pipes._native.close_open_sessions): the thread that called last,
+// and how many threads a closed session has parked. A caller of a closed
+// session is parked for good, without the GIL, instead of being let back
+// into an interpreter about to finalize.
+class Callers {
+ public:
+  template <typename Job>
+  void enter(const Session<Job>& session) {
+    last_ = PyThread_get_thread_ident();  // under the GIL
+    if (session.closed()) park_here();
+  }
+
+  // fn() (a call into the session) without the GIL.
+  template <typename Job, typename Fn>
+  auto wait(const Session<Job>& session, Fn&& fn) {
+    enter(session);
+    try {
+      return without_gil(std::forward<Fn>(fn));
+    } catch (const SessionClosed&) {
+      park_here();
+    }
+  }
+
+  unsigned long last() const { return last_; }
+  int parked() const { return parked_.load(); }
+
+ private:
+  [[noreturn]] void park_here() {
+    ++parked_;
+    without_gil([] { park(); });
+    park();  // not reached: without_gil never returns from park()
+  }
+
+  unsigned long last_ = 0;
+  std::atomic<int> parked_{0};
+};
+
+class PySession {
+ public:
+  PySession(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& fanouts,
+            const py::kwargs& options);
+
+  // seeds: an int64 array (a graph of one node type) or one per node type.
+  void submit(const py::object& seeds, uint64_t epoch, uint64_t position);
+  py::tuple next();
+  void cancel() { session_->cancel(); }
+  void close() { session_->close(); }
+  int64_t in_flight() const { return session_->in_flight(); }
+  int num_threads() const { return session_->num_threads(); }
+  // Disjoint keys are seed_index * key_space + node.
+  int64_t key_space() const;
+  const Callers& callers() const { return callers_; }
+
+ private:
+  JobSpec spec_;
+  Callers callers_;
+  std::unique_ptr<Session<SampleJob>> session_;  // last: its threads go first
+};
+
+void bind(py::module_& m);
+
+}  // namespace sp::py_session
