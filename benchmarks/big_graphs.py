@@ -2,7 +2,7 @@
 and PyG's NeighborLoader, in the same run.
 
 Synthetic graphs of 4 M and 10 M nodes (12 edges per node before
-symmetrization, heavy-tailed degrees, random ids; ``latency.random_id_graphs``)
+symmetrization, heavy-tailed degrees, random ids; ``common.random_id_graphs``)
 with 128 fp16 features and int64 labels. An epoch is ``--batches`` batches of
 1024 seeds drawn at random (the same seeds for every loader), sampled
 15/10/5 with features and labels gathered, on 2 threads:
@@ -31,8 +31,7 @@ from typing import List, Optional
 
 import torch
 
-from benchmarks.common import machine, median, save_json, write_section
-from benchmarks.latency import random_id_graphs
+from benchmarks.common import machine, median, random_id_graphs, save_json, write_section
 from salient_pipes.pipes import NodeIndices
 
 FANOUTS = [15, 10, 5]

@@ -18,54 +18,22 @@ Run: python -m benchmarks.latency [--sizes 100000 1000000 4000000 10000000]
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
-import time
-from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import numpy as np
 
-from benchmarks.common import machine, save_figure, save_json, write_section
-from benchmarks.out_of_core import write_edges
-from salient_pipes import FastDataset, _native
+from benchmarks.common import (
+    BATCH,
+    FANOUTS,
+    edges_per_second,
+    machine,
+    random_id_graphs,
+    save_figure,
+    save_json,
+    write_section,
+)
+from salient_pipes import _native
 from salient_pipes.data.memory import huge_pages
-
-FANOUTS = [15, 10, 5]
-BATCH = 1024
-
-
-def edges_per_second(graph: _native.CSRGraph, batches: int, prefetch: bool = True) -> float:
-    """Sampled edges per second of one native thread, 15/10/5, batches of
-    1024 random seeds, no feature gather."""
-    rng = np.random.default_rng(0)
-    session = _native.Session(graph, FANOUTS, seed=1, num_threads=1, prefetch=prefetch)
-    seeds = [rng.choice(graph.num_nodes, BATCH, replace=False).astype(np.int64)
-             for _ in range(batches)]
-    start = time.perf_counter()
-    edges = 0
-    for position, batch in enumerate(seeds):
-        session.submit(batch, 0, position)
-        _, hops, _, _ = session.next()
-        edges += sum(edge_index.shape[1] for edge_index, _, _ in hops)
-    return edges / (time.perf_counter() - start)
-
-
-def random_id_graphs(sizes: List[int]) -> Iterator[FastDataset]:
-    """For each size n: a graph of n nodes and 12 n edges before
-    symmetrization (heavy-tailed degrees, random ids), written with
-    ``FastDataset.from_edges`` to a scratch directory that is deleted after."""
-    scratch = Path(tempfile.mkdtemp(prefix="salient-graphs-"))
-    try:
-        for n in sizes:
-            write_edges(scratch / "edges.npy", 12 * n, n, seed=n)
-            ds = FastDataset.from_edges(scratch / "g", scratch / "edges.npy", n, progress=False)
-            (scratch / "edges.npy").unlink()
-            yield ds
-            del ds
-            shutil.rmtree(scratch / "g")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main(argv: List[str] = None) -> None:

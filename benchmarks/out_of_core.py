@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from benchmarks.common import RESULTS, machine, save_figure, save_json, write_section
+from benchmarks.common import RESULTS, machine, save_figure, save_json, write_edges, write_section
 
 GIB = 2**30
 WATCH = textwrap.dedent("""
@@ -62,21 +62,6 @@ REPORT = textwrap.dedent("""
 def memory_total() -> int:
     with open("/proc/meminfo") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal"))
-
-
-def write_edges(path: Path, num_edges: int, num_nodes: int, seed: int = 0) -> None:
-    """Sources uniform, targets heavy-tailed (a few hubs), random node ids."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(num_nodes)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.int64, shape=(2, num_edges))
-    step = 1 << 24
-    for begin in range(0, num_edges, step):
-        end = min(num_edges, begin + step)
-        out[0, begin:end] = rng.integers(0, num_nodes, end - begin)
-        heavy = (num_nodes * rng.random(end - begin) ** 3).astype(np.int64)
-        out[1, begin:end] = perm[heavy]
-    out.flush()
-    del out
 
 
 SETUP = textwrap.dedent("""

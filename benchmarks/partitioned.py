@@ -130,7 +130,7 @@ def summarize(ranks: List[dict], timed_from: int = 1) -> Dict[str, Any]:
 def rows_per_batch_big(num_nodes: int, batches: int = 8) -> float:
     """Mean rows (``n_id``) per 15/10/5 batch of 1024 random seeds on a
     random-id graph of ``num_nodes`` nodes (benchmarks.latency's graphs)."""
-    from benchmarks.latency import random_id_graphs
+    from benchmarks.common import random_id_graphs
     from salient_pipes import _native
 
     for ds in random_id_graphs([num_nodes]):
@@ -140,7 +140,7 @@ def rows_per_batch_big(num_nodes: int, batches: int = 8) -> float:
         for position in range(batches):
             seeds = torch.randint(0, ds.num_nodes, (BATCH,), generator=gen).unique()
             session.submit(seeds.numpy(), 0, position)
-            total += session.next()[0].shape[0]
+            total += session.next()[0][0].shape[0]
         return total / batches
     raise RuntimeError("no graph")
 

@@ -27,8 +27,19 @@ import time
 
 import torch
 
-from benchmarks.common import arxiv_like, machine, median, save_figure, save_json, write_section
-from benchmarks.sampler import BATCH, FANOUTS, THREADS, native_epoch, pipeline_epoch
+from benchmarks.common import (
+    BATCH,
+    FANOUTS,
+    THREADS,
+    arxiv_like,
+    machine,
+    median,
+    native_epoch,
+    pipeline_epoch,
+    save_figure,
+    save_json,
+    write_section,
+)
 from salient_pipes import SAGE, pipeline_stats, salient_pipeline, train_epoch
 from salient_pipes.pipes import NodeIndices
 from salient_pipes.pipes.base import Stage, close_iterator

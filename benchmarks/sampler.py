@@ -18,54 +18,21 @@ import warnings
 import torch
 
 from benchmarks.common import (
+    BATCH,
+    FANOUTS,
+    THREADS,
     arxiv_like,
     machine,
     median,
+    native_epoch,
+    pipeline_epoch,
     save_figure,
     save_json,
     slashdot,
     time_epochs,
     write_section,
 )
-from salient_pipes import FastDataset, _native, salient_pipeline
-from salient_pipes.pipes._arrays import as_buffer
-
-FANOUTS = (15, 10, 5)
-BATCH = 1024
-THREADS = 2
-
-
-def native_epoch(ds: FastDataset, dense: bool = True):
-    """The raw native session, driven with the least Python possible."""
-    session = _native.Session(ds.graph, list(FANOUTS), x=as_buffer(ds.x), y=as_buffer(ds.y),
-                              num_threads=THREADS, relabel="slots" if dense else "hash")
-    train = ds.split_idx["train"]
-
-    def run(epoch: int) -> None:
-        perm = train[torch.randperm(train.numel(), generator=torch.Generator().manual_seed(epoch))]
-        batches = [b.numpy() for b in torch.split(perm, BATCH)]
-        submitted = 0
-        for _ in batches:
-            while submitted < len(batches) and session.in_flight < 2 * THREADS:
-                session.submit(batches[submitted], epoch, submitted)
-                submitted += 1
-            session.next()
-
-    return run
-
-
-def pipeline_epoch(ds: FastDataset):
-    # Each epoch prepared in full: no head start from the epoch before, or
-    # from the other loaders' epochs run in between.
-    pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device="cpu",
-                            num_threads=THREADS, overlap_epochs=False)
-
-    def run(epoch: int) -> None:
-        pipe.set_epoch(epoch)
-        for _ in pipe:
-            pass
-
-    return run
+from salient_pipes import FastDataset
 
 
 def pyg_epoch(ds: FastDataset, workers: int):

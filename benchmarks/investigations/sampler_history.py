@@ -13,7 +13,7 @@ built in place, for example the sampler before the latency work:
 
     git worktree add /tmp/before 2608e11^
     (cd /tmp/before && python setup.py build_ext --inplace)
-    python -m benchmarks.sampler_history --baseline /tmp/before
+    python -m benchmarks.investigations.sampler_history --baseline /tmp/before
 
 Writes benchmarks/results/sampler_history.json and a section of
 docs/benchmarks.md.
@@ -32,8 +32,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from benchmarks.common import machine, save_json, write_section
-from benchmarks.latency import random_id_graphs
+from benchmarks.common import machine, random_id_graphs, save_json, write_section
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -108,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 def render(r: dict) -> str:
     ratios = [b / a for a, b in zip(r["before"], r["now"])]
-    lines = [f"`python -m benchmarks.sampler_history`: today's sampler against the build "
+    lines = [f"`python -m benchmarks.investigations.sampler_history`: today's sampler against the build "
              f"{r['label']}, on a {r['nodes'] / 1e6:g} M-node graph ({r['edges'] / 1e6:.0f} M CSR "
              "entries, random ids) in ordinary memory; one native thread, 15/10/5, batches of "
              f"1024 random seeds, {r['batches']} batches per run, alternating pairs of fresh "

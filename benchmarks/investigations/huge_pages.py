@@ -11,7 +11,7 @@ copy in huge pages (``salient_pipes.data.memory.huge_pages``, what in-memory
 builds now use). Rounds are interleaved. Writes benchmarks/results/huge_pages.json
 and a section of docs/benchmarks.md.
 
-Run: python -m benchmarks.huge_pages [--sizes 1000000 4000000 10000000]
+Run: python -m benchmarks.investigations.huge_pages [--sizes 1000000 4000000 10000000]
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from typing import List
 
 import numpy as np
 
-from benchmarks.common import machine, save_json, write_section
-from benchmarks.latency import edges_per_second, random_id_graphs
+from benchmarks.common import edges_per_second, machine, random_id_graphs, save_json, write_section
 from salient_pipes import _native
 from salient_pipes.data.memory import huge_pages
 
@@ -63,7 +62,7 @@ def main(argv: List[str] = None) -> None:
         print(row, flush=True)
         del graphs, copies
     save_json("huge_pages", {"machine": machine(), "rows": rows})
-    lines = ["`python -m benchmarks.huge_pages`: M sampled edges per second on one native "
+    lines = ["`python -m benchmarks.investigations.huge_pages`: M sampled edges per second on one native "
              "thread (15/10/5, batches of 1024 random seeds, prefetching on, no feature "
              f"gather); medians of {args.rounds} interleaved rounds of {args.batches} "
              "batches. The CSR read from the file mapping (`FastDataset.load`), from an "

@@ -8,7 +8,7 @@ rows re-sorted) is sampled by one native thread, 15/10/5, batches of 1024
 random seeds, CSR in huge pages; rounds interleaved. Writes
 benchmarks/results/renumbering.json and a section of docs/benchmarks.md.
 
-Run: python -m benchmarks.renumbering [--sizes 4000000]
+Run: python -m benchmarks.investigations.renumbering [--sizes 4000000]
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import scipy.sparse as sparse
 import torch
 from scipy.sparse.csgraph import breadth_first_order, reverse_cuthill_mckee
 
-from benchmarks.common import machine, save_json, write_section
-from benchmarks.latency import edges_per_second, random_id_graphs
+from benchmarks.common import edges_per_second, machine, random_id_graphs, save_json, write_section
 from salient_pipes import _native
 from salient_pipes.data.memory import huge_pages
 
@@ -83,7 +82,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(row, flush=True)
     save_json("renumbering", {"machine": machine(), "rows": rows})
     names = ["random ids", "degree", "bfs", "rcm"]
-    lines = ["`python -m benchmarks.renumbering`: M sampled edges per second on one native "
+    lines = ["`python -m benchmarks.investigations.renumbering`: M sampled edges per second on one native "
              f"thread (15/10/5, batches of 1024 random seeds); medians of {args.rounds} "
              "interleaved rounds. The same graph with random ids and renumbered by "
              "decreasing degree, breadth-first order and reverse Cuthill-McKee.", "",
