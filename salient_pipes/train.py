@@ -251,12 +251,20 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
     ignored). The loss is summed on the device and read once at the end: no
     host-device synchronization per batch.
 
-    ``on_batch(so_far)`` runs after each optimizer step (checkpointing hooks
-    in there); ``so_far()`` returns the :class:`EpochSoFar` of the epoch up
-    to this batch (reading the loss sum from the device: call it only when
-    needed). ``resume`` is what an interrupted epoch had done before ``pipe``
-    (resumed with ``load_state_dict``) continues it: the progress bar starts
-    there and the result covers the whole epoch.
+    Args:
+        model: a module called as :func:`forward` calls it, or a
+            :class:`CapturedStep`.
+        pipe: the batches (one epoch of a pipeline).
+        optimizer: steps after every batch.
+        progress: a progress bar.
+        desc: the progress bar's label.
+        on_batch: runs after each optimizer step (checkpointing hooks in
+            there) as ``on_batch(so_far)``; ``so_far()`` returns the
+            :class:`EpochSoFar` of the epoch up to this batch (reading the
+            loss sum from the device: call it only when needed).
+        resume: what an interrupted epoch had done before ``pipe`` (resumed
+            with ``load_state_dict``) continues it: the progress bar starts
+            there and the result covers the whole epoch.
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline, SAGE
@@ -341,6 +349,18 @@ def batchwise_test(
     Correct predictions are counted on the device and read once per split.
     Under ``torch.distributed`` every rank evaluates its shard and the counts
     are all-reduced, so every rank returns the accuracy over the whole split.
+
+    Args:
+        model: called as :func:`forward` calls it (log-probabilities per seed).
+        dataset: a FastDataset or HeteroDataset.
+        fanouts: neighbors per hop (``-1``: all).
+        batch_size: seeds per batch.
+        sets: the splits to evaluate, by name.
+        device: where batches go (default: the model's device).
+        num_threads: native sampling threads.
+        progress: a progress bar per split.
+        rank: this process's rank (default: the process group's).
+        world_size: ranks in all (default: the process group's).
 
     Example:
         >>> from salient_pipes import FastDataset, SAGE

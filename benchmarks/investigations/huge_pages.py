@@ -62,7 +62,8 @@ def main(argv: List[str] = None) -> None:
         print(row, flush=True)
         del graphs, copies
     save_json("huge_pages", {"machine": machine(), "rows": rows})
-    lines = ["`python -m benchmarks.investigations.huge_pages`: M sampled edges per second on one native "
+    lines = ["`python -m benchmarks.investigations.huge_pages`: M sampled edges per second "
+             "on one native "
              "thread (15/10/5, batches of 1024 random seeds, prefetching on, no feature "
              f"gather); medians of {args.rounds} interleaved rounds of {args.batches} "
              "batches. The CSR read from the file mapping (`FastDataset.load`), from an "

@@ -82,7 +82,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(row, flush=True)
     save_json("renumbering", {"machine": machine(), "rows": rows})
     names = ["random ids", "degree", "bfs", "rcm"]
-    lines = ["`python -m benchmarks.investigations.renumbering`: M sampled edges per second on one native "
+    lines = ["`python -m benchmarks.investigations.renumbering`: M sampled edges per second "
+             "on one native "
              f"thread (15/10/5, batches of 1024 random seeds); medians of {args.rounds} "
              "interleaved rounds. The same graph with random ids and renumbered by "
              "decreasing degree, breadth-first order and reverse Cuthill-McKee.", "",

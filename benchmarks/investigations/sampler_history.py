@@ -107,7 +107,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 def render(r: dict) -> str:
     ratios = [b / a for a, b in zip(r["before"], r["now"])]
-    lines = [f"`python -m benchmarks.investigations.sampler_history`: today's sampler against the build "
+    lines = ["`python -m benchmarks.investigations.sampler_history`: today's sampler against "
+             "the build "
              f"{r['label']}, on a {r['nodes'] / 1e6:g} M-node graph ({r['edges'] / 1e6:.0f} M CSR "
              "entries, random ids) in ordinary memory; one native thread, 15/10/5, batches of "
              f"1024 random seeds, {r['batches']} batches per run, alternating pairs of fresh "

@@ -239,22 +239,31 @@ class FastDataset(CSRViews):
         num_threads: Optional[int] = None, progress: bool = True,
     ) -> FastDataset:
         """Writes a dataset at ``path`` from an edge list of any size and
-        returns it opened (memory-mapped).
+        returns it opened (memory-mapped). Rows are sorted and deduplicated:
+        the same CSR as :func:`csr_from_edge_index`. Beyond a fixed overhead,
+        at most ``memory_limit`` bytes of anonymous memory are used; more
+        buckets, and so more passes over the edges, keep a smaller limit.
+        The write is atomic: on any error a previous copy at ``path`` is left
+        as it was.
 
-        ``edge_index`` (``[2, E]`` int32/int64 (source, target) pairs), ``x``
-        (``[N, F]``, any dtype, cast to ``feature_dtype``) and ``y`` (``[N]``
-        or ``[N, 1]`` integer labels, or floats with NaN for none) may each be
-        a tensor, a numpy array, a memory-mapped array or the path of a
-        ``.npy`` file; none is read whole. ``split_idx`` maps split names to
-        node ids or bool masks. Rows are sorted and deduplicated (both
-        directions with ``to_undirected``): the same CSR as
-        :func:`csr_from_edge_index`.
-
-        Beyond a fixed overhead, at most ``memory_limit`` bytes of anonymous
-        memory are used (an int or a string like ``"1GiB"``; default: a
-        quarter of physical memory); more buckets, and so more passes over
-        the edges, keep a smaller limit. The write is atomic: on any error
-        a previous copy at ``path`` is left as it was.
+        Args:
+            path: the directory to write.
+            edge_index: ``[2, E]`` int32/int64 (source, target) pairs. It,
+                ``x`` and ``y`` may each be a tensor, a numpy array, a
+                memory-mapped array or the path of a ``.npy`` file; none is
+                read whole.
+            num_nodes: nodes of the graph.
+            x: ``[N, F]`` features of any dtype, cast to ``feature_dtype``.
+            y: ``[N]`` or ``[N, 1]`` integer labels, or floats with NaN for none.
+            split_idx: split names to node ids or bool masks.
+            num_classes: default: the largest label + 1.
+            to_undirected: take every edge both ways.
+            memory_limit: an int or a string like ``"1GiB"`` (default: a
+                quarter of physical memory).
+            feature_dtype: the stored features' dtype.
+            name: the dataset's name (default: the directory's).
+            num_threads: threads of the build (default: the process's cores).
+            progress: progress bars.
 
         Example:
             >>> import tempfile

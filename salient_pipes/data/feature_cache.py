@@ -151,8 +151,22 @@ class FeatureCache(HitRate):
                     fanouts: Sequence[int] = (15, 10, 5), batch_size: int = 1024,
                     seeds: Optional[Tensor] = None, num_batches: int = 32, seed: int = 0,
                     pin: Optional[bool] = None, num_threads: int = 1) -> FeatureCache:
-        """A cache of ``dataset.x`` with rows chosen by ``policy`` (one of
-        :data:`POLICIES`; see :func:`access_priority`).
+        """A cache of ``dataset.x`` with rows chosen by ``policy``.
+
+        Args:
+            dataset: a FastDataset (or anything with ``x``, ``rowptr``,
+                ``col``, ``graph`` and ``split_idx``).
+            budget: bytes for the rows and the slot map: an int, ``"4GiB"``,
+                or ``"10%"`` of the features.
+            policy: one of :data:`POLICIES` (see :func:`access_priority`).
+            fanouts: the fanouts the ``"sampled"`` and ``"vip"`` policies
+                rank rows for.
+            batch_size: the batch size they rank rows for.
+            seeds: the seeds of those batches (default: the train split).
+            num_batches: batches the ``"sampled"`` policy samples.
+            seed: the seed of those batches.
+            pin: page-locked rows (default: when CUDA is available).
+            num_threads: threads that gather the rows.
 
         Example:
             >>> from salient_pipes import FastDataset

@@ -230,12 +230,27 @@ class HeteroDataset:
                    feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
                    num_threads: Optional[int] = None, progress: bool = True) -> HeteroDataset:
         """Writes a dataset at ``path`` from edge lists of any size and opens
-        it. Each edge type's ``[2, E]`` (source, destination) ids (a tensor,
-        an array or a ``.npy`` path, read through a memory map) becomes its
-        CSR with the bounded-memory build of :meth:`FastDataset.from_edges`
-        (peak anonymous memory about ``memory_limit``, default a quarter of
-        physical memory). Features are cast to ``feature_dtype`` chunk by
-        chunk; ``y`` and ``split_idx`` are of ``label_type`` nodes.
+        it. Each edge type's ids become its CSR with the bounded-memory build
+        of :meth:`FastDataset.from_edges` (peak anonymous memory about
+        ``memory_limit``); features are cast chunk by chunk.
+
+        Args:
+            path: the directory to write.
+            num_nodes: nodes per node type.
+            edge_index: per edge type ``(src, rel, dst)``, its ``[2, E]``
+                (source, destination) ids: a tensor, an array or a ``.npy``
+                path (read through a memory map).
+            label_type: the node type that carries the labels and splits.
+            x: features per node type (any dtype, cast to ``feature_dtype``).
+            y: labels of ``label_type`` nodes.
+            split_idx: split names to ``label_type`` node ids or masks.
+            num_classes: default: the largest label + 1.
+            memory_limit: an int or ``"2GiB"`` (default: a quarter of
+                physical memory).
+            feature_dtype: the stored features' dtype.
+            name: the dataset's name (default: the directory's).
+            num_threads: threads of the build (default: the process's cores).
+            progress: progress bars.
 
         Example:
             >>> import tempfile

@@ -123,13 +123,22 @@ class PartitionedDataset(CSRViews):
         partitioned copy at ``path``.
 
         Under ``torch.distributed`` this is a collective: every rank calls
-        it. It creates the gloo group the feature exchange runs on (each of
-        its collectives times out after ``timeout`` seconds), and when any
-        rank cannot open its part every rank raises
-        :class:`PartitionLoadError` naming it. ``cache`` (bytes, a size like
-        ``"2GiB"`` or a share of the whole feature table like ``"10%"``)
-        then fills a cache of remote rows chosen by ``cache_policy`` for
-        batches of ``batch_size`` seeds sampled with ``fanouts``.
+        it. It creates the gloo group the feature exchange runs on, and when
+        any rank cannot open its part every rank raises
+        :class:`PartitionLoadError` naming it.
+
+        Args:
+            path: the directory :func:`partition` wrote.
+            rank: the part to open (default: this process's rank).
+            cache: bytes of remote rows to keep (an int, ``"2GiB"``, or a
+                share of the whole feature table like ``"10%"``).
+            cache_policy: which remote rows (``POLICIES`` of
+                :mod:`salient_pipes.data.feature_cache`; default ``"vip"``).
+            fanouts: the training fanouts the cache's rows are chosen for.
+            batch_size: the training batch size, likewise.
+            mmap: memory-map the arrays.
+            timeout: seconds each collective of the exchange may take.
+            seed: the seed of the ``"sampled"`` policy's batches.
         """
         if cache_policy not in POLICIES:
             raise ValueError(f"cache_policy must be one of {POLICIES}, "
