@@ -8,10 +8,10 @@ batch 1024, fp16 features, 2 threads), ``salient_pipes.pyg``'s
 negatives, 100,000 edges) on the same graph as a PyG ``Data``, and on a
 mag-shaped graph (scale 0.1) ``salient_pipeline`` node-wise and the
 ``NeighborLoader`` on its ``HeteroData`` (10/5 per edge type). Each figure is
-the best of 3 epochs after one warm-up. The baseline is a source tree with
+the best of 5 epochs (``--epochs``) after one warm-up. The baseline is a source tree with
 its native core built in place (``python setup.py build_ext --inplace``).
 
-Run: python -m benchmarks.investigations.loaders_ab --baseline /tmp/before [--pairs 3]
+Run: python -m benchmarks.investigations.loaders_ab --baseline /tmp/before [--pairs 4] [--epochs 5]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ assert salient_pipes.__file__.startswith(sys.argv[1]), salient_pipes.__file__
 def best(loader):
     sum(1 for _ in loader)
     times = []
-    for _ in range(3):
+    for _ in range(int(sys.argv[3])):
         start = time.perf_counter()
         sum(1 for _ in loader)
         times.append(time.perf_counter() - start)
@@ -75,8 +75,9 @@ print(json.dumps(out))
 """
 
 
-def probe(tree: Path, kind: str) -> Dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tree), kind], capture_output=True,
+def probe(tree: Path, kind: str, epochs: int) -> Dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", PROBE, str(tree), kind, str(epochs)],
+                         capture_output=True,
                          text=True, check=True, cwd=tree)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -86,22 +87,28 @@ def main(argv: List[str] = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", type=Path, required=True,
                         help="a source tree of the earlier build, native core built in place")
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5,
+                        help="timed epochs per loader and process (the best counts)")
     parser.add_argument("--label", default="the change",
                         help="what the comparison is of, for the section's text")
     args = parser.parse_args(argv)
     runs: Dict[str, Dict[str, List[float]]] = {"before": {}, "after": {}}
+    sides = [("before", args.baseline.resolve()), ("after", ROOT)]
     for pair in range(args.pairs):
-        for side, tree in (("before", args.baseline.resolve()), ("after", ROOT)):
+        # Alternate which build goes first so that a drift of the machine's
+        # state over the run does not favour one side.
+        for side, tree in sides if pair % 2 == 0 else sides[::-1]:
             for kind in ("homogeneous", "heterogeneous"):
-                for loader, seconds in probe(tree, kind).items():
+                for loader, seconds in probe(tree, kind, args.epochs).items():
                     runs[side].setdefault(loader, []).append(seconds)
         print(f"pair {pair + 1}: {json.dumps(runs)}", flush=True)
     save_json("loaders_ab", {"machine": machine(), "label": args.label, "runs": runs})
     lines = [f"`python -m benchmarks.investigations.loaders_ab`: {args.label}; one epoch of "
-             "each loader, best of 3 after a warm-up, the earlier build and this one in "
-             f"{args.pairs} alternating pairs of fresh processes (arxiv-sized graph, "
-             "15/10/5, batch 1024, 2 threads; mag-shaped graph at scale 0.1, 10/5). "
+             f"each loader, best of {args.epochs} after a warm-up, the earlier build and "
+             f"this one in {args.pairs} pairs of fresh processes, alternating which goes first "
+             "(arxiv-sized graph, 15/10/5, batch 1024, 2 threads; mag-shaped graph at "
+             "scale 0.1, 10/5). "
              "Seconds per epoch, each pair's figures, then the medians:", "",
              "| loader | before | after | after / before (medians) |", "| --- | --- | --- | ---: |"]
     for loader, before in runs["before"].items():
