@@ -10,7 +10,10 @@ The arxiv-sized graph as a PyG ``Data`` (fp32 features, symmetrized
   negatives (ratio 1), fanouts 10/5, batch 1024, shuffled.
 
 Ours runs on 2 sampling threads (``num_workers=2``); PyG's with 0 and 2
-worker processes. The same run, the same machine. Writes
+worker processes. Beside them, our own ``salient_pipeline()`` on the same
+graph, fanouts, batch size and feature dtype (its batches: ``x``, ``y``,
+the per-hop adjacencies): what the PyG batch format costs on top of our
+core. The same run, the same machine. Writes
 benchmarks/results/pyg_loaders.json and a section of docs/benchmarks.md.
 
 Run: python -m benchmarks.pyg_loaders [--epochs 3]
@@ -46,9 +49,8 @@ def epoch_seconds(make: Callable[[], object], epochs: int) -> List[float]:
     times = []
     for _ in range(epochs + 1):  # the first epoch warms up (and starts PyG's workers)
         start = time.perf_counter()
-        count = 0
-        for batch in loader:
-            count += batch.num_nodes
+        for _batch in loader:
+            pass
         times.append(time.perf_counter() - start)
     return times[1:]
 
@@ -62,9 +64,12 @@ def main(argv=None) -> None:
     import torch_geometric.loader as pyg
 
     import salient_pipes.pyg as ours
+    from salient_pipes import salient_pipeline
 
     torch.set_num_threads(THREADS)
-    data = as_pyg(arxiv_like())
+    ds = arxiv_like()
+    data = as_pyg(ds)
+    ds.x = data.x  # fp32, as the PyG Data holds it
     links = data.edge_index[:, torch.randperm(data.num_edges,
                                               generator=torch.Generator().manual_seed(0))[:LINKS]]
     node = dict(num_neighbors=[15, 10, 5], input_nodes=data.train_mask, batch_size=1024,
@@ -72,6 +77,9 @@ def main(argv=None) -> None:
     link = dict(num_neighbors=[10, 5], edge_label_index=links, neg_sampling="binary",
                 batch_size=1024, shuffle=True)
     runs: Dict[str, Dict[str, List[float]]] = {"node": {}, "link": {}}
+    runs["node"]["salient_pipeline"] = epoch_seconds(
+        lambda: salient_pipeline(ds, batch_size=1024, fanouts=(15, 10, 5), device="cpu",
+                                 num_threads=THREADS), args.epochs)
     loaders = [("salient_pipes", ours, dict(num_workers=THREADS)),
                ("PyG, 0 workers", pyg, dict(num_workers=0)),
                ("PyG, 2 workers", pyg, dict(num_workers=2, persistent_workers=True))]
@@ -90,15 +98,19 @@ def main(argv=None) -> None:
         "batches: the train split, 15/10/5, batch 1024. Link batches: 100,000 edges with "
         "binary negatives, 10/5, batch 1024. Ours on 2 sampling threads; PyG's with "
         "torch-sparse's sampler (pyg-lib's wheels are not on PyPI, so it cannot be installed "
-        "here). Medians of "
+        "here). Last column: our `salient_pipeline()` over the same train split, fanouts, batch "
+        "size and fp32 features, and what the PyG batch format costs on top of it. Medians of "
         f"{args.epochs} epochs after a warm-up, same run.", "",
-        "| loader | salient_pipes.pyg | PyG, 0 workers | PyG, 2 workers | speed-up vs 2 workers |",
-        "| --- | ---: | ---: | ---: | ---: |"]
+        "| loader | salient_pipes.pyg | PyG, 0 workers | PyG, 2 workers | speed-up vs 2 workers "
+        "| salient_pipeline() (PyG format's cost) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for kind, label in (("node", "NeighborLoader"), ("link", "LinkNeighborLoader")):
         m = med[kind]
+        own = f"{m['salient_pipeline']:.2f} s ({m['salient_pipes'] / m['salient_pipeline']:.2f}x)" \
+            if "salient_pipeline" in m else "-"
         lines.append(f"| {label} | {m['salient_pipes']:.2f} s | {m['PyG, 0 workers']:.2f} s | "
                      f"{m['PyG, 2 workers']:.2f} s | "
-                     f"**{m['PyG, 2 workers'] / m['salient_pipes']:.1f}x** |")
+                     f"**{m['PyG, 2 workers'] / m['salient_pipes']:.1f}x** | {own} |")
     write_section("pyg_loaders", "\n".join(lines))
 
 

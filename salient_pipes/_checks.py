@@ -86,3 +86,20 @@ def as_node_ids(name: str, value: Any, num_nodes: Optional[int] = None) -> Tenso
                                                    or int(ids.max()) >= num_nodes):
         raise ValueError(f"{name} holds node ids outside [0, {num_nodes})")
     return ids
+
+
+def check_input_id(value: Any, count: int, of: str) -> Tensor:
+    """PyG's ``input_id``: one integer per entry of ``of`` (``count`` of
+    them), as a 1-D int64 tensor.
+
+    Example:
+        >>> check_input_id([4, 9], 2, "input_nodes").tolist()
+        [4, 9]
+    """
+    ids = torch.as_tensor(value)
+    if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"input_id must be a 1-D tensor of integers, got {ids.dtype} of shape "
+                         f"{tuple(ids.shape)}")
+    if ids.numel() != count:
+        raise ValueError(f"input_id has {ids.numel()} entries but {of} has {count}")
+    return ids.to(torch.int64)

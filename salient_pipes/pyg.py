@@ -14,7 +14,8 @@ from salient_pipes.adapters.pyg import (
     csc_of,
     graph_of,
     hetero_csc_of,
+    remote_csc_of,
 )
 
 __all__ = ["HeteroCsc", "LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of", "graph_of",
-           "hetero_csc_of"]
+           "hetero_csc_of", "remote_csc_of"]

@@ -175,6 +175,7 @@ JobSpec make_job(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& 
   config.replace = kw.take<bool>("replace", false);
   config.return_e_id = kw.take<bool>("return_e_id", false);
   config.disjoint = kw.take<bool>("disjoint", false);
+  config.duplicate_seeds = kw.take<bool>("duplicate_seeds", false);
   config.prefetch = kw.take<bool>("prefetch", true);
   config.seed = kw.take<uint64_t>("seed", 0);
   config.relabel = relabel_kind(kw.take<std::string>("relabel", "auto"));
@@ -185,6 +186,9 @@ JobSpec make_job(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& 
   config.relabel_restart = static_cast<uint32_t>(restart);
   if (config.disjoint && !config.node_wise) {
     throw py::value_error("disjoint sampling needs node_wise=True");
+  }
+  if (config.duplicate_seeds && !config.node_wise) {
+    throw py::value_error("duplicate_seeds needs node_wise=True");
   }
   const auto edge_ids = per_type<py::array>(kw.take("edge_ids"), edge_types, "edge_ids");
   for (size_t e = 0; e < edge_ids.size(); ++e) {

@@ -98,8 +98,12 @@ class NodeWiseSampler {
         const int64_t local =
             std::visit([&](auto& r) { return r.insert(key, out.n_id[t]); }, relabel_[t]);
         if (local != static_cast<int64_t>(i)) {
-          throw std::invalid_argument("seed " + std::to_string(s) + " of node type " +
-                                      std::to_string(t) + " appears twice in the batch");
+          if (!config_.duplicate_seeds) {
+            throw std::invalid_argument("seed " + std::to_string(s) + " of node type " +
+                                        std::to_string(t) + " appears twice in the batch");
+          }
+          // A second row for the node; its relabel slot keeps the first.
+          out.n_id[t].push_back(key);
         }
       }
       last[t] = static_cast<int64_t>(out.n_id[t].size());

@@ -104,9 +104,10 @@ class HashRelabel {
     for (size_t c = capacity; c > 1; c >>= 1) --shift_;
     if (n_id == nullptr) return;
     for (size_t local = 0; local < n_id->size(); ++local) {
-      size_t i = slot_of((*n_id)[local]);
-      while (table_[i].key >= 0) i = (i + 1) & mask_;
-      table_[i] = Entry{(*n_id)[local], static_cast<int64_t>(local)};
+      const int64_t v = (*n_id)[local];
+      size_t i = slot_of(v);
+      while (table_[i].key >= 0 && table_[i].key != v) i = (i + 1) & mask_;
+      if (table_[i].key < 0) table_[i] = Entry{v, static_cast<int64_t>(local)};  // first row wins
     }
   }
 

@@ -27,6 +27,10 @@ struct SampleConfig {
   // space: the largest node count of any type); n_id holds the keys. Seeds
   // of several types at one position share a subgraph (a link's two ends).
   bool disjoint = false;
+  // Node-wise only: a node that is a seed twice in one batch keeps a row
+  // for each (both expanded, its neighbors' edges into each row), as PyG's
+  // samplers do; otherwise such a batch is an error.
+  bool duplicate_seeds = false;
   // Software prefetch of rows and relabel slots (off only to measure it;
   // the output is the same either way).
   bool prefetch = true;

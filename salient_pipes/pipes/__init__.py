@@ -13,7 +13,7 @@ Importing this package registers each stage's functional name on
 
 from salient_pipes.pipes.base import Stage, StageStats, pipeline_stats, upstream
 from salient_pipes.pipes.batch_nodes import BatchNodes
-from salient_pipes.pipes.indices import NodeIndices
+from salient_pipes.pipes.indices import IndexBatches, NodeIndices
 from salient_pipes.pipes.pin import PinMemory
 from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.prefetch import PrefetchToDevice
@@ -28,6 +28,7 @@ from salient_pipes.pipes.to_pyg import ToPyG
 
 __all__ = [
     "BatchNodes",
+    "IndexBatches",
     "NodeIndices",
     "PinMemory",
     "PinnedPool",

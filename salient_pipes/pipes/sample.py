@@ -78,6 +78,9 @@ class SampleNeighbors(Stage):
             ``edge_ids`` given).
         disjoint: node-wise only: every seed gets a subgraph of its own
             (PyG's ``disjoint``; ``NodeWiseBatch.batch`` tells them apart).
+        duplicate_seeds: node-wise only: a node that is a seed twice in a
+            batch keeps a row for each, as in PyG (say, seeds drawn with
+            replacement); otherwise such a batch raises ``ValueError``.
         edge_ids: ids to report instead of CSR positions: a tensor (one edge
             type) or a dict per edge type.
         overlap_epochs: ordered only: the next epoch's first batches are
@@ -100,7 +103,8 @@ class SampleNeighbors(Stage):
                  return_e_id: bool = False, node_wise: Optional[bool] = None,
                  disjoint: bool = False,
                  edge_ids: Union[Tensor, Mapping[Any, Tensor], None] = None,
-                 overlap_epochs: bool = False, input_type: Optional[str] = None) -> None:
+                 overlap_epochs: bool = False, input_type: Optional[str] = None,
+                 duplicate_seeds: bool = False) -> None:
         super().__init__(source)
         self.schema = schema = schema_of(graph)
         self.graph = schema.graph
@@ -121,6 +125,9 @@ class SampleNeighbors(Stage):
         self.disjoint = bool(disjoint)
         if self.disjoint and not self.node_wise:
             raise ValueError("disjoint=True needs node_wise=True")
+        self.duplicate_seeds = bool(duplicate_seeds)
+        if self.duplicate_seeds and not self.node_wise:
+            raise ValueError("duplicate_seeds=True needs node_wise=True")
         if edge_ids is not None and not isinstance(edge_ids, Mapping):
             edge_ids = {schema.edge_types[0]: edge_ids} if len(schema.edge_types) == 1 else \
                 edge_ids
@@ -173,6 +180,7 @@ class SampleNeighbors(Stage):
                 self.graph, self.fanouts, node_wise=self.node_wise, replace=self.replace,
                 return_e_id=self.return_e_id, seed=self.seed, num_threads=self.num_threads,
                 ordered=self.ordered, fail_at_position=self._fail_at, disjoint=self.disjoint,
+                duplicate_seeds=self.duplicate_seeds,
                 x=None if x is None else [as_buffer(x[t]) if t in x else None for t in types],
                 x_cache=None if not cache else [cache[t].native if t in cache else None
                                                 for t in types],

@@ -92,11 +92,13 @@ def fanouts_per_edge_type(fanouts: Fanouts, edge_types: Sequence[EdgeType],
                              f"have; its edge types: {list(edge_types)}")
         given = {e: hops(v, f"{name}[{e!r}]") for e, v in fanouts.items()}
         if not given:
+            if not edge_types:  # a graph without edges: nothing to sample
+                return []
             raise ValueError(f"{name} must name at least one edge type")
         depth = {len(v) for v in given.values()}
         if len(depth) != 1:
-            raise ValueError(f"{name} must give every edge type the same number of hops, "
-                             f"got {sorted(depth)}")
+            raise ValueError(f"{name}: the number of hops must be the same across all edge "
+                             f"types, got {sorted(depth)}")
         num_hops = depth.pop()
         return [given.get(e, [0] * num_hops) for e in edge_types]
     same = hops(fanouts, name)

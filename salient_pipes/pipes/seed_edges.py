@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes import _native
-from salient_pipes._checks import check_int
+from salient_pipes._checks import check_input_id, check_int
 from salient_pipes.batch import EDGE_TYPE, SeedBatch
 from salient_pipes.pipes.base import Stage
 
@@ -22,8 +22,9 @@ class SeedEdges(Stage):
     """Turns each batch of positions in ``edge_label_index`` (``[2, L]``)
     into the seed nodes of link prediction, as PyG's ``LinkNeighborLoader``:
 
-    - ``neg_sampling=None``: the batch's edges; payload ``input_id``,
-      ``edge_label_index`` (local ids) and ``edge_label`` (when given).
+    - ``neg_sampling=None``: the batch's edges; payload ``input_id`` (the
+      positions, or ``input_id[positions]`` when given), ``edge_label_index``
+      (local ids) and ``edge_label`` (when given).
     - ``"binary"``: ``ceil(amount * B)`` random (source, destination) pairs
       join them with label 0 (given labels that start at 0 are shifted by 1,
       as PyG does, so that 0 means negative; without labels positives get 1).
@@ -54,7 +55,7 @@ class SeedEdges(Stage):
                  edge_label: Optional[Tensor] = None, neg_sampling: Optional[str] = None,
                  amount: float = 1.0, seed: int = 0, disjoint: bool = False,
                  edge_type: Optional[Tuple[str, str, str]] = None,
-                 num_dst_nodes: Optional[int] = None) -> None:
+                 num_dst_nodes: Optional[int] = None, input_id: Optional[Tensor] = None) -> None:
         super().__init__(source)
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
         # Sources are ids of edge_type[0] (num_nodes of them), destinations
@@ -90,6 +91,8 @@ class SeedEdges(Stage):
                 int(edge_label.min()) == 0:
             edge_label = edge_label + 1  # 0 now means "negative"
         self.edge_label_index, self.edge_label = eli, edge_label
+        self.input_id = None if input_id is None else \
+            check_input_id(input_id, eli.size(1), "edge_label_index")
         self.neg_sampling, self.amount = neg_sampling, float(amount)
         self.seed = check_int("seed", seed, minimum=0)
         self.disjoint = bool(disjoint)
@@ -109,7 +112,8 @@ class SeedEdges(Stage):
         src, dst = self.edge_label_index[:, index]
         label = None if self.edge_label is None else self.edge_label[index]
         num_pos = index.numel()
-        payload: Dict[str, Any] = {"input_id": index}
+        payload: Dict[str, Any] = {
+            "input_id": index if self.input_id is None else self.input_id[index]}
         if self.neg_sampling == "binary":
             num_neg = math.ceil(num_pos * self.amount)
             if self.num_dst_nodes == self.num_nodes:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
-from salient_pipes._checks import as_node_ids
+from salient_pipes._checks import as_node_ids, check_input_id
 from salient_pipes.batch import SeedBatch
 from salient_pipes.pipes.base import Stage
 
@@ -15,8 +15,9 @@ from salient_pipes.pipes.base import Stage
 @functional_datapipe("seed_nodes")
 class SeedNodes(Stage):
     """Turns each batch of positions into ``input_nodes[positions]`` with
-    ``{"input_id": positions}`` as payload (PyG's ``input_id``): put it after
-    ``batch_nodes`` over ``arange(len(input_nodes))``.
+    ``{"input_id": positions}`` as payload (PyG's ``input_id``;
+    ``input_id[positions]`` when ``input_id`` is given, one per input node):
+    put it after ``batch_nodes`` over ``arange(len(input_nodes))``.
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
@@ -25,13 +26,17 @@ class SeedNodes(Stage):
         [([7, 8], [0, 1]), ([9], [2])]
     """
 
-    def __init__(self, source: IterDataPipe, input_nodes: Tensor) -> None:
+    def __init__(self, source: IterDataPipe, input_nodes: Tensor,
+                 input_id: Optional[Tensor] = None) -> None:
         super().__init__(source)
         self.input_nodes = as_node_ids("input_nodes", input_nodes)
+        self.input_id = None if input_id is None else \
+            check_input_id(input_id, self.input_nodes.numel(), "input_nodes")
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[SeedBatch]:
         for positions in self.source:
-            yield SeedBatch(self.input_nodes[positions], {"input_id": positions})
+            ids = positions if self.input_id is None else self.input_id[positions]
+            yield SeedBatch(self.input_nodes[positions], {"input_id": ids})
 
     def __len__(self) -> int:
         return len(self.source)

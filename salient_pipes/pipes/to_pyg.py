@@ -1,9 +1,8 @@
 """Stage: node-wise samples become PyG batches (``Data`` or ``HeteroData``,
-as the input graph is)."""
+as the input graph is; its attributes read as ``pyg_graphs.py`` says)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
@@ -12,6 +11,14 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE, EdgeType, NodeWiseBatch
 from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.pyg_graphs import (
+    Edges,
+    LocalGraph,
+    RemoteGraph,
+    Stores,
+    is_remote,
+    sliceable,
+)
 from salient_pipes.pipes.sample import SampleNeighbors
 
 SUBGRAPH_TYPES = ("directional", "bidirectional", "induced")
@@ -28,36 +35,10 @@ def subgraph_type_name(value: Any) -> str:
     return name
 
 
-class Stores:
-    """Where a PyG graph keeps the attributes of a node type and of an edge
-    type: per type in a ``HeteroData``; all in one store in a ``Data``
-    (whose one node type is :data:`NODE_TYPE`, its edge type
-    :data:`EDGE_TYPE`)."""
-
-    def __init__(self, data: Any) -> None:
-        self.typed = type(data).__name__ == "HeteroData"
-        self.node_types: List[str] = list(data.node_types) if self.typed else [NODE_TYPE]
-        self.edge_types: List[EdgeType] = list(data.edge_types) if self.typed else [EDGE_TYPE]
-
-    def node(self, data: Any, t: str) -> Any:
-        return data[t] if self.typed else data._store
-
-    def edge(self, data: Any, e: EdgeType) -> Any:
-        return data[e] if self.typed else data._store
-
-
-def _per_edge_type(value: Any, stores: Stores) -> Dict[EdgeType, Any]:
+def _per_edge_type(value: Any, edge_types: List[EdgeType]) -> Dict[EdgeType, Any]:
     if value is None:
         return {}
-    return dict(value) if isinstance(value, Mapping) else {stores.edge_types[0]: value}
-
-
-def _sliceable(data: Any, store: Any, key: str, value: Any) -> bool:
-    """Whether a node attribute is a CPU tensor with one row per node along
-    dim 0, which the sampling workers can slice."""
-    return (isinstance(value, Tensor) and value.device.type == "cpu" and value.dim() >= 1
-            and store.is_node_attr(key) and data.__cat_dim__(key, value, store) == 0
-            and value.size(0) == store.num_nodes)
+    return dict(value) if isinstance(value, Mapping) else {edge_types[0]: value}
 
 
 @functional_datapipe("to_pyg")
@@ -87,8 +68,10 @@ class ToPyG(Stage):
             PyG does it) or ``"induced"`` (every edge of ``data`` among the
             sampled nodes); PyG's ``SubgraphType`` works too.
         csc: the sampled CSR, for ``"induced"``: ``(rowptr, col)``, or the
-            result of ``salient_pipes.pyg.csc_of``/``hetero_csc_of`` (which
-            also gives ``perm``).
+            result of ``salient_pipes.pyg.csc_of``/``hetero_csc_of``/
+            ``remote_csc_of`` (which also gives ``perm``).
+        custom_cls: for ``data=(FeatureStore, GraphStore)``: the class of the
+            batches (PyG's ``custom_cls``; ``Data``/``HeteroData`` by default).
 
     Example:
         >>> from torch_geometric.data import Data
@@ -104,20 +87,43 @@ class ToPyG(Stage):
     """
 
     def __init__(self, source: IterDataPipe, data: Any, perm: Any = None,
-                 subgraph_type: Any = "directional", csc: Any = None) -> None:
+                 subgraph_type: Any = "directional", csc: Any = None,
+                 custom_cls: Any = None) -> None:
         super().__init__(source)
         self.subgraph_type = subgraph_type_name(subgraph_type)
         self.data = data
-        self.stores = stores = Stores(data)
         sampler = source if isinstance(source, SampleNeighbors) else None
-        if hasattr(csc, "rowptr"):  # csc_of / hetero_csc_of
+        # Node attributes the sampling workers slice (x into NodeWiseBatch.x,
+        # the others into NodeWiseBatch.attrs); PyG's node slicing does the rest.
+        self.fused_x: Dict[str, Tensor] = {}
+        self.fused_attrs: Dict[str, Dict[str, Tensor]] = {}
+        self.graph: Any
+        if is_remote(data):
+            types = csc if hasattr(csc, "node_types") else getattr(sampler, "schema", None)
+            if types is None:
+                raise ValueError("to_pyg of a (FeatureStore, GraphStore) needs its graph: put it "
+                                 "after sample_neighbors, or give csc=graph_of(data)")
+            typed = list(types.node_types) != [NODE_TYPE]
+            self.graph = RemoteGraph(data, list(types.node_types),
+                                     [tuple(e) for e in types.edge_types], typed, custom_cls)
+            self.num_nodes = {t: int(n) for t, n in types.num_nodes.items()}
+        else:
+            if sampler is not None and sampler.node_wise and not sampler.disjoint:
+                self._fuse(data)
+            self.graph = LocalGraph(data, {t: [*self.fused_attrs.get(t, {}),
+                                               *(["x"] if t in self.fused_x else [])]
+                                           for t in {*self.fused_x, *self.fused_attrs}})
+            self.num_nodes = self.graph.num_nodes
+        self.stores: Stores = self.graph.stores
+        edge_types = self.stores.edge_types
+        if hasattr(csc, "rowptr"):  # csc_of / hetero_csc_of / remote_csc_of
             if perm is None:
                 perm = csc.perm
-            rowptr, col = (_per_edge_type(a, stores) for a in (csc.rowptr, csc.col))
+            rowptr, col = (_per_edge_type(a, edge_types) for a in (csc.rowptr, csc.col))
             csc = {e: (rowptr[e], col[e]) for e in rowptr}
         elif csc is not None:  # (rowptr, col)
-            csc = {stores.edge_types[0]: tuple(csc)}
-        self.perm = _per_edge_type(perm, stores)
+            csc = {edge_types[0]: tuple(csc)}
+        self.perm = _per_edge_type(perm, edge_types)
         self.csc = csc or {}
         # Edge types whose ids the sampler reports itself (it was given edge_ids).
         self.reported = set((sampler.edge_ids or {}) if sampler is not None else ())
@@ -125,31 +131,22 @@ class ToPyG(Stage):
             if sampler is not None and sampler.disjoint:
                 raise NotImplementedError("subgraph_type='induced' with disjoint sampling is "
                                           "not supported")
-            missing = [e for e in stores.edge_types if e not in self.csc or e not in self.perm]
+            missing = [e for e in edge_types if e not in self.csc or e not in self.perm]
             if missing:
                 raise ValueError("subgraph_type='induced' needs the sampled CSR and its "
                                  "positions' edge ids (csc=csc_of(data) or hetero_csc_of(data))")
-        self.num_nodes = {t: int(stores.node(data, t).num_nodes) for t in stores.node_types}
-        # Node attributes the sampling workers slice (x into NodeWiseBatch.x,
-        # the others into NodeWiseBatch.attrs); PyG's node slicing does the rest.
-        self.fused_x: Dict[str, Tensor] = {}
-        self.fused_attrs: Dict[str, Dict[str, Tensor]] = {}
-        if sampler is not None and sampler.node_wise and not sampler.disjoint:
-            for t in stores.node_types:
-                store = stores.node(data, t)
-                for key, value in store.items():
-                    if not _sliceable(data, store, key, value):
-                        continue
-                    if key == "x" and value.dim() == 2:
-                        self.fused_x[t] = value
-                    else:
-                        self.fused_attrs.setdefault(t, {})[key] = value
-        self._rest = copy.copy(data)
-        for t in {*self.fused_x, *self.fused_attrs}:
-            store = stores.node(self._rest, t)
-            store.num_nodes = self.num_nodes[t]  # stated: not inferred from x
-            for key in [*self.fused_attrs.get(t, {}), *(["x"] if t in self.fused_x else [])]:
-                del store[key]
+
+    def _fuse(self, data: Any) -> None:
+        typed = type(data).__name__ == "HeteroData"
+        for t in (data.node_types if typed else [NODE_TYPE]):
+            store = data.get_node_store(t) if typed else data._store
+            for key, value in store.items():
+                if not sliceable(data, store, key, value):
+                    continue
+                if key == "x" and value.dim() == 2:
+                    self.fused_x[t] = value
+                else:
+                    self.fused_attrs.setdefault(t, {})[key] = value
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         fused = self.fused_x or self.fused_attrs
@@ -178,7 +175,7 @@ class ToPyG(Stage):
             (rowptr, col), sub.n_id[dst], sub.n_id[src], self.num_nodes[src])
         return torch.stack([source, target]), self.perm[e][position]
 
-    def _edges(self, sub: NodeWiseBatch) -> Dict[EdgeType, Tuple[Tensor, Optional[Tensor]]]:
+    def _edges(self, sub: NodeWiseBatch) -> Edges:
         """Per edge type: ``edge_index`` in local ids, and the edges' ids
         (``None`` where PyG keeps none: bidirectional heterogeneous edges)."""
         if sub.edge_index and not sub.e_id:
@@ -192,7 +189,7 @@ class ToPyG(Stage):
         return self._bidirectional(sub, directed)
 
     def _bidirectional(self, sub: NodeWiseBatch, directed: Dict[EdgeType, Tuple[Tensor, Tensor]]
-                       ) -> Dict[EdgeType, Tuple[Tensor, Optional[Tensor]]]:
+                       ) -> Edges:
         """PyG's ``to_bidirectional`` of its sampler output: a ``Data`` keeps
         the edge ids, a ``HeteroData`` pairs each edge type with its reverse
         and drops them."""
@@ -211,36 +208,20 @@ class ToPyG(Stage):
 
     # ------------------------------------------------------------- batch
     def _batch(self, sub: NodeWiseBatch) -> Any:
-        from torch_geometric.loader.utils import filter_node_store_
-
-        stores, rest = self.stores, self._rest
+        stores = self.stores
         counted = self.subgraph_type == "directional"
         edges = self._edges(sub)
-        batch = copy.copy(rest)
-        for t in stores.node_types:  # PyG's node slicing, then what the workers sliced
+        batch = self.graph.batch(sub, edges)
+        for t in stores.node_types:
             store = stores.node(batch, t)
-            filter_node_store_(stores.node(rest, t), store, sub.n_id[t])
-            if t in sub.x:
-                store.x = sub.x[t]
-            for key, value in sub.attrs.get(t, {}).items():
-                store[key] = value
             store.n_id = sub.n_id[t]
             if counted:
                 store.num_sampled_nodes = sub.num_sampled_nodes[t]
         for e in stores.edge_types:
-            source, store = stores.edge(rest, e), stores.edge(batch, e)
-            edge_index, ids = edges[e]
-            if ids is None:  # bidirectional, heterogeneous: edge_index only, as PyG
-                for key in list(store.keys()):
-                    del store[key]
-                store.edge_index = edge_index
+            ids = edges[e][1]
+            if ids is None:
                 continue
-            for key, value in source.items():
-                if key == "edge_index":
-                    store.edge_index = edge_index
-                elif source.is_edge_attr(key):
-                    dim = rest.__cat_dim__(key, value, source)
-                    store[key] = value.index_select(dim, ids.to(value.device))
+            store = stores.edge(batch, e)
             store.e_id = ids
             if counted:
                 store.num_sampled_edges = sub.num_sampled_edges[e]

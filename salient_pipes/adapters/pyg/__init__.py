@@ -3,14 +3,23 @@
     from salient_pipes.pyg import NeighborLoader, LinkNeighborLoader
 
 ``NeighborLoader`` and ``LinkNeighborLoader`` take PyG's arguments and yield
-``torch_geometric.data.Data`` (or ``HeteroData``) batches as PyG's loaders do (docs/pyg.md says
-what is supported). They are thin: argument handling and a chain of our
-stages (``seed_nodes``/``seed_edges`` → ``sample_neighbors(node_wise=True)``
+``torch_geometric.data.Data`` (or ``HeteroData``) batches as PyG's loaders
+do (docs/pyg.md says what is supported); they are PyG's loader classes, so
+PyG code that takes a loader takes them. They are thin: argument handling
+(``arguments.py``), the CSC of the input graph (``graph.py``) and a chain of
+our stages (``seed_nodes``/``seed_edges`` → ``sample_neighbors(node_wise=True)``
 → ``to_pyg``).
 """
 
-from salient_pipes.adapters.pyg.graph import HeteroCsc, PygCsc, csc_of, graph_of, hetero_csc_of
+from salient_pipes.adapters.pyg.graph import (
+    HeteroCsc,
+    PygCsc,
+    csc_of,
+    graph_of,
+    hetero_csc_of,
+    remote_csc_of,
+)
 from salient_pipes.adapters.pyg.loader import LinkNeighborLoader, NeighborLoader
 
 __all__ = ["HeteroCsc", "LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of", "graph_of",
-           "hetero_csc_of"]
+           "hetero_csc_of", "remote_csc_of"]

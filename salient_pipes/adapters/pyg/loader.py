@@ -1,107 +1,132 @@
-"""``NeighborLoader`` and ``LinkNeighborLoader`` with PyG's arguments and
-batches, composed from our stages:
+"""``NeighborLoader`` and ``LinkNeighborLoader``: PyG's loaders (subclasses
+of them, and so of torch's ``DataLoader``) whose batches come from a chain
+of our stages:
 
-``NodeIndices(positions) → shuffle_nodes → batch_nodes → seed_nodes | seed_edges →
-sample_neighbors(node_wise=True) → to_pyg → [pin_memory] → [transform]``
+``seed positions → seed_nodes | seed_edges → sample_neighbors(node_wise=True)
+→ to_pyg → [pin_memory] → [transform]``
 
-Sampling runs on our native threads in the main process; nothing is forked.
+The positions come from our seeded shuffle and batching, or from the torch
+``sampler=``/``batch_sampler=`` the caller gives. Sampling runs on our native
+threads in the main process; nothing is forked. ``collate_fn(index)`` builds
+one batch synchronously from positions, as PyG's does (``ZipLoader`` and
+``loader(index)`` use it). Arguments are read in ``arguments.py``.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
-from torch.utils.data import IterDataPipe
+from torch.utils.data import DataLoader, IterDataPipe
+from torch_geometric.loader import LinkNeighborLoader as PygLinkNeighborLoader
+from torch_geometric.loader import NeighborLoader as PygNeighborLoader
+from torch_geometric.sampler import EdgeSamplerInput, NegativeSampling, NodeSamplerInput
 
-from salient_pipes._checks import as_node_ids, check_int
+from salient_pipes.adapters.pyg.arguments import (
+    SamplerSettings,
+    edge_label_index_of,
+    input_nodes_of,
+    loader_options,
+    negative_sampling,
+    not_yet,
+    num_neighbors_of,
+)
 from salient_pipes.adapters.pyg.graph import graph_of
-from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
-from salient_pipes.pipes import NodeIndices, Stage, default_num_threads, fanouts_per_edge_type
-
-# DataLoader keywords PyG's loaders accept that mean nothing without worker
-# processes: accepted so that code runs unchanged, and documented as such.
-_NO_EFFECT = ("persistent_workers", "timeout", "worker_init_fn", "multiprocessing_context",
-              "in_order", "pin_memory_device", "filter_per_worker", "is_sorted", "directed")
-_NOT_APPLICABLE = ("collate_fn", "sampler", "batch_sampler")
+from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
+from salient_pipes.pipes.pyg_graphs import is_remote
+from salient_pipes.pipes.to_pyg import subgraph_type_name
 
 
-def _not_yet(name: str, value: Any, default: Any = None) -> None:
-    if value is not default:
-        raise NotImplementedError(f"{name} is not supported yet by salient_pipes.pyg; "
-                                  "use torch_geometric.loader for it")
+class _Native:
+    """What both loaders share: the DataLoader they are, the chain of our
+    stages behind them, ``collate_fn``/``filter_fn`` and the iteration."""
 
+    data: Any
+    transform: Optional[Callable]
+    filter_per_worker: bool
 
-class _Loader:
-    """What both loaders share: DataLoader keywords, the iteration, ``len``."""
-
-    def __init__(self, data: Any, num_neighbors: Any, replace: bool, subgraph_type: str,
-                 disjoint: bool, temporal_strategy: str, time_attr: Optional[str],
-                 weight_attr: Optional[str], transform: Optional[Callable],
-                 transform_sampler_output: Optional[Callable], neighbor_sampler: Any,
-                 loader_kwargs: Dict[str, Any]) -> None:
-        self.csc: Any = graph_of(data)  # a Data is the one-type case
-        self.typed = type(data).__name__ == "HeteroData"  # PyG's argument forms differ
-        if isinstance(num_neighbors, dict) and not self.typed:
-            raise ValueError("num_neighbors per edge type (a dict) is for HeteroData; a Data "
-                             "takes a list")
-        _not_yet("temporal sampling (time_attr)", time_attr)
-        _not_yet("weight_attr (biased sampling)", weight_attr)
-        _not_yet("transform_sampler_output", transform_sampler_output)
-        _not_yet("a custom neighbor_sampler", neighbor_sampler)
-        if temporal_strategy != "uniform":
-            _not_yet("temporal_strategy", temporal_strategy, "uniform")
+    def _setup(self, data: Any, num_neighbors: Any, replace: bool, subgraph_type: Any,
+               disjoint: bool, transform: Optional[Callable], filter_per_worker: Optional[bool],
+               custom_cls: Any, kwargs: Dict[str, Any]) -> None:
+        if kwargs.pop("directed", True) is False:  # PyG's older spelling of induced
+            warnings.warn("directed=False is deprecated in PyG; use subgraph_type='induced'",
+                          DeprecationWarning, stacklevel=3)
+            subgraph_type = "induced"
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable, got {type(transform).__name__}")
-        self.data, self.transform = data, transform
-        self.replace, self.subgraph_type = bool(replace), subgraph_type
-        self.disjoint = bool(disjoint)
-        self.num_neighbors = dict(zip(self.csc.edge_types, fanouts_per_edge_type(
-            num_neighbors, self.csc.edge_types, "num_neighbors")))
-        options = dict(loader_kwargs)
-        for key in _NOT_APPLICABLE:
-            if options.pop(key, None) is not None:
-                raise ValueError(f"{key} does not apply: the loader batches and collates "
-                                 "with its own stages")
-        for key in _NO_EFFECT:
-            options.pop(key, None)
-        self.batch_size = check_int("batch_size", options.pop("batch_size", 1), minimum=1)
-        self.shuffle = bool(options.pop("shuffle", False))
-        self.drop_last = bool(options.pop("drop_last", False))
-        workers = check_int("num_workers", options.pop("num_workers", 0), minimum=0)
-        self.num_threads = workers or default_num_threads()
-        prefetch = options.pop("prefetch_factor", None)
-        self.max_in_flight = None if prefetch is None else \
-            check_int("prefetch_factor", prefetch, minimum=1) * self.num_threads
-        self.pin_memory = bool(options.pop("pin_memory", False))
-        generator = options.pop("generator", None)
-        seed = options.pop("seed", None)
-        if options:
-            raise TypeError(f"unexpected keyword arguments: {sorted(options)}")
-        if seed is None:  # reproducible under torch.manual_seed, like PyG's shuffling
-            seed = int(torch.randint(0, 2**62, (), generator=generator))
-        self.seed = check_int("seed", seed, minimum=0)
+        self.data, self.transform, self.custom_cls = data, transform, custom_cls
+        self.csc: Any = graph_of(data)  # a Data is the one-type case
+        self.typed = type(data).__name__ == "HeteroData" or \
+            (is_remote(data) and type(self.csc).__name__ == "HeteroCsc")
+        self.subgraph_type = subgraph_type_name(subgraph_type)
+        self.replace, self.disjoint = bool(replace), bool(disjoint)
+        self.num_neighbors = num_neighbors_of(num_neighbors, self.csc.edge_types, self.typed)
+        self.options = loader_options(kwargs)
+        # A batch built here is complete: filtering is the transform alone.
+        self.filter_per_worker = bool(filter_per_worker) if filter_per_worker is not None \
+            else not getattr(data, "is_cuda", False)
 
-    def _chain(self, seeds: IterDataPipe, input_type: str) -> Stage:
-        pipe = (seeds.sample_neighbors(self.csc, self.num_neighbors, input_type=input_type,
-                                       replace=self.replace, num_threads=self.num_threads,
-                                       max_in_flight=self.max_in_flight, seed=self.seed,
-                                       return_e_id=True, node_wise=True, edge_ids=self.csc.perm,
-                                       disjoint=self.disjoint, overlap_epochs=self.shuffle)
-                .to_pyg(self.data, subgraph_type=self.subgraph_type, csc=self.csc))
-        if self.pin_memory:
+    def _start(self, count: int) -> None:
+        """Becomes the DataLoader over ``range(count)`` seed positions."""
+        o = self.options
+        DataLoader.__init__(self, range(count), batch_size=o.batch_size, shuffle=o.shuffle,
+                            sampler=o.sampler, batch_sampler=o.batch_sampler,
+                            drop_last=o.drop_last, collate_fn=self.collate_fn,
+                            pin_memory=o.pin_memory, generator=o.generator)
+        self._one: Optional[Stage] = None
+        self._feed: List[Any] = [None]
+
+    def _positions(self) -> Stage:
+        """This epoch's seed positions in batches: a torch sampler's, or our
+        seeded shuffle's (reproducible, resumable)."""
+        o = self.options
+        if o.sampler is not None or o.batch_sampler is not None:
+            return IndexBatches(self.batch_sampler)
+        return (NodeIndices(torch.arange(len(self.dataset)))
+                .shuffle_nodes(seed=o.seed, shuffle=o.shuffle)
+                .batch_nodes(o.batch_size, drop_last=o.drop_last))
+
+    def _seeds(self, positions: IterDataPipe) -> IterDataPipe:
+        raise NotImplementedError
+
+    def _chain(self, positions: IterDataPipe, sync: bool = False) -> Stage:
+        o = self.options
+        pipe = (self._seeds(positions)
+                .sample_neighbors(self.csc, self.num_neighbors, input_type=self.input_type,
+                                  replace=self.replace,
+                                  num_threads=1 if sync else o.num_threads,
+                                  max_in_flight=1 if sync else o.max_in_flight, seed=o.seed,
+                                  return_e_id=True, node_wise=True, edge_ids=self.csc.perm,
+                                  disjoint=self.disjoint, duplicate_seeds=True,
+                                  overlap_epochs=not sync and isinstance(positions, Stage)
+                                  and o.shuffle and o.sampler is None)
+                .to_pyg(self.data, subgraph_type=self.subgraph_type, csc=self.csc,
+                        custom_cls=self.custom_cls))
+        if o.pin_memory and not sync:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pipe = pipe.pin_memory()
         return pipe
 
-    def _positions(self, count: int) -> Stage:
-        return (NodeIndices(torch.arange(count))
-                .shuffle_nodes(seed=self.seed, shuffle=self.shuffle)
-                .batch_nodes(self.batch_size, drop_last=self.drop_last))
+    # -------------------------------------------------------- PyG's hooks
+    def collate_fn(self, index: Union[Tensor, Sequence[int]]) -> Any:
+        """One batch, built now, from seed positions ``index`` (as PyG's
+        loaders do; its ``__call__`` and ``ZipLoader`` call this). The
+        transform runs here when ``filter_per_worker``, else in
+        :meth:`filter_fn`."""
+        if self._one is None:
+            self._one = self._chain(IndexBatches(self._feed), sync=True)
+        self._feed[0] = index
+        batch, = list(self._one)
+        return self.filter_fn(batch) if self.filter_per_worker else batch
 
+    def filter_fn(self, out: Any) -> Any:
+        """The transform, applied to a batch :meth:`collate_fn` built."""
+        return out if self.transform is None else self.transform(out)
+
+    # ---------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
         """One epoch; iterating again starts the next (reshuffled) epoch."""
         for batch in self.pipe:
@@ -109,6 +134,9 @@ class _Loader:
 
     def __len__(self) -> int:
         return len(self.pipe)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
     def set_epoch(self, epoch: int) -> None:
         """Makes the next iteration epoch ``epoch`` (its order and samples)."""
@@ -121,23 +149,27 @@ class _Loader:
         self.pipe.load_state_dict(state)
 
 
-class NeighborLoader(_Loader):
+class NeighborLoader(_Native, PygNeighborLoader):
     """PyG's ``torch_geometric.loader.NeighborLoader`` on our native sampler:
     change the import, keep the code.
 
-    Takes PyG's arguments (``num_neighbors``, ``input_nodes`` as ids, a bool
-    mask or ``None`` for all nodes, ``replace``, ``subgraph_type``,
-    ``transform``, ``batch_size``, ``shuffle``, ``drop_last`` and the
-    DataLoader keywords) and yields ``Data`` batches as PyG's do: node
-    attributes sliced by ``n_id``, ``edge_index`` in local ids, edge
-    attributes sliced by ``e_id``, ``n_id``, ``e_id``, ``input_id``,
-    ``batch_size``, ``num_sampled_nodes``, ``num_sampled_edges``.
+    Takes PyG's arguments and yields ``Data`` (or ``HeteroData``) batches as
+    PyG's do: node attributes sliced by ``n_id``, ``edge_index`` (or
+    ``adj_t``) in local ids, edge attributes sliced by ``e_id``, ``n_id``,
+    ``e_id``, ``input_id``, ``batch_size``, ``num_sampled_nodes``,
+    ``num_sampled_edges``. ``data`` is a ``Data``, a ``HeteroData`` or a
+    ``(FeatureStore, GraphStore)`` pair; ``input_nodes`` ids, a bool mask
+    or ``None`` (all), or for typed graphs a node type or ``(node_type,
+    ids | mask | None)``; ``num_neighbors`` a list, a dict per edge type or
+    PyG's ``NumNeighbors`` (``[]``: the seeds alone); ``subgraph_type`` a
+    name or PyG's ``SubgraphType``. It is a ``DataLoader``: ``sampler=`` or
+    ``batch_sampler=`` pick the seeds (say, ``ImbalancedSampler``).
 
     ``num_workers`` sets our sampling threads (0: the process's cores) and
     ``prefetch_factor`` the batches each runs ahead; ``seed`` (ours) fixes
     shuffling and sampling, by default drawn from torch's RNG.
     ``disjoint=True`` gives every seed its own subgraph (``batch`` maps
-    nodes to seeds). Temporal sampling and heterogeneous graphs raise
+    nodes to seeds). Temporal and weighted sampling raise
     ``NotImplementedError`` (see docs/pyg.md).
 
     Example:
@@ -148,47 +180,50 @@ class NeighborLoader(_Loader):
         >>> batch = next(iter(loader))
         >>> batch.batch_size, batch.n_id[:4].tolist(), batch.x.dtype
         (4, [0, 1, 2, 3], torch.float32)
+        >>> loader([5]).n_id[:1].tolist()  # one batch from seed positions, now
+        [5]
     """
 
-    def __init__(self, data: Any, num_neighbors: Sequence[int], input_nodes: Any = None,
+    def __init__(self, data: Any, num_neighbors: Any, input_nodes: Any = None,
                  input_time: Optional[Tensor] = None, replace: bool = False,
-                 subgraph_type: str = "directional", disjoint: bool = False,
+                 subgraph_type: Any = "directional", disjoint: bool = False,
                  temporal_strategy: str = "uniform", time_attr: Optional[str] = None,
                  weight_attr: Optional[str] = None, transform: Optional[Callable] = None,
                  transform_sampler_output: Optional[Callable] = None,
-                 neighbor_sampler: Any = None, **kwargs: Any) -> None:
-        _not_yet("temporal sampling (input_time)", input_time)
-        super().__init__(data, num_neighbors, replace, subgraph_type, disjoint, temporal_strategy,
-                         time_attr, weight_attr, transform, transform_sampler_output,
-                         neighbor_sampler, kwargs)
-        if self.typed:
-            input_type, input_nodes = _typed_input(input_nodes, self.csc.node_types)
-        elif isinstance(input_nodes, (tuple, str)):
-            raise ValueError("input_nodes as (node_type, ids) is for HeteroData; a Data takes "
-                             "ids, a mask or None")
-        else:
-            input_type = NODE_TYPE
-        num_nodes = self.csc.num_nodes[input_type]
-        self.input_nodes = torch.arange(num_nodes) if input_nodes is None else \
-            as_node_ids("input_nodes", input_nodes, num_nodes)
-        if not self.disjoint and self.input_nodes.unique().numel() != self.input_nodes.numel():
-            raise ValueError("input_nodes holds a node twice; a batch samples each seed once "
-                             "(disjoint=True gives every seed its own subgraph)")
-        self.pipe = self._chain(self._positions(self.input_nodes.numel())
-                                .seed_nodes(self.input_nodes), input_type)
+                 is_sorted: bool = False, filter_per_worker: Optional[bool] = None,
+                 neighbor_sampler: Any = None, custom_cls: Any = None,
+                 input_id: Optional[Tensor] = None, **kwargs: Any) -> None:
+        not_yet(input_time=input_time, time_attr=time_attr, weight_attr=weight_attr,
+                transform_sampler_output=transform_sampler_output,
+                neighbor_sampler=neighbor_sampler, temporal_strategy=temporal_strategy)
+        self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
+                    filter_per_worker, custom_cls, kwargs)
+        self.input_type, self.input_nodes, self.input_id = input_nodes_of(
+            input_nodes, input_id, self.csc, self.typed)
+        self.input_data = NodeSamplerInput(
+            input_id=self.input_id, node=self.input_nodes,
+            input_type=self.input_type if self.typed else None)
+        self.node_sampler = SamplerSettings.of(self)
+        self._start(self.input_nodes.numel())
+        self.pipe = self._chain(self._positions())
+
+    def _seeds(self, positions: IterDataPipe) -> IterDataPipe:
+        return positions.seed_nodes(self.input_nodes, input_id=self.input_id)
 
 
-class LinkNeighborLoader(_Loader):
+class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
     """PyG's ``torch_geometric.loader.LinkNeighborLoader`` on our native
     sampler: batches of labelled edges (``edge_label_index``, default all of
-    ``data.edge_index``; ``edge_label``) with negatives (``neg_sampling``
-    ``"binary"`` or ``"triplet"``, a dict or PyG's ``NegativeSampling``, with
-    ``amount``; or the older ``neg_sampling_ratio``), the neighborhoods of
-    their endpoints sampled node-wise. Batches carry PyG's attributes:
-    ``edge_label_index`` (local ids) and ``edge_label``, or ``src_index``,
-    ``dst_pos_index`` and ``dst_neg_index`` for triplets; ``input_id``;
-    ``n_id``, ``e_id``, ``num_sampled_nodes``, ``num_sampled_edges``.
-    Negatives are drawn by the native core, seeded like sampling.
+    the graph's edges; for typed graphs an edge type, ``(src, dst)`` or
+    ``(edge_type, [2, L] | None)``; ``edge_label``) with negatives
+    (``neg_sampling`` ``"binary"`` or ``"triplet"``, a dict or PyG's
+    ``NegativeSampling``, with ``amount``; or the older
+    ``neg_sampling_ratio``), the neighborhoods of their endpoints sampled
+    node-wise. Batches carry PyG's attributes: ``edge_label_index`` (local
+    ids) and ``edge_label``, or ``src_index``, ``dst_pos_index`` and
+    ``dst_neg_index`` for triplets; ``input_id``; ``n_id``, ``e_id``,
+    ``num_sampled_nodes``, ``num_sampled_edges``. Negatives are drawn by the
+    native core, seeded like sampling. The rest is as :class:`NeighborLoader`.
 
     Example:
         >>> from torch_geometric.data import Data
@@ -201,105 +236,45 @@ class LinkNeighborLoader(_Loader):
         ([1.0, 1.0, 1.0, 0.0, 0.0, 0.0], torch.Size([2, 6]))
     """
 
-    def __init__(self, data: Any, num_neighbors: Sequence[int],
-                 edge_label_index: Any = None, edge_label: Optional[Tensor] = None,
-                 edge_label_time: Optional[Tensor] = None, replace: bool = False,
-                 subgraph_type: str = "directional", disjoint: bool = False,
-                 temporal_strategy: str = "uniform", neg_sampling: Any = None,
-                 neg_sampling_ratio: Optional[float] = None, time_attr: Optional[str] = None,
-                 weight_attr: Optional[str] = None, transform: Optional[Callable] = None,
-                 transform_sampler_output: Optional[Callable] = None,
-                 neighbor_sampler: Any = None, **kwargs: Any) -> None:
-        _not_yet("temporal sampling (edge_label_time)", edge_label_time)
-        super().__init__(data, num_neighbors, replace, subgraph_type, disjoint, temporal_strategy,
-                         time_attr, weight_attr, transform, transform_sampler_output,
-                         neighbor_sampler, kwargs)
-        mode, amount = negative_sampling(neg_sampling, neg_sampling_ratio)
-        if self.typed:
-            edge_type, edge_label_index = _typed_edges(edge_label_index, self.csc.edge_types)
-            if edge_label_index is None:
-                edge_label_index = data[edge_type].edge_index
-        elif isinstance(edge_label_index, tuple):
-            raise ValueError("edge_label_index as (edge_type, index) is for HeteroData; a Data "
-                             "takes a [2, L] tensor or None")
-        else:
-            edge_type = EDGE_TYPE
-            if edge_label_index is None:
-                edge_label_index = data.edge_index
-        num_src = self.csc.num_nodes[edge_type[0]]
-        num_dst = self.csc.num_nodes[edge_type[2]]
-        edge_label_index = torch.as_tensor(edge_label_index)
-        count = edge_label_index.size(-1) if edge_label_index.dim() == 2 else 0
-        self.pipe = self._chain(
-            self._positions(count).seed_edges(edge_label_index, num_src,
-                                              edge_label=edge_label, neg_sampling=mode,
-                                              amount=amount, seed=self.seed,
-                                              disjoint=self.disjoint, edge_type=edge_type,
-                                              num_dst_nodes=num_dst),
-            edge_type[0])
+    def __init__(self, data: Any, num_neighbors: Any, edge_label_index: Any = None,
+                 edge_label: Optional[Tensor] = None, edge_label_time: Optional[Tensor] = None,
+                 replace: bool = False, subgraph_type: Any = "directional",
+                 disjoint: bool = False, temporal_strategy: str = "uniform",
+                 neg_sampling: Any = None, neg_sampling_ratio: Optional[float] = None,
+                 time_attr: Optional[str] = None, weight_attr: Optional[str] = None,
+                 transform: Optional[Callable] = None,
+                 transform_sampler_output: Optional[Callable] = None, is_sorted: bool = False,
+                 filter_per_worker: Optional[bool] = None, neighbor_sampler: Any = None,
+                 custom_cls: Any = None, input_id: Optional[Tensor] = None,
+                 **kwargs: Any) -> None:
+        not_yet(edge_label_time=edge_label_time, time_attr=time_attr, weight_attr=weight_attr,
+                transform_sampler_output=transform_sampler_output,
+                neighbor_sampler=neighbor_sampler, temporal_strategy=temporal_strategy)
+        self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
+                    filter_per_worker, custom_cls, kwargs)
+        self.mode, self.amount = negative_sampling(neg_sampling, neg_sampling_ratio)
+        self.neg_sampling = None if self.mode is None else \
+            NegativeSampling(self.mode, self.amount)
+        self.edge_type, self.edge_label_index = edge_label_index_of(
+            edge_label_index, self.csc, self.typed)
+        self.input_type = self.edge_type[0]
+        self.edge_label, self.input_id = edge_label, input_id
+        count = self.edge_label_index.size(1)
+        self.input_data = EdgeSamplerInput(
+            input_id=input_id, row=self.edge_label_index[0], col=self.edge_label_index[1],
+            label=edge_label, input_type=self.edge_type if self.typed else None)
+        self.link_sampler = SamplerSettings.of(self)
+        self._start(count)
+        self.pipe = self._chain(self._positions())
 
-
-def _typed_input(input_nodes: Any, node_types: Sequence[str]) -> Tuple[str, Any]:
-    """``(node_type, ids or mask or None)`` from PyG's heterogeneous
-    ``input_nodes``: a node type, or ``(node_type, ids | mask | None)``."""
-    if isinstance(input_nodes, str):
-        input_nodes = (input_nodes, None)
-    if not (isinstance(input_nodes, tuple) and len(input_nodes) == 2
-            and isinstance(input_nodes[0], str)):
-        raise ValueError("for HeteroData, input_nodes must be a node type or "
-                         f"(node_type, ids | mask | None), got {type(input_nodes).__name__}")
-    if input_nodes[0] not in node_types:
-        raise ValueError(f"input_nodes names node type {input_nodes[0]!r}, which the graph "
-                         f"does not have; its node types: {list(node_types)}")
-    return input_nodes
-
-
-def _typed_edges(edge_label_index: Any, edge_types: Sequence[Tuple[str, str, str]]
-                 ) -> Tuple[Tuple[str, str, str], Any]:
-    """``(edge_type, index or None)`` from PyG's heterogeneous
-    ``edge_label_index``: an edge type, or ``(edge_type, [2, L] | None)``."""
-    if isinstance(edge_label_index, tuple) and len(edge_label_index) == 3 and \
-            all(isinstance(v, str) for v in edge_label_index):
-        edge_label_index = (edge_label_index, None)
-    if not (isinstance(edge_label_index, tuple) and len(edge_label_index) == 2
-            and isinstance(edge_label_index[0], tuple)):
-        raise ValueError("for HeteroData, edge_label_index must be an edge type or "
-                         "(edge_type, [2, L] index | None)")
-    edge_type = tuple(edge_label_index[0])
-    if edge_type not in edge_types:
-        raise ValueError(f"edge_label_index names edge type {edge_type!r}, which the graph does "
-                         f"not have; its edge types: {list(edge_types)}")
-    return edge_type, edge_label_index[1]
-
-
-def negative_sampling(neg_sampling: Any, ratio: Optional[float]) -> Tuple[Optional[str], float]:
-    """``(mode, amount)`` from what PyG accepts: None, ``"binary"``,
-    ``"triplet"``, ``{"mode": ..., "amount": ...}`` or a ``NegativeSampling``;
-    ``neg_sampling_ratio`` alone means binary with that amount.
-
-    Example:
-        >>> negative_sampling({"mode": "triplet", "amount": 3}, None)
-        ('triplet', 3.0)
-    """
-    if neg_sampling is None:
-        if ratio is None or ratio == 0:
-            return None, 1.0
-        return "binary", float(ratio)
-    if isinstance(neg_sampling, str):
-        mode, amount = neg_sampling, 1.0
-    elif isinstance(neg_sampling, dict):
-        mode, amount = neg_sampling.get("mode"), neg_sampling.get("amount", 1.0)
-    elif hasattr(neg_sampling, "mode"):  # torch_geometric.sampler.NegativeSampling
-        mode = getattr(neg_sampling.mode, "value", neg_sampling.mode)
-        amount = neg_sampling.amount
-        if getattr(neg_sampling, "weight", None) is not None:
-            _not_yet("weighted negative sampling", neg_sampling.weight)
-    else:
-        raise ValueError(f"neg_sampling must be None, 'binary', 'triplet', a dict or a "
-                         f"NegativeSampling, got {type(neg_sampling).__name__}")
-    if mode not in ("binary", "triplet"):
-        raise ValueError(f"neg_sampling mode must be 'binary' or 'triplet', got {mode!r}")
-    return mode, float(amount)
+    def _seeds(self, positions: IterDataPipe) -> IterDataPipe:
+        num_nodes = self.csc.num_nodes
+        return positions.seed_edges(self.edge_label_index, num_nodes[self.edge_type[0]],
+                                    edge_label=self.edge_label, neg_sampling=self.mode,
+                                    amount=self.amount, seed=self.options.seed,
+                                    disjoint=self.disjoint, edge_type=self.edge_type,
+                                    num_dst_nodes=num_nodes[self.edge_type[2]],
+                                    input_id=self.input_id)
 
 
 __all__: List[str] = ["LinkNeighborLoader", "NeighborLoader", "negative_sampling"]

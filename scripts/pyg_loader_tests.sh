@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs PyG's own loader tests (test/loader/test_neighbor_loader.py and
+# test_link_neighbor_loader.py) against salient_pipes.pyg, from a scratch
+# copy with only the import changed:
+#   from torch_geometric.loader import NeighborLoader
+#   -> from salient_pipes.pyg import NeighborLoader
+#
+#   bash scripts/pyg_loader_tests.sh [PYG_SOURCE] [--reference] [pytest args]
+#
+# PYG_SOURCE: a checkout of pyg-team/pytorch_geometric (default: a shallow
+# clone of the tag matching the installed torch_geometric). --reference runs
+# the same copies with PyG's own loaders, to see which tests PyG itself
+# passes on this machine (those it skips, e.g. for want of pyg-lib, are
+# skipped for both).
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+src=""
+mode=ours
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --reference) mode=pyg ;;
+    *) if [ -z "$src" ] && [ -d "$arg" ]; then src=$arg; else args+=("$arg"); fi ;;
+  esac
+done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ -z "$src" ]; then
+  version=$("$PYTHON" -c "import torch_geometric; print(torch_geometric.__version__)")
+  echo "pyg_loader_tests: cloning pytorch_geometric $version"
+  git clone -q --depth 1 --branch "$version" https://github.com/pyg-team/pytorch_geometric \
+    "$work/pyg"
+  src="$work/pyg"
+fi
+mkdir -p "$work/run/test/loader"
+cp "$src/test/conftest.py" "$work/run/test/"
+for name in test_neighbor_loader.py test_link_neighbor_loader.py; do
+  cp "$src/test/loader/$name" "$work/run/test/loader/"
+done
+if [ "$mode" = ours ]; then
+  sed -i -E 's/^from torch_geometric\.loader import (Link)?NeighborLoader$/from salient_pipes.pyg import \1NeighborLoader/' \
+    "$work/run/test/loader/"*.py
+  changed=$(grep -c "^from salient_pipes.pyg import" "$work/run/test/loader/"*.py | awk -F: '{s+=$2} END {print s}')
+  [ "$changed" = 2 ] || { echo "pyg_loader_tests: expected 2 imports to change, changed $changed"; exit 1; }
+fi
+echo "pyg_loader_tests: PyG's loader tests with $( [ "$mode" = ours ] && echo "salient_pipes.pyg" || echo "PyG's own loaders")"
+cd "$work/run"
+"$PYTHON" -m pytest -q -p no:randomly -p no:cacheprovider -W ignore::UserWarning \
+  test/loader "${args[@]+"${args[@]}"}"
