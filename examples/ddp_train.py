@@ -26,11 +26,11 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
     lead = dist.get_rank() == 0
     local_rank = device.index
     if args.dataset == "synthetic":
-        dataset = FastDataset.synthetic(num_nodes=50_000, seed=0)
+        dataset = FastDataset.synthetic(num_nodes=args.num_nodes, seed=0)
     else:
         dataset = FastDataset.from_path(args.root, args.dataset, progress=lead)
     torch.manual_seed(0)  # the same initial weights on every rank
-    core = SAGE(dataset.num_features, 256, dataset.num_classes, num_layers=3).to(device)
+    core = SAGE(dataset.num_features, args.hidden, dataset.num_classes, num_layers=3).to(device)
     device_ids = [local_rank] if device.type == "cuda" else None
     model = DistributedDataParallel(core, device_ids=device_ids)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -45,12 +45,17 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
                   f"{result.seconds:.2f} s, valid {acc['valid']:.4f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="synthetic")
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="synthetic",
+                        help="an OGB node-property dataset under --root, or synthetic")
     parser.add_argument("--root", default="data")
     parser.add_argument("--epochs", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--num-nodes", type=int, default=50_000,
+                        help="size of the synthetic graph")
+    parser.add_argument("--hidden", type=int, default=256)
+    args = parser.parse_args(argv)
     # NCCL with one GPU per process (cuda:LOCAL_RANK), gloo on CPUs.
     with process_group() as device:
         train(args, device)

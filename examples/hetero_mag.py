@@ -36,7 +36,7 @@ def pyg_epoch(model, loader, optimizer) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="data")
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 5])
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*pyg-lib.*")
     from torch_geometric.loader import NeighborLoader
 
@@ -59,12 +59,14 @@ def main() -> None:
                            ds.num_classes, len(args.fanouts), target=ds.label_type)
         return model, torch.optim.Adam(model.parameters(), lr=0.01)
 
+    accuracy = {"salient": [], "pyg": []}
     model, opt = new_model()
     pipe = salient_pipeline(ds, batch_size=1024, fanouts=args.fanouts, device="cpu",
                             num_threads=args.threads)
     for epoch in range(args.epochs):
         result = train_epoch(model, pipe, opt, progress=False)
         acc = batchwise_test(model, ds, args.fanouts, device="cpu", progress=False)["valid"]
+        accuracy["salient"].append(acc)
         print(f"salient_pipes epoch {epoch}: {result.seconds:6.2f} s, loss {result.loss:.3f}, "
               f"valid acc {acc:.3f}")
 
@@ -76,7 +78,9 @@ def main() -> None:
     for epoch in range(args.epochs):
         seconds = pyg_epoch(model, loader, opt)
         acc = batchwise_test(model, ds, args.fanouts, device="cpu", progress=False)["valid"]
+        accuracy["pyg"].append(acc)
         print(f"PyG loader    epoch {epoch}: {seconds:6.2f} s, valid acc {acc:.3f}")
+    return accuracy
 
 
 if __name__ == "__main__":

@@ -575,3 +575,42 @@ def test_gather_of_every_row_width_equals_indexing(dtype, width):
     for threads in (1, 2):
         np.testing.assert_array_equal(_native.gather(src, index, threads, None), src[index])
     assert _native.gather(src, index[:0], 1, None).shape == (0, *shape[1:])
+
+
+@pytest.mark.parametrize("relabel", ["slots", "hash"])
+def test_duplicate_seeds_keep_a_row_each_when_asked(relabel):
+    # 3000 seeds, every tenth one repeated later: the hash map grows past its
+    # first 4096 slots (a rehash re-reads n_id, duplicates included) while
+    # the seeds are inserted.
+    rowptr, col = random_csr(5000, 40000, seed=11)
+    g = _native.CSRGraph(rowptr, col)
+    rng = np.random.default_rng(0)
+    unique = rng.permutation(5000)[:2700].astype(np.int64)
+    seeds = np.concatenate([unique, unique[::9][:300]])
+    rng.shuffle(seeds)
+    session = _native.Session(g, [-1, 3], num_threads=1, node_wise=True,
+                              duplicate_seeds=True, relabel=relabel, return_e_id=True)
+    session.submit(seeds, 0, 0)
+    n_ids, ((edge_index, e_id, _),), num_nodes, num_edges, *_ = session.next()
+    n_id = n_ids[0]
+    assert n_id[:seeds.size].tolist() == seeds.tolist()  # every copy keeps its row
+    rest = n_id[seeds.size:]
+    assert len(set(rest.tolist())) == rest.size and not set(rest.tolist()) & set(seeds.tolist())
+    first = {}
+    for i, s in enumerate(seeds.tolist()):
+        first.setdefault(s, i)
+    hop0 = num_edges[0][0]
+    src, dst = edge_index[:, :hop0]
+    for row in range(seeds.size):  # hop 1 (-1): each row, copies too, gets all in-edges
+        start, end = rowptr[seeds[row]], rowptr[seeds[row] + 1]
+        mine = dst == row
+        assert sorted(e_id[:hop0][mine].tolist()) == list(range(start, end))
+    # a neighbor that is a seed is known by that seed's first row
+    for local, node in zip(edge_index[0].tolist(), n_id[edge_index[0]].tolist()):
+        assert local == first.get(node, local)
+    with pytest.raises(ValueError, match="duplicate_seeds needs node_wise"):
+        _native.Session(g, [2], duplicate_seeds=True)
+    plain = _native.Session(g, [2], node_wise=True, num_threads=1, relabel=relabel)
+    plain.submit(seeds, 0, 0)
+    with pytest.raises(ValueError, match="appears twice"):
+        plain.next()

@@ -4,6 +4,7 @@ batch contract, fused slicing, faults, stats, swapping and extending."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import time
 import warnings
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, IterDataPipe
 
 from salient_pipes import (
     FastDataset,
+    HeteroDataset,
     PreparedBatch,
     SampledSubgraph,
     pipeline_stats,
@@ -477,7 +479,6 @@ def test_prefetch_overlaps_copy_with_compute(small_dataset):
 
 
 def test_prefetch_casts_features_after_the_copy():
-    from salient_pipes import HeteroDataset
 
     ds = FastDataset.synthetic(num_nodes=300, seed=0)
     plain = salient_pipeline(ds, batch_size=64, fanouts=(3,), device="cpu")
@@ -520,3 +521,35 @@ def test_stages_look_up_no_missing_attribute_per_item(small_dataset, monkeypatch
     few, many = lookups(train.numel()), lookups(max(1, train.numel() // 20))
     assert few[1] == 1 and many[1] >= 20
     assert many[0] == few[0]
+
+
+def test_dataloader_example_feeds_every_training_seed_once():
+    example = load_example("dataloader")
+    batches, seeds = example.main(num_nodes=5000)
+    train = FastDataset.synthetic(num_nodes=5000, seed=0).split_idx["train"].numel()
+    assert seeds == train and batches == -(-train // 1024)
+
+
+def test_hetero_mag_example_learns_with_both_loaders():
+    pytest.importorskip("torch_sparse", reason="PyG's loader needs torch-sparse")
+    example = load_example("hetero_mag")
+    accuracy = example.main(["--scale", "0.01", "--epochs", "2", "--fanouts", "5", "3"])
+    chance = 1 / HeteroDataset.synthetic_mag(scale=0.01, seed=0).num_classes
+    for name in ("salient", "pyg"):
+        assert len(accuracy[name]) == 2 and accuracy[name][-1] > 3 * chance, accuracy
+
+
+def test_ddp_example_under_torchrun_learns():
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(EXAMPLES / "ddp_train.py"), "--num-nodes", "4000", "--epochs", "2",
+         "--hidden", "32"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2  # rank 0 alone prints
+    valid = float(lines[-1].rsplit("valid ", 1)[1])
+    chance = 1 / FastDataset.synthetic(num_nodes=4000, seed=0).num_classes
+    assert valid > 2 * chance, proc.stdout
