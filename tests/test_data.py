@@ -266,3 +266,13 @@ def test_arxiv_example_runs_on_an_offline_ogb_layout(tmp_path, monkeypatch, caps
 
 def _no_download(*args, **kwargs):
     raise AssertionError("tried to download")
+
+
+def test_from_edges_refuses_a_label_equal_to_num_classes(tmp_path):
+    edges = torch.tensor([[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match="y holds label 3 but num_classes is 3"):
+        FastDataset.from_edges(tmp_path / "d", edges, 3, y=torch.tensor([0, 3, 1]),
+                               num_classes=3, progress=False)
+    ds = FastDataset.from_edges(tmp_path / "e", edges, 3, y=torch.tensor([0, 2, 1]),
+                                num_classes=3, progress=False)
+    assert ds.num_classes == 3

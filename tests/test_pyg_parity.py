@@ -171,6 +171,8 @@ def test_adj_t_inputs_sample_the_same_graph_as_edge_index(layout):
             assert isinstance(adj, torch_sparse.SparseTensor)
         else:
             assert adj.layout == torch.sparse_csr
+            torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), adj.values(),
+                                    adj.shape, check_invariants=True)
             coo = adj.to_sparse_coo().coalesce()
             (row, col), value = coo.indices(), coo.values()
         assert tuple(adj.shape if layout != "SparseTensor" else adj.sizes()) == \
@@ -382,3 +384,78 @@ def test_trim_to_layer_and_basic_gnn_inference_on_our_batches():
     with torch.no_grad():
         out = model.inference(layer_loader)
     assert torch.allclose(out, full, atol=1e-5)
+
+
+# ------------------------------------------------------ details that matter
+def test_numneighbors_default_prefetch_and_link_input_id():
+    data = _hetero()
+    cites, writes = ("paper", "cites", "paper"), ("author", "writes", "paper")
+    values = NumNeighbors({cites: [0, 0]}, default=[-1, -1])  # writes falls back to -1
+    batch = next(iter(NeighborLoader(data, values, input_nodes="paper", batch_size=40)))
+    assert batch[cites].edge_index.size(1) == 0
+    assert batch[writes].edge_index.size(1) == data[writes].edge_index.size(1)  # all of them
+    homo = _data()
+    loader = NeighborLoader(homo, [2], batch_size=8, num_workers=2, prefetch_factor=3)
+    sampler = next(s for s in _stages(loader.pipe) if type(s).__name__ == "SampleNeighbors")
+    assert sampler.num_threads == 2 and sampler.max_in_flight == 6
+    link = LinkNeighborLoader(homo, [1], batch_size=4, input_id=torch.arange(400) + 1000)
+    assert next(iter(link)).input_id.tolist() == [1000, 1001, 1002, 1003]
+
+
+def _stages(pipe):
+    while pipe is not None:
+        yield pipe
+        pipe = getattr(pipe, "source", None)
+
+
+def test_num_nodes_is_stated_where_pyg_states_it():
+    data = _data()
+    batch = next(iter(NeighborLoader(data, [2], batch_size=8)))
+    assert "num_nodes" not in batch._store and batch.num_nodes == batch.n_id.numel()
+    data.num_nodes = data.num_nodes  # stated: the batch states its own count
+    batch = next(iter(NeighborLoader(data, [2], batch_size=8)))
+    assert int(batch._store["num_nodes"]) == batch.n_id.numel()
+    hetero = next(iter(NeighborLoader(_hetero(), [2], input_nodes="paper", batch_size=8)))
+    assert all("num_nodes" not in hetero[t] for t in hetero.node_types)
+
+
+def test_torch_sparse_adj_t_with_bidirectional_and_induced_subgraphs():
+    import torch_geometric.transforms as T
+
+    data = _data()
+    data.edge_index = torch.unique(data.edge_index, dim=1)
+    sparse = T.ToSparseTensor(layout=torch.sparse_csr)(data.clone())
+    for kind in ("bidirectional", "induced"):
+        for a, b in zip(NeighborLoader(sparse, [-1, -1], batch_size=16, subgraph_type=kind),
+                        NeighborLoader(data, [-1, -1], batch_size=16, subgraph_type=kind)):
+            torch.sparse_csr_tensor(a.adj_t.crow_indices(), a.adj_t.col_indices(),
+                                    a.adj_t.values(), a.adj_t.shape,
+                                    check_invariants=True)  # sorted within rows, as torch wants
+            coo = a.adj_t.to_sparse_coo().coalesce()
+            row, col = coo.indices()
+            assert Counter(zip(a.n_id[col].tolist(), a.n_id[row].tolist())) == \
+                Counter(set(_global_edges(b))), kind  # a sparse matrix holds each edge once
+
+
+def test_remote_node_type_named_like_its_relation_and_an_unsized_store():
+    # PyG's own case: ("user", "user", "user"); a batch[name] lookup would
+    # find the edge store.
+    fs, gs = MyFeatureStore(), MyGraphStore()
+    fs.put_tensor(torch.arange(10), group_name="user", attr_name="x", index=None)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+    gs.put_edge_index((edge_index[0], edge_index[1]), edge_type=("user", "user", "user"),
+                      layout="coo", size=(10, 10))
+    batch = next(iter(NeighborLoader((fs, gs), [-1], input_nodes=("user", range(10)),
+                                     batch_size=10)))
+    assert batch.node_types == ["user"] and batch["user"].num_nodes == 10
+    assert torch.equal(batch["user"].x, batch["user"].n_id)
+    # a store that gives no size: the CSC is padded to the feature store's nodes
+    fs, gs = MyFeatureStore(), MyGraphStore()
+    fs.put_tensor(torch.arange(10), group_name=None, attr_name="x", index=None)
+    gs.put_edge_index((edge_index[0], edge_index[1]), edge_type=None, layout="coo")
+    loader = NeighborLoader((fs, gs), [-1], input_nodes=torch.arange(10), batch_size=10)
+    batch = next(iter(loader))
+    assert loader.csc.rowptr.tolist() == [0, 0, 1, 2, 3, 4, 5, 5, 5, 5, 5]
+    assert Counter(zip(batch.n_id[batch.edge_index[0]].tolist(),
+                       batch.n_id[batch.edge_index[1]].tolist())) == \
+        Counter(zip(edge_index[0].tolist(), edge_index[1].tolist()))

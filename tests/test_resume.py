@@ -167,3 +167,27 @@ def test_checkpoint_from_another_run_is_refused(tmp_path):
     assert main([*ARGS[:4], "1", *ARGS[5:], "--checkpoint", str(tmp_path)]) == 0
     with pytest.raises(SystemExit, match="different run"):
         main([*ARGS, "--seed", "5", "--checkpoint", str(tmp_path)])
+
+
+def test_resume_of_a_pipe_fed_by_index_batches_skips_the_delivered_batches(small_dataset):
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from salient_pipes.pipes import IndexBatches
+
+    train = small_dataset.split_idx["train"]
+    batches = BatchSampler(SequentialSampler(range(train.numel())), 64, False)
+
+    def pipe():
+        return IndexBatches(batches).seed_nodes(train).sample_neighbors(
+            small_dataset, [3], node_wise=True, num_threads=1)
+
+    full = [b.n_id["_N"][:b.batch_size].tolist() for b in pipe()]
+    first = pipe()
+    it = iter(first)
+    for _ in range(3):
+        next(it)
+    state = first.state_dict()
+    resumed = pipe()
+    resumed.load_state_dict(state)
+    rest = [b.n_id["_N"][:b.batch_size].tolist() for b in resumed]
+    assert rest == full[3:] and len(full) > 4

@@ -128,8 +128,12 @@ def remote_csc_of(feature_store: Any, graph_store: Any) -> Any:
     if any(a.edge_type is None for a in attrs):  # one untyped edge set
         row, colptr, perm = graph_store.csc()
         size = attrs[0].size
-        num_nodes = int(max(size)) if size is not None else \
-            max(colptr.numel() - 1, int(row.max()) + 1 if row.numel() else 0)
+        if size is not None:
+            num_nodes = int(max(size))
+        else:  # as many as the feature store's rows, or the edges name
+            rows = [feature_store.get_tensor_size(a) for a in feature_store.get_all_tensor_attrs()]
+            num_nodes = max([colptr.numel() - 1, int(row.max()) + 1 if row.numel() else 0] +
+                            [int(r[0]) for r in rows if r])
         rowptr, col, perm = _from_store(row, colptr, perm, num_nodes, num_nodes, "the GraphStore")
         return PygCsc(rowptr, col, perm, _native.CSRGraph(rowptr.numpy(), col.numpy()))
     row, colptr, perms = graph_store.csc()
