@@ -5,21 +5,26 @@
 #   from torch_geometric.loader import NeighborLoader
 #   -> from salient_pipes.pyg import NeighborLoader
 #
-#   bash scripts/pyg_loader_tests.sh [PYG_SOURCE] [--reference] [pytest args]
+#   bash scripts/pyg_loader_tests.sh [PYG_SOURCE] [--reference] [--pyg-lib-tests] [pytest args]
 #
 # PYG_SOURCE: a checkout of pyg-team/pytorch_geometric (default: a shallow
 # clone of the tag matching the installed torch_geometric). --reference runs
 # the same copies with PyG's own loaders, to see which tests PyG itself
 # passes on this machine (those it skips, e.g. for want of pyg-lib, are
-# skipped for both).
+# skipped for both). --pyg-lib-tests also runs, against salient_pipes.pyg,
+# the tests PyG runs only with pyg-lib installed (temporal and weighted
+# sampling, disjoint triplets; not those that call pyg-lib's kernels
+# directly): their skip markers are removed.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 src=""
 mode=ours
+unskip=0
 args=()
 for arg in "$@"; do
   case "$arg" in
     --reference) mode=pyg ;;
+    --pyg-lib-tests) unskip=1 ;;
     *) if [ -z "$src" ] && [ -d "$arg" ]; then src=$arg; else args+=("$arg"); fi ;;
   esac
 done
@@ -42,6 +47,11 @@ if [ "$mode" = ours ]; then
     "$work/run/test/loader/"*.py
   changed=$(grep -c "^from salient_pipes.pyg import" "$work/run/test/loader/"*.py | awk -F: '{s+=$2} END {print s}')
   [ "$changed" = 2 ] || { echo "pyg_loader_tests: expected 2 imports to change, changed $changed"; exit 1; }
+  if [ "$unskip" = 1 ]; then
+    sed -i -E "/^@withPackage\('pyg_lib'\)$/d; s/not WITH_WEIGHTED_NEIGHBOR_SAMPLE/False/; s/not WITH_EDGE_TIME_NEIGHBOR_SAMPLE/False/" \
+      "$work/run/test/loader/"*.py
+    args+=(-k "not equality")  # these call pyg-lib's kernels themselves
+  fi
 fi
 echo "pyg_loader_tests: PyG's loader tests with $( [ "$mode" = ours ] && echo "salient_pipes.pyg" || echo "PyG's own loaders")"
 cd "$work/run"

@@ -3,6 +3,7 @@
 #include "py_session.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "rng.hpp"
@@ -122,22 +123,30 @@ std::vector<std::vector<int64_t>> fanouts_of(const py::object& fanouts, size_t e
   return out;
 }
 
-Seeds seeds_input(const py::object& seeds, size_t types) {
-  Seeds out;
+BatchSeeds seeds_input(const py::object& seeds, size_t types, const py::object& seed_time,
+                       const SampleConfig& config) {
+  BatchSeeds out;
   if (py::isinstance<py::array>(seeds)) {
     if (types != 1) {
       throw py::value_error("seeds must hold one array per node type (" +
                             std::to_string(types) + ")");
     }
-    out.push_back(seeds_of(seeds.cast<py::array>(), "seeds"));
-    return out;
+    out.ids.push_back(seeds_of(seeds.cast<py::array>(), "seeds"));
+  } else {
+    for (const auto& s : seeds) {
+      out.ids.push_back(
+          seeds_of(py::reinterpret_borrow<py::object>(s).cast<py::array>(), "seeds"));
+    }
+    if (out.ids.size() != types) {
+      throw py::value_error("seeds must hold one array per node type (" +
+                            std::to_string(types) + "), got " + std::to_string(out.ids.size()));
+    }
   }
-  for (const auto& s : seeds) {
-    out.push_back(seeds_of(py::reinterpret_borrow<py::object>(s).cast<py::array>(), "seeds"));
-  }
-  if (out.size() != types) {
-    throw py::value_error("seeds must hold one array per node type (" + std::to_string(types) +
-                          "), got " + std::to_string(out.size()));
+  if (!seed_time.is_none()) {
+    if (!config.temporal()) throw py::value_error("seed_time is for temporal sampling (times=)");
+    out.time = seeds_of(seed_time.cast<py::array>(), "seed_time");
+  } else if (config.temporal()) {
+    throw py::value_error("temporal sampling needs seed_time: a time per subgraph");
   }
   return out;
 }
@@ -151,6 +160,74 @@ Rows rows_for(const py::array& a, const std::string& name, int64_t num_rows, boo
                           std::to_string(num_rows) + " nodes");
   }
   return rows;
+}
+
+// Per edge type, a float64 (weights) or int64 (times) array aligned with
+// the CSR's col, or None.
+std::vector<std::optional<py::array>> per_edge(Keywords& kw, const char* key, size_t edge_types,
+                                               const JobSpec& spec, bool float64) {
+  auto arrays = per_type<py::array>(kw.take(key), edge_types, key);
+  for (size_t e = 0; e < arrays.size(); ++e) {
+    if (!arrays[e]) continue;
+    const std::string name = edge_types == 1 ? key : std::string(key) + "[" + std::to_string(e) + "]";
+    require_1d(*arrays[e], name);
+    if (float64 && !arrays[e]->dtype().is(py::dtype::of<double>())) {
+      throw py::value_error(name + " must be float64, got " + std::string(py::str(arrays[e]->dtype())));
+    }
+    if (!float64) require_int64(*arrays[e], name);
+    const int64_t edges = spec.graph->num_edges_of(static_cast<int>(e));
+    if (arrays[e]->shape(0) != edges) {
+      throw py::value_error(name + " must hold one value per edge of its edge type (" +
+                            std::to_string(edges) + "), got " +
+                            std::to_string(arrays[e]->shape(0)));
+    }
+  }
+  return arrays;
+}
+
+// weights=, times= and temporal_strategy=: biased or temporal sampling.
+void weighted_and_temporal(Keywords& kw, JobSpec& spec, size_t edge_types) {
+  SampleConfig& config = spec.job.config;
+  const TypedGraph& g = spec.graph->graph();
+  const auto weights = per_edge(kw, "weights", edge_types, spec, true);
+  const auto times = per_edge(kw, "times", edge_types, spec, false);
+  const auto strategy = kw.take<std::string>("temporal_strategy", "uniform");
+  if (strategy != "uniform" && strategy != "last") {
+    throw py::value_error("temporal_strategy must be 'uniform' or 'last', got '" + strategy + "'");
+  }
+  config.last = strategy == "last";
+  const bool weighted = std::any_of(weights.begin(), weights.end(), [](const auto& w) { return w.has_value(); });
+  const bool temporal = std::any_of(times.begin(), times.end(), [](const auto& t) { return t.has_value(); });
+  if (weighted && temporal) {
+    throw py::value_error("weighted and temporal sampling cannot be combined");
+  }
+  if (temporal && !config.disjoint) {
+    throw py::value_error("temporal sampling is disjoint (each subgraph has its seed's time): "
+                          "pass disjoint=True");
+  }
+  for (size_t e = 0; e < weights.size(); ++e) {
+    const RowWeights* prepared = nullptr;
+    if (weights[e]) {
+      const std::string name = edge_types == 1 ? "weights" : "weights[" + std::to_string(e) + "]";
+      const auto* w = static_cast<const double*>(weights[e]->data());
+      auto rows = std::visit([&](const auto& csr) { return prepare_weights(csr, w, name); },
+                             g.csr[e]);
+      spec.weights.push_back(std::make_unique<RowWeights>(std::move(rows)));
+      spec.kept.push_back(*weights[e]);
+      prepared = spec.weights.back().get();
+    }
+    config.weights.push_back(prepared);
+  }
+  for (size_t e = 0; e < times.size(); ++e) {
+    const int64_t* p = nullptr;
+    if (times[e]) {
+      const std::string name = edge_types == 1 ? "times" : "times[" + std::to_string(e) + "]";
+      p = static_cast<const int64_t*>(times[e]->data());
+      std::visit([&](const auto& csr) { validate_times(csr, p, name); }, g.csr[e]);
+      spec.kept.push_back(*times[e]);
+    }
+    config.times.push_back(p);
+  }
 }
 
 }  // namespace
@@ -208,6 +285,8 @@ JobSpec make_job(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& 
     }
     config.edge_ids.push_back(p);
   }
+
+  weighted_and_temporal(kw, spec, edge_types);
 
   const auto xs = per_type<py::array>(kw.take("x"), types, "x");
   const auto caches = per_type<std::shared_ptr<py_cache::RowCache>>(kw.take("x_cache"), types,
@@ -332,9 +411,12 @@ PySession::PySession(std::shared_ptr<py_graph::TypedGraph> graph, const py::obje
                                                   spec_.fail_at_position);
 }
 
-void PySession::submit(const py::object& seeds, uint64_t epoch, uint64_t position) {
+void PySession::submit(const py::object& seeds, uint64_t epoch, uint64_t position,
+                       const py::object& seed_time) {
   callers_.enter(*session_);
-  session_->submit(seeds_input(seeds, spec_.job.graph.num_nodes.size()), epoch, position);
+  session_->submit(
+      seeds_input(seeds, spec_.job.graph.num_nodes.size(), seed_time, spec_.job.config), epoch,
+      position);
 }
 
 py::tuple PySession::next() {
@@ -352,9 +434,10 @@ namespace {
 // One batch sampled on the calling thread, as a session would sample it.
 py::tuple sample_once(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& seeds,
                       const py::object& fanouts, uint64_t epoch, uint64_t position,
-                      const py::kwargs& options) {
+                      const py::object& seed_time, const py::kwargs& options) {
   JobSpec spec = make_job(std::move(graph), fanouts, options, false);
-  Seeds input = seeds_input(seeds, spec.job.graph.num_nodes.size());
+  BatchSeeds input =
+      seeds_input(seeds, spec.job.graph.num_nodes.size(), seed_time, spec.job.config);
   Sample s = without_gil([&] {
     std::optional<SampleJob::Worker> worker;
     spec.job.make_worker(worker);
@@ -363,20 +446,49 @@ py::tuple sample_once(std::shared_ptr<py_graph::TypedGraph> graph, const py::obj
   return to_python(std::move(s), spec);
 }
 
-// `count` node ids drawn uniformly from [0, num_nodes), with replacement,
-// from a stream keyed like a batch's sample (and apart from it).
+// `count` node ids drawn from [0, num_nodes) with replacement, from a
+// stream keyed like a batch's sample (and apart from it): uniformly, or in
+// proportion to weights given as their running sums (`cumulative`, float64,
+// one per node, non-decreasing, last > 0).
 py::array random_nodes(int64_t count, int64_t num_nodes, uint64_t seed, uint64_t epoch,
-                       uint64_t position) {
+                       uint64_t position, const py::object& cumulative) {
   if (count < 0) throw py::value_error("count must be >= 0, got " + std::to_string(count));
   if (num_nodes < 1) {
     throw py::value_error("num_nodes must be >= 1, got " + std::to_string(num_nodes));
+  }
+  const double* cum = nullptr;
+  py::array_t<double, py::array::c_style | py::array::forcecast> sums;
+  if (!cumulative.is_none()) {
+    sums = cumulative.cast<py::array_t<double, py::array::c_style | py::array::forcecast>>();
+    if (sums.ndim() != 1 || sums.shape(0) != num_nodes) {
+      throw py::value_error("cumulative must hold one running sum per node (" +
+                            std::to_string(num_nodes) + ")");
+    }
+    cum = sums.data();
+    for (int64_t v = 0; v < num_nodes; ++v) {
+      if (!std::isfinite(cum[v]) || cum[v] < (v > 0 ? cum[v - 1] : 0.0)) {
+        throw py::value_error("cumulative must be finite, >= 0 and non-decreasing (node " +
+                              std::to_string(v) + ")");
+      }
+    }
+    if (!(cum[num_nodes - 1] > 0)) throw py::value_error("the weights sum to 0");
   }
   py::array_t<int64_t> out(count);
   auto* ids = out.mutable_data();
   constexpr uint64_t kStream = 0x6e65676174697665ULL;  // "negative"
   Rng rng = Rng::for_batch(seed ^ kStream, epoch, position);
   for (int64_t i = 0; i < count; ++i) {
-    ids[i] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(num_nodes)));
+    if (cum == nullptr) {
+      ids[i] = static_cast<int64_t>(rng.below(static_cast<uint64_t>(num_nodes)));
+      continue;
+    }
+    const double u = rng.uniform() * cum[num_nodes - 1];
+    int64_t v = std::upper_bound(cum, cum + num_nodes, u) - cum;
+    if (v >= num_nodes) {  // u rounded up to the total: the last node of positive weight
+      v = num_nodes - 1;
+      while (v > 0 && cum[v] == cum[v - 1]) --v;
+    }
+    ids[i] = v;
   }
   return out;
 }
@@ -388,7 +500,8 @@ void bind(py::module_& m) {
       .def(py::init<std::shared_ptr<py_graph::TypedGraph>, const py::object&,
                     const py::kwargs&>(),
            py::arg("graph"), py::arg("fanouts"))
-      .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"))
+      .def("submit", &PySession::submit, py::arg("seeds"), py::arg("epoch"), py::arg("position"),
+           py::arg("seed_time") = py::none())
       .def("next", &PySession::next)
       .def("cancel", &PySession::cancel)
       .def("close", &PySession::close)
@@ -400,10 +513,11 @@ void bind(py::module_& m) {
                              [](const PySession& s) { return s.callers().parked(); });
 
   m.def("sample", &sample_once, py::arg("graph"), py::arg("seeds"), py::arg("fanouts"),
-        py::arg("epoch") = 0, py::arg("position") = 0);
+        py::arg("epoch") = 0, py::arg("position") = 0, py::arg("seed_time") = py::none());
 
   m.def("random_nodes", &random_nodes, py::arg("count"), py::arg("num_nodes"),
-        py::arg("seed") = 0, py::arg("epoch") = 0, py::arg("position") = 0);
+        py::arg("seed") = 0, py::arg("epoch") = 0, py::arg("position") = 0,
+        py::arg("cumulative") = py::none());
 }
 
 }  // namespace sp::py_session

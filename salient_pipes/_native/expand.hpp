@@ -6,13 +6,16 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <utility>
 #include <stdexcept>
 #include <vector>
 
 #include "buffer.hpp"
 #include "graph.hpp"
 #include "rng.hpp"
+#include "weights.hpp"
 
 namespace sp {
 
@@ -25,10 +28,20 @@ struct HopOptions {
   int64_t key_space = 0;
   // e_id reports edge_ids[position] (when set) instead of the position in col.
   const int64_t* edge_ids = nullptr;
+  // Biased: draws proportional to these weights; zero-weight edges never.
+  const RowWeights* weights = nullptr;
+  // Temporal (disjoint keys only): a target takes only the neighbors whose
+  // time (ascending within its row) is <= its subgraph's seed time,
+  // seed_time[key / key_space]; uniformly, or with `last` the latest ones.
+  const int64_t* times = nullptr;
+  const int64_t* seed_time = nullptr;  // per subgraph, set for each batch
+  bool last = false;
 };
 
 // Scratch space for one worker, reused across hops and batches.
 class Expander {
+  struct Row;  // a target's row (below)
+
  public:
   // Edges that targets[first, last) will get with `fanout` (-1: all, 0: none);
   // call before fill(), which writes exactly that many.
@@ -43,11 +56,27 @@ class Expander {
       if (opt.prefetch && t + kCountAhead < n) {
         __builtin_prefetch(g.rowptr + node_of(targets[first + t + kCountAhead], opt));
       }
-      const int64_t v = node_of(targets[first + t], opt);
-      const int64_t d = g.degree(v);
-      rows_[static_cast<size_t>(t)] = {g.begin(v), d};  // fill() reads rowptr no more
-      int64_t take = d;
-      if (fanout >= 0) take = opt.replace ? (d > 0 ? fanout : 0) : std::min(d, fanout);
+      const int64_t key = targets[first + t];
+      const int64_t v = node_of(key, opt);
+      int64_t begin = g.begin(v);
+      int64_t d = g.degree(v);
+      if (opt.times != nullptr) {  // the row's prefix valid at the seed's time
+        const int64_t limit = opt.seed_time[key / opt.key_space];
+        d = std::upper_bound(opt.times + begin, opt.times + begin + d, limit) -
+            (opt.times + begin);
+        if (opt.last && fanout >= 0 && d > fanout) {  // the latest `fanout` of them
+          begin += d - fanout;
+          d = fanout;
+        }
+      }
+      rows_[static_cast<size_t>(t)] = {begin, d, v};  // fill() reads rowptr no more
+      // Weighted: only positive-weight edges can be drawn.
+      const int64_t drawable =
+          opt.weights != nullptr ? opt.weights->positive[static_cast<size_t>(v)] : d;
+      int64_t take = drawable;
+      if (fanout >= 0) {
+        take = opt.replace ? (drawable > 0 ? fanout : 0) : std::min(drawable, fanout);
+      }
       offsets_[t + 1] = offsets_[t] + take;
     }
     return offsets_[n];
@@ -126,7 +155,9 @@ class Expander {
     const int64_t take = offsets_[t + 1] - offsets_[t];
     int64_t* out = picked_.data() + offsets_[t];
     if (take == 0) return;
-    if (fanout < 0 || (take == degree && !opt.replace)) {
+    if (opt.weights != nullptr) {
+      pick_weighted(*opt.weights, row, take, rng, opt.replace && fanout >= 0, out);
+    } else if (fanout < 0 || (take == degree && !opt.replace)) {
       // -1 takes every neighbor once, with or without replacement.
       for (int64_t q = 0; q < degree; ++q) out[q] = q;
     } else if (opt.replace) {
@@ -143,6 +174,63 @@ class Expander {
     } else {
       for (int64_t k = 0; k < take; ++k) __builtin_prefetch(begin + out[k]);
     }
+  }
+
+  // Weighted draws of `take` positions of `row` (positive-weight edges
+  // only; all of them for fanout -1): independent, proportional to weight
+  // (`replace`), or PyG's
+  // weighted sampling without replacement: each next edge drawn in
+  // proportion to weight among those not drawn yet. That is done by
+  // rejection (draw in proportion, redraw a repeat) when the `take`
+  // heaviest edges hold at most half the row's weight, so a draw succeeds
+  // at least every second time; otherwise by exponential keys over the row
+  // (Efraimidis-Spirakis: the `take` smallest -log(u) / w). Both give that
+  // distribution exactly; which one runs depends on the row and `take`
+  // alone, never on the random stream.
+  void pick_weighted(const RowWeights& w, const Row& row, int64_t take, Rng& rng, bool replace,
+                     int64_t* out) {
+    const int64_t degree = row.degree;
+    const double* cum = w.cum.data() + row.begin;
+    const double* weight = w.weight + row.begin;
+    const auto v = static_cast<size_t>(row.node);
+    if (!replace && take >= w.positive[v]) {  // every positive-weight edge
+      int64_t k = 0;
+      for (int64_t q = 0; q < degree; ++q) {
+        if (weight[q] > 0) out[k++] = q;
+      }
+      return;
+    }
+    const double total = cum[degree - 1];
+    const auto draw = [&] {
+      // The first position whose prefix sum exceeds u: never a zero-weight
+      // edge (its sum equals its predecessor's), unless u rounded up to the
+      // total; then the last positive-weight edge.
+      const double u = rng.uniform() * total;
+      int64_t q = std::upper_bound(cum, cum + degree, u) - cum;
+      if (q >= degree) {
+        q = degree - 1;
+        while (weight[q] <= 0) --q;
+      }
+      return q;
+    };
+    if (replace) {
+      for (int64_t k = 0; k < take; ++k) out[k] = draw();
+      return;
+    }
+    if (static_cast<double>(take) * w.largest[v] <= 0.5 * total) {
+      seen_.start(take);
+      for (int64_t k = 0; k < take;) {
+        const int64_t q = draw();
+        if (seen_.insert(q)) out[k++] = q;
+      }
+      return;
+    }
+    keys_.clear();
+    for (int64_t q = 0; q < degree; ++q) {  // exponential arrival times: the first `take` win
+      if (weight[q] > 0) keys_.push_back({-std::log1p(-rng.uniform()) / weight[q], q});
+    }
+    std::nth_element(keys_.begin(), keys_.begin() + (take - 1), keys_.end());
+    for (int64_t k = 0; k < take; ++k) out[k] = keys_[static_cast<size_t>(k)].second;
   }
 
   // Writes `take` distinct positions of [0, degree) to out, uniformly.
@@ -179,12 +267,52 @@ class Expander {
   struct Row {
     int64_t begin;
     int64_t degree;
+    int64_t node;
+  };
+
+  // A set of positions for one row's draws without replacement: a scan
+  // while small, open addressing beyond.
+  class Seen {
+   public:
+    void start(int64_t expected) {
+      count_ = 0;
+      small_ = expected <= kScan;
+      if (small_) return;
+      size_t capacity = 16;
+      while (capacity < static_cast<size_t>(2 * expected)) capacity *= 2;
+      table_.assign(capacity, -1);
+    }
+    // True when q was not in the set (and is now).
+    bool insert(int64_t q) {
+      if (small_) {
+        if (std::find(list_, list_ + count_, q) != list_ + count_) return false;
+        list_[count_++] = q;
+        return true;
+      }
+      size_t i = static_cast<size_t>(static_cast<uint64_t>(q) * 0x9e3779b97f4a7c15ULL) &
+                 (table_.size() - 1);
+      while (table_[i] >= 0) {
+        if (table_[i] == q) return false;
+        i = (i + 1) & (table_.size() - 1);
+      }
+      table_[i] = q;
+      return true;
+    }
+
+   private:
+    static constexpr int64_t kScan = 64;
+    int64_t list_[kScan] = {};
+    int64_t count_ = 0;
+    bool small_ = true;
+    std::vector<int64_t> table_;
   };
 
   std::vector<int64_t> offsets_;
   std::vector<Row> rows_;
   Buffer<int64_t> picked_;  // per edge of the hop: its position in its target's row
   std::vector<int64_t> positions_;
+  Seen seen_;
+  std::vector<std::pair<double, int64_t>> keys_;
 };
 
 }  // namespace sp

@@ -28,7 +28,7 @@ struct NodeAttr {
 };
 
 struct SampleJob {
-  using Input = Seeds;  // per node type; per-hop sampling reads type 0
+  using Input = BatchSeeds;  // per node type; per-hop sampling reads type 0
   using Output = Sample;
   // One of the two samplers, made on the worker's first batch.
   struct Worker {
@@ -58,9 +58,10 @@ struct SampleJob {
     }
   }
 
-  Sample produce(Worker& worker, const Input& seeds, uint64_t epoch, uint64_t position) const {
+  Sample produce(Worker& worker, const Input& batch, uint64_t epoch, uint64_t position) const {
+    const Seeds& seeds = batch.ids;
     Sample s = worker.node_wise
-                   ? worker.node_wise->sample(seeds, epoch, position)
+                   ? worker.node_wise->sample(batch, epoch, position)
                    : worker.per_hop->sample(seeds.at(0).data(),
                                             static_cast<int64_t>(seeds.at(0).size()), epoch,
                                             position);
@@ -86,7 +87,7 @@ struct SampleJob {
   // at the slot's start), then y, the ids, the edges and the other
   // attributes. False, leaving `s` as it is, when no free slot is large
   // enough.
-  bool place(Sample& s, const Input& seeds) const {
+  bool place(Sample& s, const Seeds& seeds) const {
     SlotPlan plan;
     Sample::Layout at;
     for (size_t t = 0; t < s.n_id.size(); ++t) {

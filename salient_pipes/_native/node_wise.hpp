@@ -26,6 +26,13 @@ namespace sp {
 // Seeds per node type (most types empty).
 using Seeds = std::vector<std::vector<int64_t>>;
 
+// A batch's seeds, and for temporal sampling the time of each subgraph
+// (subgraph i holds the i-th seed of every type; disjoint sampling).
+struct BatchSeeds {
+  Seeds ids;
+  std::vector<int64_t> time;
+};
+
 class NodeWiseSampler {
  public:
   NodeWiseSampler(const TypedGraph& graph, SampleConfig config,
@@ -44,6 +51,9 @@ class NodeWiseSampler {
       options_[e].prefetch = config_.prefetch;
       options_[e].edge_ids = config_.edge_ids_of(e);
       options_[e].key_space = config_.disjoint ? key_space_ : 0;
+      options_[e].weights = config_.weights_of(e);
+      options_[e].times = config_.times_of(e);
+      options_[e].last = config_.last;
     }
   }
 
@@ -51,9 +61,20 @@ class NodeWiseSampler {
   int64_t key_space() const { return key_space_; }
 
   // The random stream depends only on (config.seed, epoch, position).
-  Sample sample(const Seeds& seeds, uint64_t epoch, uint64_t position) {
+  Sample sample(const BatchSeeds& batch, uint64_t epoch, uint64_t position) {
+    const Seeds& seeds = batch.ids;
     const size_t types = graph_.num_nodes.size();
     const size_t edge_types = graph_.csr.size();
+    if (config_.temporal()) {
+      size_t subgraphs = 0;
+      for (const auto& s : seeds) subgraphs = std::max(subgraphs, s.size());
+      if (batch.time.size() < subgraphs) {
+        throw std::invalid_argument("temporal sampling needs a seed time per subgraph (" +
+                                    std::to_string(subgraphs) + "), got " +
+                                    std::to_string(batch.time.size()));
+      }
+      for (HopOptions& opt : options_) opt.seed_time = batch.time.data();
+    }
     if (seeds.size() != types) {
       throw std::invalid_argument("seeds must hold one list per node type (" +
                                   std::to_string(types) + "), got " +

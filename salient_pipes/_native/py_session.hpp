@@ -32,6 +32,7 @@ struct JobSpec {
   std::shared_ptr<py_graph::TypedGraph> graph;
   std::shared_ptr<py_cache::PinnedSlots> pinned;
   std::vector<py::object> kept;  // every array and cache the job points into
+  std::vector<std::unique_ptr<RowWeights>> weights;  // prepared, per weighted edge type
   std::vector<py::object> x;     // per node type: x's array or None (for dtypes, shapes)
   py::object y = py::none();
   std::vector<std::pair<int, py::object>> attrs;  // (node type, rows)
@@ -92,8 +93,10 @@ class PySession {
   PySession(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& fanouts,
             const py::kwargs& options);
 
-  // seeds: an int64 array (a graph of one node type) or one per node type.
-  void submit(const py::object& seeds, uint64_t epoch, uint64_t position);
+  // seeds: an int64 array (a graph of one node type) or one per node type;
+  // seed_time: for temporal sampling, an int64 time per subgraph.
+  void submit(const py::object& seeds, uint64_t epoch, uint64_t position,
+              const py::object& seed_time);
   py::tuple next();
   void cancel() { session_->cancel(); }
   void close() { session_->close(); }

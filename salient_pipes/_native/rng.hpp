@@ -33,6 +33,9 @@ class Rng {
     return static_cast<uint64_t>(t >> 64) ^ static_cast<uint64_t>(t);
   }
 
+  // Uniform double in [0, 1), 53 random bits.
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
   // Uniform integer in [0, n), n > 0, without modulo bias (Lemire 2019).
   uint64_t below(uint64_t n) {
     u128 m = static_cast<u128>(next()) * n;

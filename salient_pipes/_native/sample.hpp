@@ -10,6 +10,7 @@
 #include "buffer.hpp"
 #include "pinned.hpp"
 #include "relabel.hpp"
+#include "weights.hpp"
 
 namespace sp {
 
@@ -42,10 +43,29 @@ struct SampleConfig {
   // Per edge type: with return_e_id, report edge_ids[position] instead of
   // the position in col (a caller-owned array, e.g. a CSC's permutation).
   std::vector<const int64_t*> edge_ids;
+  // Per edge type (null where absent): biased sampling by these weights
+  // (weights.hpp), and temporal sampling by these times, ascending within
+  // each row (disjoint only: each subgraph has its seed's time, given with
+  // the seeds). `last`: the latest valid neighbors instead of uniform ones.
+  std::vector<const RowWeights*> weights;
+  std::vector<const int64_t*> times;
+  bool last = false;
 
   size_t num_hops() const { return fanouts.empty() ? 0 : fanouts[0].size(); }
   const int64_t* edge_ids_of(size_t edge_type) const {
     return edge_type < edge_ids.size() ? edge_ids[edge_type] : nullptr;
+  }
+  const RowWeights* weights_of(size_t edge_type) const {
+    return edge_type < weights.size() ? weights[edge_type] : nullptr;
+  }
+  const int64_t* times_of(size_t edge_type) const {
+    return edge_type < times.size() ? times[edge_type] : nullptr;
+  }
+  bool temporal() const {
+    for (const int64_t* t : times) {
+      if (t != nullptr) return true;
+    }
+    return false;
   }
 };
 

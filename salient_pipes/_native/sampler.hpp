@@ -34,6 +34,7 @@ class Sampler {
     options_.replace = config_.replace;
     options_.prefetch = config_.prefetch;
     options_.edge_ids = config_.edge_ids_of(0);
+    options_.weights = config_.weights_of(0);
   }
 
   // Samples the subgraph of one batch of seeds. The random stream depends

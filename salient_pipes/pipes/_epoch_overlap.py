@@ -79,7 +79,7 @@ def _submit_next(carry: Carry, seeds_of: Callable) -> bool:
             carry.stats = [s.stats for s in carry.stages]
             for s, stats in zip(carry.stages, previous):
                 s.stats = stats
-    carry.session.submit(seeds, carry.epoch, carry.position)
+    carry.session.submit(seeds[0], carry.epoch, carry.position, seeds[1])
     carry.position += 1
     carry.pending += 1
     return True
@@ -88,7 +88,8 @@ def _submit_next(carry: Carry, seeds_of: Callable) -> bool:
 def run_session(stage: Any, session: Any, epoch: int, start: int,
                 seeds_of: Callable[[Any, Deque[Dict[str, Any]]], Any],
                 wrap: Callable[[Any, Deque[Dict[str, Any]]], Any]) -> Iterator[Any]:
-    """A sampling stage's epoch: submits the seeds of each item of
+    """A sampling stage's epoch: submits the seeds (and seed times) that
+    ``seeds_of`` makes of each item of
     ``stage.source`` (batch ``start`` onwards) to the native ``session``,
     keeping at most ``stage.max_in_flight`` batches in flight, and yields
     the wrapped results. ``payloads`` holds, in order, what travels with the
@@ -118,7 +119,8 @@ def run_session(stage: Any, session: Any, epoch: int, start: int,
     finished = False
     try:
         for item in items:
-            session.submit(seeds_of(item, payloads), epoch, position)
+            seeds, seed_time = seeds_of(item, payloads)
+            session.submit(seeds, epoch, position, seed_time)
             position += 1
             pending += 1
             if session.in_flight >= stage.max_in_flight:

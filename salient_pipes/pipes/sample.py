@@ -41,6 +41,40 @@ def _identity(value: Any) -> Any:
     return id(value)
 
 
+def per_edge_type(value: Any, schema: Any, name: str, dtype: torch.dtype
+                  ) -> Optional[Dict[Any, Tensor]]:
+    """``value`` (a tensor for a graph of one edge type, or a dict per edge
+    type) as a dict of 1-D tensors of ``dtype``, checked against the edge
+    types."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        if len(schema.edge_types) != 1:
+            raise ValueError(f"{name} of a graph with edge types {schema.edge_types} must be a "
+                             "dict per edge type")
+        value = {schema.edge_types[0]: value}
+    out = {}
+    for e, v in value.items():
+        e = tuple(e)
+        if e not in schema.edge_types:
+            raise ValueError(f"{name} names edge type {e!r}, which the graph does not have; its "
+                             f"edge types: {schema.edge_types}")
+        v = torch.as_tensor(v)
+        if v.dim() != 1:
+            raise ValueError(f"{name} must be 1-D (one value per edge), got shape "
+                             f"{tuple(v.shape)}")
+        if dtype == torch.int64 and (v.is_floating_point() or v.dtype == torch.bool):
+            raise ValueError(f"{name} must hold integers, got {v.dtype}")
+        out[e] = v.to(dtype).contiguous()
+    return out
+
+
+def _per_position(value: Optional[Dict[Any, Tensor]], edge_types: Any) -> Any:
+    if not value:
+        return None
+    return [as_buffer(value[e]) if e in value else None for e in edge_types]
+
+
 def _rows(v: Tensor) -> Tensor:
     """``v`` as a 1-D or 2-D table with one row per node."""
     return v if v.dim() <= 2 else v.reshape(v.size(0), -1)
@@ -81,6 +115,19 @@ class SampleNeighbors(Stage):
         duplicate_seeds: node-wise only: a node that is a seed twice in a
             batch keeps a row for each, as in PyG (say, seeds drawn with
             replacement); otherwise such a batch raises ``ValueError``.
+        weight: biased sampling: a non-negative weight per CSR position
+            (a tensor for one edge type, or a dict per edge type); draws
+            are proportional to weight (without replacement: PyG's
+            successive draws), and zero-weight edges are never drawn.
+        time: temporal sampling (node-wise, disjoint): a time per CSR
+            position, ascending within each row (a tensor or a dict per
+            edge type). A subgraph takes only neighbors whose time is at
+            most its seed's time, which each batch brings as the payload
+            ``"subgraph_time"`` of its :class:`SeedBatch` (one per
+            subgraph, as ``seed_nodes(input_time=...)`` and
+            ``seed_edges(edge_label_time=...)`` make it).
+        temporal_strategy: ``"uniform"`` over the valid neighbors, or
+            ``"last"``: the latest ones.
         edge_ids: ids to report instead of CSR positions: a tensor (one edge
             type) or a dict per edge type.
         overlap_epochs: ordered only: the next epoch's first batches are
@@ -104,7 +151,10 @@ class SampleNeighbors(Stage):
                  disjoint: bool = False,
                  edge_ids: Union[Tensor, Mapping[Any, Tensor], None] = None,
                  overlap_epochs: bool = False, input_type: Optional[str] = None,
-                 duplicate_seeds: bool = False) -> None:
+                 duplicate_seeds: bool = False,
+                 weight: Union[Tensor, Mapping[Any, Tensor], None] = None,
+                 time: Union[Tensor, Mapping[Any, Tensor], None] = None,
+                 temporal_strategy: str = "uniform") -> None:
         super().__init__(source)
         self.schema = schema = schema_of(graph)
         self.graph = schema.graph
@@ -128,11 +178,18 @@ class SampleNeighbors(Stage):
         self.duplicate_seeds = bool(duplicate_seeds)
         if self.duplicate_seeds and not self.node_wise:
             raise ValueError("duplicate_seeds=True needs node_wise=True")
-        if edge_ids is not None and not isinstance(edge_ids, Mapping):
-            edge_ids = {schema.edge_types[0]: edge_ids} if len(schema.edge_types) == 1 else \
-                edge_ids
-        self.edge_ids: Optional[Dict[Any, Tensor]] = None if edge_ids is None else \
-            {e: torch.as_tensor(v) for e, v in edge_ids.items()}
+        self.edge_ids = per_edge_type(edge_ids, schema, "edge_ids", torch.int64)
+        self.weight = per_edge_type(weight, schema, "weight", torch.float64)
+        self.time = per_edge_type(time, schema, "time", torch.int64)
+        if temporal_strategy not in ("uniform", "last"):
+            raise ValueError(f"temporal_strategy must be 'uniform' or 'last', got "
+                             f"{temporal_strategy!r}")
+        self.temporal_strategy = temporal_strategy
+        if self.weight and self.time:
+            raise ValueError("weighted and temporal sampling cannot be combined")
+        if self.time and not (self.node_wise and self.disjoint):
+            raise ValueError("temporal sampling is node-wise and disjoint (each subgraph has its "
+                             "seed's time): pass node_wise=True, disjoint=True")
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
         self.max_in_flight = 2 * self.num_threads if max_in_flight is None else \
@@ -185,9 +242,10 @@ class SampleNeighbors(Stage):
                 x_cache=None if not cache else [cache[t].native if t in cache else None
                                                 for t in types],
                 y=None if y is None else as_buffer(y), y_type=types.index(self.input_type),
-                edge_ids=None if self.edge_ids is None else
-                [as_buffer(self.edge_ids[e]) if e in self.edge_ids else None
-                 for e in edge_types],
+                edge_ids=_per_position(self.edge_ids, edge_types),
+                weights=_per_position(self.weight, edge_types),
+                times=_per_position(self.time, edge_types),
+                temporal_strategy=self.temporal_strategy,
                 attrs=[(types.index(t), as_buffer(_rows(v)))
                        for t, named in (attrs or {}).items() for v in named.values()],
                 pinned=None if pinned is None else pinned.native)
@@ -231,12 +289,20 @@ class SampleNeighbors(Stage):
             payload, item = item.payload, item.seeds
         if self.ordered:
             payloads.append(payload)
+        seed_time = None
+        if self.time:
+            if payload.get("subgraph_time") is None:
+                raise ValueError("temporal sampling needs each batch's seed times: a SeedBatch "
+                                 "with payload 'subgraph_time' (seed_nodes(input_time=...), "
+                                 "seed_edges(edge_label_time=...))")
+            seed_time = as_index(payload["subgraph_time"])
         if self.schema.single_type and not isinstance(item, Mapping):
-            return as_index(item)
+            return as_index(item), seed_time
         seeds = per_type(item if isinstance(item, Mapping) else {self.input_type: item},
                          self.schema, "seeds")
         empty = torch.empty(0, dtype=torch.int64).numpy()
-        return [as_index(seeds[t]) if t in seeds else empty for t in self.schema.node_types]
+        return [as_index(seeds[t]) if t in seeds else empty for t in self.schema.node_types], \
+            seed_time
 
     def _wrap(self, result: tuple, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
               attrs: Optional[NodeAttrs], payloads: Deque[Dict[str, Any]]) -> Any:

@@ -55,7 +55,12 @@ class SeedEdges(Stage):
                  edge_label: Optional[Tensor] = None, neg_sampling: Optional[str] = None,
                  amount: float = 1.0, seed: int = 0, disjoint: bool = False,
                  edge_type: Optional[Tuple[str, str, str]] = None,
-                 num_dst_nodes: Optional[int] = None, input_id: Optional[Tensor] = None) -> None:
+                 num_dst_nodes: Optional[int] = None, input_id: Optional[Tensor] = None,
+                 edge_label_time: Optional[Tensor] = None,
+                 src_node_time: Optional[Tensor] = None,
+                 dst_node_time: Optional[Tensor] = None,
+                 src_weight: Optional[Tensor] = None,
+                 dst_weight: Optional[Tensor] = None) -> None:
         super().__init__(source)
         self.num_nodes = check_int("num_nodes", num_nodes, minimum=1)
         # Sources are ids of edge_type[0] (num_nodes of them), destinations
@@ -96,41 +101,95 @@ class SeedEdges(Stage):
         self.neg_sampling, self.amount = neg_sampling, float(amount)
         self.seed = check_int("seed", seed, minimum=0)
         self.disjoint = bool(disjoint)
+        self.edge_label_time = None
+        if edge_label_time is not None:
+            self.edge_label_time = torch.as_tensor(edge_label_time)
+            if self.edge_label_time.shape != (eli.size(1),) or \
+                    self.edge_label_time.is_floating_point():
+                raise ValueError(f"edge_label_time must hold one integer time per edge of "
+                                 f"edge_label_index ({eli.size(1)}), got "
+                                 f"{self.edge_label_time.dtype} of shape "
+                                 f"{tuple(self.edge_label_time.shape)}")
+            self.edge_label_time = self.edge_label_time.to(torch.int64)
+            if not self.disjoint:
+                raise ValueError("temporal link batches are disjoint (each subgraph has its "
+                                 "edge's time): pass disjoint=True")
+        # Negatives drawn in proportion to node weights (PyG's src_weight/dst_weight).
+        self.cumulative = (_running_sums(src_weight, self.num_nodes, "src_weight"),
+                           _running_sums(dst_weight, self.num_dst_nodes, "dst_weight"))
+        # Node times of the two ends: negatives later than their edge's time are redrawn.
+        self.node_time = (None if src_node_time is None else torch.as_tensor(src_node_time),
+                          None if dst_node_time is None else torch.as_tensor(dst_node_time))
+        if any(t is not None for t in self.node_time) and self.edge_label_time is None:
+            raise ValueError("node times filter negatives by their edge's time: give "
+                             "edge_label_time too")
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[SeedBatch]:
         for position, index in enumerate(self.source, start):
             yield self._seeds(index, epoch, position)
 
     def _negatives(self, count: int, epoch: int, position: int, dst: bool = False) -> Tensor:
-        if dst and self.num_dst_nodes != self.num_nodes:  # another node type: its own stream
-            return torch.from_numpy(_native.random_nodes(count, self.num_dst_nodes, self.seed,
-                                                         epoch, position | (1 << 63)))
-        return torch.from_numpy(_native.random_nodes(count, self.num_nodes, self.seed, epoch,
-                                                     position))
+        cumulative = self.cumulative[int(dst)]
+        if dst and (self.num_dst_nodes != self.num_nodes or cumulative is not None):
+            position |= 1 << 63  # another node type or distribution: its own stream
+        return torch.from_numpy(_native.random_nodes(
+            count, self.num_dst_nodes if dst else self.num_nodes, self.seed, epoch, position,
+            cumulative))
+
+    def _valid_negatives(self, neg: Tensor, time: Tensor, end: int, epoch: int,
+                         position: int) -> Tensor:
+        """Negatives no later than their edge's ``time`` when the end's node
+        times are known, as PyG draws them: invalid ones are redrawn up to
+        five times, then replaced by the earliest node."""
+        node_time = self.node_time[end]
+        if node_time is None:
+            return neg
+        bound = self.num_nodes if end == 0 else self.num_dst_nodes
+        invalid = node_time[neg] > time
+        for round_ in range(1, 6):
+            count = int(invalid.sum())
+            if count == 0:
+                return neg
+            redraw = torch.from_numpy(_native.random_nodes(
+                count, bound, self.seed ^ (round_ << 56) ^ (end << 55), epoch, position,
+                self.cumulative[end]))
+            neg[invalid] = redraw
+            invalid[invalid.clone()] = node_time[redraw] > time[invalid]
+        neg[invalid] = int(node_time.argmin())
+        return neg
 
     def _seeds(self, index: Tensor, epoch: int, position: int) -> SeedBatch:
         src, dst = self.edge_label_index[:, index]
         label = None if self.edge_label is None else self.edge_label[index]
         num_pos = index.numel()
+        time = None if self.edge_label_time is None else self.edge_label_time[index]
         payload: Dict[str, Any] = {
             "input_id": index if self.input_id is None else self.input_id[index]}
         if self.neg_sampling == "binary":
             num_neg = math.ceil(num_pos * self.amount)
-            if self.num_dst_nodes == self.num_nodes:
+            if self.num_dst_nodes == self.num_nodes and self.cumulative == (None, None):
                 neg = self._negatives(2 * num_neg, epoch, position)
                 neg_src, neg_dst = neg[:num_neg], neg[num_neg:]
             else:
                 neg_src = self._negatives(num_neg, epoch, position)
                 neg_dst = self._negatives(num_neg, epoch, position, dst=True)
+            if time is not None:  # the positives' times, repeated, as PyG does
+                time = time.repeat(1 + math.ceil(self.amount))[:num_pos + num_neg]
+                neg_src = self._valid_negatives(neg_src, time[num_pos:], 0, epoch, position)
+                neg_dst = self._valid_negatives(neg_dst, time[num_pos:], 1, epoch, position)
             src, dst = torch.cat([src, neg_src]), torch.cat([dst, neg_dst])
             if label is None:
                 label = torch.ones(num_pos)
             label = torch.cat([label, label.new_zeros((num_neg,) + label.shape[1:])])
         elif self.neg_sampling == "triplet":
             per_edge = math.ceil(self.amount)
-            dst = torch.cat([dst, self._negatives(per_edge * num_pos, epoch, position,
-                                                  dst=True)])
+            neg = self._negatives(per_edge * num_pos, epoch, position, dst=True)
+            if time is not None:
+                neg = self._valid_negatives(neg, time.repeat(per_edge), 1, epoch, position)
+            dst = torch.cat([dst, neg])
         payload["input_edge_type"] = self.edge_type
+        if time is not None:
+            self._times(payload, time, src.numel(), dst.numel())
         if self.disjoint:
             return self._disjoint(src, dst, num_pos, label, payload)
         if self.edge_type[0] != self.edge_type[2]:
@@ -145,6 +204,18 @@ class SeedEdges(Stage):
             if label is not None:
                 payload["edge_label"] = label
         return SeedBatch({self.edge_type[0]: seeds}, payload)
+
+    def _times(self, payload: Dict[str, Any], time: Tensor, num_src: int, num_dst: int) -> None:
+        """Seed times, as PyG lays them out: ``edge_label_time`` per labelled
+        edge (or ``seed_time`` per triplet), and per disjoint subgraph the
+        time the sampler bounds it by (``subgraph_time``)."""
+        src_time = time[:num_src]
+        dst_time = time.repeat(-(-num_dst // time.numel()))[:num_dst] if time.numel() else time
+        payload["seed_time" if self.neg_sampling == "triplet" else "edge_label_time"] = src_time
+        if self.edge_type[0] != self.edge_type[2]:  # subgraph i: the i-th of each end
+            payload["subgraph_time"] = dst_time if num_dst >= num_src else src_time
+        else:  # sources, then destinations, each its own subgraph
+            payload["subgraph_time"] = torch.cat([src_time, dst_time])
 
     def _bipartite(self, src: Tensor, dst: Tensor, num_pos: int, label: Optional[Tensor],
                    payload: Dict[str, Any]) -> SeedBatch:
@@ -187,3 +258,16 @@ class SeedEdges(Stage):
 
     def __len__(self) -> int:
         return len(self.source)
+
+
+def _running_sums(weight: Optional[Tensor], num_nodes: int, name: str) -> Optional[Any]:
+    """Node weights as the running sums the native draw searches, checked."""
+    if weight is None:
+        return None
+    w = torch.as_tensor(weight).to(torch.float64)
+    if w.shape != (num_nodes,):
+        raise ValueError(f"{name} must hold one weight per node ({num_nodes}), got shape "
+                         f"{tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not bool((w > 0).any()):
+        raise ValueError(f"{name} must be finite, >= 0 and not all 0")
+    return torch.cumsum(w, 0).numpy()

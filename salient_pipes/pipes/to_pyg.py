@@ -232,6 +232,7 @@ class ToPyG(Stage):
         PyG's loaders put them."""
         stores = self.stores
         payload = dict(sub.payload)
+        payload.pop("subgraph_time", None)  # the sampler's, not PyG's
         groups = payload.pop("disjoint_groups", None)  # link batches: subgraph -> its edge
         for t, seed_of in (sub.batch or {}).items():
             stores.node(batch, t).batch = seed_of if groups is None else seed_of % groups
@@ -245,7 +246,10 @@ class ToPyG(Stage):
         for key, value in payload.items():
             where: Callable[[Any, Any], Any] = stores.edge
             place: Any = edge_type
-            if key in _ON_SRC or key in _ON_DST:
+            if key == "seed_time":  # triplets' times: on both ends' node types, as PyG
+                stores.node(batch, edge_type[0])[key] = value
+                where, place = stores.node, edge_type[2]
+            elif key in _ON_SRC or key in _ON_DST:
                 where, place = stores.node, edge_type[0] if key in _ON_SRC else edge_type[2]
             where(batch, place)[key] = value
         return batch

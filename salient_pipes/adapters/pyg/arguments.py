@@ -22,15 +22,11 @@ NO_EFFECT = ("persistent_workers", "timeout", "worker_init_fn", "multiprocessing
 
 
 def not_yet(**given: Any) -> None:
-    """Refuses the PyG options not supported yet, naming the first one set."""
+    """Refuses a custom sampler (PyG's ``neighbor_sampler``,
+    ``transform_sampler_output``): sampling is our native core's."""
     for name, value in given.items():
-        unset = value == "uniform" if name == "temporal_strategy" else value is None
-        if not unset:
-            what = {"weight_attr": "weighted sampling", "weighted_negatives":
-                    "weighted negative sampling"}.get(name, "temporal sampling")
-            if name in ("transform_sampler_output", "neighbor_sampler"):
-                what = "a custom sampler"
-            raise NotImplementedError(f"{what} ({name}) is not supported yet by "
+        if value is not None:
+            raise NotImplementedError(f"a custom sampler ({name}) is not supported by "
                                       "salient_pipes.pyg; use torch_geometric.loader for it")
 
 
@@ -204,40 +200,44 @@ def _canonical(edge_type: Any, edge_types: Sequence[EdgeType]) -> EdgeType:
     return matches[0] if matches else (src, "to", dst)
 
 
-def negative_sampling(neg_sampling: Any, ratio: Optional[float]) -> Tuple[Optional[str], float]:
-    """``(mode, amount)`` from what PyG accepts: None, ``"binary"``,
-    ``"triplet"``, ``{"mode": ..., "amount": ...}`` or a ``NegativeSampling``;
-    ``neg_sampling_ratio`` alone means binary with that amount.
+def negative_sampling(neg_sampling: Any, ratio: Optional[float]) -> Tuple[
+        Optional[str], float, Optional[Tensor], Optional[Tensor]]:
+    """``(mode, amount, src_weight, dst_weight)`` from what PyG accepts:
+    None, ``"binary"``, ``"triplet"``, ``{"mode": ..., "amount": ...,
+    "src_weight": ..., "dst_weight": ...}`` or a ``NegativeSampling``;
+    ``neg_sampling_ratio`` alone means binary with that amount. The weights
+    (one per node of the source / destination type) make negatives drawn
+    in proportion to them.
 
     Example:
         >>> negative_sampling({"mode": "triplet", "amount": 3}, None)
-        ('triplet', 3.0)
+        ('triplet', 3.0, None, None)
     """
     if neg_sampling is None:
         if ratio is None or ratio == 0:
-            return None, 1.0
-        return "binary", float(ratio)
+            return None, 1.0, None, None
+        return "binary", float(ratio), None, None
     if isinstance(neg_sampling, str):
-        mode, amount, weighted = neg_sampling, 1.0, False
+        mode, amount, src_weight, dst_weight = neg_sampling, 1.0, None, None
     elif isinstance(neg_sampling, dict):
         mode, amount = neg_sampling.get("mode"), neg_sampling.get("amount", 1.0)
-        weighted = any(neg_sampling.get(k) is not None for k in ("src_weight", "dst_weight"))
+        src_weight, dst_weight = neg_sampling.get("src_weight"), neg_sampling.get("dst_weight")
     elif hasattr(neg_sampling, "mode"):  # torch_geometric.sampler.NegativeSampling
         mode = getattr(neg_sampling.mode, "value", neg_sampling.mode)
         amount = neg_sampling.amount
-        weighted = any(getattr(neg_sampling, k, None) is not None
-                       for k in ("src_weight", "dst_weight", "weight"))
+        src_weight = getattr(neg_sampling, "src_weight", None)
+        dst_weight = getattr(neg_sampling, "dst_weight", None)
+        if getattr(neg_sampling, "weight", None) is not None:  # older PyG: one for both ends
+            src_weight = dst_weight = neg_sampling.weight
     else:
         raise ValueError(f"neg_sampling must be None, 'binary', 'triplet', a dict or a "
                          f"NegativeSampling, got {type(neg_sampling).__name__}")
     if mode not in ("binary", "triplet"):
         raise ValueError(f"neg_sampling mode must be 'binary' or 'triplet', got {mode!r}")
-    if weighted:
-        not_yet(weighted_negatives=True)
     if not isinstance(amount, (int, float)) or isinstance(amount, bool) or \
             not math.isfinite(amount) or amount <= 0:
         raise ValueError(f"the negative sampling amount must be a number > 0, got {amount!r}")
-    return mode, float(amount)
+    return mode, float(amount), src_weight, dst_weight
 
 
 @dataclass

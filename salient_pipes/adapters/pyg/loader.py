@@ -33,7 +33,14 @@ from salient_pipes.adapters.pyg.arguments import (
     not_yet,
     num_neighbors_of,
 )
+from salient_pipes.adapters.pyg.attributes import (
+    by_time,
+    edge_weights,
+    node_or_edge_times,
+    seed_times,
+)
 from salient_pipes.adapters.pyg.graph import graph_of
+from salient_pipes.batch import NODE_TYPE
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
 from salient_pipes.pipes.pyg_graphs import is_remote
 from salient_pipes.pipes.to_pyg import subgraph_type_name
@@ -49,7 +56,8 @@ class _Native:
 
     def _setup(self, data: Any, num_neighbors: Any, replace: bool, subgraph_type: Any,
                disjoint: bool, transform: Optional[Callable], filter_per_worker: Optional[bool],
-               custom_cls: Any, kwargs: Dict[str, Any]) -> None:
+               custom_cls: Any, time_attr: Optional[str], temporal_strategy: str,
+               weight_attr: Optional[str], kwargs: Dict[str, Any]) -> None:
         if kwargs.pop("directed", True) is False:  # PyG's older spelling of induced
             warnings.warn("directed=False is deprecated in PyG; use subgraph_type='induced'",
                           DeprecationWarning, stacklevel=3)
@@ -63,6 +71,20 @@ class _Native:
         self.subgraph_type = subgraph_type_name(subgraph_type)
         self.replace, self.disjoint = bool(replace), bool(disjoint)
         self.num_neighbors = num_neighbors_of(num_neighbors, self.csc.edge_types, self.typed)
+        if temporal_strategy not in ("uniform", "last"):
+            raise ValueError(f"temporal_strategy must be 'uniform' or 'last', got "
+                             f"{temporal_strategy!r}")
+        if time_attr is not None and weight_attr is not None:
+            raise NotImplementedError("time_attr and weight_attr together are not supported "
+                                      "(nor by PyG): sample by time or by weight")
+        self.temporal_strategy, self.time_attr = temporal_strategy, time_attr
+        self.weight = None if weight_attr is None else \
+            edge_weights(data, self.csc, self.typed, weight_attr)
+        self.time: Optional[Dict[Any, Tensor]] = None
+        if time_attr is not None:  # rows re-sorted by time; subgraphs disjoint, as in PyG
+            self.time_kind, self.times = node_or_edge_times(data, self.typed, time_attr)
+            self.csc, self.time = by_time(self.csc, self.time_kind, self.times)
+            self.disjoint = True
         self.options = loader_options(kwargs)
         # A batch built here is complete: filtering is the transform alone.
         self.filter_per_worker = bool(filter_per_worker) if filter_per_worker is not None \
@@ -100,6 +122,8 @@ class _Native:
                                   max_in_flight=1 if sync else o.max_in_flight, seed=o.seed,
                                   return_e_id=True, node_wise=True, edge_ids=self.csc.perm,
                                   disjoint=self.disjoint, duplicate_seeds=True,
+                                  weight=self.weight, time=self.time,
+                                  temporal_strategy=self.temporal_strategy,
                                   overlap_epochs=not sync and isinstance(positions, Stage)
                                   and o.shuffle and o.sampler is None)
                 .to_pyg(self.data, subgraph_type=self.subgraph_type, csc=self.csc,
@@ -193,22 +217,27 @@ class NeighborLoader(_Native, PygNeighborLoader):
                  is_sorted: bool = False, filter_per_worker: Optional[bool] = None,
                  neighbor_sampler: Any = None, custom_cls: Any = None,
                  input_id: Optional[Tensor] = None, **kwargs: Any) -> None:
-        not_yet(input_time=input_time, time_attr=time_attr, weight_attr=weight_attr,
-                transform_sampler_output=transform_sampler_output,
-                neighbor_sampler=neighbor_sampler, temporal_strategy=temporal_strategy)
+        not_yet(transform_sampler_output=transform_sampler_output,
+                neighbor_sampler=neighbor_sampler)
         self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
-                    filter_per_worker, custom_cls, kwargs)
+                    filter_per_worker, custom_cls, time_attr, temporal_strategy, weight_attr,
+                    kwargs)
         self.input_type, self.input_nodes, self.input_id = input_nodes_of(
             input_nodes, input_id, self.csc, self.typed)
+        if input_time is not None and time_attr is None:
+            raise ValueError("input_time is for temporal sampling: give time_attr too")
+        self.input_time = None if time_attr is None else seed_times(
+            self.time_kind, self.times, self.input_type, self.input_nodes, input_time)
         self.input_data = NodeSamplerInput(
-            input_id=self.input_id, node=self.input_nodes,
+            input_id=self.input_id, node=self.input_nodes, time=self.input_time,
             input_type=self.input_type if self.typed else None)
         self.node_sampler = SamplerSettings.of(self)
         self._start(self.input_nodes.numel())
         self.pipe = self._chain(self._positions())
 
     def _seeds(self, positions: IterDataPipe) -> IterDataPipe:
-        return positions.seed_nodes(self.input_nodes, input_id=self.input_id)
+        return positions.seed_nodes(self.input_nodes, input_id=self.input_id,
+                                    input_time=self.input_time)
 
 
 class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
@@ -247,14 +276,21 @@ class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
                  filter_per_worker: Optional[bool] = None, neighbor_sampler: Any = None,
                  custom_cls: Any = None, input_id: Optional[Tensor] = None,
                  **kwargs: Any) -> None:
-        not_yet(edge_label_time=edge_label_time, time_attr=time_attr, weight_attr=weight_attr,
-                transform_sampler_output=transform_sampler_output,
-                neighbor_sampler=neighbor_sampler, temporal_strategy=temporal_strategy)
+        not_yet(transform_sampler_output=transform_sampler_output,
+                neighbor_sampler=neighbor_sampler)
+        if time_attr is not None and edge_label_time is None:
+            raise ValueError("temporal link batches need each labelled edge's time, but "
+                             "'edge_label_time' is not set")
+        if edge_label_time is not None and time_attr is None:
+            raise ValueError("edge_label_time is for temporal sampling: give time_attr too")
         self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
-                    filter_per_worker, custom_cls, kwargs)
-        self.mode, self.amount = negative_sampling(neg_sampling, neg_sampling_ratio)
+                    filter_per_worker, custom_cls, time_attr, temporal_strategy, weight_attr,
+                    kwargs)
+        self.edge_label_time = edge_label_time
+        self.mode, self.amount, self.src_weight, self.dst_weight = negative_sampling(
+            neg_sampling, neg_sampling_ratio)
         self.neg_sampling = None if self.mode is None else \
-            NegativeSampling(self.mode, self.amount)
+            NegativeSampling(self.mode, self.amount, self.src_weight, self.dst_weight)
         self.edge_type, self.edge_label_index = edge_label_index_of(
             edge_label_index, self.csc, self.typed)
         self.input_type = self.edge_type[0]
@@ -262,7 +298,8 @@ class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
         count = self.edge_label_index.size(1)
         self.input_data = EdgeSamplerInput(
             input_id=input_id, row=self.edge_label_index[0], col=self.edge_label_index[1],
-            label=edge_label, input_type=self.edge_type if self.typed else None)
+            label=edge_label, time=edge_label_time,
+            input_type=self.edge_type if self.typed else None)
         self.link_sampler = SamplerSettings.of(self)
         self._start(count)
         self.pipe = self._chain(self._positions())
@@ -274,7 +311,18 @@ class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
                                     amount=self.amount, seed=self.options.seed,
                                     disjoint=self.disjoint, edge_type=self.edge_type,
                                     num_dst_nodes=num_nodes[self.edge_type[2]],
-                                    input_id=self.input_id)
+                                    input_id=self.input_id,
+                                    edge_label_time=self.edge_label_time,
+                                    src_node_time=self._node_time(self.edge_type[0]),
+                                    dst_node_time=self._node_time(self.edge_type[2]),
+                                    src_weight=self.src_weight, dst_weight=self.dst_weight)
+
+    def _node_time(self, node_type: str) -> Optional[Tensor]:
+        """A node type's times, which negatives are filtered by (node-level
+        temporal sampling)."""
+        if self.time_attr is None or self.time_kind != "node":
+            return None
+        return self.times.get(node_type if self.typed else NODE_TYPE)
 
 
 __all__: List[str] = ["LinkNeighborLoader", "NeighborLoader", "negative_sampling"]
