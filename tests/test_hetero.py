@@ -694,15 +694,34 @@ def test_disjoint_hetero_batches_give_every_seed_its_own_subgraph(mag_pyg):
                        subgraph_type="induced")
 
 
+@pytest.mark.parametrize("into", ["pool blocks", "a pinned slot"])
+def test_native_disjoint_hetero_gathers_the_rows_of_each_keys_node(mag, into):
+    types = mag.node_types
+    fan = [[3] for _ in mag.edge_types]
+    x = [mag.x[t].numpy() for t in types]
+    label = np.arange(mag.num_nodes[types[0]], dtype=np.int64) * 7
+    extra = {}
+    if into == "a pinned slot":
+        extra["pinned"] = slots = _native.PinnedSlots()
+        slots.add(np.zeros(1 << 22, dtype=np.uint8))
+    session = _hetero_session(mag.graph, fan, x=x, attrs=[(0, label)], disjoint=True,
+                              **extra)
+    seeds = [np.array([4, 1, 4]) if t in ("paper", "author") else np.empty(0, dtype=np.int64)
+             for t in types]
+    session.submit(seeds, 0, 0)
+    out = session.next()
+    n_id, xs, attrs, space = out[0], out[4], out[6], session.key_space
+    assert max(int(k.max()) for k in n_id if k.size) >= space  # keys beyond one space
+    for t in range(len(types)):
+        assert np.array_equal(xs[t], x[t][n_id[t] % space])
+    assert np.array_equal(attrs[0], label[n_id[0] % space])
+    if into == "a pinned slot":
+        assert slots.in_state("lent") == [0]  # the batch lives in the slot
+
+
 def test_native_disjoint_hetero_checks_its_input(mag):
     types = mag.node_types
     fan = [[2] for _ in mag.edge_types]
-    with pytest.raises(ValueError, match="gathers no features"):
-        _hetero_session(mag.graph, fan, x=[mag.x[t].numpy() for t in types],
-                              disjoint=True)
-    with pytest.raises(ValueError, match="gathers no features"):
-        _hetero_session(mag.graph, fan, attrs=[(0, mag.x[types[0]].numpy())],
-                              disjoint=True)
     session = _hetero_session(mag.graph, fan, disjoint=True)
     both = [np.array([4, 1]) if t in ("paper", "author") else np.empty(0, dtype=np.int64)
             for t in types]

@@ -68,8 +68,10 @@ def _successive_probabilities(w, k):
 
 
 @pytest.mark.parametrize("weights,path", [
-    ([1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 0.0], "rejection"),   # 2 x 2 <= 7 / 2
-    ([12.0, 1.0, 3.0, 0.0, 1.0, 1.0], "exponential keys"),  # 2 x 12 > 18 / 2
+    ([1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 0.0], "rejection"),  # 4 attempts rarely repeat
+    ([12.0, 1.0, 3.0, 0.0, 1.0, 1.0], "rejection, then keys"),  # 12 repeats: budget spent
+    ([3.0, 1.0, 0.0, 2.0, 1.0], "scans of a short row"),  # take 2 of 4: 2 x 2 >= 4
+    ([0.0] * 66 + [3.0, 1.0, 2.0, 1.0], "keys alone"),  # the same, in a row of 70 > 64
 ])
 def test_weighted_without_replacement_matches_successive_sampling(weights, path):
     graph, w = _one_row(weights)

@@ -331,10 +331,6 @@ JobSpec make_job(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& 
     spec.attrs.emplace_back(type, array);
     spec.kept.push_back(array);
   }
-  const bool gathers = std::any_of(job.x.begin(), job.x.end(), [](const auto& r) {
-    return r.has_value();
-  }) || job.y || !job.attrs.empty();
-  if (config.disjoint && gathers) throw py::value_error("disjoint sampling gathers no features");
   const py::object pinned = kw.take("pinned");
   if (!pinned.is_none()) {
     spec.pinned = pinned.cast<std::shared_ptr<py_cache::PinnedSlots>>();

@@ -54,7 +54,9 @@ class Expander {
     offsets_[0] = 0;
     for (int64_t t = 0; t < n; ++t) {
       if (opt.prefetch && t + kCountAhead < n) {
-        __builtin_prefetch(g.rowptr + node_of(targets[first + t + kCountAhead], opt));
+        const int64_t ahead = node_of(targets[first + t + kCountAhead], opt);
+        __builtin_prefetch(g.rowptr + ahead);
+        if (opt.weights != nullptr) __builtin_prefetch(opt.weights->positive.data() + ahead);
       }
       const int64_t key = targets[first + t];
       const int64_t v = node_of(key, opt);
@@ -69,10 +71,10 @@ class Expander {
           d = fanout;
         }
       }
-      rows_[static_cast<size_t>(t)] = {begin, d, v};  // fill() reads rowptr no more
       // Weighted: only positive-weight edges can be drawn.
       const int64_t drawable =
           opt.weights != nullptr ? opt.weights->positive[static_cast<size_t>(v)] : d;
+      rows_[static_cast<size_t>(t)] = {begin, d, drawable};  // fill() reads rowptr no more
       int64_t take = drawable;
       if (fanout >= 0) {
         take = opt.replace ? (drawable > 0 ? fanout : 0) : std::min(drawable, fanout);
@@ -112,6 +114,14 @@ class Expander {
     const int64_t* edge_ids = e_id != nullptr ? opt.edge_ids : nullptr;
     picked_.resize(static_cast<size_t>(offsets_[n]));
     for (int64_t t = 0; t < n + 2 * lag; ++t) {
+      if (opt.weights != nullptr && opt.prefetch && t + kLag < n) {
+        // The row's alias slots (all of a short row's), and its weights.
+        const Row& ahead = rows_[static_cast<size_t>(t + kLag)];
+        const RowWeights::Slot* slots = opt.weights->slots.data() + ahead.begin;
+        const int64_t span = std::min<int64_t>(ahead.degree, kFloydLimit);
+        for (int64_t q = 0; q < span; q += kSlotsPerLine) __builtin_prefetch(slots + q);
+        __builtin_prefetch(opt.weights->weight + ahead.begin);
+      }
       if (t < n) pick(g.col, t, fanout, rng, opt);
       const int64_t r = t - lag;  // the target read now
       if (r >= 0 && r < n) {
@@ -156,7 +166,8 @@ class Expander {
     int64_t* out = picked_.data() + offsets_[t];
     if (take == 0) return;
     if (opt.weights != nullptr) {
-      pick_weighted(*opt.weights, row, take, rng, opt.replace && fanout >= 0, out);
+      pick_weighted(*opt.weights, row, take, rng, opt.replace && fanout >= 0, opt.prefetch,
+                    out);
     } else if (fanout < 0 || (take == degree && !opt.replace)) {
       // -1 takes every neighbor once, with or without replacement.
       for (int64_t q = 0; q < degree; ++q) out[q] = q;
@@ -178,59 +189,102 @@ class Expander {
 
   // Weighted draws of `take` positions of `row` (positive-weight edges
   // only; all of them for fanout -1): independent, proportional to weight
-  // (`replace`), or PyG's
-  // weighted sampling without replacement: each next edge drawn in
-  // proportion to weight among those not drawn yet. That is done by
-  // rejection (draw in proportion, redraw a repeat) when the `take`
-  // heaviest edges hold at most half the row's weight, so a draw succeeds
-  // at least every second time; otherwise by exponential keys over the row
-  // (Efraimidis-Spirakis: the `take` smallest -log(u) / w). Both give that
-  // distribution exactly; which one runs depends on the row and `take`
-  // alone, never on the random stream.
+  // (`replace`), or PyG's weighted sampling without replacement: each next
+  // edge drawn in proportion to weight among those not drawn yet.
+  //
+  // Without replacement, draws are first made by rejection (a draw in
+  // proportion to weight by the row's alias table, a repeat redrawn): O(1)
+  // each, and the common case ends there. After a budget of attempts (a row
+  // whose heavy edges hold most of its weight makes repeats frequent), the
+  // edges still missing are chosen by exponential keys over the rest of the
+  // row (Efraimidis-Spirakis: the smallest -log(u) / w win), O(degree).
+  // Rows where `take` is half or more of the drawable edges skip rejection
+  // (it would repeat itself often there): short ones draw successively by
+  // scans of the weight left, longer ones by keys. All of these
+  // make each next choice in proportion to weight among the edges not yet
+  // chosen, whatever the attempts before it, so switching between picks
+  // keeps the distribution exact.
   void pick_weighted(const RowWeights& w, const Row& row, int64_t take, Rng& rng, bool replace,
-                     int64_t* out) {
+                     bool prefetch, int64_t* out) {
     const int64_t degree = row.degree;
-    const double* cum = w.cum.data() + row.begin;
+    const RowWeights::Slot* slots = w.slots.data() + row.begin;
     const double* weight = w.weight + row.begin;
-    const auto v = static_cast<size_t>(row.node);
-    if (!replace && take >= w.positive[v]) {  // every positive-weight edge
+    if (!replace && take >= row.drawable) {  // every positive-weight edge
+      if (row.drawable == degree) {
+        for (int64_t q = 0; q < degree; ++q) out[q] = q;
+        return;
+      }
       int64_t k = 0;
       for (int64_t q = 0; q < degree; ++q) {
         if (weight[q] > 0) out[k++] = q;
       }
       return;
     }
-    const double total = cum[degree - 1];
-    const auto draw = [&] {
-      // The first position whose prefix sum exceeds u: never a zero-weight
-      // edge (its sum equals its predecessor's), unless u rounded up to the
-      // total; then the last positive-weight edge.
-      const double u = rng.uniform() * total;
-      int64_t q = std::upper_bound(cum, cum + degree, u) - cum;
-      if (q >= degree) {
-        q = degree - 1;
-        while (weight[q] <= 0) --q;
+    // `count` draws by the alias method (never a zero-weight edge) into
+    // drawn_: all positions and coin flips first, with their slots
+    // requested, then resolved, so that the slots' cache misses overlap.
+    const auto draw = [&](int64_t count) {
+      drawn_.resize(static_cast<size_t>(count));
+      for (auto& [q, u] : drawn_) {
+        q = static_cast<int64_t>(rng.below(static_cast<uint64_t>(degree)));
+        u = rng.uniform();
+        if (prefetch) __builtin_prefetch(slots + q);
       }
-      return q;
+      for (auto& [q, u] : drawn_) q = u < slots[q].keep ? q : slots[q].alias;
     };
     if (replace) {
-      for (int64_t k = 0; k < take; ++k) out[k] = draw();
+      draw(take);
+      for (int64_t k = 0; k < take; ++k) out[k] = drawn_[static_cast<size_t>(k)].first;
       return;
     }
-    if (static_cast<double>(take) * w.largest[v] <= 0.5 * total) {
-      seen_.start(take);
-      for (int64_t k = 0; k < take;) {
-        const int64_t q = draw();
-        if (seen_.insert(q)) out[k++] = q;
+    // Rounds of as many draws as edges are missing: the same i.i.d. draws,
+    // in the same order, as one at a time.
+    const int64_t budget = 2 * take < row.drawable ? kRejectionBudget * take : 0;
+    if (budget == 0 && degree <= kFloydLimit) {
+      // A short row: successive draws as defined, each a scan of the
+      // weight not drawn yet (no logarithms, all in L1).
+      double left[kFloydLimit];
+      double total = 0.0;
+      for (int64_t q = 0; q < degree; ++q) total += (left[q] = weight[q]);
+      for (int64_t k = 0; k < take; ++k) {
+        double u = rng.uniform() * total;
+        int64_t q = 0, last = -1;
+        for (; q < degree; ++q) {
+          if (left[q] <= 0) continue;
+          last = q;
+          if (u < left[q]) break;
+          u -= left[q];
+        }
+        if (q == degree) q = last;  // u rounded up to the total
+        out[k] = q;
+        total -= left[q];
+        left[q] = 0.0;
       }
       return;
     }
-    keys_.clear();
-    for (int64_t q = 0; q < degree; ++q) {  // exponential arrival times: the first `take` win
-      if (weight[q] > 0) keys_.push_back({-std::log1p(-rng.uniform()) / weight[q], q});
+    seen_.start(take);
+    int64_t k = 0;
+    for (int64_t attempts = budget; k < take && attempts > 0;) {
+      const int64_t round = std::min(take - k, attempts);
+      attempts -= round;
+      draw(round);
+      for (const auto& drawn : drawn_) {
+        if (seen_.insert(drawn.first)) out[k++] = drawn.first;
+      }
     }
-    std::nth_element(keys_.begin(), keys_.begin() + (take - 1), keys_.end());
-    for (int64_t k = 0; k < take; ++k) out[k] = keys_[static_cast<size_t>(k)].second;
+    if (k == take) return;
+    std::sort(out, out + k);  // the chosen, to pass over while keying the rest
+    keys_.clear();
+    for (int64_t q = 0, c = 0; q < degree; ++q) {
+      if (c < k && out[c] == q) {
+        ++c;
+      } else if (weight[q] > 0) {
+        keys_.push_back({-std::log1p(-rng.uniform()) / weight[q], q});
+      }
+    }
+    const int64_t rest = take - k;
+    std::nth_element(keys_.begin(), keys_.begin() + (rest - 1), keys_.end());
+    for (int64_t j = 0; j < rest; ++j) out[k + j] = keys_[static_cast<size_t>(j)].second;
   }
 
   // Writes `take` distinct positions of [0, degree) to out, uniformly.
@@ -257,6 +311,8 @@ class Expander {
   }
 
   static constexpr int64_t kFloydLimit = 64;
+  static constexpr int64_t kRejectionBudget = 2;  // attempts per edge taken
+  static constexpr int64_t kSlotsPerLine = 64 / static_cast<int64_t>(sizeof(RowWeights::Slot));
   static constexpr int64_t kLag = 2;    // targets between pipeline stages
   static constexpr int64_t kCountAhead = 16;
   template <typename Index>
@@ -267,7 +323,7 @@ class Expander {
   struct Row {
     int64_t begin;
     int64_t degree;
-    int64_t node;
+    int64_t drawable;  // positions that can be drawn: positive weight (or all)
   };
 
   // A set of positions for one row's draws without replacement: a scan
@@ -313,6 +369,7 @@ class Expander {
   std::vector<int64_t> positions_;
   Seen seen_;
   std::vector<std::pair<double, int64_t>> keys_;
+  std::vector<std::pair<int64_t, double>> drawn_;  // weighted draws: position, coin
 };
 
 }  // namespace sp

@@ -4,6 +4,7 @@
 // slot is free, the whole batch into that slot.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -66,20 +67,49 @@ struct SampleJob {
                                             static_cast<int64_t>(seeds.at(0).size()), epoch,
                                             position);
     if (y) s.num_y = static_cast<int64_t>(seeds.at(static_cast<size_t>(y_type)).size());
-    if (pinned && place(s, seeds)) return s;
+    const NodeIds nodes(s, config.disjoint ? key_space() : 0);
+    if (pinned && place(s, seeds, nodes)) return s;
     for (size_t t = 0; t < x.size() && t < s.n_id.size(); ++t) {
       s.x.emplace_back(pool);
-      if (x[t]) s.x.back() = gather_new(*x[t], s.n_id[t].data(), s.n_id[t].size(), pool);
+      if (x[t]) s.x.back() = gather_new(*x[t], nodes.of(t), s.n_id[t].size(), pool);
     }
     if (y) {
       const auto& ids = seeds[static_cast<size_t>(y_type)];
       s.y = gather_new(*y, ids.data(), ids.size(), pool);
     }
     for (const NodeAttr& a : attrs) {
-      const auto& ids = s.n_id[static_cast<size_t>(a.type)];
-      s.attrs.push_back(gather_new(a.rows, ids.data(), ids.size(), pool));
+      const auto t = static_cast<size_t>(a.type);
+      s.attrs.push_back(gather_new(a.rows, nodes.of(t), s.n_id[t].size(), pool));
     }
     return s;
+  }
+
+  // The nodes whose rows a sample gathers, per node type: its n_id, or for
+  // disjoint keys (subgraph * key_space + node) the nodes they stand for.
+  class NodeIds {
+   public:
+    NodeIds(const Sample& s, int64_t key_space) : s_(s) {
+      if (key_space == 0) return;
+      for (const auto& keys : s.n_id) {
+        nodes_.emplace_back(keys.size());
+        for (size_t i = 0; i < keys.size(); ++i) nodes_.back()[i] = keys[i] % key_space;
+      }
+    }
+    const int64_t* of(size_t t) const {
+      return nodes_.empty() ? s_.n_id[t].data() : nodes_[t].data();
+    }
+
+   private:
+    const Sample& s_;
+    std::vector<std::vector<int64_t>> nodes_;
+  };
+
+  // What disjoint keys are taken modulo: the largest node count of any type
+  // (as the node-wise sampler makes them).
+  int64_t key_space() const {
+    int64_t space = 1;
+    for (const int64_t n : graph.num_nodes) space = std::max(space, n);
+    return space;
   }
 
   // Places the whole batch in one free slot of `pinned` (SlotPlan, each
@@ -87,7 +117,7 @@ struct SampleJob {
   // at the slot's start), then y, the ids, the edges and the other
   // attributes. False, leaving `s` as it is, when no free slot is large
   // enough.
-  bool place(Sample& s, const Seeds& seeds) const {
+  bool place(Sample& s, const Seeds& seeds, const NodeIds& nodes) const {
     SlotPlan plan;
     Sample::Layout at;
     for (size_t t = 0; t < s.n_id.size(); ++t) {
@@ -111,7 +141,7 @@ struct SampleJob {
     s.slot = SlotLease(pinned, slot, base);
     for (size_t t = 0; t < s.n_id.size(); ++t) {
       if (t < x.size() && x[t]) {
-        gather_rows(*x[t], s.n_id[t].data(), 0, static_cast<int64_t>(s.n_id[t].size()),
+        gather_rows(*x[t], nodes.of(t), 0, static_cast<int64_t>(s.n_id[t].size()),
                     base + at.x[t]);
       }
     }
@@ -122,8 +152,8 @@ struct SampleJob {
       copy_to(base, at.e_id[i], s.edges[i].e_id);
     }
     for (size_t i = 0; i < attrs.size(); ++i) {
-      const auto& ids = s.n_id[static_cast<size_t>(attrs[i].type)];
-      gather_rows(attrs[i].rows, ids.data(), 0, static_cast<int64_t>(ids.size()),
+      const auto t = static_cast<size_t>(attrs[i].type);
+      gather_rows(attrs[i].rows, nodes.of(t), 0, static_cast<int64_t>(s.n_id[t].size()),
                   base + at.attrs[i]);
     }
     s.layout = std::move(at);

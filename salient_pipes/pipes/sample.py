@@ -271,8 +271,6 @@ class SampleNeighbors(Stage):
         and ``attrs`` (``{node type: {name: rows}}``) sliced by ``n_id`` too.
         Per-hop samples come as :class:`PreparedBatch`, node-wise ones as
         :class:`NodeWiseBatch` with ``x`` (and ``attrs``) filled."""
-        if self.disjoint and (x is not None or y is not None or attrs):
-            raise ValueError("disjoint sampling gathers no features: slice them after sampling")
         features = per_type(x, self.schema, "x")
         caches = per_type(cache, self.schema, "cache")
         return self._run({"x": features, "y": y, "cache": caches, "attrs": attrs,

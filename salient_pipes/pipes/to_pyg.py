@@ -108,7 +108,7 @@ class ToPyG(Stage):
                                      [tuple(e) for e in types.edge_types], typed, custom_cls)
             self.num_nodes = {t: int(n) for t, n in types.num_nodes.items()}
         else:
-            if sampler is not None and sampler.node_wise and not sampler.disjoint:
+            if sampler is not None and sampler.node_wise:
                 self._fuse(data)
             self.graph = LocalGraph(data, {t: [*self.fused_attrs.get(t, {}),
                                                *(["x"] if t in self.fused_x else [])]

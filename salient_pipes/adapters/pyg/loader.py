@@ -193,8 +193,9 @@ class NeighborLoader(_Native, PygNeighborLoader):
     ``prefetch_factor`` the batches each runs ahead; ``seed`` (ours) fixes
     shuffling and sampling, by default drawn from torch's RNG.
     ``disjoint=True`` gives every seed its own subgraph (``batch`` maps
-    nodes to seeds). Temporal and weighted sampling raise
-    ``NotImplementedError`` (see docs/pyg.md).
+    nodes to seeds). ``time_attr`` (with ``input_time`` and
+    ``temporal_strategy``) samples by time, ``weight_attr`` by edge weight,
+    natively (docs/pyg.md).
 
     Example:
         >>> from torch_geometric.data import Data
