@@ -62,6 +62,7 @@ def salient_pipeline(
     fetch_depth: int = 2,
     x_dtype: Optional[torch.dtype] = None,
     overlap_epochs: Optional[bool] = None,
+    weighted: bool = False,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -122,6 +123,9 @@ def salient_pipeline(
         overlap_epochs: sample the next epoch's first batches while this
             epoch's last ones are consumed, so that an epoch does not begin
             with the device waiting (default: when shuffling).
+        weighted: draw neighbors in proportion to ``dataset.edge_weight``
+            (a :class:`FastDataset` that carries one; zero-weight edges
+            never).
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline
@@ -133,6 +137,9 @@ def salient_pipeline(
     if overlap_epochs is None:
         overlap_epochs = shuffle
     if isinstance(dataset, PartitionedDataset):
+        if weighted:
+            raise NotImplementedError("weighted sampling of a PartitionedDataset is not "
+                                      "supported")
         return _partitioned_pipeline(dataset, split, batch_size=batch_size, fanouts=fanouts,
                                      replace=replace, return_e_id=return_e_id,
                                      shuffle=shuffle, drop_last=drop_last, device=device,
@@ -145,6 +152,13 @@ def salient_pipeline(
                 if hasattr(dataset, "edge_index") else "")
         raise TypeError(f"dataset must be a FastDataset or HeteroDataset, got "
                         f"{type(dataset).__name__}{hint}")
+    weight = None
+    if weighted:
+        weight = getattr(dataset, "edge_weight", None)
+        if weight is None:
+            raise ValueError("weighted=True needs a FastDataset with edge_weight "
+                             "(FastDataset(..., edge_weight=...) or "
+                             "FastDataset.from_pyg(data, weight_attr=...))")
     index = _seeds(dataset, split)
     device = resolve_device(device)
     rank, world_size = resolve_rank(rank, world_size)
@@ -159,7 +173,7 @@ def salient_pipeline(
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
-                          overlap_epochs=overlap_epochs)
+                          overlap_epochs=overlap_epochs, weight=weight)
     )
     # A slot per batch in flight, in the prefetch queue and its thread's hand,
     # in use, and waiting for its copy to finish (a graph without features

@@ -120,7 +120,8 @@ class Expander {
         const RowWeights::Slot* slots = opt.weights->slots.data() + ahead.begin;
         const int64_t span = std::min<int64_t>(ahead.degree, kFloydLimit);
         for (int64_t q = 0; q < span; q += kSlotsPerLine) __builtin_prefetch(slots + q);
-        __builtin_prefetch(opt.weights->weight + ahead.begin);
+        const double* weight = opt.weights->weight + ahead.begin;
+        for (int64_t q = 0; q < span; q += kWeightsPerLine) __builtin_prefetch(weight + q);
       }
       if (t < n) pick(g.col, t, fanout, rng, opt);
       const int64_t r = t - lag;  // the target read now
@@ -313,6 +314,7 @@ class Expander {
   static constexpr int64_t kFloydLimit = 64;
   static constexpr int64_t kRejectionBudget = 2;  // attempts per edge taken
   static constexpr int64_t kSlotsPerLine = 64 / static_cast<int64_t>(sizeof(RowWeights::Slot));
+  static constexpr int64_t kWeightsPerLine = 64 / static_cast<int64_t>(sizeof(double));
   static constexpr int64_t kLag = 2;    // targets between pipeline stages
   static constexpr int64_t kCountAhead = 16;
   template <typename Index>

@@ -1,4 +1,6 @@
-"""CSRs built in memory from edge lists, and the sizes read off one.
+"""CSRs built in memory from edge lists, the sizes read off one, and the
+values a CSR may carry per position (edge weights and times) or per node
+(times), checked.
 
 Row ``v`` of a CSR lists the nodes whose messages flow into ``v`` (PyG's
 ``adj_t``), sorted and deduplicated. Graphs larger than memory are built by
@@ -7,7 +9,7 @@ Row ``v`` of a CSR lists the nodes whose messages flow into ``v`` (PyG's
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -65,6 +67,85 @@ def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, T
     return huge_pages(rowptr), huge_pages(col.to(torch.int32 if num_src < 2**31 else torch.int64))
 
 
+def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, Tensor],
+                         to_undirected: bool) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+    """A CSR of every edge (none merged) and its per-edge attributes in CSR
+    order: rows by target, within a row by ``edge_time`` when given, else
+    by source."""
+    src, dst = torch.as_tensor(edge_index, dtype=torch.int64)
+    if to_undirected:
+        src, dst = torch.cat([src, dst]), torch.cat([dst, src])
+        per_edge = {k: torch.cat([v, v]) for k, v in per_edge.items()}
+    if src.numel() and (int(torch.minimum(src, dst).min()) < 0
+                        or int(torch.maximum(src, dst).max()) >= num_nodes):
+        raise ValueError(f"edge_index holds ids outside [0, {num_nodes})")
+    within = per_edge.get("edge_time", src)
+    order = torch.argsort(within, stable=True)
+    order = order[torch.argsort(dst[order], stable=True)]
+    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
+    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=rowptr[1:])
+    col = src[order].to(torch.int32 if num_nodes < 2**31 else torch.int64)
+    return rowptr, col, {k: v[order].contiguous() for k, v in per_edge.items()}
+
+
+def sort_rows_by_time(rowptr: Tensor, edge_time: Tensor) -> Tensor:
+    """The order of CSR positions that sorts each row by ``edge_time``
+    (stable): apply it to ``col`` and to every per-position array.
+
+    Example:
+        >>> order = sort_rows_by_time(torch.tensor([0, 3, 4]), torch.tensor([5, 1, 3, 0]))
+        >>> order.tolist()
+        [1, 2, 0, 3]
+    """
+    rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1), rowptr.diff())
+    order = torch.argsort(edge_time, stable=True)
+    return order[torch.argsort(rows[order], stable=True)]
+
+
+def edge_weights(weight: Optional[Tensor], num_edges: int, validate: bool) -> Optional[Tensor]:
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor) or weight.dim() != 1 or not weight.is_floating_point() \
+            or weight.numel() != num_edges:
+        raise ValueError(f"edge_weight must be a 1-D float tensor of one weight per edge "
+                         f"({num_edges}), got {_describe(weight)}")
+    if validate:
+        bad = ~torch.isfinite(weight) | (weight < 0)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            raise ValueError(f"edge_weight holds {float(weight[i])} at CSR position {i}: "
+                             "weights must be finite and >= 0")
+    return weight.contiguous()
+
+
+def times(name: str, times: Optional[Tensor], count: int) -> Optional[Tensor]:
+    if times is None:
+        return None
+    if not isinstance(times, Tensor) or times.dim() != 1 or times.is_floating_point() \
+            or times.dtype == torch.bool or times.numel() != count:
+        raise ValueError(f"{name} must be a 1-D integer tensor of {count} times, "
+                         f"got {_describe(times)}")
+    return times.to(torch.int64).contiguous()
+
+
+def check_rows_ascend(rowptr: Tensor, edge_time: Tensor) -> None:
+    if edge_time.numel() < 2:
+        return
+    falls = edge_time[1:] < edge_time[:-1]
+    falls[rowptr[1:-1][(rowptr[1:-1] > 0) & (rowptr[1:-1] < edge_time.numel())] - 1] = False
+    if bool(falls.any()):
+        p = int(falls.nonzero()[0]) + 1
+        raise ValueError(f"edge_time must ascend within each CSR row, but position {p} holds "
+                         f"{int(edge_time[p])} after {int(edge_time[p - 1])} "
+                         "(reorder each row with sort_rows_by_time)")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"{str(value.dtype).replace('torch.', '')} of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
 class CSRViews:
     """Sizes read off ``rowptr``, ``col`` and ``x`` (which the subclass sets)."""
 
@@ -85,4 +166,5 @@ class CSRViews:
         return self.x.size(1)
 
 
-__all__ = ["CSRViews", "csr_from_edge_index", "typed_csr"]
+__all__ = ["CSRViews", "check_rows_ascend", "csr_from_edge_index", "csr_with_attributes",
+           "edge_weights", "sort_rows_by_time", "times", "typed_csr"]

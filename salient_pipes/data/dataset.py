@@ -23,7 +23,15 @@ from tqdm.auto import tqdm
 from salient_pipes import _native
 from salient_pipes._checks import as_node_ids
 from salient_pipes.data import build, ogb, synthetic
-from salient_pipes.data.csr import CSRViews, csr_from_edge_index
+from salient_pipes.data.csr import (
+    CSRViews,
+    check_rows_ascend,
+    csr_from_edge_index,
+    csr_with_attributes,
+    edge_weights,
+    sort_rows_by_time,
+    times,
+)
 from salient_pipes.data.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -41,6 +49,7 @@ from salient_pipes.data.format import (
 PathLike = Union[str, os.PathLike]
 CACHE_DIR = "salient_pipes"
 SPLITS = ("train", "valid", "test")
+OPTIONAL = ("edge_weight", "edge_time", "node_time")  # arrays a dataset may carry
 
 
 class FastDataset(CSRViews):
@@ -66,10 +75,18 @@ class FastDataset(CSRViews):
         col: Tensor,
         split_idx: Mapping[str, Tensor],
         num_classes: int,
+        edge_weight: Optional[Tensor] = None,
+        edge_time: Optional[Tensor] = None,
+        node_time: Optional[Tensor] = None,
         validate: bool = True,
     ) -> None:
-        """``validate=False`` skips the O(E) checks; :meth:`load` passes it
-        for copies whose validation is on record in their stamps."""
+        """``edge_weight`` (non-negative floats) and ``edge_time`` (integers,
+        ascending within each row: :func:`sort_rows_by_time`) hold one value
+        per CSR position, ``node_time`` one integer per node: what weighted
+        and temporal sampling read (``sample_neighbors(ds, ...,
+        weight=ds.edge_weight)``, ``salient_pipeline(ds, weighted=True)``).
+        ``validate=False`` skips the O(E) checks; :meth:`load` passes it for
+        copies whose validation is on record in their stamps."""
         for field, value in (("x", x), ("y", y), ("rowptr", rowptr), ("col", col)):
             if not isinstance(value, Tensor):
                 raise ValueError(f"{field} must be a torch.Tensor, got {type(value).__name__}")
@@ -107,6 +124,11 @@ class FastDataset(CSRViews):
         self.col = col.contiguous()
         self.num_classes = num_classes
         self.graph = _native.CSRGraph(self.rowptr.numpy(), self.col.numpy(), validate=validate)
+        self.edge_weight = edge_weights(edge_weight, self.num_edges, validate)
+        self.edge_time = times("edge_time", edge_time, self.num_edges)
+        if validate and self.edge_time is not None:
+            check_rows_ascend(self.rowptr, self.edge_time)
+        self.node_time = times("node_time", node_time, num_nodes)
 
     # ------------------------------------------------------------------ views
     @property
@@ -116,8 +138,11 @@ class FastDataset(CSRViews):
     def summary(self) -> str:
         """One line: nodes, edges, features, classes, split sizes, memory."""
         splits = ", ".join(f"{k} {v.numel():,}" for k, v in self.split_idx.items())
+        extras = [name for name in ("edge_weight", "edge_time", "node_time")
+                  if getattr(self, name) is not None]
         return (
-            f"{self.name}: {self.num_nodes:,} nodes, {self.num_edges:,} edges, "
+            f"{self.name}: {self.num_nodes:,} nodes, {self.num_edges:,} edges"
+            f"{' with ' + ', '.join(extras) if extras else ''}, "
             f"{self.num_features} features ({str(self.x.dtype).replace('torch.', '')}), "
             f"{self.num_classes} classes; {splits}; {self.nbytes / 2**20:,.1f} MiB"
         )
@@ -128,6 +153,8 @@ class FastDataset(CSRViews):
     def _arrays(self) -> Dict[str, Tensor]:
         arrays = {"rowptr": self.rowptr, "col": self.col, "x": self.x, "y": self.y}
         arrays.update({f"split_{k}": v for k, v in self.split_idx.items()})
+        arrays.update({name: getattr(self, name) for name in OPTIONAL
+                       if getattr(self, name) is not None})
         return arrays
 
     # ------------------------------------------------------------ save / load
@@ -198,6 +225,7 @@ class FastDataset(CSRViews):
                 name=meta["name"], x=arrays["x"], y=arrays["y"], rowptr=arrays["rowptr"],
                 col=arrays["col"], num_classes=meta["num_classes"],
                 split_idx={k: arrays[f"split_{k}"] for k in meta["splits"]}, validate=not trusted,
+                **{name: arrays[name] for name in OPTIONAL if name in arrays},
             )
         if not trusted:
             renew_stamps(path, meta)
@@ -283,12 +311,20 @@ class FastDataset(CSRViews):
     def from_pyg(
         cls, data: Any, split_idx: Optional[Mapping[str, Any]] = None, *, name: str = "pyg",
         num_classes: Optional[int] = None, feature_dtype: torch.dtype = torch.float16,
-        to_undirected: bool = True,
+        to_undirected: bool = True, weight_attr: Optional[str] = None,
+        time_attr: Optional[str] = None,
     ) -> FastDataset:
         """From a ``torch_geometric.data.Data`` with ``x``, ``y`` and
         ``edge_index``. The split comes from ``split_idx`` (node ids or bool
         masks per split) or, when not given, from
         ``train_mask``/``val_mask``/``test_mask``.
+
+        ``weight_attr`` names an edge attribute kept as ``edge_weight``;
+        ``time_attr`` a node attribute (kept as ``node_time``) or an edge
+        attribute (kept as ``edge_time``, each row sorted by it). With edge
+        attributes the CSR keeps every edge (with ``to_undirected`` both
+        ways, each carrying its attributes): parallel edges are not merged,
+        since their weights or times may differ.
 
         Example:
             >>> from torch_geometric.datasets import Planetoid  # doctest: +SKIP
@@ -319,10 +355,32 @@ class FastDataset(CSRViews):
                          if getattr(data, m, None) is not None}
             if not split_idx:
                 raise ValueError("data has no train/val/test masks; pass split_idx")
-        rowptr, col = csr_from_edge_index(data.edge_index, num_nodes, to_undirected=to_undirected)
+        per_edge = {}
+        node_time = None
+        for role, attr in (("edge_weight", weight_attr), ("time", time_attr)):
+            if attr is None:
+                continue
+            if attr not in data or not isinstance(data[attr], Tensor):
+                raise ValueError(f"data has no tensor attribute {attr!r} ({role})")
+            if data.is_edge_attr(attr) and data[attr].size(0) == data.edge_index.size(1):
+                per_edge["edge_time" if role == "time" else role] = data[attr]
+            elif role == "time" and data.is_node_attr(attr):
+                node_time = data[attr]
+            else:
+                raise ValueError(f"{attr!r} must be an edge attribute (one value per edge)"
+                                 + (" or a node attribute" if role == "time" else ""))
+        if per_edge:
+            rowptr, col, per_edge = csr_with_attributes(data.edge_index, num_nodes, per_edge,
+                                                         to_undirected)
+        else:
+            rowptr, col = csr_from_edge_index(data.edge_index, num_nodes,
+                                              to_undirected=to_undirected)
+        weight = per_edge.get("edge_weight")
         return cls(
             name=name, x=x.to(feature_dtype).contiguous(), y=y, rowptr=rowptr, col=col,
             split_idx=split_idx, num_classes=num_classes or int(y.max()) + 1,
+            edge_weight=None if weight is None else weight.to(torch.float32),
+            edge_time=per_edge.get("edge_time"), node_time=node_time,
         )
 
     @classmethod
@@ -367,4 +425,5 @@ def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[st
         yield name, dataset.split_idx[name]
 
 
-__all__ = ["DatasetCacheError", "FastDataset", "csr_from_edge_index", "iter_splits"]
+__all__ = ["DatasetCacheError", "FastDataset", "csr_from_edge_index", "iter_splits",
+           "sort_rows_by_time"]
