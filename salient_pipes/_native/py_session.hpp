@@ -41,9 +41,14 @@ struct JobSpec {
   int64_t fail_at_position = -1;
 };
 
-// Reads `options` (a session's keywords; see bind_session.cpp for each).
+// Reads `options` (a session's keywords; bind_job.cpp checks each).
 JobSpec make_job(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& fanouts,
                  py::dict options, bool session);
+
+// A batch's seeds (one array, or one per node type of `types`) and, for
+// temporal sampling, their subgraphs' times; checked.
+BatchSeeds seeds_input(const py::object& seeds, size_t types, const py::object& seed_time,
+                       const SampleConfig& config);
 
 // One sample as Python's tuple: (n_id per node type, [(edge_index, e_id or
 // None, (num_src, num_dst) or None)] per hop or edge type, num_sampled_nodes,
