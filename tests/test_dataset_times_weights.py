@@ -98,8 +98,8 @@ def test_from_pyg_keeps_each_edges_weight_and_time(to_undirected):
     src, dst = edge_index
     w = data.w.to(torch.float32).tolist()
     want = list(zip(src.tolist(), dst.tolist(), w, data.t.tolist()))
-    if to_undirected:
-        want += list(zip(dst.tolist(), src.tolist(), w, data.t.tolist()))
+    if to_undirected:  # the reverse of every edge but a self-loop
+        want += [(d, s, wi, ti) for s, d, wi, ti in want if s != d]
     assert got == sorted(want)  # every edge once per direction, none merged
     node_level = Data(x=data.x, y=data.y, edge_index=edge_index, train_mask=data.train_mask,
                       when=torch.arange(30))
@@ -142,3 +142,164 @@ def test_temporal_stages_read_the_datasets_times():
         assert (ds.edge_time[e_id] <= limit).all()
         edges += e_id.numel()
     assert edges > 200
+
+
+def _stream(seed: int = 4, nodes: int = 60, edges: int = 700):
+    g = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, nodes, (2, edges), generator=g)
+    edge_index[:, 1] = edge_index[:, 0]  # a parallel edge with its own values
+    return (edge_index, torch.rand(edges, generator=g),
+            torch.randint(0, 1000, (edges,), generator=g))
+
+
+def _entries(ds: FastDataset):
+    rows = torch.repeat_interleave(torch.arange(ds.num_nodes), ds.rowptr.diff())
+    return sorted(zip(ds.col.tolist(), rows.tolist(), ds.edge_weight.tolist(),
+                      ds.edge_time.tolist()))
+
+
+@pytest.mark.parametrize("to_undirected", [True, False])
+def test_from_edges_within_a_budget_keeps_each_edges_values(tmp_path, to_undirected):
+    edge_index, weight, time = _stream()
+    built = FastDataset.from_edges(tmp_path / "b", edge_index, 60, edge_weight=weight,
+                                   edge_time=time.to(torch.int32).numpy(),  # converted in chunks
+                                   node_time=torch.arange(60), to_undirected=to_undirected,
+                                   memory_limit="2KiB", progress=False)  # many buckets
+    data = Data(x=torch.zeros(60, 1), y=torch.zeros(60, dtype=torch.long),
+                edge_index=edge_index, w=weight, t=time,
+                train_mask=torch.ones(60, dtype=torch.bool))
+    reference = FastDataset.from_pyg(data, weight_attr="w", time_attr="t",
+                                     to_undirected=to_undirected)
+    assert built.num_edges == reference.num_edges
+    assert torch.equal(built.rowptr, reference.rowptr)
+    assert _entries(built) == _entries(reference)
+    rows = torch.repeat_interleave(torch.arange(60), built.rowptr.diff())
+    assert torch.equal(built.edge_time, built.edge_time[sort_rows_by_time(built.rowptr,
+                                                                          built.edge_time)])
+    assert int(rows.numel()) == (2 * 700 - int((edge_index[0] == edge_index[1]).sum())
+                                 if to_undirected else 700)
+    assert torch.equal(built.node_time, torch.arange(60))
+
+
+def test_from_edges_with_weights_alone_and_from_files(tmp_path):
+    import numpy as np
+
+    edge_index, weight, time = _stream(seed=5)
+    np.save(tmp_path / "edges.npy", edge_index.numpy())
+    np.save(tmp_path / "time.npy", time.numpy())  # int64: read in place
+    ds = FastDataset.from_edges(tmp_path / "w", tmp_path / "edges.npy", 60,
+                                edge_time=tmp_path / "time.npy", progress=False)
+    assert ds.edge_weight is None and ds.edge_time.numel() == ds.num_edges
+    ds = FastDataset.from_edges(tmp_path / "v", edge_index, 60, edge_weight=weight.double(),
+                                to_undirected=False, memory_limit="1KiB", progress=False)
+    assert ds.edge_time is None and ds.num_edges == 700  # parallel edges kept
+    rows = torch.repeat_interleave(torch.arange(60), ds.rowptr.diff())
+    assert ((rows * 60 + ds.col.long()).diff() >= 0).all()  # rows sorted by neighbor
+    assert sorted(ds.edge_weight.tolist()) == sorted(weight.tolist())
+
+
+def test_from_edges_refuses_bad_values_by_name(tmp_path):
+    edge_index, weight, time = _stream(seed=6)
+    bad = weight.clone()
+    bad[42] = -0.5
+    with pytest.raises(ValueError, match="edge_weight of edge 42 is -0.5"):
+        FastDataset.from_edges(tmp_path / "a", edge_index, 60, edge_weight=bad, progress=False)
+    with pytest.raises(ValueError, match="edge_time must hold one value per edge"):
+        FastDataset.from_edges(tmp_path / "a", edge_index, 60, edge_time=time[:5],
+                               progress=False)
+    with pytest.raises(ValueError, match="edge_time must hold integer times"):
+        FastDataset.from_edges(tmp_path / "a", edge_index, 60, edge_time=time.float(),
+                               progress=False)
+    with pytest.raises(ValueError, match="node_time must hold integer times"):
+        FastDataset.from_edges(tmp_path / "a", edge_index, 60, node_time=torch.zeros(60),
+                               progress=False)
+    with pytest.raises(ValueError, match="node_time must hold one time per node"):
+        FastDataset.from_edges(tmp_path / "a", edge_index, 60,
+                               node_time=torch.zeros(5, dtype=torch.long), progress=False)
+    assert not (tmp_path / "a").exists()  # nothing half-written is left
+
+
+def _typed_stream(seed: int = 7):
+    g = torch.Generator().manual_seed(seed)
+    num = {"user": 40, "item": 30}
+    writes = ("user", "buys", "item")
+    follows = ("user", "follows", "user")
+    edges = {writes: torch.stack([torch.randint(0, 40, (300,), generator=g),
+                                  torch.randint(0, 30, (300,), generator=g)]),
+             follows: torch.randint(0, 40, (2, 200), generator=g)}
+    weight = {writes: torch.rand(300, generator=g)}
+    time = {writes: torch.randint(0, 100, (300,), generator=g),
+            follows: torch.randint(0, 100, (200,), generator=g)}
+    node_time = {"user": torch.randint(0, 100, (40,), generator=g)}
+    return num, edges, weight, time, node_time
+
+
+def test_hetero_dataset_values_from_edges_from_pyg_save_and_load(tmp_path):
+    from salient_pipes import HeteroDataset
+
+    num, edges, weight, time, node_time = _typed_stream()
+    y = torch.zeros(30, dtype=torch.long)
+    built = HeteroDataset.from_edges(tmp_path / "h", num, edges, label_type="item", y=y,
+                                     edge_weight=weight, edge_time=time, node_time=node_time,
+                                     memory_limit="1KiB", progress=False)
+    assert "with edge_weight, edge_time, node_time" in built.summary()
+    writes, follows = list(edges)
+    assert set(built.edge_weight) == {writes} and set(built.edge_time) == {writes, follows}
+    data = built.to_pyg()  # the values as PyG attributes, read back by from_pyg
+    again = HeteroDataset.from_pyg(data, "item", weight_attr="edge_weight",
+                                   time_attr="edge_time", split_idx={})
+    for e in edges:
+        rows = torch.repeat_interleave(torch.arange(num[e[2]]), built.rowptr[e].diff())
+        src, dst = edges[e]
+        want = sorted(zip(src.tolist(), dst.tolist(), time[e].tolist()))
+        got = sorted(zip(built.col[e].tolist(), rows.tolist(), built.edge_time[e].tolist()))
+        assert got == want  # every edge kept, each with its time
+        assert torch.equal(built.edge_time[e], again.edge_time[e])
+        assert torch.equal(built.col[e].long(), again.col[e].long())
+    rows = torch.repeat_interleave(torch.arange(30), built.rowptr[writes].diff())
+    assert sorted(zip(built.col[writes].tolist(), rows.tolist(),
+                      built.edge_weight[writes].tolist())) == sorted(
+        zip(edges[writes][0].tolist(), edges[writes][1].tolist(),
+            weight[writes].to(torch.float32).tolist()))
+    built.save(tmp_path / "s", progress=False)
+    back = HeteroDataset.load(tmp_path / "s")
+    assert torch.equal(back.node_time["user"], node_time["user"])
+    assert torch.equal(back.edge_weight[writes], built.edge_weight[writes])
+    with pytest.raises(ValueError, match=r"edge_time\[\('user', 'follows', 'user'\)\] must "
+                                         "ascend"):
+        HeteroDataset(name="b", num_nodes=num, edges={follows: (built.rowptr[follows],
+                                                                built.col[follows])},
+                      x={}, y=y, label_type="item", split_idx={}, num_classes=1,
+                      edge_time={follows: built.edge_time[follows].flip(0)})
+    with pytest.raises(ValueError, match="edge_weight names types that are not in the graph"):
+        HeteroDataset.from_edges(tmp_path / "x", num, edges, label_type="item", y=y,
+                                 edge_weight={("item", "no", "user"): weight[writes]},
+                                 progress=False)
+
+
+def test_hetero_sampling_reads_the_datasets_weights_and_times(tmp_path):
+    from salient_pipes import HeteroDataset
+
+    num, edges, weight, time, node_time = _typed_stream(seed=8)
+    writes = ("user", "buys", "item")
+    weight[writes][weight[writes] < 0.5] = 0.0
+    ds = HeteroDataset.from_edges(tmp_path / "h", num, edges, label_type="item",
+                                  y=torch.zeros(30, dtype=torch.long), edge_weight=weight,
+                                  edge_time=time, progress=False)
+    seeds = torch.arange(30)
+    pipe = (NodeIndices(seeds).batch_nodes(10)
+            .sample_neighbors(ds, [5], input_type="item", weight=ds.edge_weight,
+                              return_e_id=True))
+    taken = torch.cat([b.e_id[writes] for b in pipe])
+    assert taken.numel() > 20 and (ds.edge_weight[writes][taken] > 0).all()
+    limit = torch.full((30,), 50)
+    pipe = (NodeIndices(torch.arange(30)).batch_nodes(10)
+            .seed_nodes(seeds, input_time=limit)
+            .sample_neighbors(ds, [5, 5], node_wise=True, disjoint=True, time=ds.edge_time,
+                              return_e_id=True, input_type="item"))
+    seen = 0
+    for batch in pipe:
+        for e in ds.edge_time:
+            assert (ds.edge_time[e][batch.e_id[e]] <= 50).all()
+            seen += batch.e_id[e].numel()
+    assert seen > 20

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -81,10 +82,13 @@ void csr_count(const py::array& src, const py::array& dst, int64_t num_nodes, bo
 }
 
 // Fills rows [row_begin, row_end) into col (from its start) and their
-// distinct counts into degree; returns the entries written.
+// distinct counts into degree; returns the entries written. With edge_of,
+// every entry is kept and edge_of gets each position's input edge (rows
+// sorted by edge_time, one per input edge, when given).
 int64_t csr_fill(const py::array& src, const py::array& dst, int64_t num_nodes, bool undirected,
                  int64_t row_begin, int64_t row_end, const py::array& raw, py::array col,
-                 py::array degree, int num_threads, int64_t num_src_nodes) {
+                 py::array degree, int num_threads, int64_t num_src_nodes,
+                 const py::object& edge_of, const py::object& edge_time) {
   require_edges(src, dst);
   check_threads(num_threads);
   if (row_begin < 0 || row_end < row_begin || row_end > num_nodes) {
@@ -115,8 +119,38 @@ int64_t csr_fill(const py::array& src, const py::array& dst, int64_t num_nodes, 
     throw py::value_error("col must be int64 for graphs of more than 2**31 nodes");
   }
   void* out = col.mutable_data();
+  int64_t* edges_out = nullptr;
+  const int64_t* times = nullptr;
+  if (!edge_of.is_none()) {  // keep every edge, and where each position came from
+    auto a = edge_of.cast<py::array>();
+    edges_out = writable_int64(a, a.shape(0), "edge_of");
+    if (a.shape(0) < total) throw py::value_error("edge_of has room for fewer entries than col");
+    if (!edge_time.is_none()) {
+      auto t = edge_time.cast<py::array>();
+      require_1d(t, "edge_time");
+      require_int64(t, "edge_time");
+      if (t.shape(0) != src.shape(0)) {
+        throw py::value_error("edge_time must hold one time per edge (" +
+                              std::to_string(src.shape(0)) + "), got " +
+                              std::to_string(t.shape(0)));
+      }
+      times = static_cast<const int64_t*>(t.data());
+    }
+  } else if (!edge_time.is_none()) {
+    throw py::value_error("edge_time sorts the rows of a build that keeps its edges (edge_of)");
+  }
   return without_gil([&] {
     return with_edges(src, dst, num_nodes, undirected, num_src_nodes, [&](const auto& edges) {
+      if (edges_out != nullptr) {
+        const int64_t n = wide ? fill_rows_keeping_edges(edges, row_begin, row_end, raw_counts,
+                                                          static_cast<int64_t*>(out), edges_out,
+                                                          times, num_threads)
+                               : fill_rows_keeping_edges(edges, row_begin, row_end, raw_counts,
+                                                          static_cast<int32_t*>(out), edges_out,
+                                                          times, num_threads);
+        std::copy(raw_counts, raw_counts + rows, deg);
+        return n;
+      }
       if (wide) {
         return fill_rows(edges, row_begin, row_end, raw_counts, static_cast<int64_t*>(out),
                              deg, num_threads);
@@ -135,7 +169,8 @@ void bind(py::module_& m) {
   m.def("csr_fill", &csr_fill, py::arg("src"), py::arg("dst"), py::arg("num_nodes"),
         py::arg("undirected"), py::arg("row_begin"), py::arg("row_end"), py::arg("raw"),
         py::arg("col"), py::arg("degree"), py::arg("num_threads") = 1,
-        py::arg("num_src_nodes") = -1);
+        py::arg("num_src_nodes") = -1, py::arg("edge_of") = py::none(),
+        py::arg("edge_time") = py::none());
 }
 
 }  // namespace sp::py_build

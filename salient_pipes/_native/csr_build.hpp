@@ -97,4 +97,56 @@ int64_t fill_rows(const EdgeList<Id>& edges, int64_t row_begin, int64_t row_end,
   return written;
 }
 
+// Like fill_rows, for a graph whose edges carry values (weights, times):
+// every entry is kept, parallel edges too, and `edge_of` gets, per written
+// position, the index of its edge in the input (an undirected edge's two
+// entries share it), so the values can follow. Rows are sorted by
+// (time[e], neighbor, e) when `time` (one per input edge) is given, else by
+// (neighbor, e). Anonymous memory: 24 bytes per raw entry of the bucket.
+template <typename Id, typename Col>
+int64_t fill_rows_keeping_edges(const EdgeList<Id>& edges, int64_t row_begin, int64_t row_end,
+                                const int64_t* raw, Col* col, int64_t* edge_of,
+                                const int64_t* time, int num_threads) {
+  struct Entry {
+    int64_t time;
+    int64_t neighbor;
+    int64_t edge;
+    bool operator<(const Entry& o) const {
+      if (time != o.time) return time < o.time;
+      if (neighbor != o.neighbor) return neighbor < o.neighbor;
+      return edge < o.edge;
+    }
+  };
+  const int64_t rows = row_end - row_begin;
+  std::vector<int64_t> offset(static_cast<size_t>(rows) + 1, 0);
+  for (int64_t r = 0; r < rows; ++r) offset[r + 1] = offset[r] + raw[r];
+  std::vector<Entry> bucket(static_cast<size_t>(offset[rows]));
+  std::vector<int64_t> next(offset.begin(), offset.end() - 1);
+  const auto lo = static_cast<uint64_t>(row_begin);
+  const auto span = static_cast<uint64_t>(rows);
+  for (int64_t e = 0; e < edges.num_edges; ++e) {
+    const auto s = static_cast<int64_t>(edges.src[e]);
+    const auto d = static_cast<int64_t>(edges.dst[e]);
+    const int64_t t = time != nullptr ? time[e] : 0;
+    const uint64_t rd = static_cast<uint64_t>(d) - lo;  // rows below the bucket wrap
+    if (rd < span) bucket[static_cast<size_t>(next[rd]++)] = {t, s, e};
+    if (edges.undirected && s != d) {
+      const uint64_t rs = static_cast<uint64_t>(s) - lo;
+      if (rs < span) bucket[static_cast<size_t>(next[rs]++)] = {t, d, e};
+    }
+  }
+  auto sort_rows = [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      std::sort(bucket.begin() + offset[r], bucket.begin() + offset[r + 1]);
+    }
+  };
+  parallel_slices(rows, std::max<int64_t>(1, std::min<int64_t>(num_threads, rows / 1024)),
+                  sort_rows);
+  for (size_t k = 0; k < bucket.size(); ++k) {
+    col[k] = static_cast<Col>(bucket[k].neighbor);
+    edge_of[k] = bucket[k].edge;
+  }
+  return offset[rows];
+}
+
 }  // namespace sp

@@ -112,21 +112,36 @@ def plan_buckets(counts: np.ndarray, col_bytes: int, limit: int) -> List[Tuple[i
 
 def build_csr(directory: Path, edge_index: ArrayLike, num_nodes: int, *, to_undirected: bool,
               memory_limit: int, num_threads: int, progress: bool,
-              num_src: Optional[int] = None) -> int:
+              num_src: Optional[int] = None,
+              edge_values: Optional[Mapping[str, ArrayLike]] = None) -> int:
     """Writes ``rowptr.npy`` and ``col.npy`` into ``directory``; returns the
     number of edges (CSR entries). ``num_nodes`` rows (destinations);
     ``num_src``: the sources' node count when they are of another node set
-    (an edge type of a heterogeneous graph; directed builds only)."""
+    (an edge type of a heterogeneous graph; directed builds only).
+
+    ``edge_values`` (``{"edge_weight": ..., "edge_time": ...}``, one value
+    per input edge) makes a build that keeps every edge (parallel edges are
+    not merged: their values may differ), sorts each row by ``edge_time``
+    when given, and writes each value per CSR position
+    (``edge_weight.npy`` float32, ``edge_time.npy`` int64)."""
     src, dst = _edge_rows(edge_index)
+    values = {k: open_array(k, v) for k, v in (edge_values or {}).items()}
+    for name, value in values.items():
+        if tuple(value.shape) != (src.shape[0],):
+            raise ValueError(f"{name} must hold one value per edge ({src.shape[0]}), "
+                             f"got shape {tuple(value.shape)}")
     bound = num_nodes if num_src is None else num_src
     col_dtype = np.int32 if bound < 2**31 else np.int64
-    col_bytes = np.dtype(col_dtype).itemsize
+    # A kept edge's bucket entry: its time, neighbor and input index.
+    entry_bytes = 24 if values else np.dtype(col_dtype).itemsize
     rowptr = create_npy(directory / "rowptr.npy", np.int64, (num_nodes + 1,))
     native_src = -1 if num_src is None else num_src
     _native.csr_count(src, dst, num_nodes, to_undirected, rowptr, native_src)
     raw_total = int(rowptr.sum())
     col = create_npy(directory / "col.npy", col_dtype, (raw_total,))
-    buckets = plan_buckets(rowptr[1:], col_bytes, memory_limit)
+    edge_of = create_npy(directory / "edge_of.npy", np.int64, (raw_total,)) if values else None
+    time = _int64_times(directory, values["edge_time"]) if "edge_time" in values else None
+    buckets = plan_buckets(rowptr[1:], entry_bytes, memory_limit)
     written = 0
     bar = tqdm(total=num_nodes, desc="building CSR", unit="row", unit_scale=True,
                disable=not progress)
@@ -135,16 +150,65 @@ def build_csr(directory: Path, edge_index: ArrayLike, num_nodes: int, *, to_undi
             raw = np.array(rowptr[begin + 1:end + 1])
             degree = np.empty(end - begin, dtype=np.int64)
             count = _native.csr_fill(src, dst, num_nodes, to_undirected, begin, end, raw,
-                                     col[written:], degree, num_threads, native_src)
+                                     col[written:], degree, num_threads, native_src,
+                                     None if edge_of is None else edge_of[written:], time)
             rowptr[begin + 1:end + 1] = written + np.cumsum(degree)
             written += count
             bar.update(end - begin)
     rowptr[0] = 0
     rowptr.flush()
     col.flush()
-    del rowptr, col
+    del rowptr, col, time
     shrink_npy(directory / "col.npy", col_dtype, (written,))
+    if edge_of is not None:
+        for name, value in values.items():
+            _write_per_position(directory, name, value, edge_of, progress)
+        del edge_of
+        (directory / "edge_of.npy").unlink()
+        (directory / ".edge_time_input.npy").unlink(missing_ok=True)
     return written
+
+
+def _int64_times(directory: Path, source: Union[np.ndarray, Tensor]) -> np.ndarray:
+    """``source`` (integer times, one per input edge) as a contiguous int64
+    array for the native build: in place when it is one, else converted in
+    chunks into a scratch file next to the build."""
+    array = source.numpy() if isinstance(source, Tensor) else source
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"edge_time must hold integer times, got {array.dtype}")
+    if array.dtype == np.int64 and array.flags.c_contiguous:
+        return array
+    out = create_npy(directory / ".edge_time_input.npy", np.int64, tuple(array.shape))
+    step = _chunk_rows(8)
+    for begin in range(0, array.shape[0], step):
+        out[begin:begin + step] = array[begin:begin + step]
+    return out
+
+
+def _write_per_position(directory: Path, name: str, source: Union[np.ndarray, Tensor],
+                        edge_of: np.ndarray, progress: bool) -> None:
+    """``name.npy``: the input edge's value at every CSR position, checked,
+    in chunks of positions."""
+    dtype = np.float32 if name == "edge_weight" else np.int64
+    out = create_npy(directory / f"{name}.npy", dtype, (edge_of.shape[0],))
+    step = _chunk_rows(8)
+    for begin in tqdm(range(0, edge_of.shape[0], step), desc=f"writing {name}", unit="chunk",
+                      disable=not progress or edge_of.shape[0] <= step):
+        edges = np.asarray(edge_of[begin:begin + step])
+        part = torch.as_tensor(np.asarray(source[edges]) if isinstance(source, np.ndarray)
+                               else source[torch.from_numpy(edges)])
+        if name == "edge_weight":
+            if part.dtype == torch.bool or part.is_complex():
+                raise ValueError(f"edge_weight must hold real numbers, got {part.dtype}")
+            part = part.to(torch.float64)
+            bad = ~torch.isfinite(part) | (part < 0)
+            if bool(bad.any()):
+                k = int(bad.nonzero()[0])
+                raise ValueError(f"edge_weight of edge {int(edges[k])} is {float(part[k])}: "
+                                 "weights must be finite and >= 0")
+        out[begin:begin + step] = part.numpy().astype(dtype, copy=False)
+    if isinstance(out, np.memmap):
+        out.flush()
 
 
 def _rows(source: Union[np.ndarray, Tensor], begin: int, end: int) -> Tensor:
@@ -227,7 +291,10 @@ def write_dataset(path: Union[str, os.PathLike], edge_index: ArrayLike, num_node
                   num_classes: Optional[int] = None, to_undirected: bool = True,
                   memory_limit: Union[int, str, None] = None,
                   feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
-                  num_threads: Optional[int] = None, progress: bool = True) -> None:
+                  num_threads: Optional[int] = None, progress: bool = True,
+                  edge_weight: Optional[ArrayLike] = None,
+                  edge_time: Optional[ArrayLike] = None,
+                  node_time: Optional[ArrayLike] = None) -> None:
     """Writes a dataset at ``path`` (atomically) within ``memory_limit``;
     :meth:`FastDataset.from_edges` documents the arguments."""
     num_nodes = check_int("num_nodes", num_nodes, minimum=0)
@@ -242,18 +309,42 @@ def write_dataset(path: Union[str, os.PathLike], edge_index: ArrayLike, num_node
         for split, idx in (split_idx or {}).items()}
     _edge_rows(edge_index)  # argument errors before anything is written
     path = Path(path)
+    values = {k: v for k, v in (("edge_weight", edge_weight), ("edge_time", edge_time))
+              if v is not None}
     with atomic_directory(path) as tmp:
         num_edges = build_csr(tmp, edge_index, num_nodes, to_undirected=to_undirected,
-                              memory_limit=limit, num_threads=num_threads, progress=progress)
+                              memory_limit=limit, num_threads=num_threads, progress=progress,
+                              edge_values=values)
         write_features(tmp, x, num_nodes, feature_dtype, progress)
         num_classes = write_labels(tmp, y, num_nodes, num_classes)
         for split, idx in splits.items():
             np.save(tmp / f"split_{split}.npy", idx.numpy())
         dtypes = {"rowptr": "int64", "col": "int32" if num_nodes < 2**31 else "int64",
                   "x": str(feature_dtype).replace("torch.", ""), "y": "int64",
-                  **{f"split_{k}": "int64" for k in splits}}
+                  **{f"split_{k}": "int64" for k in splits},
+                  **{k: "float32" if k == "edge_weight" else "int64" for k in values}}
+        if node_time is not None:
+            _write_node_times(tmp, node_time, num_nodes)
+            dtypes["node_time"] = "int64"
         write_meta(tmp, dataset_meta(tmp, name or path.name, num_nodes, num_edges, num_classes,
                                      list(splits), dtypes))
+
+
+def _write_node_times(directory: Path, node_time: ArrayLike, num_nodes: int) -> None:
+    """``node_time.npy``: one integer time per node, copied in chunks."""
+    source = open_array("node_time", node_time)
+    if tuple(source.shape) != (num_nodes,):
+        raise ValueError(f"node_time must hold one time per node ({num_nodes}), "
+                         f"got shape {tuple(source.shape)}")
+    out = create_npy(directory / "node_time.npy", np.int64, (num_nodes,))
+    step = _chunk_rows(8)
+    for begin in range(0, num_nodes, step):
+        part = _rows(source, begin, begin + step)
+        if part.is_floating_point() or part.dtype == torch.bool or part.is_complex():
+            raise ValueError(f"node_time must hold integer times, got {part.dtype}")
+        out[begin:begin + step] = part.to(torch.int64).numpy()
+    if isinstance(out, np.memmap):
+        out.flush()
 
 
 def edge_type_of(value: Any, name: str) -> EdgeType:
@@ -272,7 +363,10 @@ def write_hetero_dataset(path: Union[str, os.PathLike], num_nodes: Mapping[str, 
                          num_classes: Optional[int] = None,
                          memory_limit: Union[int, str, None] = None,
                          feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
-                         num_threads: Optional[int] = None, progress: bool = True) -> None:
+                         num_threads: Optional[int] = None, progress: bool = True,
+                         edge_weight: Optional[Mapping[EdgeType, ArrayLike]] = None,
+                         edge_time: Optional[Mapping[EdgeType, ArrayLike]] = None,
+                         node_time: Optional[Mapping[str, ArrayLike]] = None) -> None:
     """Writes a heterogeneous dataset at ``path`` (atomically), every edge
     type's CSR within ``memory_limit``; :meth:`HeteroDataset.from_edges`
     documents the arguments."""
@@ -290,29 +384,39 @@ def write_hetero_dataset(path: Union[str, os.PathLike], num_nodes: Mapping[str, 
             if end not in counts:
                 raise ValueError(f"edge type {e} names node type {end!r}, which is not "
                                  f"in num_nodes")
-    unknown = set(x or {}) - set(counts)
-    if unknown:
-        raise ValueError(f"x names node types that are not in num_nodes: {sorted(unknown)}")
+    for what, names, known in (("x", x, counts), ("node_time", node_time, counts),
+                               ("edge_weight", edge_weight, types),
+                               ("edge_time", edge_time, types)):
+        unknown = [k for k in (names or {}) if k not in known]
+        if unknown:
+            raise ValueError(f"{what} names types that are not in the graph: {unknown}")
     path = Path(path)
     with atomic_directory(path) as tmp:
         dtypes: Dict[str, str] = {}
         for e, value in types.items():
             d = tmp / "edges" / edge_dir(e)
             d.mkdir(parents=True)
+            values = {k: v[e] for k, v in (("edge_weight", edge_weight),
+                                           ("edge_time", edge_time)) if v and e in v}
             try:
                 build_csr(d, value, counts[e[2]], num_src=counts[e[0]],
                           to_undirected=False, memory_limit=limit, num_threads=threads,
-                          progress=progress)
+                          progress=progress, edge_values=values)
             except ValueError as exc:
                 raise ValueError(f"edge type {e}: {exc}") from None
             dtypes[f"edges/{edge_dir(e)}/rowptr"] = "int64"
             dtypes[f"edges/{edge_dir(e)}/col"] = \
                 "int32" if counts[e[0]] < 2**31 else "int64"
+            dtypes.update({f"edges/{edge_dir(e)}/{k}": "float32" if k == "edge_weight"
+                           else "int64" for k in values})
         for t, n in counts.items():
             d = tmp / "nodes" / t
             d.mkdir(parents=True)
             write_features(d, (x or {}).get(t), n, feature_dtype, progress)
             dtypes[f"nodes/{t}/x"] = str(feature_dtype).replace("torch.", "")
+            if node_time and t in node_time:
+                _write_node_times(d, node_time[t], n)
+                dtypes[f"nodes/{t}/node_time"] = "int64"
         classes = write_labels(tmp, y, counts[label_type], num_classes)
         dtypes["y"] = "int64"
         for s, idx in splits.items():

@@ -68,23 +68,30 @@ def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, T
 
 
 def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, Tensor],
-                         to_undirected: bool) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
-    """A CSR of every edge (none merged) and its per-edge attributes in CSR
-    order: rows by target, within a row by ``edge_time`` when given, else
-    by source."""
+                        to_undirected: bool, num_src: Optional[int] = None
+                        ) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+    """A CSR of every edge (none merged; with ``to_undirected`` each both
+    ways, a self-loop once) and its per-edge attributes in CSR order: rows
+    by target (``num_nodes`` of them; ``num_src``: the sources' count when
+    they are another node set), within a row by ``edge_time`` when given,
+    then by source, as the bounded build orders them."""
     src, dst = torch.as_tensor(edge_index, dtype=torch.int64)
-    if to_undirected:
-        src, dst = torch.cat([src, dst]), torch.cat([dst, src])
-        per_edge = {k: torch.cat([v, v]) for k, v in per_edge.items()}
-    if src.numel() and (int(torch.minimum(src, dst).min()) < 0
-                        or int(torch.maximum(src, dst).max()) >= num_nodes):
-        raise ValueError(f"edge_index holds ids outside [0, {num_nodes})")
-    within = per_edge.get("edge_time", src)
-    order = torch.argsort(within, stable=True)
+    bound = num_nodes if num_src is None else num_src
+    if to_undirected:  # each edge both ways; a self-loop once
+        back = src != dst
+        src, dst = torch.cat([src, dst[back]]), torch.cat([dst, src[back]])
+        per_edge = {k: torch.cat([v, v[back]]) for k, v in per_edge.items()}
+    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= bound
+                        or int(dst.min()) < 0 or int(dst.max()) >= num_nodes):
+        raise ValueError(f"edge_index holds ids outside [0, {bound}) (sources) or "
+                         f"[0, {num_nodes}) (targets)")
+    order = torch.argsort(src, stable=True)  # rows by (time, source, input order)
+    if "edge_time" in per_edge:
+        order = order[torch.argsort(per_edge["edge_time"][order], stable=True)]
     order = order[torch.argsort(dst[order], stable=True)]
     rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=rowptr[1:])
-    col = src[order].to(torch.int32 if num_nodes < 2**31 else torch.int64)
+    col = src[order].to(torch.int32 if bound < 2**31 else torch.int64)
     return rowptr, col, {k: v[order].contiguous() for k, v in per_edge.items()}
 
 
@@ -102,18 +109,19 @@ def sort_rows_by_time(rowptr: Tensor, edge_time: Tensor) -> Tensor:
     return order[torch.argsort(rows[order], stable=True)]
 
 
-def edge_weights(weight: Optional[Tensor], num_edges: int, validate: bool) -> Optional[Tensor]:
+def edge_weights(weight: Optional[Tensor], num_edges: int, validate: bool,
+                 name: str = "edge_weight") -> Optional[Tensor]:
     if weight is None:
         return None
     if not isinstance(weight, Tensor) or weight.dim() != 1 or not weight.is_floating_point() \
             or weight.numel() != num_edges:
-        raise ValueError(f"edge_weight must be a 1-D float tensor of one weight per edge "
+        raise ValueError(f"{name} must be a 1-D float tensor of one weight per edge "
                          f"({num_edges}), got {_describe(weight)}")
     if validate:
         bad = ~torch.isfinite(weight) | (weight < 0)
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
-            raise ValueError(f"edge_weight holds {float(weight[i])} at CSR position {i}: "
+            raise ValueError(f"{name} holds {float(weight[i])} at CSR position {i}: "
                              "weights must be finite and >= 0")
     return weight.contiguous()
 
@@ -128,14 +136,14 @@ def times(name: str, times: Optional[Tensor], count: int) -> Optional[Tensor]:
     return times.to(torch.int64).contiguous()
 
 
-def check_rows_ascend(rowptr: Tensor, edge_time: Tensor) -> None:
+def check_rows_ascend(rowptr: Tensor, edge_time: Tensor, name: str = "edge_time") -> None:
     if edge_time.numel() < 2:
         return
     falls = edge_time[1:] < edge_time[:-1]
     falls[rowptr[1:-1][(rowptr[1:-1] > 0) & (rowptr[1:-1] < edge_time.numel())] - 1] = False
     if bool(falls.any()):
         p = int(falls.nonzero()[0]) + 1
-        raise ValueError(f"edge_time must ascend within each CSR row, but position {p} holds "
+        raise ValueError(f"{name} must ascend within each CSR row, but position {p} holds "
                          f"{int(edge_time[p])} after {int(edge_time[p - 1])} "
                          "(reorder each row with sort_rows_by_time)")
 

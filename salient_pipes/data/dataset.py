@@ -265,6 +265,7 @@ class FastDataset(CSRViews):
         to_undirected: bool = True, memory_limit: Union[int, str, None] = None,
         feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
         num_threads: Optional[int] = None, progress: bool = True,
+        edge_weight: Any = None, edge_time: Any = None, node_time: Any = None,
     ) -> FastDataset:
         """Writes a dataset at ``path`` from an edge list of any size and
         returns it opened (memory-mapped). Rows are sorted and deduplicated:
@@ -292,6 +293,13 @@ class FastDataset(CSRViews):
             name: the dataset's name (default: the directory's).
             num_threads: threads of the build (default: the process's cores).
             progress: progress bars.
+            edge_weight, edge_time: one weight (float) or time (integer) per
+                input edge, like ``edge_index`` of any size. With either, the
+                build keeps every edge (parallel edges are not merged, their
+                values may differ; with ``to_undirected`` both directions
+                carry the edge's values), each row sorted by time when times
+                are given, and the dataset gets them per CSR position.
+            node_time: one integer time per node.
 
         Example:
             >>> import tempfile
@@ -304,7 +312,8 @@ class FastDataset(CSRViews):
         build.write_dataset(path, edge_index, num_nodes, x=x, y=y, split_idx=split_idx,
                             num_classes=num_classes, to_undirected=to_undirected,
                             memory_limit=memory_limit, feature_dtype=feature_dtype, name=name,
-                            num_threads=num_threads, progress=progress)
+                            num_threads=num_threads, progress=progress,
+                            edge_weight=edge_weight, edge_time=edge_time, node_time=node_time)
         return cls.load(path)
 
     @classmethod

@@ -28,7 +28,13 @@ from salient_pipes import _native
 from salient_pipes._checks import as_node_ids, check_int
 from salient_pipes.data import ogb, synthetic
 from salient_pipes.data.build import ArrayLike, edge_type_of, write_hetero_dataset
-from salient_pipes.data.csr import typed_csr
+from salient_pipes.data.csr import (
+    check_rows_ascend,
+    csr_with_attributes,
+    edge_weights,
+    times,
+    typed_csr,
+)
 from salient_pipes.data.format import (
     HETERO_FORMAT,
     HETERO_VERSION,
@@ -67,7 +73,14 @@ class HeteroDataset:
     def __init__(self, *, name: str, num_nodes: Mapping[str, int],
                  edges: Mapping[EdgeType, Tuple[Tensor, Tensor]], x: Mapping[str, Tensor],
                  y: Tensor, label_type: str, split_idx: Mapping[str, Any], num_classes: int,
+                 edge_weight: Optional[Mapping[EdgeType, Tensor]] = None,
+                 edge_time: Optional[Mapping[EdgeType, Tensor]] = None,
+                 node_time: Optional[Mapping[str, Tensor]] = None,
                  validate: bool = True) -> None:
+        """``edge_weight``/``edge_time`` (per edge type, one value per CSR
+        position, times ascending within each row) and ``node_time`` (per
+        node type) are what weighted and temporal sampling read, as in
+        :class:`FastDataset`; a type left out has none."""
         self.name = name
         self.node_types: List[str] = list(num_nodes)
         if not self.node_types:
@@ -115,6 +128,25 @@ class HeteroDataset:
                                      f"num_nodes")
             self.edge_types.append(e)
             self.rowptr[e], self.col[e] = rowptr, col
+        self.edge_weight: Dict[EdgeType, Tensor] = {}
+        self.edge_time: Dict[EdgeType, Tensor] = {}
+        for what, given in (("edge_weight", edge_weight), ("edge_time", edge_time)):
+            for key, value in (given or {}).items():
+                e = edge_type_of(key, f"each key of {what}")
+                if e not in self.rowptr:
+                    raise ValueError(f"{what} names edge type {e}, which is not in edges")
+                label = f"{what}[{e!r}]"
+                if what == "edge_weight":
+                    self.edge_weight[e] = edge_weights(value, self.num_edges[e], validate, label)
+                else:
+                    self.edge_time[e] = times(label, value, self.num_edges[e])
+                    if validate:
+                        check_rows_ascend(self.rowptr[e], self.edge_time[e], label)
+        self.node_time: Dict[str, Tensor] = {}
+        for t, value in (node_time or {}).items():
+            if t not in self.num_nodes:
+                raise ValueError(f"node_time names node type {t!r}, which is not in num_nodes")
+            self.node_time[t] = times(f"node_time[{t!r}]", value, self.num_nodes[t])
         index = {t: i for i, t in enumerate(self.node_types)}
         self.graph = _native.TypedGraph(
             [self.num_nodes[t] for t in self.node_types],
@@ -135,7 +167,10 @@ class HeteroDataset:
     def summary(self) -> str:
         nodes = ", ".join(f"{t} {n:,}" for t, n in self.num_nodes.items())
         edges = sum(self.num_edges.values())
-        return (f"{self.name}: nodes {nodes}; {edges:,} edges of {len(self.edge_types)} types; "
+        extras = [name for name in ("edge_weight", "edge_time", "node_time")
+                  if getattr(self, name)]
+        return (f"{self.name}: nodes {nodes}; {edges:,} edges of {len(self.edge_types)} types"
+                f"{' with ' + ', '.join(extras) if extras else ''}; "
                 f"{self.num_classes} classes on {self.label_type!r}")
 
     def __repr__(self) -> str:
@@ -161,6 +196,11 @@ class HeteroDataset:
             rowptr, col = self.rowptr[e], self.col[e]
             dst = torch.repeat_interleave(torch.arange(rowptr.numel() - 1), rowptr.diff())
             data[e].edge_index = torch.stack([col.to(torch.int64), dst])
+            for name in ("edge_weight", "edge_time"):  # weight_attr / time_attr
+                if e in getattr(self, name):
+                    data[e][name] = getattr(self, name)[e]
+        for t, value in self.node_time.items():
+            data[t].node_time = value
         return data
 
     # ------------------------------------------------------------ save / load
@@ -171,6 +211,10 @@ class HeteroDataset:
         for e in self.edge_types:
             files[f"edges/{edge_dir(e)}/rowptr"] = self.rowptr[e]
             files[f"edges/{edge_dir(e)}/col"] = self.col[e]
+            for name in ("edge_weight", "edge_time"):
+                if e in getattr(self, name):
+                    files[f"edges/{edge_dir(e)}/{name}"] = getattr(self, name)[e]
+        files.update({f"nodes/{t}/node_time": v for t, v in self.node_time.items()})
         return files
 
     def save(self, path: PathLike, *, progress: bool = True) -> None:
@@ -214,7 +258,12 @@ class HeteroDataset:
                 x={t: arrays[f"nodes/{t}/x"] for t in meta["num_nodes"]}, y=arrays["y"],
                 label_type=meta["label_type"],
                 split_idx={s: arrays[f"split_{s}"] for s in meta["splits"]},
-                num_classes=meta["num_classes"], validate=not trusted)
+                num_classes=meta["num_classes"], validate=not trusted,
+                **{name: {e: arrays[f"edges/{edge_dir(e)}/{name}"] for e in edge_types
+                          if f"edges/{edge_dir(e)}/{name}" in arrays}
+                   for name in ("edge_weight", "edge_time")},
+                node_time={t: arrays[f"nodes/{t}/node_time"] for t in meta["num_nodes"]
+                           if f"nodes/{t}/node_time" in arrays})
         if not trusted:
             renew_stamps(path, meta)
         return dataset
@@ -228,7 +277,10 @@ class HeteroDataset:
                    num_classes: Optional[int] = None,
                    memory_limit: Union[int, str, None] = None,
                    feature_dtype: torch.dtype = torch.float16, name: Optional[str] = None,
-                   num_threads: Optional[int] = None, progress: bool = True) -> HeteroDataset:
+                   num_threads: Optional[int] = None, progress: bool = True,
+                   edge_weight: Optional[Mapping[EdgeType, ArrayLike]] = None,
+                   edge_time: Optional[Mapping[EdgeType, ArrayLike]] = None,
+                   node_time: Optional[Mapping[str, ArrayLike]] = None) -> HeteroDataset:
         """Writes a dataset at ``path`` from edge lists of any size and opens
         it. Each edge type's ids become its CSR with the bounded-memory build
         of :meth:`FastDataset.from_edges` (peak anonymous memory about
@@ -251,6 +303,10 @@ class HeteroDataset:
             name: the dataset's name (default: the directory's).
             num_threads: threads of the build (default: the process's cores).
             progress: progress bars.
+            edge_weight, edge_time: per edge type, one value per input edge
+                (:meth:`FastDataset.from_edges`: such an edge type keeps
+                every edge, its rows sorted by time when times are given).
+            node_time: per node type, one integer time per node.
 
         Example:
             >>> import tempfile
@@ -265,7 +321,8 @@ class HeteroDataset:
         write_hetero_dataset(path, num_nodes, edge_index, label_type=label_type, x=x, y=y,
                              split_idx=split_idx, num_classes=num_classes,
                              memory_limit=memory_limit, feature_dtype=feature_dtype, name=name,
-                             num_threads=num_threads, progress=progress)
+                             num_threads=num_threads, progress=progress,
+                             edge_weight=edge_weight, edge_time=edge_time, node_time=node_time)
         return cls.load(path)
 
     @classmethod
@@ -293,12 +350,16 @@ class HeteroDataset:
     def from_pyg(cls, data: Any, label_type: Optional[str] = None,
                  split_idx: Optional[Mapping[str, Any]] = None, *, name: str = "pyg-hetero",
                  num_classes: Optional[int] = None,
-                 feature_dtype: Optional[torch.dtype] = torch.float16) -> HeteroDataset:
+                 feature_dtype: Optional[torch.dtype] = torch.float16,
+                 weight_attr: Optional[str] = None,
+                 time_attr: Optional[str] = None) -> HeteroDataset:
         """From a ``torch_geometric.data.HeteroData`` (in memory).
         ``label_type`` defaults to the one node type with ``y``; the splits
         come from ``split_idx`` or its ``train_mask``/``val_mask``/``test_mask``.
         Node types without ``x`` get ``[N, 0]`` features. ``feature_dtype=None``
-        keeps the features' dtype.
+        keeps the features' dtype. ``weight_attr`` (edge attributes) and
+        ``time_attr`` (node or edge attributes) are kept where a type has
+        them, as :meth:`FastDataset.from_pyg` keeps them.
 
         Example:
             >>> from torch_geometric.data import HeteroData
@@ -338,16 +399,34 @@ class HeteroDataset:
             if feats is not None:
                 x[t] = feats if feature_dtype is None else feats.to(feature_dtype)
         edges = {}
+        values: Dict[str, Dict[EdgeType, Tensor]] = {"edge_weight": {}, "edge_time": {}}
         for e in data.edge_types:
             if getattr(data[e], "edge_index", None) is None:
                 raise ValueError(f"edge type {e} has no edge_index")
+            kept = {name: data[e][attr] for name, attr in (("edge_weight", weight_attr),
+                                                           ("edge_time", time_attr))
+                    if attr is not None and attr in data[e]}
             try:
-                edges[e] = typed_csr(data[e].edge_index, num_nodes[e[0]], num_nodes[e[2]])
+                if kept:
+                    rowptr, col, kept = csr_with_attributes(
+                        data[e].edge_index, num_nodes[e[2]], kept, False, num_nodes[e[0]])
+                    edges[e] = (rowptr, col)
+                    for name, value in kept.items():
+                        values[name][e] = value.float() if name == "edge_weight" else value
+                else:
+                    edges[e] = typed_csr(data[e].edge_index, num_nodes[e[0]], num_nodes[e[2]])
             except ValueError as exc:
                 raise ValueError(f"edge type {e}: {exc}") from None
+        node_time = {t: data[t][time_attr] for t in data.node_types
+                     if time_attr is not None and time_attr in data[t]}
+        if weight_attr is not None and not values["edge_weight"]:
+            raise ValueError(f"weight_attr {weight_attr!r} is on no edge type")
+        if time_attr is not None and not values["edge_time"] and not node_time:
+            raise ValueError(f"time_attr {time_attr!r} is on no node or edge type")
         classes = num_classes or (int(y.max()) + 1 if y.numel() else 1)
         return cls(name=name, num_nodes=num_nodes, edges=edges, x=x, y=y,
-                   label_type=label_type, split_idx=split_idx, num_classes=classes)
+                   label_type=label_type, split_idx=split_idx, num_classes=classes,
+                   node_time=node_time, **values)
 
     @classmethod
     def synthetic_mag(cls, scale: float = 1.0, **kwargs: Any) -> HeteroDataset:
