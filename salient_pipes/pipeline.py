@@ -63,6 +63,7 @@ def salient_pipeline(
     x_dtype: Optional[torch.dtype] = None,
     overlap_epochs: Optional[bool] = None,
     weighted: bool = False,
+    temporal: Optional[str] = None,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -124,8 +125,13 @@ def salient_pipeline(
             epoch's last ones are consumed, so that an epoch does not begin
             with the device waiting (default: when shuffling).
         weighted: draw neighbors in proportion to ``dataset.edge_weight``
-            (a :class:`FastDataset` that carries one; zero-weight edges
-            never).
+            (a dataset that carries it; zero-weight edges never).
+        temporal: ``"uniform"`` or ``"last"``: sample only neighbors whose
+            ``dataset.edge_time`` is at most the seed's ``dataset.node_time``
+            (uniformly among them, or the latest). Batches are then
+            node-wise and disjoint, one subgraph per seed, as PyG's temporal
+            sampling makes them (:class:`~salient_pipes.batch.NodeWiseBatch`
+            with ``batch``).
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline
@@ -152,13 +158,12 @@ def salient_pipeline(
                 if hasattr(dataset, "edge_index") else "")
         raise TypeError(f"dataset must be a FastDataset or HeteroDataset, got "
                         f"{type(dataset).__name__}{hint}")
-    weight = None
-    if weighted:
-        weight = getattr(dataset, "edge_weight", None)
-        if weight is None:
-            raise ValueError("weighted=True needs a FastDataset with edge_weight "
-                             "(FastDataset(..., edge_weight=...) or "
-                             "FastDataset.from_pyg(data, weight_attr=...))")
+    weight = getattr(dataset, "edge_weight", None) if weighted else None
+    if weighted and _absent(weight):
+        raise ValueError("weighted=True needs a dataset with edge_weight (FastDataset(..., "
+                         "edge_weight=...), from_edges(..., edge_weight=...) or "
+                         "from_pyg(data, weight_attr=...))")
+    time = _temporal(dataset, temporal, weighted)
     index = _seeds(dataset, split)
     device = resolve_device(device)
     rank, world_size = resolve_rank(rank, world_size)
@@ -173,7 +178,9 @@ def salient_pipeline(
         .batch_nodes(batch_size, drop_last=drop_last)
         .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
                           max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
-                          overlap_epochs=overlap_epochs, weight=weight)
+                          overlap_epochs=overlap_epochs, weight=weight, time=time,
+                          temporal_strategy=temporal or "uniform",
+                          **({} if time is None else dict(node_wise=True, disjoint=True)))
     )
     # A slot per batch in flight, in the prefetch queue and its thread's hand,
     # in use, and waiting for its copy to finish (a graph without features
@@ -188,6 +195,32 @@ def salient_pipeline(
     # With the pool the batches are placed in pinned memory already: the
     # prefetch stage's thread takes them from the workers and copies them.
     return pipe.prefetch_to_device(device, x_dtype=x_dtype)
+
+
+def _absent(values: Any) -> bool:
+    """No per-edge values: None, or an empty dict of them per edge type."""
+    return values is None or (isinstance(values, dict) and not values)
+
+
+def _temporal(dataset: Union[FastDataset, HeteroDataset], temporal: Optional[str],
+              weighted: bool) -> Any:
+    """The edge times that ``temporal`` samples by (None when not temporal)."""
+    if temporal is None:
+        return None
+    if temporal not in ("uniform", "last"):
+        raise ValueError(f"temporal must be 'uniform', 'last' or None, got {temporal!r}")
+    if weighted:
+        raise ValueError("weighted and temporal sampling cannot be combined")
+    time = getattr(dataset, "edge_time", None)
+    node_time = getattr(dataset, "node_time", None)
+    if isinstance(node_time, dict):
+        node_time = node_time.get(dataset.label_type)
+    if _absent(time) or node_time is None:
+        raise ValueError("temporal sampling needs a dataset with edge_time (the edges' times) "
+                         "and node_time (the seeds' times): FastDataset.from_pyg(data, "
+                         "time_attr=...) of an edge attribute, plus node_time=..., or "
+                         "from_edges(..., edge_time=..., node_time=...)")
+    return time
 
 
 def _seeds(dataset: Union[FastDataset, HeteroDataset], split: Union[str, Tensor]) -> Tensor:

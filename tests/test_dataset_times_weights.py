@@ -121,7 +121,7 @@ def test_weighted_pipeline_never_takes_a_zero_weight_edge():
     uniform = salient_pipeline(ds, batch_size=64, fanouts=(4, 3), device="cpu",
                                return_e_id=True, num_threads=2)
     assert not (weight[torch.cat([a.e_id for b in uniform for a in b.adjs])] > 0).all()
-    with pytest.raises(ValueError, match="weighted=True needs a FastDataset with edge_weight"):
+    with pytest.raises(ValueError, match="weighted=True needs a dataset with edge_weight"):
         salient_pipeline(_base(), device="cpu", weighted=True)
 
 
@@ -303,3 +303,38 @@ def test_hetero_sampling_reads_the_datasets_weights_and_times(tmp_path):
             assert (ds.edge_time[e][batch.e_id[e]] <= 50).all()
             seen += batch.e_id[e].numel()
     assert seen > 20
+    # salient_pipeline: the seeds' times from the dataset's node_time
+    ds.node_time["item"] = torch.full((30,), 50)
+    pipe = salient_pipeline(ds, torch.arange(30), batch_size=10, fanouts=[5, 5],
+                            device="cpu", temporal="uniform", return_e_id=True)
+    for batch in pipe:
+        for e in ds.edge_time:
+            assert (ds.edge_time[e][batch.e_id[e]] <= 50).all()
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "last"])
+def test_temporal_pipeline_takes_seed_times_from_the_dataset(strategy):
+    _, time, node_time = _values(_base(), seed=9)
+    ds = _base(edge_time=time, node_time=node_time)
+    pipe = salient_pipeline(ds, batch_size=32, fanouts=(4, 4), device="cpu",
+                            temporal=strategy, return_e_id=True, num_threads=2)
+    edges = seeds = 0
+    for batch in pipe:
+        n_id, e = batch.n_id["_N"], ("_N", "_E", "_N")
+        seed_ids = n_id[:batch.batch_size]
+        assert torch.equal(batch.batch["_N"][:batch.batch_size], torch.arange(batch.batch_size))
+        limit = ds.node_time[seed_ids][batch.batch["_N"][batch.edge_index[e][1]]]
+        assert (ds.edge_time[batch.e_id[e]] <= limit).all()
+        assert torch.equal(batch.x["_N"], ds.x[n_id])  # gathered in the workers
+        assert torch.equal(batch.y, ds.y[seed_ids])
+        edges += batch.e_id[e].numel()
+        seeds += batch.batch_size
+    assert seeds == ds.split_idx["train"].numel() and edges > 100
+    with pytest.raises(ValueError, match="needs a dataset with edge_time"):
+        salient_pipeline(_base(edge_time=time), device="cpu", temporal="last")
+    with pytest.raises(ValueError, match="'uniform', 'last' or None"):
+        salient_pipeline(ds, device="cpu", temporal="latest")
+    weight, _, _ = _values(_base())
+    with pytest.raises(ValueError, match="cannot be combined"):
+        salient_pipeline(_base(edge_weight=weight, edge_time=time, node_time=node_time),
+                         device="cpu", temporal="last", weighted=True)

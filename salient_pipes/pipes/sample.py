@@ -125,7 +125,8 @@ class SampleNeighbors(Stage):
             most its seed's time, which each batch brings as the payload
             ``"subgraph_time"`` of its :class:`SeedBatch` (one per
             subgraph, as ``seed_nodes(input_time=...)`` and
-            ``seed_edges(edge_label_time=...)`` make it).
+            ``seed_edges(edge_label_time=...)`` make it), or by default
+            from the dataset's ``node_time`` (each seed's own time).
         temporal_strategy: ``"uniform"`` over the valid neighbors, or
             ``"last"``: the latest ones.
         edge_ids: ids to report instead of CSR positions: a tensor (one edge
@@ -190,6 +191,11 @@ class SampleNeighbors(Stage):
         if self.time and not (self.node_wise and self.disjoint):
             raise ValueError("temporal sampling is node-wise and disjoint (each subgraph has its "
                              "seed's time): pass node_wise=True, disjoint=True")
+        # A dataset's node times give a seed its time when its batch brings none.
+        node_time = getattr(graph, "node_time", None)
+        if isinstance(node_time, Mapping):
+            node_time = node_time.get(self.input_type)
+        self.seed_node_time: Optional[Tensor] = node_time if self.time else None
         self.num_threads = default_num_threads() if num_threads is None else \
             check_int("num_threads", num_threads, minimum=1)
         self.max_in_flight = 2 * self.num_threads if max_in_flight is None else \
@@ -289,11 +295,18 @@ class SampleNeighbors(Stage):
             payloads.append(payload)
         seed_time = None
         if self.time:
-            if payload.get("subgraph_time") is None:
+            if payload.get("subgraph_time") is not None:
+                seed_time = as_index(payload["subgraph_time"])
+            elif self.seed_node_time is not None and not isinstance(item, Mapping):
+                ids, n = as_index(item), self.seed_node_time.numel()
+                if ids.size and (ids.min() < 0 or ids.max() >= n):
+                    raise ValueError(f"seeds hold node ids outside [0, {n})")
+                seed_time = as_index(self.seed_node_time[torch.from_numpy(ids)])
+            else:
                 raise ValueError("temporal sampling needs each batch's seed times: a SeedBatch "
                                  "with payload 'subgraph_time' (seed_nodes(input_time=...), "
-                                 "seed_edges(edge_label_time=...))")
-            seed_time = as_index(payload["subgraph_time"])
+                                 "seed_edges(edge_label_time=...)), or a dataset with "
+                                 "node_time (each seed's own time)")
         if self.schema.single_type and not isinstance(item, Mapping):
             return as_index(item), seed_time
         seeds = per_type(item if isinstance(item, Mapping) else {self.input_type: item},
