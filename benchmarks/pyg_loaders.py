@@ -49,6 +49,7 @@ from benchmarks.common import (
     write_section,
 )
 from salient_pipes import _native
+from salient_pipes.data.csr import sort_rows_by_time
 
 THREADS = 2
 LINKS = 100_000
@@ -157,9 +158,8 @@ def native_rates(ds, batches: int = 40) -> Dict[str, float]:
     """Sampled edges per second of one native thread in each mode."""
     graph, rng = ds.graph, np.random.default_rng(0)
     weights = 1.0 - rng.random(graph.num_edges)
-    times = rng.integers(0, 1000, graph.num_edges)
-    rows = np.repeat(np.arange(graph.num_nodes), np.diff(ds.rowptr.numpy()))
-    times = times[np.lexsort((times, rows))]  # ascending within each row
+    times = torch.from_numpy(rng.integers(0, 1000, graph.num_edges))
+    times = times[sort_rows_by_time(ds.rowptr, times)].numpy()  # ascending within each row
     modes = {"uniform": {}, "uniform, disjoint": dict(disjoint=True),
              "weighted": dict(weights=weights), "weighted, replace": dict(weights=weights,
                                                                           replace=True),

@@ -6,16 +6,5 @@ The loaders live in :mod:`salient_pipes.adapters.pyg`; this module is the
 short path PyG users import (docs/pyg.md).
 """
 
-from salient_pipes.adapters.pyg import (
-    HeteroCsc,
-    LinkNeighborLoader,
-    NeighborLoader,
-    PygCsc,
-    csc_of,
-    graph_of,
-    hetero_csc_of,
-    remote_csc_of,
-)
-
-__all__ = ["HeteroCsc", "LinkNeighborLoader", "NeighborLoader", "PygCsc", "csc_of", "graph_of",
-           "hetero_csc_of", "remote_csc_of"]
+from salient_pipes.adapters.pyg import *  # noqa: F403  (the same names)
+from salient_pipes.adapters.pyg import __all__  # noqa: F401

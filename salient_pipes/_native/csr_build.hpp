@@ -38,6 +38,14 @@ template <typename Id>
                               ")");
 }
 
+// Where each of a bucket's rows starts in it (their raw counts summed), and
+// one past the last at the end.
+inline std::vector<int64_t> bucket_offsets(const int64_t* raw, int64_t rows) {
+  std::vector<int64_t> offset(static_cast<size_t>(rows) + 1, 0);
+  for (int64_t r = 0; r < rows; ++r) offset[r + 1] = offset[r] + raw[r];
+  return offset;
+}
+
 // counts[v + 1] += raw entries of row v (duplicates included). Validates
 // every id, so the bucket passes need not.
 template <typename Id>
@@ -63,8 +71,7 @@ template <typename Id, typename Col>
 int64_t fill_rows(const EdgeList<Id>& edges, int64_t row_begin, int64_t row_end,
                   const int64_t* raw, Col* col, int64_t* degree, int num_threads) {
   const int64_t rows = row_end - row_begin;
-  std::vector<int64_t> offset(static_cast<size_t>(rows) + 1, 0);
-  for (int64_t r = 0; r < rows; ++r) offset[r + 1] = offset[r] + raw[r];
+  const std::vector<int64_t> offset = bucket_offsets(raw, rows);
   std::vector<Col> bucket(static_cast<size_t>(offset[rows]));
   std::vector<int64_t> next(offset.begin(), offset.end() - 1);
   const auto lo = static_cast<uint64_t>(row_begin);
@@ -118,8 +125,7 @@ int64_t fill_rows_keeping_edges(const EdgeList<Id>& edges, int64_t row_begin, in
     }
   };
   const int64_t rows = row_end - row_begin;
-  std::vector<int64_t> offset(static_cast<size_t>(rows) + 1, 0);
-  for (int64_t r = 0; r < rows; ++r) offset[r + 1] = offset[r] + raw[r];
+  const std::vector<int64_t> offset = bucket_offsets(raw, rows);
   std::vector<Entry> bucket(static_cast<size_t>(offset[rows]));
   std::vector<int64_t> next(offset.begin(), offset.end() - 1);
   const auto lo = static_cast<uint64_t>(row_begin);

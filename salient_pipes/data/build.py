@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from salient_pipes import _native
 from salient_pipes._checks import as_node_ids, check_int
+from salient_pipes.data.csr import first_bad_weight
 from salient_pipes.data.format import (
     EdgeType,
     atomic_directory,
@@ -201,9 +202,8 @@ def _write_per_position(directory: Path, name: str, source: Union[np.ndarray, Te
             if part.dtype == torch.bool or part.is_complex():
                 raise ValueError(f"edge_weight must hold real numbers, got {part.dtype}")
             part = part.to(torch.float64)
-            bad = ~torch.isfinite(part) | (part < 0)
-            if bool(bad.any()):
-                k = int(bad.nonzero()[0])
+            k = first_bad_weight(part)
+            if k is not None:
                 raise ValueError(f"edge_weight of edge {int(edges[k])} is {float(part[k])}: "
                                  "weights must be finite and >= 0")
         out[begin:begin + step] = part.numpy().astype(dtype, copy=False)

@@ -109,6 +109,23 @@ def sort_rows_by_time(rowptr: Tensor, edge_time: Tensor) -> Tensor:
     return order[torch.argsort(rows[order], stable=True)]
 
 
+# What a dataset may carry besides its CSR, features and labels: per CSR
+# position (weights, times) and per node (times).
+CARRIED = ("edge_weight", "edge_time", "node_time")
+
+
+def first_bad_weight(weight: Tensor) -> Optional[int]:
+    """The first position of ``weight`` that is negative, NaN or infinite
+    (what no sampler takes), or None.
+
+    Example:
+        >>> first_bad_weight(torch.tensor([1.0, 0.0, -2.0])), first_bad_weight(torch.ones(3))
+        (2, None)
+    """
+    bad = ~torch.isfinite(weight) | (weight < 0)
+    return int(bad.nonzero()[0]) if bool(bad.any()) else None
+
+
 def edge_weights(weight: Optional[Tensor], num_edges: int, validate: bool,
                  name: str = "edge_weight") -> Optional[Tensor]:
     if weight is None:
@@ -117,12 +134,10 @@ def edge_weights(weight: Optional[Tensor], num_edges: int, validate: bool,
             or weight.numel() != num_edges:
         raise ValueError(f"{name} must be a 1-D float tensor of one weight per edge "
                          f"({num_edges}), got {_describe(weight)}")
-    if validate:
-        bad = ~torch.isfinite(weight) | (weight < 0)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0])
-            raise ValueError(f"{name} holds {float(weight[i])} at CSR position {i}: "
-                             "weights must be finite and >= 0")
+    i = first_bad_weight(weight) if validate else None
+    if i is not None:
+        raise ValueError(f"{name} holds {float(weight[i])} at CSR position {i}: "
+                         "weights must be finite and >= 0")
     return weight.contiguous()
 
 
@@ -174,5 +189,5 @@ class CSRViews:
         return self.x.size(1)
 
 
-__all__ = ["CSRViews", "check_rows_ascend", "csr_from_edge_index", "csr_with_attributes",
-           "edge_weights", "sort_rows_by_time", "times", "typed_csr"]
+__all__ = ["CARRIED", "CSRViews", "check_rows_ascend", "csr_from_edge_index", "csr_with_attributes",
+           "edge_weights", "first_bad_weight", "sort_rows_by_time", "times", "typed_csr"]

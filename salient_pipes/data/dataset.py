@@ -24,6 +24,7 @@ from salient_pipes import _native
 from salient_pipes._checks import as_node_ids
 from salient_pipes.data import build, ogb, synthetic
 from salient_pipes.data.csr import (
+    CARRIED,
     CSRViews,
     check_rows_ascend,
     csr_from_edge_index,
@@ -49,7 +50,6 @@ from salient_pipes.data.format import (
 PathLike = Union[str, os.PathLike]
 CACHE_DIR = "salient_pipes"
 SPLITS = ("train", "valid", "test")
-OPTIONAL = ("edge_weight", "edge_time", "node_time")  # arrays a dataset may carry
 
 
 class FastDataset(CSRViews):
@@ -138,8 +138,7 @@ class FastDataset(CSRViews):
     def summary(self) -> str:
         """One line: nodes, edges, features, classes, split sizes, memory."""
         splits = ", ".join(f"{k} {v.numel():,}" for k, v in self.split_idx.items())
-        extras = [name for name in ("edge_weight", "edge_time", "node_time")
-                  if getattr(self, name) is not None]
+        extras = [name for name in CARRIED if getattr(self, name) is not None]
         return (
             f"{self.name}: {self.num_nodes:,} nodes, {self.num_edges:,} edges"
             f"{' with ' + ', '.join(extras) if extras else ''}, "
@@ -153,7 +152,7 @@ class FastDataset(CSRViews):
     def _arrays(self) -> Dict[str, Tensor]:
         arrays = {"rowptr": self.rowptr, "col": self.col, "x": self.x, "y": self.y}
         arrays.update({f"split_{k}": v for k, v in self.split_idx.items()})
-        arrays.update({name: getattr(self, name) for name in OPTIONAL
+        arrays.update({name: getattr(self, name) for name in CARRIED
                        if getattr(self, name) is not None})
         return arrays
 
@@ -225,7 +224,7 @@ class FastDataset(CSRViews):
                 name=meta["name"], x=arrays["x"], y=arrays["y"], rowptr=arrays["rowptr"],
                 col=arrays["col"], num_classes=meta["num_classes"],
                 split_idx={k: arrays[f"split_{k}"] for k in meta["splits"]}, validate=not trusted,
-                **{name: arrays[name] for name in OPTIONAL if name in arrays},
+                **{name: arrays[name] for name in CARRIED if name in arrays},
             )
         if not trusted:
             renew_stamps(path, meta)

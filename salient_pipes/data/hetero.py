@@ -29,6 +29,7 @@ from salient_pipes._checks import as_node_ids, check_int
 from salient_pipes.data import ogb, synthetic
 from salient_pipes.data.build import ArrayLike, edge_type_of, write_hetero_dataset
 from salient_pipes.data.csr import (
+    CARRIED,
     check_rows_ascend,
     csr_with_attributes,
     edge_weights,
@@ -167,8 +168,7 @@ class HeteroDataset:
     def summary(self) -> str:
         nodes = ", ".join(f"{t} {n:,}" for t, n in self.num_nodes.items())
         edges = sum(self.num_edges.values())
-        extras = [name for name in ("edge_weight", "edge_time", "node_time")
-                  if getattr(self, name)]
+        extras = [name for name in CARRIED if getattr(self, name)]
         return (f"{self.name}: nodes {nodes}; {edges:,} edges of {len(self.edge_types)} types"
                 f"{' with ' + ', '.join(extras) if extras else ''}; "
                 f"{self.num_classes} classes on {self.label_type!r}")

@@ -15,6 +15,7 @@ from torch import Tensor
 from salient_pipes import _native
 from salient_pipes.adapters.pyg.graph import HeteroCsc, PygCsc, _hetero_csc
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE, EdgeType
+from salient_pipes.data.csr import first_bad_weight, sort_rows_by_time
 from salient_pipes.pipes.pyg_graphs import is_remote
 
 
@@ -51,9 +52,8 @@ def edge_weights(data: Any, csc: Any, typed: bool, weight_attr: str) -> Dict[Edg
             raise ValueError(f"weight_attr {where} must hold one weight per edge "
                              f"({_perm(csc, e).numel()}), got shape {tuple(w.shape)}")
         w = w.to(torch.float64)
-        bad = ~torch.isfinite(w) | (w < 0)
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0])
+        i = first_bad_weight(w)
+        if i is not None:
             raise ValueError(f"weight_attr {where} holds {float(w[i])} at edge {i}: weights "
                              "must be finite and >= 0")
         out[e] = w[_perm(csc, e)].contiguous()
@@ -113,9 +113,7 @@ def by_time(csc: Any, kind: str, times: Dict[Any, Tensor]) -> Tuple[Any, Dict[Ed
             edge_time = times.get(e if typed else EDGE_TYPE)
             t = None if edge_time is None else edge_time[perm]
         if t is not None:
-            rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1), rowptr.diff())
-            order = torch.argsort(t, stable=True)
-            order = order[torch.argsort(rows[order], stable=True)]
+            order = sort_rows_by_time(rowptr, t)
             col, perm, t = col[order], perm[order], t[order].contiguous()
             out[e] = t
         rowptrs[e], cols[e], perms[e] = rowptr, col.contiguous(), perm.contiguous()

@@ -71,9 +71,6 @@ class _Native:
         self.subgraph_type = subgraph_type_name(subgraph_type)
         self.replace, self.disjoint = bool(replace), bool(disjoint)
         self.num_neighbors = num_neighbors_of(num_neighbors, self.csc.edge_types, self.typed)
-        if temporal_strategy not in ("uniform", "last"):
-            raise ValueError(f"temporal_strategy must be 'uniform' or 'last', got "
-                             f"{temporal_strategy!r}")
         if time_attr is not None and weight_attr is not None:
             raise NotImplementedError("time_attr and weight_attr together are not supported "
                                       "(nor by PyG): sample by time or by weight")
