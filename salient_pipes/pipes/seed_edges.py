@@ -12,6 +12,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 from salient_pipes import _native
 from salient_pipes._checks import check_input_id, check_int
 from salient_pipes.batch import EDGE_TYPE, SeedBatch
+from salient_pipes.data.csr import first_bad_weight
 from salient_pipes.pipes.base import Stage
 
 NEGATIVE_MODES = ("binary", "triplet")
@@ -268,6 +269,6 @@ def _running_sums(weight: Optional[Tensor], num_nodes: int, name: str) -> Option
     if w.shape != (num_nodes,):
         raise ValueError(f"{name} must hold one weight per node ({num_nodes}), got shape "
                          f"{tuple(w.shape)}")
-    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not bool((w > 0).any()):
+    if first_bad_weight(w) is not None or not bool((w > 0).any()):
         raise ValueError(f"{name} must be finite, >= 0 and not all 0")
     return torch.cumsum(w, 0).numpy()
