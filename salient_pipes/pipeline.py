@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from salient_pipes._checks import as_node_ids
+from salient_pipes.batch import NODE_TYPE
 from salient_pipes.data import (
     FastDataset,
     FeatureCache,
@@ -15,10 +16,15 @@ from salient_pipes.data import (
     HeteroDataset,
     iter_splits,
 )
+from salient_pipes.data.feature_cache import cache_budget
+from salient_pipes.data.feature_file import FeatureFile
+from salient_pipes.data.format import physical_memory
 from salient_pipes.distributed.dataset import PartitionedDataset
 from salient_pipes.distributed.fetch import FetchFeatures
 from salient_pipes.pipes import NodeIndices, Stage
+from salient_pipes.pipes.lookahead import LookAhead
 from salient_pipes.pipes.pinned_pool import PinnedPool
+from salient_pipes.pipes.sample import default_num_threads
 from salient_pipes.pipes.schema import Fanouts
 
 
@@ -64,6 +70,7 @@ def salient_pipeline(
     overlap_epochs: Optional[bool] = None,
     weighted: bool = False,
     temporal: Optional[str] = None,
+    out_of_core: Optional[bool] = None,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -132,6 +139,14 @@ def salient_pipeline(
             node-wise and disjoint, one subgraph per seed, as PyG's temporal
             sampling makes them (:class:`~salient_pipes.batch.NodeWiseBatch`
             with ``batch``).
+        out_of_core: read the features from disk a window of batches
+            ahead (:class:`~salient_pipes.pipes.lookahead.LookAhead`): the
+            union of a window's rows in file order, many reads in flight,
+            past the page cache; the same batches. Default: when the
+            dataset was loaded from disk (``FastDataset.load``) and its
+            features exceed half of physical memory. Its memory is
+            ``feature_cache`` (bytes or a share of the features; default a
+            third of physical memory).
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline
@@ -169,8 +184,10 @@ def salient_pipeline(
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
-    cache = _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index,
-                           seed, pin=device.type == "cuda")
+    lookahead = _lookahead(dataset, out_of_core, feature_cache, num_threads)
+    cache = None if lookahead else \
+        _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
+                       pin=device.type == "cuda")
     sampled = (
         NodeIndices(index)
         .shuffle_nodes(seed=seed, shuffle=shuffle)
@@ -187,9 +204,10 @@ def salient_pipeline(
     # has nothing to gather there).
     gathers = any(x.numel() for x in (dataset.x.values() if isinstance(dataset.x, dict)
                                       else [dataset.x]))
-    pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) if pin_memory and gathers \
-        else None
-    pipe = sampled.slice_features(dataset.x, dataset.y, cache=cache, pinned=pinned)
+    pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) \
+        if pin_memory and gathers and not lookahead else None
+    pipe = sampled.slice_features(dataset.x, dataset.y, cache=cache, pinned=pinned,
+                                  lookahead=lookahead)
     if pin_memory and (pinned is None or not pinned.pin):
         pipe = pipe.pin_memory()
     # With the pool the batches are placed in pinned memory already: the
@@ -231,6 +249,27 @@ def _seeds(dataset: Union[FastDataset, HeteroDataset], split: Union[str, Tensor]
     num_nodes = dataset.num_nodes[dataset.label_type] if isinstance(dataset, HeteroDataset) \
         else dataset.num_nodes
     return as_node_ids("split", split, num_nodes)
+
+
+def _lookahead(dataset: Union[FastDataset, HeteroDataset], out_of_core: Optional[bool],
+               budget: Any, num_threads: Optional[int]) -> Optional[LookAhead]:
+    """The look-ahead reading ``out_of_core`` asks for (None: in memory)."""
+    files = getattr(dataset, "x_files", {})
+    x = dataset.x if isinstance(dataset.x, dict) else {NODE_TYPE: dataset.x}
+    table = sum(t.numel() * t.element_size() for t in x.values())
+    if out_of_core is None:
+        out_of_core = bool(files) and table > physical_memory() // 2
+    if not out_of_core:
+        return None
+    if not files:
+        raise ValueError("out_of_core=True reads the features from their files: open the "
+                         "dataset with FastDataset.load(path) (or HeteroDataset.load)")
+    if isinstance(budget, (FeatureCache, FeatureCaches)):
+        raise ValueError("out_of_core reading takes a budget (bytes or a share), not a built "
+                         "FeatureCache: pass feature_cache='8GiB' or '25%'")
+    memory = physical_memory() // 3 if budget is None else cache_budget(budget, table)
+    return LookAhead({t: FeatureFile(p, dtype=x[t].dtype) for t, p in files.items()}, memory,
+                     num_threads=num_threads or default_num_threads())
 
 
 def _feature_cache(dataset: Union[FastDataset, HeteroDataset], budget: Any, policy: str,

@@ -1,6 +1,6 @@
 """The compiled core (``_core``): typed graphs (``CSRGraph`` is the one-type
 case), sampling sessions (per-hop and node-wise, one class), row gathers and
-the bounded CSR build.
+the bounded CSR build, and feature files read from disk.
 
 It works on raw buffers (numpy arrays; torch tensors cross through
 ``Tensor.numpy()`` without a copy) and does not link against torch.
@@ -22,8 +22,11 @@ from typing import Any
 
 from salient_pipes._native._core import (
     CSRGraph,
+    FeatureFile,
+    FeatureFileError,
     PinnedSlots,
     RowCache,
+    RowSet,
     Session,
     TypedGraph,
     advise_huge_pages,
@@ -62,6 +65,7 @@ def close_open_sessions(wait_s: float = 0.5) -> None:
             time.sleep(0.001)
 
 
-__all__ = ["CSRGraph", "PinnedSlots", "RowCache", "Session", "TypedGraph",
+__all__ = ["CSRGraph", "FeatureFile", "FeatureFileError", "PinnedSlots", "RowCache", "RowSet",
+           "Session", "TypedGraph",
            "advise_huge_pages", "close_open_sessions", "csr_count", "csr_fill", "gather",
            "open_session", "random_nodes", "sample"]

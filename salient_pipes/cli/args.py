@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep this many bytes of feature rows in memory (e.g. 4GiB, or "
                             "10%% of the feature table): hot rows of a file larger than "
                             "memory, or remote rows of a --partitioned dataset")
+    train.add_argument("--out-of-core", choices=("auto", "on", "off"), default="auto",
+                       help="read the features from their file a window of batches ahead, "
+                            "within --feature-cache bytes: 'auto' when a dataset opened from "
+                            "disk has features larger than half of memory")
     train.add_argument("--cache-policy", choices=POLICIES, default=None,
                        help="which rows --feature-cache keeps: the highest in-degree, the "
                             "most often sampled, or the likeliest to be sampled by the "

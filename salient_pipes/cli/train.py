@@ -169,6 +169,12 @@ def report(run: Run, epoch: int, result: EpochResult) -> Tuple[dict, str]:
     if cached:
         row["cache_hit_rate"] = cached[0]
         line += f" | cache hits {cached[0]:.1%}"
+    read = [s for s in stats if "bytes_read" in s]
+    if read:
+        keys = ("windows", "bytes_read", "rows_read_per_row_delivered", "read_bytes_s")
+        row["read_ahead"] = {k: read[0][k] for k in keys}
+        line += (f" | read {read[0]['bytes_read'] / 2**30:,.1f} GiB in {read[0]['windows']} "
+                 f"windows ({read[0]['read_bytes_s'] / 1e9:.2f} GB/s)")
     fetched = [s for s in stats if "remote_bytes" in s]
     if fetched:
         keys = ("local_rows", "cached_rows", "remote_rows", "remote_bytes",
@@ -251,7 +257,9 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     run.pipe = salient_pipeline(run.dataset, "train", batch_size=args.batch_size,
                                 fanouts=args.fanouts, feature_cache=cache,
                                 cache_policy=args.cache_policy or "degree", device=device,
-                                num_threads=args.num_threads, seed=args.seed)
+                                num_threads=args.num_threads, seed=args.seed,
+                                out_of_core={"auto": None, "on": True, "off": False}[
+                                    args.out_of_core])
     run.log(f"training {len(args.fanouts)}-layer {type(run.core).__name__} on {device} x "
             f"{world} process(es), {len(run.pipe)} batches per epoch per process")
     first_epoch, so_far = resume(run)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from salient_pipes import _native
 from salient_pipes._checks import as_node_ids
+from salient_pipes.batch import NODE_TYPE
 from salient_pipes.data import build, ogb, synthetic
 from salient_pipes.data.csr import (
     CARRIED,
@@ -129,6 +130,7 @@ class FastDataset(CSRViews):
         if validate and self.edge_time is not None:
             check_rows_ascend(self.rowptr, self.edge_time)
         self.node_time = times("node_time", node_time, num_nodes)
+        self.x_files: Dict[str, Path] = {}  # x's file, when loaded memory-mapped
 
     # ------------------------------------------------------------------ views
     @property
@@ -228,6 +230,8 @@ class FastDataset(CSRViews):
             )
         if not trusted:
             renew_stamps(path, meta)
+        if mmap:  # where out-of-core reading finds the rows (salient_pipeline(out_of_core=))
+            dataset.x_files = {NODE_TYPE: path / "x.npy"}
         return dataset
 
     # ---------------------------------------------------------------- sources

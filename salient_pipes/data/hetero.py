@@ -103,6 +103,7 @@ class HeteroDataset:
                 raise ValueError(f"x[{t!r}] must be a tensor of shape "
                                  f"[{self.num_nodes[t]}, F], got {shape}")
             self.x[t] = feats.contiguous()
+        self.x_files: Dict[str, Path] = {}  # x's files, when loaded memory-mapped
         unknown = set(x) - set(self.node_types)
         if unknown:
             raise ValueError(f"x names node types that are not in num_nodes: {sorted(unknown)}")
@@ -266,6 +267,9 @@ class HeteroDataset:
                            if f"nodes/{t}/node_time" in arrays})
         if not trusted:
             renew_stamps(path, meta)
+        if mmap:  # where out-of-core reading finds the rows (salient_pipeline(out_of_core=))
+            dataset.x_files = {t: path / "nodes" / t / "x.npy" for t in dataset.x
+                               if f"nodes/{t}/x" in meta["files"] and dataset.x[t].size(1)}
         return dataset
 
     # ---------------------------------------------------------------- sources

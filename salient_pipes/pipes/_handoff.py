@@ -82,6 +82,7 @@ def drain(ready: queue.Queue) -> Iterator[Any]:
         if isinstance(item, Failure):
             raise item.error
         yield item
+        item = None  # not held while the next one is awaited
 
 
 def run_ahead(make: Callable[[], Iterator[Any]], depth: int, stop: threading.Event,
@@ -104,6 +105,7 @@ def run_ahead(make: Callable[[], Iterator[Any]], depth: int, stop: threading.Eve
             for item in items:
                 if not offer(ready, item, stop):
                     return
+                item = None  # not held while the next one is made
             offer(ready, DONE, stop)
         except BaseException as error:  # handed to the consumer's thread
             offer(ready, Failure(error), stop)

@@ -326,7 +326,8 @@ class SampleNeighbors(Stage):
                         tuple(size)) for ei, e, size in edges]
             if x is None:
                 return SampledSubgraph(n_id, adjs)
-            return PreparedBatch(x=from_buffer(xs[0], x[types[0]].dtype),
+            return PreparedBatch(x=from_buffer(xs[0], x[types[0]].dtype) if types[0] in x
+                                 else None,  # gathered later (look-ahead)
                                  y=None if y is None else from_buffer(ys, y.dtype),
                                  adjs=adjs, n_id=n_id)
         n_id = {t: torch.from_numpy(a) for t, a in zip(types, n_ids)}

@@ -14,6 +14,7 @@ from salient_pipes.batch import NODE_TYPE, NodeWiseBatch, PreparedBatch, Sampled
 from salient_pipes.data.feature_cache import FeatureCache, FeatureCaches
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
 from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.lookahead import LookAhead
 from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.sample import SampleNeighbors, default_num_threads
 
@@ -71,6 +72,10 @@ class SliceFeatures(Stage):
             nothing left to copy; ``prefetch_to_device`` hands each slot
             back once its copy to the device has completed.
             ``salient_pipeline`` sets this up on CUDA.
+        lookahead: read ``x`` from disk a window of batches ahead
+            (:class:`~salient_pipes.pipes.lookahead.LookAhead`): features
+            larger than memory at disk speed. The batches are the same;
+            :func:`pipeline_stats` reports the reads.
 
     Example:
         >>> from salient_pipes import FastDataset
@@ -85,7 +90,8 @@ class SliceFeatures(Stage):
     def __init__(self, source: IterDataPipe, x: Features, y: Optional[Tensor] = None,
                  num_threads: Optional[int] = None,
                  cache: Union[FeatureCache, FeatureCaches, None] = None,
-                 pinned: Optional[PinnedPool] = None) -> None:
+                 pinned: Optional[PinnedPool] = None,
+                 lookahead: Optional[LookAhead] = None) -> None:
         super().__init__(source)
         if pinned is not None and not isinstance(pinned, PinnedPool):
             raise ValueError(f"pinned must be a PinnedPool, got {type(pinned).__name__}")
@@ -113,6 +119,14 @@ class SliceFeatures(Stage):
                 not source.schema.single_type:
             raise ValueError("features of a graph with several node types are a dict per "
                              "node type")
+        if lookahead is not None:
+            if not isinstance(lookahead, LookAhead):
+                raise ValueError(f"lookahead must be a LookAhead, got {type(lookahead).__name__}")
+            if cache is not None or pinned is not None:
+                raise ValueError("lookahead reads each window's rows from disk itself: it takes "
+                                 "no cache and no pinned slots (its budget is the memory)")
+            lookahead.check(self.x)
+        self.lookahead = lookahead
         if pinned is not None and not self.fused:
             raise ValueError("pinned slots take the fused gather: put slice_features directly "
                              "after sample_neighbors (disjoint samples gather no features)")
@@ -138,12 +152,21 @@ class SliceFeatures(Stage):
         return isinstance(self.source, SampleNeighbors) and not self.source.disjoint
 
     def extra_stats(self) -> Dict[str, Any]:
+        if self.lookahead is not None:
+            return self.lookahead.stats()
         return {} if self.feature_cache is None else \
             {"cache_hit_rate": self.feature_cache.hit_rate}
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         if self.feature_cache is not None:
             self.feature_cache.reset_counts()
+        if self.lookahead is not None:
+            self.lookahead.reset_counts()
+            # the rows of x are read a window ahead; the rest as always
+            items = self.source.with_features({}, self.y) if self.fused else \
+                (self._gather(item, with_x=False) for item in self.source)
+            yield from self.lookahead.run(items, self.x)
+            return
         if self.fused:
             pool = self.pinned_pool
             for batch in self.source.with_features(self.x, self.y, self.feature_cache,
@@ -155,19 +178,20 @@ class SliceFeatures(Stage):
         for item in self.source:
             yield self._gather(item)
 
-    def _gather(self, item: Any) -> Any:
+    def _gather(self, item: Any, with_x: bool = True) -> Any:
         caches = self.feature_cache or {}
         if isinstance(item, SampledSubgraph):
             x = self.x[NODE_TYPE] if NODE_TYPE in self.x else next(iter(self.x.values()))
             return PreparedBatch(
-                x=gather(x, item.n_id, self.num_threads, caches.get(NODE_TYPE)),
+                x=gather(x, item.n_id, self.num_threads, caches.get(NODE_TYPE)) if with_x
+                else None,
                 y=None if self.y is None else gather(self.y, item.n_id[: item.batch_size]),
                 adjs=item.adjs, n_id=item.n_id)
         if isinstance(item, NodeWiseBatch):
             seeds = item.n_id[item.input_type][: item.batch_size]
             return dataclasses.replace(
                 item, x={t: gather(self.x[t], ids, self.num_threads, caches.get(t))
-                         for t, ids in item.n_id.items() if t in self.x},
+                         for t, ids in item.n_id.items() if t in self.x and with_x},
                 y=None if self.y is None else gather(self.y, seeds))
         raise TypeError(f"slice_features takes SampledSubgraph or NodeWiseBatch items, got "
                         f"{type(item).__name__}")
