@@ -132,7 +132,8 @@ class PreparedBatch(Batch):
 
     ``x[i]`` is the feature row of node ``n_id[i]``; ``y`` holds the labels of
     the first ``batch_size`` nodes (the seeds), or is ``None`` when no labels
-    were sliced.
+    were sliced. ``x`` is ``None`` while its rows are still to be gathered
+    elsewhere (read ahead from disk, or on the device).
 
     Example:
         >>> batch = PreparedBatch(x=torch.zeros(3, 4), y=torch.tensor([1]),
@@ -142,7 +143,7 @@ class PreparedBatch(Batch):
         (1, torch.Size([3, 4]))
     """
 
-    x: Tensor
+    x: Optional[Tensor]
     y: Optional[Tensor]
     adjs: List[Adj]
     n_id: Tensor
@@ -152,14 +153,15 @@ class PreparedBatch(Batch):
         return self.adjs[-1].size[1] if self.adjs else int(self.n_id.numel())
 
     def tensors(self) -> List[Tensor]:
-        out = [self.x, self.n_id] + ([] if self.y is None else [self.y])
+        out = ([] if self.x is None else [self.x]) + [self.n_id] + \
+            ([] if self.y is None else [self.y])
         for adj in self.adjs:
             out.extend(adj.tensors())
         return out
 
     def map_tensors(self, fn: Callable[[Tensor], Tensor]) -> PreparedBatch:
         return PreparedBatch(
-            x=fn(self.x), y=None if self.y is None else fn(self.y),
+            x=None if self.x is None else fn(self.x), y=None if self.y is None else fn(self.y),
             adjs=[Adj(fn(a.edge_index), None if a.e_id is None else fn(a.e_id), a.size)
                   for a in self.adjs],
             n_id=fn(self.n_id))

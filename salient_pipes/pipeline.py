@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
@@ -22,6 +23,7 @@ from salient_pipes.data.format import physical_memory
 from salient_pipes.distributed.dataset import PartitionedDataset
 from salient_pipes.distributed.fetch import FetchFeatures
 from salient_pipes.pipes import NodeIndices, Stage
+from salient_pipes.pipes.device_features import DeviceFeatures, choose_placement
 from salient_pipes.pipes.lookahead import LookAhead
 from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.sample import default_num_threads
@@ -71,6 +73,7 @@ def salient_pipeline(
     weighted: bool = False,
     temporal: Optional[str] = None,
     out_of_core: Optional[bool] = None,
+    features_on: Optional[str] = None,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -147,6 +150,14 @@ def salient_pipeline(
             features exceed half of physical memory. Its memory is
             ``feature_cache`` (bytes or a share of the features; default a
             third of physical memory).
+        features_on: ``"cuda"`` (a device name) keeps the features (``x``)
+            on that device, copied there once: the sampling workers gather
+            only the labels, each batch crosses with its ids and adjacency,
+            and its rows are gathered on the device on the copy stream.
+            ``"auto"``: on ``device`` when it is a GPU whose free memory
+            holds them with 1 GiB to spare; the returned stage's
+            ``placement`` says what was chosen and why (also logged).
+            Default: gathered on the host.
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline
@@ -184,8 +195,20 @@ def salient_pipeline(
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
-    lookahead = _lookahead(dataset, out_of_core, feature_cache, num_threads)
-    cache = None if lookahead else \
+    tables = dataset.x if isinstance(dataset.x, dict) else {NODE_TYPE: dataset.x}
+    placed, placement = choose_placement(
+        features_on, device, sum(t.numel() * t.element_size() for t in tables.values()))
+    if placed is not None and placed.type == device.type and placed.index is None:
+        placed = device  # "cuda": this process's device
+    if placed is not None and out_of_core:
+        raise ValueError("features_on puts the features on the device; out_of_core=True reads "
+                         "them from disk on the host: choose one")
+    if placed is not None and placed != device:
+        raise ValueError(f"features_on={features_on!r} puts the features on {placed}, but the "
+                         f"batches go to {device}: name the same device")
+    logging.getLogger(__name__).info(placement)
+    lookahead = None if placed else _lookahead(dataset, out_of_core, feature_cache, num_threads)
+    cache = None if lookahead or placed else \
         _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
                        pin=device.type == "cuda")
     sampled = (
@@ -206,13 +229,16 @@ def salient_pipeline(
                                       else [dataset.x]))
     pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) \
         if pin_memory and gathers and not lookahead else None
-    pipe = sampled.slice_features(dataset.x, dataset.y, cache=cache, pinned=pinned,
-                                  lookahead=lookahead)
+    on_device = DeviceFeatures(dataset.x, placed) if placed else None
+    pipe = sampled.slice_features({} if on_device else dataset.x, dataset.y, cache=cache,
+                                  pinned=pinned, lookahead=lookahead)
     if pin_memory and (pinned is None or not pinned.pin):
         pipe = pipe.pin_memory()
     # With the pool the batches are placed in pinned memory already: the
     # prefetch stage's thread takes them from the workers and copies them.
-    return pipe.prefetch_to_device(device, x_dtype=x_dtype)
+    last = pipe.prefetch_to_device(device, x_dtype=x_dtype, features=on_device)
+    last.placement = placement
+    return last
 
 
 def _absent(values: Any) -> bool:

@@ -79,6 +79,25 @@ def test_nearby_rows_share_a_read_and_far_ones_do_not(tmp_path):
     assert 1 < pieces["reads"] <= spread.size and (out == x[spread]).all()
 
 
+@pytest.mark.parametrize("width, dtype", [(1, np.uint8), (37, np.float16), (2500, np.float16),
+                                          (3, np.int64)])
+def test_random_windows_of_any_row_size_read_exactly(tmp_path, width, dtype):
+    # rows of 1 byte, rows that straddle pages, rows larger than a page
+    rng = np.random.default_rng(width)
+    rows = 3000
+    x = rng.integers(0, 100, (rows, width)).astype(dtype)
+    np.save(tmp_path / "x.npy", x)
+    f = _native.FeatureFile(str(tmp_path / "x.npy"), 128, rows, width * x.itemsize, True)
+    for trial in range(6):
+        ids = np.unique(rng.integers(0, rows, rng.integers(1, 400)))
+        out = np.empty((ids.size, width), dtype)
+        stats = f.read(ids, out.view(np.uint8), num_threads=int(rng.integers(1, 9)),
+                       max_gap=int(rng.choice([0, 4096, 1 << 20])),
+                       max_read=int(rng.choice([1, 8192, 1 << 16, 1 << 22])))
+        assert (out == x[ids]).all(), trial
+        assert stats["rows_read"] == ids.size and stats["reads"] >= 1
+
+
 def test_rows_of_the_previous_window_are_copied_not_read(tmp_path):
     path, x = table(tmp_path)
     f = FeatureFile(path)

@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep this many bytes of feature rows in memory (e.g. 4GiB, or "
                             "10%% of the feature table): hot rows of a file larger than "
                             "memory, or remote rows of a --partitioned dataset")
+    train.add_argument("--features-on", default="host", metavar="WHERE",
+                       help="host (the sampling workers gather the rows), auto (the GPU "
+                            "when its free memory holds the features with 1 GiB to spare) "
+                            "or a device such as cuda: the features copied there once, "
+                            "each batch's rows gathered there")
     train.add_argument("--out-of-core", choices=("auto", "on", "off"), default="auto",
                        help="read the features from their file a window of batches ahead, "
                             "within --feature-cache bytes: 'auto' when a dataset opened from "

@@ -259,7 +259,8 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
                                 cache_policy=args.cache_policy or "degree", device=device,
                                 num_threads=args.num_threads, seed=args.seed,
                                 out_of_core={"auto": None, "on": True, "off": False}[
-                                    args.out_of_core])
+                                    args.out_of_core], features_on=args.features_on)
+    run.log(run.pipe.placement)
     run.log(f"training {len(args.fanouts)}-layer {type(run.core).__name__} on {device} x "
             f"{world} process(es), {len(run.pipe)} batches per epoch per process")
     first_epoch, so_far = resume(run)

@@ -69,17 +69,19 @@ class LookAhead:
     Args:
         files: a :class:`FeatureFile` (a graph of one node type) or one per
             node type.
-        budget: bytes for two windows' rows and sampled arrays (each window
-            takes up to half).
+        budget: bytes (an int or ``"8GiB"``) for the windows alive at once:
+            their rows, their batches' sampled arrays (and those of the
+            window being formed) and their slot maps (4 bytes per row of
+            each table). The last window's memory is kept for the next one,
+            and the next epoch.
         num_threads: threads that gather each batch's rows from its window.
         max_batches: a window's most batches, however small they are.
         windows: windows alive at once, 1 or 2 (default:
-            :func:`windows_alive`). The budget counts a window's rows, its
-            batches' sampled arrays and its slot map (4 bytes per row of
-            each table).
+            :func:`windows_alive`).
 
     Example:
         >>> import tempfile
+        >>> from pathlib import Path
         >>> from salient_pipes import FastDataset
         >>> from salient_pipes.pipes import NodeIndices
         >>> path = Path(tempfile.mkdtemp()) / "ds"

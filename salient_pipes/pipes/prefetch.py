@@ -14,6 +14,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 from salient_pipes._checks import check_int
 from salient_pipes.pipes._handoff import run_ahead
 from salient_pipes.pipes.base import Stage, close_iterator, upstream
+from salient_pipes.pipes.device_features import DeviceFeatures
 from salient_pipes.pipes.pinned_pool import PinnedPool, SlotSpan
 
 
@@ -98,6 +99,10 @@ class PrefetchToDevice(Stage):
     the copy stream): fp16 rows cross the bus at half the bytes and reach a
     model that wants fp32 as fp32. Per node type for heterogeneous batches.
 
+    ``features`` (a :class:`DeviceFeatures`): batches come without ``x``
+    and their rows are gathered from tables resident on the device, after
+    the copy and on the copy stream.
+
     Example:
         >>> from salient_pipes.pipes import NodeIndices
         >>> pipe = NodeIndices(torch.arange(4)).batch_nodes(2).prefetch_to_device("cpu")
@@ -107,8 +112,12 @@ class PrefetchToDevice(Stage):
 
     def __init__(self, source: IterDataPipe, device: Union[str, torch.device],
                  depth: int = 2, x_dtype: Optional[torch.dtype] = None,
-                 background: bool = True) -> None:
+                 background: bool = True,
+                 features: Optional[DeviceFeatures] = None) -> None:
         super().__init__(source)
+        if features is not None and not isinstance(features, DeviceFeatures):
+            raise ValueError(f"features must be DeviceFeatures, got {type(features).__name__}")
+        self.features = features
         self.depth = check_int("depth", depth, minimum=1)
         if x_dtype is not None and not isinstance(x_dtype, torch.dtype):
             raise ValueError(f"x_dtype must be a torch.dtype, got {type(x_dtype).__name__}")
@@ -122,7 +131,8 @@ class PrefetchToDevice(Stage):
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         if self.device.type != "cuda":
             for item in self.source:
-                yield self._cast(item.to(self.device) if self.device.type != "cpu" else item)
+                yield self._cast(self._fill(item.to(self.device)
+                                            if self.device.type != "cpu" else item))
             return
         stream = torch.cuda.Stream(self.device)
         pools = [s.pinned_pool for s in upstream(self)
@@ -153,7 +163,7 @@ class PrefetchToDevice(Stage):
             for item in items:
                 pool, span = find_span(item, pools) or (None, None)
                 with torch.cuda.stream(stream):
-                    moved = self._cast(move_span(item, self.device, span))
+                    moved = self._cast(self._fill(move_span(item, self.device, span)))
                     done = torch.cuda.Event()
                     done.record(stream)
                 # before `item` goes: its slots wait for the copy
@@ -182,6 +192,9 @@ class PrefetchToDevice(Stage):
                 yield pending.popleft()
         finally:
             close_iterator(issued)
+
+    def _fill(self, batch: Any) -> Any:
+        return batch if self.features is None else self.features.fill(batch)
 
     def _cast(self, batch: Any) -> Any:
         x = getattr(batch, "x", None)

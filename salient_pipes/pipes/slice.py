@@ -176,7 +176,7 @@ class SliceFeatures(Stage):
                 yield batch
             return
         for item in self.source:
-            yield self._gather(item)
+            yield self._gather(item, with_x=bool(self.x))
 
     def _gather(self, item: Any, with_x: bool = True) -> Any:
         caches = self.feature_cache or {}
