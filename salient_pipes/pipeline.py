@@ -172,6 +172,9 @@ def salient_pipeline(
         if weighted:
             raise NotImplementedError("weighted sampling of a PartitionedDataset is not "
                                       "supported")
+        if features_on not in (None, "host") or out_of_core:
+            raise ValueError("a PartitionedDataset's features are cut across ranks and fetched "
+                             "from their owners: features_on and out_of_core do not apply")
         return _partitioned_pipeline(dataset, split, batch_size=batch_size, fanouts=fanouts,
                                      replace=replace, return_e_id=return_e_id,
                                      shuffle=shuffle, drop_last=drop_last, device=device,
@@ -352,4 +355,6 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
     pipe = FetchFeatures(pipe, dataset, depth=depth, num_threads=num_threads)
     if pin_memory:
         pipe = pipe.pin_memory()
-    return pipe.prefetch_to_device(device, x_dtype=x_dtype)
+    last = pipe.prefetch_to_device(device, x_dtype=x_dtype)
+    last.placement = "features partitioned across ranks, fetched from their owners"
+    return last

@@ -127,6 +127,12 @@ def test_load_rejects_bad_parts_and_damaged_files(tmp_path):
         PartitionedDataset.load(out, rank=0, cache_policy="lru")
     with pytest.raises(RuntimeError, match="process group"):
         PartitionedDataset.load(out, rank=0, cache="10%")  # remote rows need the group
+    from salient_pipes import salient_pipeline
+
+    part = PartitionedDataset.load(out, rank=0)
+    for bad in ({"features_on": "cpu"}, {"out_of_core": True}):
+        with pytest.raises(ValueError, match="cut across ranks"):
+            salient_pipeline(part, device="cpu", rank=0, world_size=2, **bad)
     with open(out / "part1" / "x.npy", "r+b") as f:
         f.truncate(200)
     PartitionedDataset.load(out, rank=0)  # another part's file is not this rank's business
