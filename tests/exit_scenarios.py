@@ -113,8 +113,32 @@ def hetero_daemon() -> None:
     time.sleep(0.5)
 
 
+def lookahead_daemon() -> None:
+    """A daemon thread iterates an out-of-core pipe (features read a window
+    ahead on three background threads, reads in flight in native code)
+    epoch after epoch while the program ends."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "ds"
+    FastDataset.synthetic(num_nodes=60_000, num_features=128, seed=0).save(path,
+                                                                           progress=False)
+    pipe = salient_pipeline(FastDataset.load(path), batch_size=256, fanouts=(10, 5),
+                            device="cpu", num_threads=2, out_of_core=True,
+                            feature_cache="4MiB")
+
+    def consume() -> None:
+        while True:
+            for _ in pipe:
+                pass
+
+    threading.Thread(target=consume, daemon=True).start()
+    time.sleep(0.5)
+
+
 SCENARIOS = {f.__name__: f for f in (ranks, mid_epoch, sys_exit, daemon_consumer,
-                                      background_stage, nodes_loader, hetero_daemon)}
+                                      background_stage, nodes_loader, hetero_daemon,
+                                      lookahead_daemon)}
 
 if __name__ == "__main__":
     SCENARIOS[sys.argv[1]]()

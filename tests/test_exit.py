@@ -41,7 +41,8 @@ def _run_all(commands: List[List[str]], parallel: int = 2) -> List[str]:
 
 
 @pytest.mark.parametrize("scenario", ["mid_epoch", "sys_exit", "daemon_consumer",
-                                      "background_stage", "nodes_loader", "hetero_daemon"])
+                                      "background_stage", "nodes_loader", "hetero_daemon",
+                                      "lookahead_daemon"])
 def test_single_process_exits_cleanly(scenario):
     failures = _run_all([[sys.executable, str(SCRIPT), scenario]] * RUNS)
     assert not failures, "\n".join(failures)
