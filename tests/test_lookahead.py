@@ -221,6 +221,8 @@ def test_windows_alive_bound_memory_and_two_copy_shared_rows(saved, alive, monke
            .sample_neighbors(ds, [4, 4], num_threads=2).slice_features(ds.x, ds.y))
     assert all(same(p, q) for p, q in zip(pipe, ref)) and len(list(ref)) == len(pipe)
     assert ahead.windows > 3 and all(all(d) for d in dead_at_read)
+    # batches of one window more than those whose rows are held: the next one
+    assert ahead.most_held == alive + 1
     # a released window's memory serves a later one (not faulted in again)
     assert len(set(memory)) < len(memory)
     stats = ahead.stats()

@@ -133,6 +133,8 @@ class LookAhead:
         self.windows = 0
         self.batches = 0
         self.rows_delivered = 0
+        self._held = 0  # windows formed and not yet released
+        self.most_held = 0
 
     def stats(self) -> Dict[str, Any]:
         """What the reads did since :meth:`reset_counts`: bytes read, rows
@@ -174,31 +176,40 @@ class LookAhead:
         """``batches`` (features not yet gathered) with ``x`` gathered, read
         from the files a window at a time: one thread forms the windows
         (keeping the sampling workers busy), one reads them, one gathers."""
-        permits = threading.Semaphore(self.alive)
-        stop = threading.Event()
-        formed = run_ahead(lambda: self._windows(batches), 1, threading.Event(),
-                           "salient-lookahead-windows")
+        permits = threading.Semaphore(self.alive)  # windows whose rows are held
+        forming = threading.Semaphore(self.alive + 1)  # windows whose batches are held
+        stop, stop_forming = threading.Event(), threading.Event()
+        formed = run_ahead(lambda: self._windows(batches, forming, stop_forming), 1,
+                           stop_forming, "salient-lookahead-windows")
         read = run_ahead(lambda: self._read(formed, permits, stop), 1, stop,
                          "salient-lookahead-read")
-        return run_ahead(lambda: self._gathered(read, x, permits), 2, threading.Event(),
-                         "salient-lookahead-gather")
+        return run_ahead(lambda: self._gathered(read, x, (permits, forming)), 2,
+                         threading.Event(), "salient-lookahead-gather")
 
     # ------------------------------------------------------------ windows
-    def _windows(self, batches: Iterator[Any]) -> Iterator[Tuple[List[Any], Dict[str, Any]]]:
-        """Windows of batches whose rows (and arrays) fit half the budget,
-        with the rows each needs (ascending)."""
+    def _windows(self, batches: Iterator[Any], forming: threading.Semaphore,
+                 stop: threading.Event) -> Iterator[Tuple[List[Any], Dict[str, Any]]]:
+        """Windows of batches whose rows (and arrays) fit the budget, with
+        the rows each needs (ascending); one window is formed ahead of those
+        held (``forming``), while the one before it is read."""
         marks = {t: _native.RowSet(f.num_rows) for t, f in self.files.items()}
         items = iter(batches)
         try:
-            yield from self._form(items, marks)
+            yield from self._form(items, marks, forming, stop)
         finally:
             close_iterator(items)  # ends the sampling stage's epoch
 
-    def _form(self, items: Iterator[Any], marks: Dict[str, Any]
-              ) -> Iterator[Tuple[List[Any], Dict[str, Any]]]:
+    def _form(self, items: Iterator[Any], marks: Dict[str, Any], forming: threading.Semaphore,
+              stop: threading.Event) -> Iterator[Tuple[List[Any], Dict[str, Any]]]:
         ended = False
         slots = sum(4 * f.num_rows for f in self.files.values())  # a window's slot map
         while not ended:
+            while not forming.acquire(timeout=0.05):
+                if stop.is_set():
+                    return
+            with self._lock:
+                self._held += 1
+                self.most_held = max(self.most_held, self._held)
             window: List[Any] = []
             arrays = 0
             while len(window) < self.max_batches:
@@ -244,7 +255,8 @@ class LookAhead:
             close_iterator(windows)  # stops the thread that forms them
 
     def _gathered(self, windows: Iterator[Tuple[List[Any], Dict[str, FeatureCache]]],
-                  x: Mapping[str, Tensor], permits: threading.Semaphore) -> Iterator[Any]:
+                  x: Mapping[str, Tensor], permits: Tuple[threading.Semaphore, ...]
+                  ) -> Iterator[Any]:
         try:
             for window, staged in windows:
                 self.windows += 1
@@ -259,7 +271,10 @@ class LookAhead:
                     self._spare = {t: torch.empty(0, dtype=torch.uint8).set_(
                         c.rows.untyped_storage()) for t, c in staged.items()}
                 del staged
-                permits.release()
+                with self._lock:
+                    self._held -= 1
+                for permit in permits:  # its rows and its batches are gone
+                    permit.release()
         finally:
             close_iterator(windows)  # stops the reading thread
 
