@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
@@ -251,3 +252,23 @@ def __getattr__(name: str) -> Any:
                       "next release", DeprecationWarning, stacklevel=2)
         return NodeWiseBatch
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def ids_per_type(batch: Batch) -> Dict[str, Tensor]:
+    """A batch's node ids per node type (a per-hop batch's under
+    :data:`NODE_TYPE`), whose rows its ``x`` holds."""
+    if isinstance(batch, NodeWiseBatch):
+        return batch.n_id
+    if isinstance(batch, PreparedBatch):
+        return {NODE_TYPE: batch.n_id}
+    raise TypeError(f"features fill PreparedBatch or NodeWiseBatch items, got "
+                    f"{type(batch).__name__}")
+
+
+def with_features(batch: Batch, xs: Dict[str, Tensor]) -> Batch:
+    """``batch`` with the rows ``xs`` (per node type, as
+    :func:`ids_per_type` keys them) as its ``x``."""
+    if isinstance(batch, NodeWiseBatch):
+        return dataclasses.replace(batch, x={**batch.x, **xs})
+    ids_per_type(batch)  # the same check
+    return dataclasses.replace(batch, x=xs[NODE_TYPE]) if xs else batch

@@ -199,8 +199,8 @@ def salient_pipeline(
     if pin_memory is None:
         pin_memory = device.type == "cuda"
     tables = dataset.x if isinstance(dataset.x, dict) else {NODE_TYPE: dataset.x}
-    placed, placement = choose_placement(
-        features_on, device, sum(t.numel() * t.element_size() for t in tables.values()))
+    table_bytes = sum(t.numel() * t.element_size() for t in tables.values())
+    placed, placement = choose_placement(features_on, device, table_bytes)
     if placed is not None and placed.type == device.type and placed.index is None:
         placed = device  # "cuda": this process's device
     if placed is not None and out_of_core:
@@ -210,7 +210,8 @@ def salient_pipeline(
         raise ValueError(f"features_on={features_on!r} puts the features on {placed}, but the "
                          f"batches go to {device}: name the same device")
     logging.getLogger(__name__).info(placement)
-    lookahead = None if placed else _lookahead(dataset, out_of_core, feature_cache, num_threads)
+    lookahead = None if placed else \
+        _lookahead(dataset, table_bytes, out_of_core, feature_cache, num_threads)
     cache = None if lookahead or placed else \
         _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
                        pin=device.type == "cuda")
@@ -280,12 +281,13 @@ def _seeds(dataset: Union[FastDataset, HeteroDataset], split: Union[str, Tensor]
     return as_node_ids("split", split, num_nodes)
 
 
-def _lookahead(dataset: Union[FastDataset, HeteroDataset], out_of_core: Optional[bool],
-               budget: Any, num_threads: Optional[int]) -> Optional[LookAhead]:
-    """The look-ahead reading ``out_of_core`` asks for (None: in memory)."""
+def _lookahead(dataset: Union[FastDataset, HeteroDataset], table: int,
+               out_of_core: Optional[bool], budget: Any,
+               num_threads: Optional[int]) -> Optional[LookAhead]:
+    """The look-ahead reading ``out_of_core`` asks for (None: in memory)
+    of the features (``table`` bytes in all)."""
     files = getattr(dataset, "x_files", {})
     x = dataset.x if isinstance(dataset.x, dict) else {NODE_TYPE: dataset.x}
-    table = sum(t.numel() * t.element_size() for t in x.values())
     if out_of_core is None:
         out_of_core = bool(files) and table > physical_memory() // 2
     if not out_of_core:

@@ -17,6 +17,19 @@ from salient_pipes.pipes import NodeIndices
 from salient_pipes.pipes._handoff import run_ahead
 
 
+def consume_forever(pipe) -> None:
+    """A daemon thread iterates ``pipe`` epoch after epoch; the program ends
+    half a second later."""
+
+    def consume() -> None:
+        while True:
+            for _ in pipe:
+                pass
+
+    threading.Thread(target=consume, daemon=True).start()
+    time.sleep(0.5)
+
+
 def _pipe(**kwargs):
     ds = FastDataset.synthetic(num_nodes=20_000, seed=0)
     return salient_pipeline(ds, batch_size=64, fanouts=(10, 5), device="cpu", **kwargs)
@@ -60,13 +73,7 @@ def daemon_consumer() -> None:
     """A daemon thread iterates epoch after epoch while the program ends."""
     pipe = _pipe(num_threads=1)
 
-    def consume() -> None:
-        while True:
-            for _ in pipe:
-                pass
-
-    threading.Thread(target=consume, daemon=True).start()
-    time.sleep(0.5)
+    consume_forever(pipe)
 
 
 def background_stage() -> None:
@@ -104,13 +111,7 @@ def hetero_daemon() -> None:
     ds = HeteroDataset.synthetic_mag(scale=0.002, seed=0)
     pipe = salient_pipeline(ds, batch_size=32, fanouts=[4, 2], device="cpu", num_threads=1)
 
-    def consume() -> None:
-        while True:
-            for _ in pipe:
-                pass
-
-    threading.Thread(target=consume, daemon=True).start()
-    time.sleep(0.5)
+    consume_forever(pipe)
 
 
 def lookahead_daemon() -> None:
@@ -127,13 +128,7 @@ def lookahead_daemon() -> None:
                             device="cpu", num_threads=2, out_of_core=True,
                             feature_cache="4MiB")
 
-    def consume() -> None:
-        while True:
-            for _ in pipe:
-                pass
-
-    threading.Thread(target=consume, daemon=True).start()
-    time.sleep(0.5)
+    consume_forever(pipe)
 
 
 SCENARIOS = {f.__name__: f for f in (ranks, mid_epoch, sys_exit, daemon_consumer,

@@ -5,13 +5,12 @@ copy stream (``salient_pipeline(..., features_on="cuda")``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from salient_pipes.batch import NODE_TYPE, NodeWiseBatch, PreparedBatch
+from salient_pipes.batch import NODE_TYPE, ids_per_type, with_features
 
 MARGIN = 1 << 30  # device memory left free beyond the tables (batches, the model)
 
@@ -25,6 +24,7 @@ class DeviceFeatures:
         device: where the tables live.
 
     Example:
+        >>> from salient_pipes.batch import PreparedBatch
         >>> x = torch.arange(8.).view(4, 2)
         >>> feats = DeviceFeatures(x, "cpu")
         >>> b = PreparedBatch(x=None, y=None, adjs=[], n_id=torch.tensor([3, 1]))
@@ -50,16 +50,9 @@ class DeviceFeatures:
 
     def fill(self, batch: Any) -> Any:
         """``batch`` with ``x`` gathered from the tables by its ``n_id``."""
-        if isinstance(batch, PreparedBatch):
-            table = next(iter(self.tables.values()), None)
-            return batch if table is None else \
-                dataclasses.replace(batch, x=table.index_select(0, batch.n_id))
-        if isinstance(batch, NodeWiseBatch):
-            return dataclasses.replace(batch, x={
-                **batch.x, **{t: self.tables[t].index_select(0, ids)
-                              for t, ids in batch.n_id.items() if t in self.tables}})
-        raise TypeError(f"device features fill PreparedBatch or NodeWiseBatch items, got "
-                        f"{type(batch).__name__}")
+        ids = ids_per_type(batch)
+        return with_features(batch, {t: self.tables[t].index_select(0, ids[t])
+                                     for t in self.tables if t in ids})
 
     def __repr__(self) -> str:
         return f"DeviceFeatures({self.nbytes / 2**30:.2f} GiB on {self.device})"

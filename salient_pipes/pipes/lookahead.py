@@ -23,7 +23,6 @@ gather's; resume and determinism come from the sampling stage unchanged.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
@@ -32,7 +31,7 @@ from torch import Tensor
 
 from salient_pipes import _native
 from salient_pipes._checks import check_int
-from salient_pipes.batch import NODE_TYPE, NodeWiseBatch, PreparedBatch
+from salient_pipes.batch import NODE_TYPE, ids_per_type, with_features
 from salient_pipes.data.feature_cache import FeatureCache
 from salient_pipes.data.feature_file import FeatureFile
 from salient_pipes.data.format import parse_bytes
@@ -219,7 +218,7 @@ class LookAhead:
                     ended = True
                     break
                 window.append(batch)
-                for t, ids in _ids(batch).items():
+                for t, ids in ids_per_type(batch).items():
                     if t in marks:
                         marks[t].add(as_index(ids))
                 arrays += sum(a.numel() * a.element_size() for a in batch.tensors()
@@ -263,10 +262,11 @@ class LookAhead:
                 self.batches += len(window)
                 while window:
                     batch = window.pop(0)
-                    ids = _ids(batch)
+                    ids = ids_per_type(batch)
                     self.rows_delivered += sum(ids[t].numel() for t in staged if t in ids)
-                    yield _with_x(batch, {t: _gather(x[t], ids[t], staged[t], self.num_threads)
-                                          for t in staged if t in ids})
+                    yield with_features(batch, {
+                        t: _gather(x[t], ids[t], staged[t], self.num_threads)
+                        for t in staged if t in ids})
                 with self._lock:  # its memory serves a later window
                     self._spare = {t: torch.empty(0, dtype=torch.uint8).set_(
                         c.rows.untyped_storage()) for t, c in staged.items()}
@@ -277,21 +277,6 @@ class LookAhead:
                     permit.release()
         finally:
             close_iterator(windows)  # stops the reading thread
-
-
-def _ids(batch: Any) -> Dict[str, Tensor]:
-    if isinstance(batch, NodeWiseBatch):
-        return batch.n_id
-    return {NODE_TYPE: batch.n_id}
-
-
-def _with_x(batch: Any, xs: Dict[str, Tensor]) -> Any:
-    if isinstance(batch, NodeWiseBatch):
-        return dataclasses.replace(batch, x={**batch.x, **xs})
-    if isinstance(batch, PreparedBatch):
-        return dataclasses.replace(batch, x=xs[NODE_TYPE])
-    raise TypeError(f"lookahead gathers PreparedBatch or NodeWiseBatch items, got "
-                    f"{type(batch).__name__}")
 
 
 def _gather(table: Tensor, ids: Tensor, staged: FeatureCache, num_threads: int) -> Tensor:
