@@ -74,6 +74,7 @@ def salient_pipeline(
     temporal: Optional[str] = None,
     out_of_core: Optional[bool] = None,
     features_on: Optional[str] = None,
+    device_cache: Union[int, str, None] = None,
 ) -> Stage:
     """SALIENT's batch preparation for one split of ``dataset``:
 
@@ -157,7 +158,16 @@ def salient_pipeline(
             ``"auto"``: on ``device`` when it is a GPU whose free memory
             holds them with 1 GiB to spare; the returned stage's
             ``placement`` says what was chosen and why (also logged).
-            Default: gathered on the host.
+            When they do not fit, ``"auto"`` keeps a device cache of what
+            is free beyond that. Default: gathered on the host.
+        device_cache: keep only the hottest rows on the device (bytes such
+            as ``"20GiB"`` or a share of the features such as ``"25%"``,
+            counting a 4-byte slot per row; chosen by ``cache_policy``):
+            the sampling workers gather the other rows, a batch crosses
+            with those alone, and its ``x`` is put together on the device.
+            ``pipeline_stats`` reports the hit rate
+            (``device_cache_hit_rate``). A budget of the whole features
+            keeps them all there.
 
     Example:
         >>> from salient_pipes import FastDataset, salient_pipeline
@@ -172,9 +182,10 @@ def salient_pipeline(
         if weighted:
             raise NotImplementedError("weighted sampling of a PartitionedDataset is not "
                                       "supported")
-        if features_on not in (None, "host") or out_of_core:
+        if features_on not in (None, "host") or out_of_core or device_cache is not None:
             raise ValueError("a PartitionedDataset's features are cut across ranks and fetched "
-                             "from their owners: features_on and out_of_core do not apply")
+                             "from their owners: features_on, device_cache and out_of_core do "
+                             "not apply")
         return _partitioned_pipeline(dataset, split, batch_size=batch_size, fanouts=fanouts,
                                      replace=replace, return_e_id=return_e_id,
                                      shuffle=shuffle, drop_last=drop_last, device=device,
@@ -200,21 +211,33 @@ def salient_pipeline(
         pin_memory = device.type == "cuda"
     tables = dataset.x if isinstance(dataset.x, dict) else {NODE_TYPE: dataset.x}
     table_bytes = sum(t.numel() * t.element_size() for t in tables.values())
-    placed, placement = choose_placement(features_on, device, table_bytes)
+    placement = choose_placement(features_on, device, table_bytes, device_cache=device_cache,
+                                 num_rows=sum(t.size(0) for t in tables.values() if t.numel()))
+    placed = placement.device
     if placed is not None and placed.type == device.type and placed.index is None:
         placed = device  # "cuda": this process's device
     if placed is not None and out_of_core:
-        raise ValueError("features_on puts the features on the device; out_of_core=True reads "
-                         "them from disk on the host: choose one")
+        raise ValueError("features_on/device_cache put features on the device; out_of_core=True "
+                         "reads them from disk on the host: choose one")
     if placed is not None and placed != device:
         raise ValueError(f"features_on={features_on!r} puts the features on {placed}, but the "
                          f"batches go to {device}: name the same device")
-    logging.getLogger(__name__).info(placement)
+    if placement.cache is not None and feature_cache is not None:
+        raise ValueError("a device cache and feature_cache (a cache in host memory) cannot be "
+                         "combined: choose one")
+    logging.getLogger(__name__).info(placement.why)
     lookahead = None if placed else \
         _lookahead(dataset, table_bytes, out_of_core, feature_cache, num_threads)
     cache = None if lookahead or placed else \
         _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
                        pin=device.type == "cuda")
+    on_device = None
+    if placed is not None:  # hot rows chosen in host memory, then moved
+        hot = None if placement.cache is None else \
+            _feature_cache(dataset, placement.cache, cache_policy, fanouts, batch_size, index,
+                           seed, pin=False)
+        on_device = DeviceFeatures(dataset.x, placed, cache=hot)
+        cache = on_device.host_cache
     sampled = (
         NodeIndices(index)
         .shuffle_nodes(seed=seed, shuffle=shuffle)
@@ -233,15 +256,15 @@ def salient_pipeline(
                                       else [dataset.x]))
     pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) \
         if pin_memory and gathers and not lookahead else None
-    on_device = DeviceFeatures(dataset.x, placed) if placed else None
-    pipe = sampled.slice_features({} if on_device else dataset.x, dataset.y, cache=cache,
+    host_x = {} if on_device is not None and cache is None else dataset.x
+    pipe = sampled.slice_features(host_x, dataset.y, cache=cache,
                                   pinned=pinned, lookahead=lookahead)
     if pin_memory and (pinned is None or not pinned.pin):
         pipe = pipe.pin_memory()
     # With the pool the batches are placed in pinned memory already: the
     # prefetch stage's thread takes them from the workers and copies them.
     last = pipe.prefetch_to_device(device, x_dtype=x_dtype, features=on_device)
-    last.placement = placement
+    last.placement = placement.why
     return last
 
 

@@ -25,22 +25,27 @@ py::array gather_rows_of(const py::array& src, const py::array& idx, int num_thr
   require_1d(idx, "index");
   require_int64(idx, "index");
   check_threads(num_threads);
-  const auto* ids = static_cast<const int64_t*>(idx.data());
-  const int64_t n = idx.shape(0);
-  for (int64_t i = 0; i < n; ++i) {
-    if (ids[i] < 0 || ids[i] >= rows.num_rows) {
-      throw py::value_error("index[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+  const auto* index = static_cast<const int64_t*>(idx.data());
+  const int64_t count = idx.shape(0);
+  for (int64_t i = 0; i < count; ++i) {
+    if (index[i] < 0 || index[i] >= rows.num_rows) {
+      throw py::value_error("index[" + std::to_string(i) + "] = " + std::to_string(index[i]) +
                             " is outside [0, " + std::to_string(rows.num_rows) + ")");
     }
   }
+  // With a cache whose rows are held elsewhere, only the other rows.
+  const RowsLeft take(rows, index, static_cast<size_t>(count));
+  const auto n = static_cast<int64_t>(take.n);
+  const auto* ids = take.ids;
+  const Rows& from = take.rows;
   py::array out(src.dtype(), row_shape(src, n));
   auto* dst = static_cast<unsigned char*>(out.mutable_data());
   without_gil([&] {
     constexpr int64_t kBytesPerThread = int64_t{1} << 20;
-    const int64_t useful = std::max<int64_t>(1, n * rows.row_bytes / kBytesPerThread);
+    const int64_t useful = std::max<int64_t>(1, n * from.row_bytes / kBytesPerThread);
     parallel_slices(n, std::min<int64_t>(num_threads, useful),
-                        [&rows, ids, dst](int64_t begin, int64_t end) {
-                          gather_rows(rows, ids, begin, end, dst + begin * rows.row_bytes);
+                        [&from, ids, dst](int64_t begin, int64_t end) {
+                          gather_rows(from, ids, begin, end, dst + begin * from.row_bytes);
                         });
   });
   return out;
@@ -57,7 +62,9 @@ size_t advise_huge_pages(const py::array& a) {
 
 void bind(py::module_& m) {
   py::class_<RowCache, std::shared_ptr<RowCache>>(m, "RowCache")
-      .def(py::init<py::array, py::array>(), py::arg("slot"), py::arg("rows"))
+      .def(py::init<py::array, py::array, bool>(), py::arg("slot"), py::arg("rows"),
+           py::arg("elsewhere") = false)
+      .def_property_readonly("elsewhere", &RowCache::elsewhere)
       .def_property_readonly("hits", &RowCache::hits)
       .def_property_readonly("lookups", &RowCache::lookups)
       .def_property_readonly("num_cached", &RowCache::num_cached)

@@ -47,7 +47,8 @@ py::tuple to_python(Sample&& s, const JobSpec& spec) {
     const auto like = spec.x[t].cast<py::array>();
     Buffer<unsigned char> rows;
     if (t < s.x.size()) rows = std::move(s.x[t]);
-    xs.append(out(offset_at(at.x, t), std::move(rows), like.dtype(), row_shape(like, counts[t])));
+    const int64_t n = t < s.x_rows.size() ? s.x_rows[t] : counts[t];
+    xs.append(out(offset_at(at.x, t), std::move(rows), like.dtype(), row_shape(like, n)));
   }
   py::object ys = py::none();
   if (!spec.y.is_none()) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "buffer.hpp"
 
@@ -26,6 +27,9 @@ struct CacheCounts {
 // the dtype, so fp16, bf16, fp32 and int64 labels share one path. With a
 // hot-row cache, row v is read from cache_rows + cache_slot[v] * row_bytes
 // when cache_slot[v] >= 0 (memory), else from data (often a file mapping).
+// A cache whose rows are held elsewhere (on a device: `elsewhere`) has no
+// cache_rows: its rows are left out, and the gather copies the others
+// (see rows_left).
 struct Rows {
   const unsigned char* data = nullptr;
   int64_t num_rows = 0;
@@ -33,6 +37,41 @@ struct Rows {
   const int32_t* cache_slot = nullptr;  // [num_rows] or null
   const unsigned char* cache_rows = nullptr;
   CacheCounts* counts = nullptr;  // hits and lookups of the cache, or null
+  bool elsewhere = false;         // the cached rows are not copied at all
+};
+
+// What a gather of src by idx[0, n) copies: every row, or where src's cached
+// rows are held elsewhere, the ids of the other rows in their order (the
+// left-out ones counted as the cache's hits), gathered from `rows`, src
+// without its cache.
+struct RowsLeft {
+  Rows rows;
+  const int64_t* ids = nullptr;
+  size_t n = 0;
+  std::vector<int64_t> left;  // the ids kept, when rows were left out
+
+  RowsLeft(const Rows& src, const int64_t* idx, size_t count)
+      : rows(src), ids(idx), n(count) {
+    if (!src.elsewhere) return;
+    left.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      if (src.cache_slot[idx[i]] < 0) left.push_back(idx[i]);
+    }
+    if (src.counts != nullptr) {
+      src.counts->add(static_cast<int64_t>(count - left.size()), static_cast<int64_t>(count));
+    }
+    rows.cache_slot = nullptr;
+    rows.counts = nullptr;
+    rows.elsewhere = false;
+    ids = left.data();
+    n = left.size();
+  }
+  // `ids` may point into `left`: a copy would point into the original, a
+  // move keeps the vector's buffer.
+  RowsLeft(const RowsLeft&) = delete;
+  RowsLeft& operator=(const RowsLeft&) = delete;
+  RowsLeft(RowsLeft&&) noexcept = default;
+  RowsLeft& operator=(RowsLeft&&) noexcept = default;
 };
 
 // Copies rows idx[begin:end) of src to dst (dst row 0 = idx[begin]). The

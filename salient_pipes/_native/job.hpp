@@ -68,10 +68,12 @@ struct SampleJob {
                                             position);
     if (y) s.num_y = static_cast<int64_t>(seeds.at(static_cast<size_t>(y_type)).size());
     const NodeIds nodes(s, config.disjoint ? key_space() : 0);
-    if (pinned && place(s, seeds, nodes)) return s;
-    for (size_t t = 0; t < x.size() && t < s.n_id.size(); ++t) {
+    const auto xs = x_rows(s, nodes);
+    for (const auto& r : xs) s.x_rows.push_back(r ? static_cast<int64_t>(r->n) : 0);
+    if (pinned && place(s, seeds, nodes, xs)) return s;
+    for (size_t t = 0; t < xs.size(); ++t) {
       s.x.emplace_back(pool);
-      if (x[t]) s.x.back() = gather_new(*x[t], nodes.of(t), s.n_id[t].size(), pool);
+      if (xs[t]) s.x.back() = gather_new(xs[t]->rows, xs[t]->ids, xs[t]->n, pool);
     }
     if (y) {
       const auto& ids = seeds[static_cast<size_t>(y_type)];
@@ -104,6 +106,15 @@ struct SampleJob {
     std::vector<std::vector<int64_t>> nodes_;
   };
 
+  // What a sample gathers of x, per node type (none where x has no table).
+  std::vector<std::optional<RowsLeft>> x_rows(const Sample& s, const NodeIds& nodes) const {
+    std::vector<std::optional<RowsLeft>> out(std::min(x.size(), s.n_id.size()));
+    for (size_t t = 0; t < out.size(); ++t) {
+      if (x[t]) out[t].emplace(*x[t], nodes.of(t), s.n_id[t].size());
+    }
+    return out;
+  }
+
   // What disjoint keys are taken modulo: the largest node count of any type
   // (as the node-wise sampler makes them).
   int64_t key_space() const {
@@ -117,13 +128,14 @@ struct SampleJob {
   // at the slot's start), then y, the ids, the edges and the other
   // attributes. False, leaving `s` as it is, when no free slot is large
   // enough.
-  bool place(Sample& s, const Seeds& seeds, const NodeIds& nodes) const {
+  bool place(Sample& s, const Seeds& seeds, const NodeIds& nodes,
+             const std::vector<std::optional<RowsLeft>>& xs) const {
     SlotPlan plan;
     Sample::Layout at;
     for (size_t t = 0; t < s.n_id.size(); ++t) {
-      const bool gathered = t < x.size() && x[t];
+      const bool gathered = t < xs.size() && xs[t];
       at.x.push_back(
-          plan.add(gathered ? s.n_id[t].size() * static_cast<size_t>(x[t]->row_bytes) : 0));
+          plan.add(gathered ? xs[t]->n * static_cast<size_t>(xs[t]->rows.row_bytes) : 0));
     }
     if (y) at.y = plan.add(static_cast<size_t>(s.num_y * y->row_bytes));
     for (const auto& ids : s.n_id) at.n_id.push_back(plan.add(ids.size() * sizeof(int64_t)));
@@ -139,10 +151,9 @@ struct SampleJob {
     const int slot = pinned->take(plan.bytes(), base);
     if (slot < 0) return false;
     s.slot = SlotLease(pinned, slot, base);
-    for (size_t t = 0; t < s.n_id.size(); ++t) {
-      if (t < x.size() && x[t]) {
-        gather_rows(*x[t], nodes.of(t), 0, static_cast<int64_t>(s.n_id[t].size()),
-                    base + at.x[t]);
+    for (size_t t = 0; t < xs.size(); ++t) {
+      if (xs[t]) {
+        gather_rows(xs[t]->rows, xs[t]->ids, 0, static_cast<int64_t>(xs[t]->n), base + at.x[t]);
       }
     }
     if (y) gather_rows(*y, seeds[static_cast<size_t>(y_type)].data(), 0, s.num_y, base + at.y);

@@ -25,10 +25,14 @@ using py_arrays::require_1d;
 using py_arrays::to_array;
 
 // A hot-row cache of a table: slot[v] >= 0 names the row of `rows` that
-// holds table row v. Checked once here, so gathers trust it.
+// holds table row v. Checked once here, so gathers trust it. `elsewhere`:
+// the cached rows live where this process does not read them (a device);
+// `rows` then only names their dtype and width (any number of rows), slot
+// values may reach the table's row count, and gathers leave those rows out.
 class RowCache {
  public:
-  RowCache(py::array slot, py::array rows) : slot_(std::move(slot)), rows_(std::move(rows)) {
+  RowCache(py::array slot, py::array rows, bool elsewhere = false)
+      : slot_(std::move(slot)), rows_(std::move(rows)), elsewhere_(elsewhere) {
     require_1d(slot_, "slot");
     if (!slot_.dtype().is(py::dtype::of<int32_t>())) {
       throw py::value_error("slot must be int32, got " + std::string(py::str(slot_.dtype())));
@@ -38,7 +42,7 @@ class RowCache {
     }
     const auto* s = static_cast<const int32_t*>(slot_.data());
     const int64_t n = slot_.shape(0);
-    const int64_t cached = rows_.shape(0);
+    const int64_t cached = elsewhere_ ? n : rows_.shape(0);
     std::vector<bool> used(static_cast<size_t>(cached), false);
     for (int64_t v = 0; v < n; ++v) {
       if (s[v] < -1 || s[v] >= cached || (s[v] >= 0 && used[static_cast<size_t>(s[v])])) {
@@ -46,7 +50,10 @@ class RowCache {
                               ": each slot must be -1 or a distinct row of rows (0.." +
                               std::to_string(cached - 1) + ")");
       }
-      if (s[v] >= 0) used[static_cast<size_t>(s[v])] = true;
+      if (s[v] >= 0) {
+        used[static_cast<size_t>(s[v])] = true;
+        ++num_cached_;
+      }
     }
     row_bytes_ = (rows_.ndim() == 2 ? rows_.shape(1) : 1) * rows_.itemsize();
   }
@@ -62,13 +69,15 @@ class RowCache {
                             std::to_string(row_bytes_) + " bytes (or another dtype)");
     }
     table.cache_slot = static_cast<const int32_t*>(slot_.data());
-    table.cache_rows = static_cast<const unsigned char*>(rows_.data());
+    table.cache_rows = elsewhere_ ? nullptr : static_cast<const unsigned char*>(rows_.data());
     table.counts = counts_.get();
+    table.elsewhere = elsewhere_;
   }
 
   int64_t hits() const { return counts_->hits.load(); }
   int64_t lookups() const { return counts_->lookups.load(); }
-  int64_t num_cached() const { return rows_.shape(0); }
+  int64_t num_cached() const { return num_cached_; }
+  bool elsewhere() const { return elsewhere_; }
   void reset_counts() {
     counts_->hits = 0;
     counts_->lookups = 0;
@@ -77,6 +86,8 @@ class RowCache {
  private:
   py::array slot_;
   py::array rows_;
+  bool elsewhere_ = false;
+  int64_t num_cached_ = 0;
   int64_t row_bytes_ = 0;
   std::shared_ptr<CacheCounts> counts_ = std::make_shared<CacheCounts>();
 };

@@ -85,6 +85,9 @@ struct Sample {
   std::vector<std::vector<int64_t>> num_sampled_nodes;  // node-wise: [type][hop + 1]
   std::vector<std::vector<int64_t>> num_sampled_edges;  // node-wise: [edge type][hop]
   std::vector<Buffer<unsigned char>> x;  // per node type, when gathered
+  // Rows of x per node type: n_id's count, or fewer where x's cache holds
+  // rows elsewhere (on a device) and they were left out.
+  std::vector<int64_t> x_rows;
   Buffer<unsigned char> y;               // the labelled type's seeds' rows
   int64_t num_y = 0;                     // rows in y
   std::vector<Buffer<unsigned char>> attrs;  // per extra node attribute, its rows

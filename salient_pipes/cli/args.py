@@ -172,17 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="keep this many bytes of feature rows in memory (e.g. 4GiB, or "
                             "10%% of the feature table): hot rows of a file larger than "
                             "memory, or remote rows of a --partitioned dataset")
-    train.add_argument("--features-on", default="host", metavar="WHERE",
-                       help="host (the sampling workers gather the rows), auto (the GPU "
-                            "when its free memory holds the features with 1 GiB to spare) "
-                            "or a device such as cuda: the features copied there once, "
-                            "each batch's rows gathered there")
+    train.add_argument("--features-on", default=None, metavar="WHERE",
+                       help="host (the default: the sampling workers gather the rows), auto "
+                            "(the GPU when its free memory holds the features with 1 GiB to "
+                            "spare, else a cache of what is free) or a device such as cuda: "
+                            "the features copied there once, each batch's rows gathered there")
+    train.add_argument("--gpu-cache", "--device-cache", dest="device_cache", type=_cache_size,
+                       default=None, metavar="SIZE",
+                       help="keep the hottest feature rows (by --cache-policy) on the GPU "
+                            "within SIZE (e.g. 20GiB, or 50%% of the features): only the "
+                            "other rows of a batch cross from the host")
     train.add_argument("--out-of-core", choices=("auto", "on", "off"), default="auto",
                        help="read the features from their file a window of batches ahead, "
                             "within --feature-cache bytes: 'auto' when a dataset opened from "
                             "disk has features larger than half of memory")
     train.add_argument("--cache-policy", choices=POLICIES, default=None,
-                       help="which rows --feature-cache keeps: the highest in-degree, the "
+                       help="which rows --feature-cache or --gpu-cache keeps: the highest "
+                            "in-degree, the "
                             "most often sampled, or the likeliest to be sampled by the "
                             "fanouts (default: degree; vip for --partitioned)")
     train.add_argument("--partitioned", type=Path, default=None, metavar="DIR",

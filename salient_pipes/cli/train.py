@@ -169,6 +169,10 @@ def report(run: Run, epoch: int, result: EpochResult) -> Tuple[dict, str]:
     if cached:
         row["cache_hit_rate"] = cached[0]
         line += f" | cache hits {cached[0]:.1%}"
+    held = [s["device_cache_hit_rate"] for s in stats if "device_cache_hit_rate" in s]
+    if held:
+        row["device_cache_hit_rate"] = held[0]
+        line += f" | {device.type} cache hits {held[0]:.1%}"
     read = [s for s in stats if "bytes_read" in s]
     if read:
         keys = ("windows", "bytes_read", "rows_read_per_row_delivered", "read_bytes_s")
@@ -259,7 +263,8 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
                                 cache_policy=args.cache_policy or "degree", device=device,
                                 num_threads=args.num_threads, seed=args.seed,
                                 out_of_core={"auto": None, "on": True, "off": False}[
-                                    args.out_of_core], features_on=args.features_on)
+                                    args.out_of_core], features_on=args.features_on,
+                                device_cache=args.device_cache)
     run.log(run.pipe.placement)
     run.log(f"training {len(args.fanouts)}-layer {type(run.core).__name__} on {device} x "
             f"{world} process(es), {len(run.pipe)} batches per epoch per process")

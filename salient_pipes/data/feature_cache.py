@@ -140,11 +140,32 @@ class FeatureCache(HitRate):
         cache.budget = cache.nbytes
         return cache
 
-    def _fill(self, ids: Tensor, rows: Tensor, num_rows: int) -> None:
-        self.ids, self.rows = ids, rows
+    def _fill(self, ids: Tensor, rows: Tensor, num_rows: int, elsewhere: bool = False) -> None:
+        self.ids, self.rows, self.elsewhere = ids, rows, elsewhere
         self.slot = torch.full((num_rows,), -1, dtype=torch.int32)
         self.slot[ids] = torch.arange(ids.numel(), dtype=torch.int32)
-        self.native = _native.RowCache(self.slot.numpy(), _buffer(rows))
+        # rows held elsewhere are never read here: an empty array names their layout
+        like = rows.new_empty((0, *rows.shape[1:]), device="cpu") if elsewhere else rows
+        self.native = _native.RowCache(self.slot.numpy(), _buffer(like), elsewhere)
+
+    def held_on(self, device: Union[str, torch.device]) -> FeatureCache:
+        """This cache with its rows moved to ``device`` (a GPU), where the
+        host does not read them: a gather through it leaves the cached rows
+        out (``x`` holds the other rows, in order) and counts them as hits;
+        :class:`~salient_pipes.pipes.device_features.DeviceFeatures` puts
+        them back on the device.
+
+        Example:
+            >>> x = torch.arange(8.).view(4, 2)
+            >>> cache = FeatureCache(x, 4 * 4 + 8, priority=torch.tensor([0, 9, 0, 0]))
+            >>> from salient_pipes.pipes.slice import gather
+            >>> gather(x, torch.tensor([3, 1, 0]), cache=cache.held_on("cpu")).tolist()
+            [[6.0, 7.0], [0.0, 1.0]]
+        """
+        cache = FeatureCache.__new__(FeatureCache)
+        cache._fill(self.ids, self.rows.to(device), self.slot.numel(), elsewhere=True)
+        cache.budget = self.budget
+        return cache
 
     @classmethod
     def for_dataset(cls, dataset: FastDataset, budget: Budget, *, policy: str = "degree",
@@ -194,7 +215,8 @@ class FeatureCache(HitRate):
         return [self.native]
 
     def __repr__(self) -> str:
-        return (f"FeatureCache({self.num_cached:,} rows, {self.nbytes / 2**20:,.1f} MiB, "
+        where = f" on {self.rows.device}" if self.elsewhere else ""
+        return (f"FeatureCache({self.num_cached:,} rows{where}, {self.nbytes / 2**20:,.1f} MiB, "
                 f"hit rate {self.hit_rate:.3f})")
 
 
@@ -225,6 +247,11 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
     def counters(self) -> Sequence[Any]:
         return [c.native for c in self.caches.values()]
 
+    def held_on(self, device: Union[str, torch.device]) -> FeatureCaches:
+        """Every type's cache with its rows on ``device`` (see
+        :meth:`FeatureCache.held_on`)."""
+        return FeatureCaches({t: c.held_on(device) for t, c in self.caches.items()})
+
     @classmethod
     def for_dataset(cls, dataset: HeteroDataset, budget: Budget, *,
                     pin: Optional[bool] = None, num_threads: int = 1) -> FeatureCaches:
@@ -232,8 +259,6 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
         is of all node types' features): the rows that are sources of the
         most edges (of any edge type), per byte, across node types; each
         node type with features pays its slot map."""
-        table = sum(x.size(0) * row_bytes(x) for x in dataset.x.values())
-        total = cache_budget(budget, table)
         priority = {t: torch.zeros(dataset.num_nodes[t], dtype=torch.float64)
                     for t in dataset.x}
         for edge_type in dataset.edge_types:
@@ -241,20 +266,40 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
             if src in priority:
                 priority[src] += torch.bincount(dataset.col[edge_type].to(torch.int64),
                                                 minlength=dataset.num_nodes[src])
-        width = {t: row_bytes(x) for t, x in dataset.x.items()}
-        room = total - sum(4 * dataset.num_nodes[t] for t in priority)
+        return cls.by_priority(dataset.x, priority, budget, pin=pin, num_threads=num_threads)
+
+    @classmethod
+    def by_priority(cls, x: Mapping[str, Tensor], priority: Mapping[str, Tensor],
+                    budget: Budget, *, pin: Optional[bool] = None,
+                    num_threads: int = 1) -> FeatureCaches:
+        """Caches of the tables ``x`` within ``budget`` bytes in all (a share
+        is of all tables): the rows of highest ``priority`` per byte, across
+        tables; each table pays its slot map.
+
+        Example:
+            >>> x = {"a": torch.zeros(4, 2), "b": torch.zeros(2, 8)}
+            >>> caches = FeatureCaches.by_priority(
+            ...     x, {"a": torch.tensor([1., 9, 1, 1]), "b": torch.tensor([8., 0])}, 24 + 8)
+            >>> caches["a"].ids.tolist(), caches["b"].num_cached
+            ([1], 0)
+        """
+        num_rows = {t: table.size(0) for t, table in x.items()}
+        width = {t: row_bytes(table) for t, table in x.items()}
+        total = cache_budget(budget, sum(num_rows[t] * width[t] for t in x))
+        room = total - sum(4 * num_rows[t] for t in priority)
         counts = {t: 0 for t in priority}
         if room > 0 and priority:
-            per_byte = torch.cat([priority[t] / width[t] for t in priority])
-            cost = torch.cat([torch.full((dataset.num_nodes[t],), width[t], dtype=torch.int64)
+            per_byte = torch.cat([priority[t].to(torch.float64) / max(width[t], 1)
+                                  for t in priority])
+            cost = torch.cat([torch.full((num_rows[t],), width[t], dtype=torch.int64)
                               for t in priority])
-            owner = torch.cat([torch.full((dataset.num_nodes[t],), i, dtype=torch.int64)
+            owner = torch.cat([torch.full((num_rows[t],), i, dtype=torch.int64)
                                for i, t in enumerate(priority)])
             order = torch.argsort(per_byte, descending=True, stable=True)
             taken = order[torch.cumsum(cost[order], 0) <= room]
             for i, t in enumerate(priority):
                 counts[t] = int((owner[taken] == i).sum())
-        return cls({t: FeatureCache(dataset.x[t], counts[t] * width[t] + 4 * dataset.num_nodes[t],
+        return cls({t: FeatureCache(x[t], counts[t] * width[t] + 4 * num_rows[t],
                                     priority=priority[t], pin=pin, num_threads=num_threads)
                     for t in priority})
 

@@ -67,6 +67,9 @@ class SliceFeatures(Stage):
             node type: :class:`~salient_pipes.data.FeatureCaches`): rows are
             read from it when it holds them and from ``x`` (often a file)
             otherwise; :func:`pipeline_stats` reports the epoch's hit rate.
+            A cache whose rows are on the device (``FeatureCache.held_on``)
+            leaves its rows out: ``x`` holds the other rows, in order, and
+            the prefetch stage's ``DeviceFeatures`` completes it.
         pinned: a :class:`PinnedPool` (fused gather only): the workers place
             each whole batch in a page-locked slot, so ``pin_memory`` has
             nothing left to copy; ``prefetch_to_device`` hands each slot
@@ -154,8 +157,12 @@ class SliceFeatures(Stage):
     def extra_stats(self) -> Dict[str, Any]:
         if self.lookahead is not None:
             return self.lookahead.stats()
-        return {} if self.feature_cache is None else \
-            {"cache_hit_rate": self.feature_cache.hit_rate}
+        if self.feature_cache is None:
+            return {}
+        # a cache whose rows are on the device: the rows that did not cross
+        held = any(c.elsewhere for c in self.feature_cache.values())
+        return {"device_cache_hit_rate" if held else "cache_hit_rate":
+                self.feature_cache.hit_rate}
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         if self.feature_cache is not None:

@@ -3,6 +3,7 @@ as the input graph is; its attributes read as ``pyg_graphs.py`` says)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
@@ -11,6 +12,7 @@ from torch.utils.data import IterDataPipe, functional_datapipe
 
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE, EdgeType, NodeWiseBatch
 from salient_pipes.pipes.base import Stage
+from salient_pipes.pipes.device_features import DeviceFeatures
 from salient_pipes.pipes.pyg_graphs import (
     Edges,
     LocalGraph,
@@ -72,6 +74,11 @@ class ToPyG(Stage):
             ``remote_csc_of`` (which also gives ``perm``).
         custom_cls: for ``data=(FeatureStore, GraphStore)``: the class of the
             batches (PyG's ``custom_cls``; ``Data``/``HeteroData`` by default).
+        features: ``x`` kept on a device (a
+            :class:`~salient_pipes.pipes.device_features.DeviceFeatures` with
+            a cache of ``data``'s ``x``): the workers gather only the rows
+            it lacks and each batch's ``x`` is put together on that device
+            (the other attributes stay on the host, as PyG slices them).
 
     Example:
         >>> from torch_geometric.data import Data
@@ -88,8 +95,9 @@ class ToPyG(Stage):
 
     def __init__(self, source: IterDataPipe, data: Any, perm: Any = None,
                  subgraph_type: Any = "directional", csc: Any = None,
-                 custom_cls: Any = None) -> None:
+                 custom_cls: Any = None, features: Optional[DeviceFeatures] = None) -> None:
         super().__init__(source)
+        self.features = features
         self.subgraph_type = subgraph_type_name(subgraph_type)
         self.data = data
         sampler = source if isinstance(source, SampleNeighbors) else None
@@ -110,6 +118,11 @@ class ToPyG(Stage):
         else:
             if sampler is not None and sampler.node_wise:
                 self._fuse(data)
+            if features is not None and not (
+                    sampler is not None and set(self.fused_x) >= set(features.slots)):
+                raise ValueError("features on the device take a Data or HeteroData whose x "
+                                 "the sampling workers gather: to_pyg right after "
+                                 "sample_neighbors(..., node_wise=True)")
             self.graph = LocalGraph(data, {t: [*self.fused_attrs.get(t, {}),
                                                *(["x"] if t in self.fused_x else [])]
                                            for t in {*self.fused_x, *self.fused_attrs}})
@@ -150,15 +163,28 @@ class ToPyG(Stage):
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         fused = self.fused_x or self.fused_attrs
-        items = self.source.with_features(self.fused_x, attrs=self.fused_attrs) if fused \
+        on = self.features
+        if on is not None and on.host_cache is not None:
+            on.host_cache.reset_counts()
+        items = self.source.with_features(self.fused_x, attrs=self.fused_attrs,
+                                          cache=on and on.host_cache) if fused \
             else self.source
         for sub in items:
             if not isinstance(sub, NodeWiseBatch):
                 raise TypeError("to_pyg takes node-wise samples (sample_neighbors(..., "
                                 f"node_wise=True)), got {type(sub).__name__}")
+            if on is not None:  # x put together on the device; the rest stays here
+                moved = on.fill(dataclasses.replace(
+                    sub, n_id={t: v.to(on.device) for t, v in sub.n_id.items()},
+                    x={t: v.to(on.device) for t, v in sub.x.items()}))
+                sub = dataclasses.replace(sub, x=moved.x)
             yield self._batch(sub)
 
     # ------------------------------------------------------------- edges
+    def extra_stats(self) -> Dict[str, Any]:
+        rate = None if self.features is None else self.features.hit_rate
+        return {} if rate is None else {"device_cache_hit_rate": rate}
+
     def _ids(self, e: EdgeType, sub: NodeWiseBatch) -> Tensor:
         """The ids in ``data`` of edge type ``e``'s sampled edges."""
         if e in self.reported:

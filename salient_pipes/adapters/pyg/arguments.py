@@ -44,6 +44,8 @@ class LoaderOptions:
     pin_memory: bool
     generator: Optional[torch.Generator]
     seed: int
+    features_on: Optional[str] = None
+    device_cache: Any = None
 
 
 def loader_options(kwargs: Dict[str, Any]) -> LoaderOptions:
@@ -51,7 +53,9 @@ def loader_options(kwargs: Dict[str, Any]) -> LoaderOptions:
     sets our sampling threads (0: the process's cores), ``prefetch_factor``
     the batches each runs ahead, ``seed`` (ours) the shuffling and sampling
     (default: drawn from torch's RNG, so ``torch.manual_seed`` repeats a
-    run). Unknown keywords raise ``TypeError``, as ``DataLoader`` does.
+    run), ``features_on`` and ``device_cache`` (ours) where ``x`` is kept
+    (see :func:`salient_pipes.salient_pipeline`). Unknown keywords raise
+    ``TypeError``, as ``DataLoader`` does.
 
     Example:
         >>> o = loader_options({"batch_size": 8, "num_workers": 2, "seed": 1})
@@ -76,7 +80,9 @@ def loader_options(kwargs: Dict[str, Any]) -> LoaderOptions:
         check_int("prefetch_factor", prefetch, minimum=1) * num_threads,
         pin_memory=bool(options.pop("pin_memory", False)), generator=generator,
         seed=check_int("seed", int(torch.randint(0, 2**62, (), generator=generator))
-                       if seed is None else seed, minimum=0))
+                       if seed is None else seed, minimum=0),
+        features_on=options.pop("features_on", None),
+        device_cache=options.pop("device_cache", None))
     if options:
         raise TypeError(f"unexpected keyword arguments: {sorted(options)}")
     return out

@@ -41,7 +41,9 @@ from salient_pipes.adapters.pyg.attributes import (
 )
 from salient_pipes.adapters.pyg.graph import graph_of
 from salient_pipes.batch import NODE_TYPE
+from salient_pipes.data.feature_cache import FeatureCaches
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
+from salient_pipes.pipes.device_features import DeviceFeatures, choose_placement
 from salient_pipes.pipes.pyg_graphs import is_remote
 from salient_pipes.pipes.to_pyg import subgraph_type_name
 
@@ -83,9 +85,51 @@ class _Native:
             self.csc, self.time = by_time(self.csc, self.time_kind, self.times)
             self.disjoint = True
         self.options = loader_options(kwargs)
+        self.on_device = self._device_features()
         # A batch built here is complete: filtering is the transform alone.
         self.filter_per_worker = bool(filter_per_worker) if filter_per_worker is not None \
             else not getattr(data, "is_cuda", False)
+
+    def _device_features(self) -> Optional[DeviceFeatures]:
+        """``x`` on the device as ``features_on``/``device_cache`` ask
+        (ours; None: on the host, as PyG keeps it): every row, or the rows
+        that are sources of the most edges, in a cache of every node type's
+        ``x`` within the budget."""
+        o = self.options
+        self.placement = "features on the host"
+        if o.features_on in (None, "host") and o.device_cache is None:
+            choose_placement(o.features_on, torch.device("cpu"), 0,
+                             device_cache=o.device_cache)  # "host" with a cache: refused
+            return None
+        if is_remote(self.data):
+            raise ValueError("features_on and device_cache take a Data or HeteroData; a "
+                             "FeatureStore keeps its features itself")
+        stores = {t: self.data[t] for t in self.data.node_types} if self.typed \
+            else {NODE_TYPE: self.data}
+        x = {t: s.x for t, s in stores.items() if isinstance(getattr(s, "x", None), Tensor)
+             and s.x.dim() == 2 and s.x.device.type == "cpu"}
+        if not x:
+            raise ValueError("features_on and device_cache keep x on the device: the graph "
+                             "has no 2-D x on the CPU")
+        named = o.features_on not in (None, "auto", "host")
+        device = torch.device(o.features_on) if named else \
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        table = sum(v.numel() * v.element_size() for v in x.values())
+        rows = sum(v.size(0) for v in x.values())
+        placement = choose_placement(o.features_on, device, table,
+                                     device_cache=o.device_cache, num_rows=rows)
+        self.placement = placement.why
+        if placement.device is None:
+            return None
+        priority = {t: torch.zeros(v.size(0), dtype=torch.float64) for t, v in x.items()}
+        for e in self.csc.edge_types:  # how often a node is a sampled edge's source
+            col = self.csc.col[e] if self.typed else self.csc.col
+            if e[0] in priority:
+                priority[e[0]] += torch.bincount(col.to(torch.int64),
+                                                 minlength=priority[e[0]].numel())
+        budget = table + 4 * rows if placement.cache is None else placement.cache
+        caches = FeatureCaches.by_priority(x, priority, budget, pin=False)
+        return DeviceFeatures(x, placement.device, cache=caches)
 
     def _start(self, count: int) -> None:
         """Becomes the DataLoader over ``range(count)`` seed positions."""
@@ -124,7 +168,7 @@ class _Native:
                                   overlap_epochs=not sync and isinstance(positions, Stage)
                                   and o.shuffle and o.sampler is None)
                 .to_pyg(self.data, subgraph_type=self.subgraph_type, csc=self.csc,
-                        custom_cls=self.custom_cls))
+                        custom_cls=self.custom_cls, features=self.on_device))
         if o.pin_memory and not sync:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -189,6 +233,11 @@ class NeighborLoader(_Native, PygNeighborLoader):
     ``num_workers`` sets our sampling threads (0: the process's cores) and
     ``prefetch_factor`` the batches each runs ahead; ``seed`` (ours) fixes
     shuffling and sampling, by default drawn from torch's RNG.
+    ``features_on="cuda"`` (ours) keeps ``x`` on that GPU, copied once, and
+    ``device_cache="25%"`` only the rows that are sources of the most edges:
+    batches then carry ``x`` on the device, put together there (the other
+    attributes stay on the host, as PyG leaves them for a graph whose
+    ``x`` is on the GPU); the loader's ``placement`` says what was chosen.
     ``disjoint=True`` gives every seed its own subgraph (``batch`` maps
     nodes to seeds). ``time_attr`` (with ``input_time`` and
     ``temporal_strategy``) samples by time, ``weight_attr`` by edge weight,
