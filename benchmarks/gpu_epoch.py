@@ -39,8 +39,14 @@ Per loader: seconds per epoch (median of the timed epochs, after one
 untimed), the training loop's data wait share and its wait for each epoch's
 first batch, and the GPU's idle share
 (CUDA events around each step, ``train_epoch``). Writes
-benchmarks/results/gpu_epoch.json and a section of docs/benchmarks.md naming
-the GPU.
+benchmarks/results/gpu_epoch.json (``--name``) and a section of
+docs/benchmarks.md naming the GPU.
+
+``--features`` runs ours once per feature placement: ``host`` (gathered by
+the sampling workers), ``device`` (all rows on the GPU,
+``features_on="cuda"``) and shares of the rows kept in a device cache
+(``25%``: ``device_cache`` of a quarter of the rows plus the slot map, the
+hottest by degree); the table then has the cache's hit rate.
 
 Run (on a CUDA machine): python -m benchmarks.gpu_epoch [--fast-sampler-dir DIR]
 A CPU run (``--device cpu --graphs tiny``) checks the script, not speed.
@@ -62,6 +68,7 @@ from benchmarks.common import RESULTS, machine, save_json, write_section
 from salient_pipes import SAGE, FastDataset, salient_pipeline, train_epoch
 from salient_pipes.batch import Adj, PreparedBatch
 from salient_pipes.models import compile_model
+from salient_pipes.pipes import pipeline_stats
 from salient_pipes.train import CapturedStep
 
 FANOUTS = (15, 10, 5)
@@ -180,10 +187,35 @@ VARIANTS = {
 }
 
 
-def ours_pipeline(ds: FastDataset, device: torch.device, threads: int, variant: str) -> Any:
-    """``salient_pipeline``, or with a variant's last stages (see VARIANTS)."""
+# Where ours keeps the features: gathered on the host (the default), all on
+# the device, or a device cache of a share of the rows (the hottest by degree).
+FEATURES = {"host": "", "device": ", features on the GPU"}
+
+
+def features_label(where: str) -> str:
+    return FEATURES.get(where, f", {where} of rows cached on the GPU")
+
+
+def placement(ds: FastDataset, device: torch.device, where: str) -> Dict[str, Any]:
+    """``salient_pipeline`` arguments for ``where`` (see FEATURES; ``"25%"``:
+    a device cache of that share of the rows, with its slot map)."""
+    if where == "host":
+        return {}
+    if where == "device":
+        return {"features_on": str(device)}
+    share = float(where.rstrip("%")) / 100
+    row = ds.x.size(1) * ds.x.element_size()
+    return {"features_on": str(device),
+            "device_cache": int(share * ds.num_nodes) * row + 4 * ds.num_nodes}
+
+
+def ours_pipeline(ds: FastDataset, device: torch.device, threads: int, variant: str,
+                  where: str = "host") -> Any:
+    """``salient_pipeline``, or with a variant's last stages (see VARIANTS),
+    with the features where ``where`` says (see FEATURES)."""
     pipe = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device=device,
-                            num_threads=threads, overlap_epochs=variant != "sequential")
+                            num_threads=threads, overlap_epochs=variant != "sequential",
+                            **placement(ds, device, where))
     if variant in ("pin", "inline") and device.type == "cuda":
         pipe.source = pipe.source.pin_memory()
         if variant == "inline":
@@ -203,7 +235,11 @@ def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: to
     else:
         step = model if variant == "eager" else compile_model(model,
                                                               cuda_graphs=variant == "graphs")
-    runs = [train_epoch(step, epochs(e), optimizer, progress=False) for e in range(count + 1)]
+    runs, hits = [], []
+    for e in range(count + 1):
+        runs.append(train_epoch(step, epochs(e), optimizer, progress=False))
+        hits += [s["device_cache_hit_rate"] for s in pipeline_stats(getattr(epochs, "pipe", None))
+                 if "device_cache_hit_rate" in s]
     timed = runs[1:]
     row = {"loader": name, "threads": threads, "model": variant,
            "seconds": statistics.median(r.seconds for r in timed),
@@ -211,6 +247,8 @@ def measure(name: str, epochs: Callable[[int], Any], ds: FastDataset, device: to
            "first_wait_s": statistics.median(r.first_wait_s for r in timed),
            "device_idle_share": statistics.median(r.device_idle_share for r in timed),
            "loss": timed[-1].loss, "batches": timed[-1].batches}
+    if hits:
+        row["device_cache_hit_rate"] = statistics.median(hits)
     print(row, flush=True)
     return row
 
@@ -232,6 +270,10 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="also ours with earlier designs of its last stages or "
                              "without overlapping epochs, compiled model (all of them "
                              "when none is named)")
+    parser.add_argument("--features", nargs="+", default=["host"], metavar="WHERE",
+                        help="where ours keeps the features, one run each: host (gathered "
+                             "by the workers), device (all on the GPU), or a share of the "
+                             "rows cached on the GPU such as 25%%")
     parser.add_argument("--fast-sampler-dir", default=None)
     parser.add_argument("--loaders", nargs="+", choices=("ours", "salient", "pyg"),
                         default=["ours", "salient", "pyg"],
@@ -239,11 +281,14 @@ def main(argv: Optional[List[str]] = None) -> None:
                              "pyg-lib or torch-sparse)")
     parser.add_argument("--pyg-workers", type=int, default=2,
                         help="NeighborLoader's worker processes")
+    parser.add_argument("--name", default="gpu_epoch",
+                        help="the results file (benchmarks/results/NAME.json) and the "
+                             "section of docs/benchmarks.md they go to")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite the docs from benchmarks/results/gpu_epoch.json")
     args = parser.parse_args(argv)
     if args.render_only:
-        write_section("gpu_epoch", render(json.loads((RESULTS / "gpu_epoch.json").read_text())))
+        write_section(args.name, render(json.loads((RESULTS / f"{args.name}.json").read_text())))
         return
     warnings.filterwarnings("ignore", message=".*pyg-lib.*")
     device = torch.device(args.device)
@@ -264,15 +309,19 @@ def main(argv: Optional[List[str]] = None) -> None:
         ds = graph(name)
         loaders = []
         for count in counts if "ours" in args.loaders else []:
-            for variant in ["default"] + variants:
-                pipe = ours_pipeline(ds, device, count, variant)
+            runs = [("default", where) for where in args.features] + \
+                [(variant, "host") for variant in variants]
+            for variant, where in runs:
+                pipe = ours_pipeline(ds, device, count, variant, where)
 
                 def ours(e: int, pipe=pipe) -> Any:
                     pipe.set_epoch(e)
                     return pipe
 
+                ours.pipe = pipe  # type: ignore[attr-defined]
                 label = "salient_pipes" + ("" if variant == "default"
-                                           else f", {VARIANTS[variant]}")
+                                           else f", {VARIANTS[variant]}") + \
+                    features_label(where)
                 loaders.append((label, ours, count))
         if fast_sampler is not None and "salient" in args.loaders:
             loaders.append(("SALIENT fast_sampler", salient_batches(fast_sampler, ds, device,
@@ -283,18 +332,19 @@ def main(argv: Optional[List[str]] = None) -> None:
                             args.pyg_workers))
         for loader, epochs, count in loaders:
             # the prefetch variants of ours: with the compiled model only
-            for variant in (["compiled"] if loader.startswith("salient_pipes,") else models):
+            variant_run = any(v in loader for v in VARIANTS.values())
+            for variant in (["compiled"] if variant_run else models):
                 try:
                     row = measure(loader, epochs, ds, device, args.epochs, count, variant)
                 except Exception as exc:  # a baseline that fails is reported, not fatal
                     print(f"{loader} on {ds.name} failed: {exc!r}", file=sys.stderr)
                     continue
                 results["rows"].append({"graph": ds.name, **row})
-                save_json("gpu_epoch", {**results, "epochs": args.epochs})
+                save_json(args.name, {**results, "epochs": args.epochs})
         del loaders, ds
     results["epochs"] = args.epochs
-    save_json("gpu_epoch", results)
-    write_section("gpu_epoch", render(results))
+    save_json(args.name, results)
+    write_section(args.name, render(results))
 
 
 def render(results: Dict[str, Any]) -> str:
@@ -307,13 +357,15 @@ def render(results: Dict[str, Any]) -> str:
              "one CUDA graph (step). GPU idle: the share of the epoch with "
              "no training step on the GPU (CUDA events).", "",
              "| graph | loader | sampling threads | model | seconds per epoch | data wait "
-             "| of which first batch | GPU idle |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+             "| of which first batch | GPU idle | GPU cache hits |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results["rows"]:
         first = f"{r['first_wait_s'] * 1000:.0f} ms" if "first_wait_s" in r else ""
+        hits = f"{r['device_cache_hit_rate']:.0%}" if "device_cache_hit_rate" in r else ""
         lines.append(f"| {r['graph']} | {r['loader']} | {r.get('threads', results['threads'])} "
                      f"| {r.get('model', 'eager')} | {r['seconds']:.3f} | "
-                     f"{r['data_wait_share']:.0%} | {first} | {r['device_idle_share']:.0%} |")
+                     f"{r['data_wait_share']:.0%} | {first} | {r['device_idle_share']:.0%} "
+                     f"| {hits} |")
     return "\n".join(lines + [results.get("notes", "")])
 
 if __name__ == "__main__":
