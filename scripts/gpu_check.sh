@@ -6,7 +6,12 @@
 # beforehand (docs/benchmarks.md, "GPU runs": torchdata; torch-scatter and
 # torch-sparse built against that machine's torch, for PyG's loader), and
 # the wheels in .gpu_wheels/if-missing/ (scipy) only where the module is missing.
+# SALIENT's fast_sampler is built there from FAST_SAMPLER_SRC (its sources,
+# e.g. copied into .gpu_wheels/fast_sampler) and joins the benchmark.
 #   bash scripts/gpu_check.sh [extra benchmarks.gpu_epoch args]
+#   bash scripts/gpu_check.sh features   # features on the GPU and a GPU cache:
+#     arxiv- and products-sized epochs with the features on the host, all on
+#     the GPU, and 25 % / 50 % of the rows cached there, beside SALIENT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -19,6 +24,15 @@ for wheel in .gpu_wheels/if-missing/*.whl; do
   "$PYTHON" -c "import $module" 2>/dev/null || "$PYTHON" -m pip install -q --no-deps "$wheel"
 done
 "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e .
+if [ "${1:-}" = features ]; then
+  shift
+  set -- --graphs arxiv products --features host device 25% 50% --models compiled step \
+    --loaders ours salient --name gpu_features "$@"
+fi
+if [ -n "${FAST_SAMPLER_SRC:-}" ]; then
+  (cd "$FAST_SAMPLER_SRC" && MAX_JOBS=$(nproc) "$PYTHON" setup.py -q build_ext --inplace)
+  set -- --fast-sampler-dir "$(cd "$FAST_SAMPLER_SRC" && pwd)" "$@"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests
 "$PYTHON" -m benchmarks.gpu_epoch "$@"

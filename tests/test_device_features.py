@@ -137,6 +137,7 @@ def test_bad_placements_are_refused(ds, tmp_path):
     assert empty.nbytes == 0 and empty.fill(batch) is batch
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_batches_with_resident_features_equal_the_host_gathered_ones(ds):
     kw = dict(batch_size=128, fanouts=(4, 3), device="cuda", num_threads=2, shuffle=False)
@@ -337,6 +338,7 @@ def test_the_cli_keeps_a_device_cache_and_reports_its_hits(tmp_path, capsys):
     assert 0 <= json.loads(out.read_text())["test_acc"] <= 1
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("budget", ["25%", "50%"])
 def test_cuda_batches_with_a_device_cache_equal_the_host_gathered_ones(ds, budget):
@@ -352,6 +354,15 @@ def test_cuda_batches_with_a_device_cache_equal_the_host_gathered_ones(ds, budge
     for p, q in zip(salient_pipeline(mag, device_cache=budget, x_dtype=torch.float32, **kw),
                     salient_pipeline(mag, x_dtype=torch.float32, **kw)):
         assert all(torch.equal(p.x[t].cpu(), q.x[t].cpu()) for t in q.x)
+    from torch_geometric.data import Data
+
+    from salient_pipes.pyg import NeighborLoader
+
+    data = Data(x=torch.randn(400, 8), edge_index=torch.randint(0, 400, (2, 3000)))
+    loader = NeighborLoader(data, num_neighbors=[3, 2], batch_size=64, seed=0,
+                            features_on="cuda", device_cache=budget)
+    for b in loader:
+        assert b.x.is_cuda and torch.equal(b.x.cpu(), data.x[b.n_id])
 
 
 @pytest.mark.parametrize("kw", [dict(features_on="cpu"),
