@@ -134,7 +134,9 @@ class PreparedBatch(Batch):
     ``x[i]`` is the feature row of node ``n_id[i]``; ``y`` holds the labels of
     the first ``batch_size`` nodes (the seeds), or is ``None`` when no labels
     were sliced. ``x`` is ``None`` while its rows are still to be gathered
-    elsewhere (read ahead from disk, or on the device).
+    elsewhere (read ahead from disk, or on the device); with a device cache
+    it holds, until the prefetch stage completes it, only the rows of the
+    nodes the cache lacks, in ``n_id`` order.
 
     Example:
         >>> batch = PreparedBatch(x=torch.zeros(3, 4), y=torch.tensor([1]),
