@@ -232,10 +232,10 @@ def salient_pipeline(
         _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
                        pin=device.type == "cuda")
     on_device = None
-    if placed is not None:  # hot rows chosen in host memory, then moved
+    if placed is not None:  # the hottest rows, gathered straight to the device
         hot = None if placement.cache is None else \
             _feature_cache(dataset, placement.cache, cache_policy, fanouts, batch_size, index,
-                           seed, pin=False)
+                           seed, pin=False, device=placed)
         on_device = DeviceFeatures(dataset.x, placed, cache=hot)
         cache = on_device.host_cache
     sampled = (
@@ -328,17 +328,20 @@ def _lookahead(dataset: Union[FastDataset, HeteroDataset], table: int,
 
 def _feature_cache(dataset: Union[FastDataset, HeteroDataset], budget: Any, policy: str,
                    fanouts: Fanouts, batch_size: int, seeds: Tensor, seed: int,
-                   pin: bool) -> Union[FeatureCache, FeatureCaches, None]:
-    """The cache ``budget`` asks for (or the one given)."""
+                   pin: bool, device: Optional[torch.device] = None
+                   ) -> Union[FeatureCache, FeatureCaches, None]:
+    """The cache ``budget`` asks for (or the one given), its rows on
+    ``device`` when given (a device cache)."""
     if budget is None or isinstance(budget, (FeatureCache, FeatureCaches)):
         return budget
     if isinstance(dataset, HeteroDataset):
         if policy != "degree":
             raise NotImplementedError("a heterogeneous dataset's feature cache takes the "
                                       "'degree' policy only")
-        return FeatureCaches.for_dataset(dataset, budget, pin=pin)
+        return FeatureCaches.for_dataset(dataset, budget, pin=pin, device=device)
     return FeatureCache.for_dataset(dataset, budget, policy=policy, fanouts=fanouts,
-                                    batch_size=batch_size, seeds=seeds, seed=seed, pin=pin)
+                                    batch_size=batch_size, seeds=seeds, seed=seed, pin=pin,
+                                    device=device)
 
 
 def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor], *,

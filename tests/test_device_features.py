@@ -287,6 +287,19 @@ def test_the_threaded_gather_leaves_cached_rows_out():
     assert torch.equal(gather(x, ids, cache=FeatureCache(x, "50%", pin=False)), x[ids])
 
 
+@pytest.mark.parametrize("chunk", [1 << 26, 100])
+def test_a_device_cache_fills_the_device_a_chunk_at_a_time(ds, monkeypatch, chunk):
+    from salient_pipes.data import feature_cache
+
+    monkeypatch.setattr(feature_cache, "FILL_CHUNK", chunk)  # 100: 4 rows a chunk
+    priority = torch.rand(ds.num_nodes, generator=torch.Generator().manual_seed(0))
+    direct = FeatureCache(ds.x, "30%", priority=priority, device="cpu")
+    moved = FeatureCache(ds.x, "30%", priority=priority, pin=False).held_on("cpu")
+    assert direct.elsewhere and direct.num_cached == moved.num_cached > 100
+    assert torch.equal(direct.rows, ds.x[direct.ids]) and torch.equal(direct.ids, moved.ids)
+    assert torch.equal(direct.slot, moved.slot)
+
+
 def test_native_row_cache_held_elsewhere_checks_its_slots():
     like = torch.empty(0, 4).numpy()
     held = _native.RowCache(torch.tensor([-1, 2, 0, 1], dtype=torch.int32).numpy(), like,

@@ -97,7 +97,9 @@ class FeatureCache(HitRate):
     The budget counts the rows and the slot map (4 bytes per row of ``x``):
     a budget below the slot map caches nothing. ``"everything"`` (or any
     budget of at least ``x``'s size plus the slot map) caches every row.
-    ``slot[v]`` is row ``v``'s row in ``rows``, or -1.
+    ``slot[v]`` is row ``v``'s row in ``rows``, or -1. With ``device``
+    the rows go straight to that device (a GPU), a chunk at a time, as
+    :meth:`held_on` leaves them.
 
     Example:
         >>> x = torch.arange(12, dtype=torch.float16).view(6, 2)
@@ -107,7 +109,8 @@ class FeatureCache(HitRate):
     """
 
     def __init__(self, x: Tensor, budget: Budget, *, priority: Optional[Tensor] = None,
-                 pin: Optional[bool] = None, num_threads: int = 1) -> None:
+                 pin: Optional[bool] = None, num_threads: int = 1,
+                 device: Union[str, torch.device, None] = None) -> None:
         if not isinstance(x, Tensor) or x.dim() not in (1, 2) or x.device.type != "cpu":
             raise ValueError("x must be a 1-D or 2-D CPU tensor")
         num_rows, width = x.size(0), row_bytes(x)
@@ -125,6 +128,10 @@ class FeatureCache(HitRate):
             ids = torch.topk(priority.to(torch.float64), count, sorted=False).indices
         # Ascending ids read the file front to back while the cache fills.
         ids = ids.sort().values.to(torch.int64)
+        if device is not None:  # no copy of the rows in host memory
+            self._fill(ids, _rows_on(x, ids, torch.device(device), num_threads), num_rows,
+                       elsewhere=True)
+            return
         rows = torch.from_numpy(_native.gather(_buffer(x.contiguous()), ids.numpy(),
                                                num_threads)).view(x.dtype)
         if pin is None:
@@ -171,7 +178,8 @@ class FeatureCache(HitRate):
     def for_dataset(cls, dataset: FastDataset, budget: Budget, *, policy: str = "degree",
                     fanouts: Sequence[int] = (15, 10, 5), batch_size: int = 1024,
                     seeds: Optional[Tensor] = None, num_batches: int = 32, seed: int = 0,
-                    pin: Optional[bool] = None, num_threads: int = 1) -> FeatureCache:
+                    pin: Optional[bool] = None, num_threads: int = 1,
+                    device: Union[str, torch.device, None] = None) -> FeatureCache:
         """A cache of ``dataset.x`` with rows chosen by ``policy``.
 
         Args:
@@ -188,6 +196,8 @@ class FeatureCache(HitRate):
             seed: the seed of those batches.
             pin: page-locked rows (default: when CUDA is available).
             num_threads: threads that gather the rows.
+            device: keep the rows on this device instead (see
+                :meth:`held_on`).
 
         Example:
             >>> from salient_pipes import FastDataset
@@ -200,7 +210,8 @@ class FeatureCache(HitRate):
             seeds = dataset.split_idx.get("train", torch.arange(dataset.num_nodes))
         priority = access_priority(dataset, policy, fanouts, batch_size, seeds, seed,
                                    num_batches)
-        return cls(dataset.x, budget, priority=priority, pin=pin, num_threads=num_threads)
+        return cls(dataset.x, budget, priority=priority, pin=pin, num_threads=num_threads,
+                   device=device)
 
     @property
     def num_cached(self) -> int:
@@ -218,6 +229,21 @@ class FeatureCache(HitRate):
         where = f" on {self.rows.device}" if self.elsewhere else ""
         return (f"FeatureCache({self.num_cached:,} rows{where}, {self.nbytes / 2**20:,.1f} MiB, "
                 f"hit rate {self.hit_rate:.3f})")
+
+
+FILL_CHUNK = 64 << 20  # bytes of rows gathered and copied to a device at a time
+
+
+def _rows_on(x: Tensor, ids: Tensor, device: torch.device, num_threads: int) -> Tensor:
+    """``x[ids]`` on ``device``, gathered and copied :data:`FILL_CHUNK` bytes
+    at a time (no copy of them all in host memory)."""
+    out = torch.empty((ids.numel(), *x.shape[1:]), dtype=x.dtype, device=device)
+    step = max(1, FILL_CHUNK // max(1, row_bytes(x)))
+    buffer = _buffer(x.contiguous())
+    for begin in range(0, ids.numel(), step):
+        part = _native.gather(buffer, ids[begin:begin + step].numpy(), num_threads)
+        out[begin:begin + step] = torch.from_numpy(part).view(x.dtype)
+    return out
 
 
 class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
@@ -254,7 +280,8 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
 
     @classmethod
     def for_dataset(cls, dataset: HeteroDataset, budget: Budget, *,
-                    pin: Optional[bool] = None, num_threads: int = 1) -> FeatureCaches:
+                    pin: Optional[bool] = None, num_threads: int = 1,
+                    device: Union[str, torch.device, None] = None) -> FeatureCaches:
         """Caches of ``dataset.x`` within ``budget`` bytes in all (a share
         is of all node types' features): the rows that are sources of the
         most edges (of any edge type), per byte, across node types; each
@@ -266,12 +293,13 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
             if src in priority:
                 priority[src] += torch.bincount(dataset.col[edge_type].to(torch.int64),
                                                 minlength=dataset.num_nodes[src])
-        return cls.by_priority(dataset.x, priority, budget, pin=pin, num_threads=num_threads)
+        return cls.by_priority(dataset.x, priority, budget, pin=pin, num_threads=num_threads,
+                               device=device)
 
     @classmethod
     def by_priority(cls, x: Mapping[str, Tensor], priority: Mapping[str, Tensor],
-                    budget: Budget, *, pin: Optional[bool] = None,
-                    num_threads: int = 1) -> FeatureCaches:
+                    budget: Budget, *, pin: Optional[bool] = None, num_threads: int = 1,
+                    device: Union[str, torch.device, None] = None) -> FeatureCaches:
         """Caches of the tables ``x`` within ``budget`` bytes in all (a share
         is of all tables): the rows of highest ``priority`` per byte, across
         tables; each table pays its slot map.
@@ -300,7 +328,8 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
             for i, t in enumerate(priority):
                 counts[t] = int((owner[taken] == i).sum())
         return cls({t: FeatureCache(x[t], counts[t] * width[t] + 4 * num_rows[t],
-                                    priority=priority[t], pin=pin, num_threads=num_threads)
+                                    priority=priority[t], pin=pin, num_threads=num_threads,
+                                    device=device)
                     for t in priority})
 
     def __repr__(self) -> str:

@@ -128,7 +128,8 @@ class _Native:
                 priority[e[0]] += torch.bincount(col.to(torch.int64),
                                                  minlength=priority[e[0]].numel())
         budget = table + 4 * rows if placement.cache is None else placement.cache
-        caches = FeatureCaches.by_priority(x, priority, budget, pin=False)
+        caches = FeatureCaches.by_priority(x, priority, budget, pin=False,
+                                           device=placement.device)
         return DeviceFeatures(x, placement.device, cache=caches)
 
     def _start(self, count: int) -> None:
