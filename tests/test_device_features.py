@@ -116,6 +116,10 @@ def test_device_cache_placement_by_budget():
     assert choose_placement(None, gpu, 1000, device_cache=1000).cache is None
     with pytest.raises(ValueError, match="choose one"):
         choose_placement("host", gpu, 1000, device_cache="10%")
+    # on a CPU device a device cache is not made unless a device is named
+    cpu = torch.device("cpu")
+    assert choose_placement(None, cpu, 1000, device_cache="10%").why.endswith("for a GPU)")
+    assert choose_placement("cpu", cpu, 1000, device_cache="10%").cache == 100
 
 
 def test_bad_placements_are_refused(ds, tmp_path):

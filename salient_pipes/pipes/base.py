@@ -156,8 +156,9 @@ def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
     last epoch, seconds its consumer waited on it (``wait_s``) and the part of
     that spent in the stage itself rather than upstream (``self_s``); and
     what the stage's :meth:`Stage.extra_stats` reports (the hit rate of a
-    feature cache this epoch, ``cache_hit_rate``; the feature fetch of a
-    partitioned dataset: rows by source, bytes fetched).
+    feature cache this epoch, ``cache_hit_rate``, or of a device cache,
+    ``device_cache_hit_rate``; the feature fetch of a partitioned dataset:
+    rows by source, bytes fetched; the reads of out-of-core features).
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices

@@ -140,7 +140,8 @@ def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: 
     """Where features of ``x_bytes`` (``num_rows`` rows in all) go:
 
     - ``features_on=None`` or ``"host"``: gathered by the sampling workers,
-      as always (``device_cache`` then puts a cache on ``device``);
+      as always (``device_cache`` then puts a cache on ``device`` when it
+      is a GPU);
     - a device name: all of them there, or with ``device_cache`` (bytes or
       a share of the features, counting 4 bytes of slot map per row) the
       hottest rows there and the others gathered on the host;
@@ -179,6 +180,9 @@ def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: 
                        f"{_size(x_bytes)} do not fit the {_size(free)} free "
                        f"with {MARGIN / 2**30:.0f} GiB to spare")
     target = device if features_on in (None, "auto") else torch.device(features_on)
+    if features_on in (None, "auto") and target.type != "cuda":
+        return Placement(None, None, f"features on the host: the device is the "
+                                     f"{target.type.upper()} (a device cache is for a GPU)")
     if device_cache is None:
         return Placement(target, None, f"features on {target} (as asked)")
     budget = cache_budget(device_cache, x_bytes)
