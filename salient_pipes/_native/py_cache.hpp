@@ -55,6 +55,12 @@ class RowCache {
         ++num_cached_;
       }
     }
+    if (elsewhere_) {
+      held_.assign(static_cast<size_t>((n + 63) / 64), 0);
+      for (int64_t v = 0; v < n; ++v) {
+        if (s[v] >= 0) held_[static_cast<size_t>(v >> 6)] |= uint64_t{1} << (v & 63);
+      }
+    }
     row_bytes_ = (rows_.ndim() == 2 ? rows_.shape(1) : 1) * rows_.itemsize();
   }
 
@@ -68,10 +74,13 @@ class RowCache {
                             std::to_string(slot_.shape(0)) + " rows of " +
                             std::to_string(row_bytes_) + " bytes (or another dtype)");
     }
-    table.cache_slot = static_cast<const int32_t*>(slot_.data());
-    table.cache_rows = elsewhere_ ? nullptr : static_cast<const unsigned char*>(rows_.data());
+    if (elsewhere_) {
+      table.held = held_.data();
+    } else {
+      table.cache_slot = static_cast<const int32_t*>(slot_.data());
+      table.cache_rows = static_cast<const unsigned char*>(rows_.data());
+    }
     table.counts = counts_.get();
-    table.elsewhere = elsewhere_;
   }
 
   int64_t hits() const { return counts_->hits.load(); }
@@ -87,6 +96,7 @@ class RowCache {
   py::array slot_;
   py::array rows_;
   bool elsewhere_ = false;
+  std::vector<uint64_t> held_;  // elsewhere: a bit per table row, set where cached
   int64_t num_cached_ = 0;
   int64_t row_bytes_ = 0;
   std::shared_ptr<CacheCounts> counts_ = std::make_shared<CacheCounts>();
