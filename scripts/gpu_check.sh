@@ -10,8 +10,9 @@
 # e.g. copied into .gpu_wheels/fast_sampler) and joins the benchmark.
 #   bash scripts/gpu_check.sh [extra benchmarks.gpu_epoch args]
 #   bash scripts/gpu_check.sh features   # features on the GPU and a GPU cache:
-#     arxiv- and products-sized epochs with the features on the host, all on
-#     the GPU, and 25 % / 50 % of the rows cached there, beside SALIENT
+#     products-sized compiled epochs with the features on the host, all on
+#     the GPU, and 25 % / 50 % of the rows cached there, and arxiv-sized
+#     epochs with the whole step captured, host and GPU; SALIENT beside each
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -24,10 +25,10 @@ for wheel in .gpu_wheels/if-missing/*.whl; do
   "$PYTHON" -c "import $module" 2>/dev/null || "$PYTHON" -m pip install -q --no-deps "$wheel"
 done
 "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e .
+features=
 if [ "${1:-}" = features ]; then
   shift
-  set -- --graphs arxiv products --features host device 25% 50% --models compiled step \
-    --loaders ours salient --name gpu_features "$@"
+  features=1
 fi
 if [ -n "${FAST_SAMPLER_SRC:-}" ]; then
   (cd "$FAST_SAMPLER_SRC" && MAX_JOBS=$(nproc) "$PYTHON" setup.py -q build_ext --inplace)
@@ -35,4 +36,11 @@ if [ -n "${FAST_SAMPLER_SRC:-}" ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests
-"$PYTHON" -m benchmarks.gpu_epoch "$@"
+if [ -n "$features" ]; then
+  "$PYTHON" -m benchmarks.gpu_epoch --graphs products --features host device 25% 50% \
+    --models compiled --loaders ours salient --name gpu_features "$@"
+  "$PYTHON" -m benchmarks.gpu_epoch --graphs arxiv --features host device --models step \
+    --loaders ours salient --name gpu_features_arxiv "$@"
+else
+  "$PYTHON" -m benchmarks.gpu_epoch "$@"
+fi
