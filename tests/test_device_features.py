@@ -323,7 +323,11 @@ def test_bad_device_cache_requests_are_refused(ds, tmp_path):
                          feature_cache="10%")
     with pytest.raises(ValueError, match="choose one"):
         salient_pipeline(ds, device="cpu", features_on="host", device_cache="10%")
-    with pytest.raises(ValueError, match="cache budget share"):
+    with pytest.raises(ValueError, match="features_on must be 'host', 'auto' or a device"):
+        salient_pipeline(ds, device="cpu", features_on="bogus")
+    with pytest.raises(ValueError, match="device_cache must be a byte count"):
+        salient_pipeline(ds, device="cpu", features_on="cpu", device_cache="lots")
+    with pytest.raises(ValueError, match="device_cache share must be within"):
         salient_pipeline(ds, device="cpu", features_on="cpu", device_cache="120%")
     ds.save(tmp_path / "d", progress=False)
     with pytest.raises(ValueError, match="choose one"):
@@ -435,3 +439,8 @@ def test_pyg_loader_device_options_refuse_what_they_cannot_do():
         NeighborLoader(Data(edge_index=data.edge_index, num_nodes=20), num_neighbors=[2],
                        features_on="cpu")
     assert NeighborLoader(data, num_neighbors=[2]).on_device is None
+    with pytest.raises(ValueError, match="features_on must be"):
+        NeighborLoader(data, num_neighbors=[2], features_on="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            NeighborLoader(data, num_neighbors=[2], features_on="cuda")

@@ -33,7 +33,7 @@ POLICIES = ("degree", "sampled", "vip")
 Budget = Union[int, str, None]
 
 
-def cache_budget(budget: Budget, table_bytes: int) -> int:
+def cache_budget(budget: Budget, table_bytes: int, name: str = "feature_cache") -> int:
     """Bytes for a cache of a table of ``table_bytes``: an int, a size such
     as ``"2GiB"``, or a share of the table such as ``"10%"`` (``None``: 0).
 
@@ -47,12 +47,12 @@ def cache_budget(budget: Budget, table_bytes: int) -> int:
         try:
             share = float(budget.strip()[:-1])
         except ValueError:
-            raise ValueError(f"cache budget must be a size or a share like '10%', "
+            raise ValueError(f"{name} must be a size or a share like '10%', "
                              f"got {budget!r}") from None
         if not 0 <= share <= 100:
-            raise ValueError(f"cache budget share must be within 0-100%, got {budget!r}")
+            raise ValueError(f"{name} share must be within 0-100%, got {budget!r}")
         return int(share / 100 * table_bytes)
-    return parse_bytes(budget, "feature_cache")
+    return parse_bytes(budget, name)
 
 
 def _buffer(t: Tensor) -> Any:

@@ -134,6 +134,23 @@ class Placement(NamedTuple):
     why: str
 
 
+def target_device(features_on: Optional[str], device: torch.device) -> torch.device:
+    """The device ``features_on`` names (``device`` for ``None``, ``"host"``
+    and ``"auto"``), or a ``ValueError`` saying what it takes.
+
+    Example:
+        >>> target_device("cuda:1", torch.device("cpu"))
+        device(type='cuda', index=1)
+    """
+    if features_on in (None, "host", "auto"):
+        return device
+    try:
+        return torch.device(features_on)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"features_on must be 'host', 'auto' or a device such as 'cuda', "
+                         f"got {features_on!r}") from exc
+
+
 def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: int,
                      free: Optional[int] = None, device_cache: Budget = None,
                      num_rows: int = 0) -> Placement:
@@ -156,6 +173,7 @@ def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: 
         >>> choose_placement("auto", torch.device("cuda"), 8 << 30, free=5 << 30).cache
         4294967296
     """
+    target = target_device(features_on, device)
     if features_on == "host":
         if device_cache is not None:
             raise ValueError("device_cache keeps rows on the device but features_on='host' "
@@ -179,13 +197,12 @@ def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: 
         return _cached(device, free - MARGIN, x_bytes, slot_maps,
                        f"{_size(x_bytes)} do not fit the {_size(free)} free "
                        f"with {MARGIN / 2**30:.0f} GiB to spare")
-    target = device if features_on in (None, "auto") else torch.device(features_on)
     if features_on in (None, "auto") and target.type != "cuda":
         return Placement(None, None, f"features on the host: the device is the "
                                      f"{target.type.upper()} (a device cache is for a GPU)")
     if device_cache is None:
         return Placement(target, None, f"features on {target} (as asked)")
-    budget = cache_budget(device_cache, x_bytes)
+    budget = cache_budget(device_cache, x_bytes, "device_cache")
     if budget >= x_bytes:  # whole tables need no slot maps
         return Placement(target, None, f"features on {target}: device_cache="
                                        f"{device_cache!r} holds all of them")
@@ -206,4 +223,4 @@ def _cached(device: torch.device, budget: int, x_bytes: int, slot_maps: int,
                                      f"there, the others gathered on the host")
 
 
-__all__ = ["DeviceFeatures", "Placement", "assemble", "choose_placement"]
+__all__ = ["DeviceFeatures", "Placement", "assemble", "choose_placement", "target_device"]

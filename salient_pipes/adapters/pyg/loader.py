@@ -43,7 +43,11 @@ from salient_pipes.adapters.pyg.graph import graph_of
 from salient_pipes.batch import NODE_TYPE
 from salient_pipes.data.feature_cache import FeatureCaches
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
-from salient_pipes.pipes.device_features import DeviceFeatures, choose_placement
+from salient_pipes.pipes.device_features import (
+    DeviceFeatures,
+    choose_placement,
+    target_device,
+)
 from salient_pipes.pipes.pyg_graphs import is_remote
 from salient_pipes.pipes.to_pyg import subgraph_type_name
 
@@ -111,9 +115,8 @@ class _Native:
         if not x:
             raise ValueError("features_on and device_cache keep x on the device: the graph "
                              "has no 2-D x on the CPU")
-        named = o.features_on not in (None, "auto", "host")
-        device = torch.device(o.features_on) if named else \
-            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = target_device(o.features_on,
+                               torch.device("cuda" if torch.cuda.is_available() else "cpu"))
         table = sum(v.numel() * v.element_size() for v in x.values())
         rows = sum(v.size(0) for v in x.values())
         placement = choose_placement(o.features_on, device, table,
@@ -121,6 +124,9 @@ class _Native:
         self.placement = placement.why
         if placement.device is None:
             return None
+        if placement.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"features_on={o.features_on!r} keeps x on a GPU, but CUDA is not "
+                             "available")
         priority = {t: torch.zeros(v.size(0), dtype=torch.float64) for t, v in x.items()}
         for e in self.csc.edge_types:  # how often a node is a sampled edge's source
             col = self.csc.col[e] if self.typed else self.csc.col
