@@ -6,7 +6,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -172,6 +172,18 @@ def pairs(a: Sequence, b: Sequence) -> List[Tuple]:
     a, b = list(a), list(b)
     assert len(a) == len(b), f"{len(a)} items against {len(b)}"
     return list(zip(a, b))
+
+
+def take_then_resume(make_pipe: Callable[[], Any], pipe: Any, k: int) -> Tuple[List, Any]:
+    """The first ``k`` batches of ``pipe``'s epoch, and a fresh pipe from
+    ``make_pipe()`` loaded with ``pipe``'s state after them."""
+    it = iter(pipe)
+    taken = [next(it) for _ in range(k)]
+    state = pipe.state_dict()
+    del it
+    fresh = make_pipe()
+    fresh.load_state_dict(state)
+    return taken, fresh
 
 
 def settled_thread_count(expected: int, timeout: float = 5.0) -> int:

@@ -22,6 +22,7 @@ from salient_pipes.pipes.device_features import (
     choose_placement,
 )
 from salient_pipes.pipes.slice import SliceFeatures, gather
+from tests.conftest import take_then_resume
 
 
 def slice_stage(pipe):
@@ -70,14 +71,7 @@ def test_resume_with_features_on_the_device(ds, cache):
                                 overlap_epochs=False)
 
     whole = list(pipe())
-    first = pipe()
-    it = iter(first)
-    for _ in range(4):
-        next(it)
-    state = first.state_dict()
-    del it
-    second = pipe()
-    second.load_state_dict(state)
+    _, second = take_then_resume(pipe, pipe(), 4)
     rest = list(second)
     assert len(rest) == len(whole) - 4
     assert all(torch.equal(p.x, q.x) and torch.equal(p.n_id, q.n_id)

@@ -17,6 +17,7 @@ from salient_pipes.data.feature_file import FeatureFile, FeatureFileError
 from salient_pipes.pipes import NodeIndices
 from salient_pipes.pipes.lookahead import LookAhead
 from salient_pipes.pipes.slice import SliceFeatures
+from tests.conftest import take_then_resume
 
 
 @pytest.fixture(scope="module")
@@ -278,20 +279,8 @@ def test_resume_and_resume_of_a_resumed_pipe(saved):
                                 overlap_epochs=False)
 
     whole = list(pipe())
-    first = pipe()
-    it = iter(first)
-    for _ in range(5):
-        next(it)
-    state = first.state_dict()
-    del it
-    second = pipe()
-    second.load_state_dict(state)
-    it = iter(second)
-    part = [next(it) for _ in range(4)]
-    state2 = second.state_dict()
-    del it
-    third = pipe()
-    third.load_state_dict(state2)
+    _, second = take_then_resume(pipe, pipe(), 5)
+    part, third = take_then_resume(pipe, second, 4)  # a resumed pipe, resumed
     rest = list(third)
     assert all(same(p, q) for p, q in zip(part + rest, whole[5:]))
     assert len(part) + len(rest) == len(whole) - 5
