@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -227,7 +227,7 @@ def salient_pipeline(
                          "combined: choose one")
     logging.getLogger(__name__).info(placement.why)
     lookahead = None if placed else \
-        _lookahead(dataset, table_bytes, out_of_core, feature_cache, num_threads)
+        _lookahead(dataset, tables, table_bytes, out_of_core, feature_cache, num_threads)
     cache = None if lookahead or placed else \
         _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
                        pin=device.type == "cuda")
@@ -252,10 +252,8 @@ def salient_pipeline(
     # A slot per batch in flight, in the prefetch queue and its thread's hand,
     # in use, and waiting for its copy to finish (a graph without features
     # has nothing to gather there).
-    gathers = any(x.numel() for x in (dataset.x.values() if isinstance(dataset.x, dict)
-                                      else [dataset.x]))
     pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) \
-        if pin_memory and gathers and not lookahead else None
+        if pin_memory and table_bytes and not lookahead else None
     host_x = {} if on_device is not None and cache is None else dataset.x
     pipe = sampled.slice_features(host_x, dataset.y, cache=cache,
                                   pinned=pinned, lookahead=lookahead)
@@ -304,13 +302,12 @@ def _seeds(dataset: Union[FastDataset, HeteroDataset], split: Union[str, Tensor]
     return as_node_ids("split", split, num_nodes)
 
 
-def _lookahead(dataset: Union[FastDataset, HeteroDataset], table: int,
+def _lookahead(dataset: Union[FastDataset, HeteroDataset], x: Dict[str, Tensor], table: int,
                out_of_core: Optional[bool], budget: Any,
                num_threads: Optional[int]) -> Optional[LookAhead]:
     """The look-ahead reading ``out_of_core`` asks for (None: in memory)
-    of the features (``table`` bytes in all)."""
+    of the features ``x`` per node type (``table`` bytes in all)."""
     files = getattr(dataset, "x_files", {})
-    x = dataset.x if isinstance(dataset.x, dict) else {NODE_TYPE: dataset.x}
     if out_of_core is None:
         out_of_core = bool(files) and table > physical_memory() // 2
     if not out_of_core:

@@ -169,8 +169,11 @@ class FeatureCache(HitRate):
             >>> gather(x, torch.tensor([3, 1, 0]), cache=cache.held_on("cpu")).tolist()
             [[6.0, 7.0], [0.0, 1.0]]
         """
+        rows = self.rows.to(device)
+        if self.elsewhere and rows is self.rows:
+            return self  # held there already
         cache = FeatureCache.__new__(FeatureCache)
-        cache._fill(self.ids, self.rows.to(device), self.slot.numel(), elsewhere=True)
+        cache._fill(self.ids, rows, self.slot.numel(), elsewhere=True)
         cache.budget = self.budget
         return cache
 
@@ -286,13 +289,8 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
         is of all node types' features): the rows that are sources of the
         most edges (of any edge type), per byte, across node types; each
         node type with features pays its slot map."""
-        priority = {t: torch.zeros(dataset.num_nodes[t], dtype=torch.float64)
-                    for t in dataset.x}
-        for edge_type in dataset.edge_types:
-            src = edge_type[0]
-            if src in priority:
-                priority[src] += torch.bincount(dataset.col[edge_type].to(torch.int64),
-                                                minlength=dataset.num_nodes[src])
+        priority = source_counts({e: dataset.col[e] for e in dataset.edge_types},
+                                 {t: dataset.num_nodes[t] for t in dataset.x})
         return cls.by_priority(dataset.x, priority, budget, pin=pin, num_threads=num_threads,
                                device=device)
 
@@ -335,6 +333,22 @@ class FeatureCaches(HitRate, Mapping[str, FeatureCache]):
     def __repr__(self) -> str:
         parts = ", ".join(f"{t}: {c.num_cached:,} rows" for t, c in self.caches.items())
         return f"FeatureCaches({parts}; hit rate {self.hit_rate:.3f})"
+
+
+def source_counts(cols: Mapping[Any, Tensor], num_rows: Mapping[str, int]) -> Dict[str, Tensor]:
+    """How often each node of each type in ``num_rows`` is the source of an
+    edge of ``cols`` (the sampled CSR's ``col`` per edge type ``(src, rel,
+    dst)``): how often sampling can reach it. float64.
+
+    Example:
+        >>> source_counts({("a", "to", "b"): torch.tensor([0, 2, 2])}, {"a": 3})["a"].tolist()
+        [1.0, 0.0, 2.0]
+    """
+    counts = {t: torch.zeros(n, dtype=torch.float64) for t, n in num_rows.items()}
+    for (src, _, _), col in cols.items():
+        if src in counts:
+            counts[src] += torch.bincount(col.to(torch.int64), minlength=counts[src].numel())
+    return counts
 
 
 def access_priority(graph: Any, policy: str, fanouts: Sequence[int], batch_size: int,

@@ -40,8 +40,8 @@ from salient_pipes.adapters.pyg.attributes import (
     seed_times,
 )
 from salient_pipes.adapters.pyg.graph import graph_of
-from salient_pipes.batch import NODE_TYPE
-from salient_pipes.data.feature_cache import FeatureCaches
+from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
+from salient_pipes.data.feature_cache import FeatureCaches, source_counts
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
 from salient_pipes.pipes.device_features import (
     DeviceFeatures,
@@ -102,8 +102,6 @@ class _Native:
         o = self.options
         self.placement = "features on the host"
         if o.features_on in (None, "host") and o.device_cache is None:
-            choose_placement(o.features_on, torch.device("cpu"), 0,
-                             device_cache=o.device_cache)  # "host" with a cache: refused
             return None
         if is_remote(self.data):
             raise ValueError("features_on and device_cache take a Data or HeteroData; a "
@@ -127,12 +125,8 @@ class _Native:
         if placement.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"features_on={o.features_on!r} keeps x on a GPU, but CUDA is not "
                              "available")
-        priority = {t: torch.zeros(v.size(0), dtype=torch.float64) for t, v in x.items()}
-        for e in self.csc.edge_types:  # how often a node is a sampled edge's source
-            col = self.csc.col[e] if self.typed else self.csc.col
-            if e[0] in priority:
-                priority[e[0]] += torch.bincount(col.to(torch.int64),
-                                                 minlength=priority[e[0]].numel())
+        priority = source_counts(self.csc.col if self.typed else {EDGE_TYPE: self.csc.col},
+                                 {t: v.size(0) for t, v in x.items()})
         budget = table + 4 * rows if placement.cache is None else placement.cache
         caches = FeatureCaches.by_priority(x, priority, budget, pin=False,
                                            device=placement.device)
