@@ -109,6 +109,34 @@ def test_synthetic_is_deterministic_and_heavy_tailed():
     assert set(torch.cat(list(a.split_idx.values())).tolist()) == set(range(4000))
 
 
+def test_synthetic_edges_follow_the_sources_class_as_drawn():
+    # the model, drawn the plain way: every draw inside a class takes a
+    # target of the source's class, one class at a time, in draw order
+    n, classes, homophily = 3000, 6, 0.8
+    gen = torch.Generator().manual_seed(5)
+    label = torch.randint(classes, (n,), generator=gen)
+    weight = (1 - torch.rand(n, generator=gen, dtype=torch.float64)) ** -0.5
+    draws = n * 4
+    src = torch.multinomial(weight, draws, replacement=True, generator=gen)
+    dst = torch.multinomial(weight, draws, replacement=True, generator=gen)
+    inside = torch.rand(draws, generator=gen) < homophily
+    for c in range(classes):
+        members = (label == c).nonzero().view(-1)
+        pick = inside & (label[src] == c)
+        if int(pick.sum()):
+            dst[pick] = members[torch.multinomial(weight[members], int(pick.sum()),
+                                                  replacement=True, generator=gen)]
+    ds = FastDataset.synthetic(num_nodes=n, avg_degree=8, num_classes=classes, seed=5,
+                               homophily=homophily)
+    rowptr, col = csr_from_edge_index(torch.stack([src, dst]), n)
+    assert torch.equal(ds.y, label) and torch.equal(ds.rowptr, rowptr)
+    assert torch.equal(ds.col, col)
+    pure = FastDataset.synthetic(num_nodes=n, avg_degree=8, num_classes=classes, seed=5,
+                                 homophily=1.0)
+    targets = torch.repeat_interleave(torch.arange(n), pure.rowptr[1:] - pure.rowptr[:-1])
+    assert torch.equal(pure.y[pure.col.long()], pure.y[targets])
+
+
 def test_save_and_load_round_trip(tmp_path, small_dataset):
     for dtype in (torch.float16, torch.bfloat16):
         ds = FastDataset(name="rt", x=small_dataset.x.to(dtype), y=small_dataset.y,

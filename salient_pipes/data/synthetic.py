@@ -66,13 +66,22 @@ def sbm(num_nodes: int = 20_000, avg_degree: float = 12.0, num_features: int = 6
     src = torch.multinomial(weight, num_draws, replacement=True, generator=gen)
     dst = torch.multinomial(weight, num_draws, replacement=True, generator=gen)
     inside = torch.rand(num_draws, generator=gen) < homophily
+    # The draws inside a class take their target from the source's class:
+    # grouped by class once (a stable sort keeps each class's draws in
+    # order), not one pass over all draws per class.
+    picked = inside.nonzero().view(-1)
+    by_class = torch.sort(label[src[picked]], stable=True)
+    picked = picked[by_class.indices]
+    ends = torch.bincount(by_class.values, minlength=num_classes).cumsum(0).tolist()
+    nodes_by_class = torch.sort(label, stable=True)
+    members_end = torch.bincount(label, minlength=num_classes).cumsum(0).tolist()
     for c in range(num_classes):
-        members = (label == c).nonzero().view(-1)
-        pick = inside & (label[src] == c)
-        count = int(pick.sum())
-        if count and members.numel():
-            choice = torch.multinomial(weight[members], count, replacement=True, generator=gen)
-            dst[pick] = members[choice]
+        begin, end = (ends[c - 1] if c else 0), ends[c]
+        members = nodes_by_class.indices[(members_end[c - 1] if c else 0):members_end[c]]
+        if end > begin and members.numel():
+            choice = torch.multinomial(weight[members], end - begin, replacement=True,
+                                       generator=gen)
+            dst[picked[begin:end]] = members[choice]
     centroids = torch.randn(num_classes, num_features, generator=gen)
     x = centroids[label] + feature_noise * torch.randn(num_nodes, num_features, generator=gen)
     rowptr, col = csr_from_edge_index(torch.stack([src, dst]), num_nodes)
