@@ -17,6 +17,14 @@ from salient_pipes import FastDataset, _native
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+@pytest.fixture(autouse=True)
+def system_malloc_in_this_process(monkeypatch):
+    """The train command run in the test process leaves its allocator as it
+    is (keep_freed_memory changes it for the whole process; its own tests
+    run it in a child process)."""
+    monkeypatch.setattr("salient_pipes.cli.train.keep_freed_memory", lambda: False)
+
+
 def per_hop(result: tuple) -> tuple:
     """A sample of a graph of one type as ``(n_id, hops, x, y)`` from the
     native session's tuple, ``hops`` holding ``(edge_index, e_id, (num_src,

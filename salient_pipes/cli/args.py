@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--distributed", action="store_true",
                        help="data-parallel training under torchrun: one process per GPU "
                             "(NCCL) or per CPU worker (gloo)")
+    train.add_argument("--system-malloc", action="store_true",
+                       help="on a CPU device, keep the C library's allocator settings (by "
+                            "default freed memory is kept for the next step: "
+                            "salient_pipes.allocator)")
     part = sub.add_parser("partition", help="cut a dataset's feature rows into parts, one "
                                             "per rank, for train --partitioned",
                           description="Cut a dataset's feature rows into parts, one per "

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 
+from salient_pipes.allocator import keep_freed_memory
 from salient_pipes.cli.checkpoint import (
     Interrupted,
     Schedule,
@@ -257,6 +258,9 @@ def run_train(args: argparse.Namespace, device: torch.device) -> dict:
     world = torch.distributed.get_world_size() if distributed else 1
     run = Run(args, device, lead=rank == 0, world=world)
     cache = load_data(run)
+    if device.type == "cpu" and not args.system_malloc and keep_freed_memory():
+        run.log("host allocator keeps freed memory for the next step (--system-malloc: "
+                "the C library's defaults)")
     build_model(run)
     run.pipe = salient_pipeline(run.dataset, "train", batch_size=args.batch_size,
                                 fanouts=args.fanouts, feature_cache=cache,
