@@ -5,6 +5,8 @@ batch 1024) already prepared, so the step alone is timed: forward, NLL loss,
 backward, Adam. The compiled model is ``torch.compile(model, dynamic=True)``,
 compiled once before timing (its compile time is reported). Eager and
 compiled steps alternate over the rounds, each round over the same batches.
+On a CPU the host allocator keeps freed memory first, as the train command
+does (``salient_pipes.allocator``; ``--system-malloc``: glibc's defaults).
 
 Writes benchmarks/results/compiled_model.json and its section of
 docs/benchmarks.md.
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import arxiv_like, machine, save_json, write_section
 from salient_pipes import SAGE, salient_pipeline
+from salient_pipes.allocator import keep_freed_memory
 from salient_pipes.batch import PreparedBatch
 
 FANOUTS = (15, 10, 5)
@@ -55,8 +58,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch and sampling threads")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="on a CPU, leave the host allocator's settings as they are")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    kept = device.type == "cpu" and not args.system_malloc and keep_freed_memory()
     torch.set_num_threads(args.threads)
     ds = arxiv_like()
     pipe = salient_pipeline(ds, batch_size=1024, fanouts=FANOUTS, device=device,
@@ -81,7 +87,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"eager {eager[-1]:.3f} s, compiled {fused[-1]:.3f} s per step", flush=True)
     results = {"machine": machine(), "device": str(device), "threads": args.threads,
                "batches": args.batches, "rounds": args.rounds, "compile_s": compile_s,
-               "eager_s": eager, "compiled_s": fused}
+               "eager_s": eager, "compiled_s": fused, "freed_memory_kept": kept}
     save_json("compiled_model", results)
     write_section("compiled_model", render(results))
 
@@ -96,7 +102,9 @@ def render(r: dict) -> str:
         f"{r['machine']['cores']} cores, torch {r['machine']['torch']}: forward, loss, "
         f"backward and Adam per step, median of {r['rounds']} alternating rounds. "
         "Compiled: `torch.compile(model, dynamic=True)`, one compilation for every batch "
-        "size (`salient-pipes train --compile`).",
+        "size (`salient-pipes train --compile`)." +
+        (" Freed memory kept by the host allocator, as the train command does on a CPU."
+         if r.get("freed_memory_kept") else ""),
         "",
         "| model | s / step | speed-up |",
         "| --- | ---: | ---: |",
