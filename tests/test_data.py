@@ -14,6 +14,7 @@ from torch_geometric.utils import to_undirected
 from salient_pipes import DatasetCacheError, FastDataset, csr_from_edge_index
 from salient_pipes.data import dataset as dataset_module
 from salient_pipes.data import ogb
+from salient_pipes.data.csr import typed_csr
 from salient_pipes.data.memory import HUGE_PAGE
 from tests.conftest import mapped_file, native_sample
 
@@ -66,6 +67,39 @@ def test_csr_from_edge_index_directed_and_undirected():
     assert rowptr.tolist() == [0, 2, 3, 5] and col.tolist() == [1, 2, 0, 0, 2]
     with pytest.raises(ValueError, match="outside"):
         csr_from_edge_index(torch.tensor([[0], [3]]), 3)
+
+
+def _unique_csr(src, dst, num_src, num_dst):
+    """The CSR the plain way: distinct (dst, src) keys, sorted."""
+    key = torch.unique(dst.long() * max(num_src, 1) + src.long())
+    row = key // max(num_src, 1)
+    rowptr = torch.cat([torch.zeros(1, dtype=torch.int64),
+                        torch.bincount(row, minlength=num_dst).cumsum(0)])
+    return rowptr, key - row * max(num_src, 1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_memory_csrs_equal_the_sorted_distinct_pairs(threads, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    gen = torch.Generator().manual_seed(threads)
+    for trial in range(40):
+        n, m = int(torch.randint(1, 400, (1,), generator=gen)), int(
+            torch.randint(0, 3000, (1,), generator=gen))
+        edges = torch.randint(n // 4 + 1, (2, m), generator=gen)  # many repeats, self-loops
+        edges = edges.to(torch.int32) if trial % 2 else edges
+        for undirected in (True, False):
+            src, dst = (torch.cat([edges[0], edges[1]]), torch.cat([edges[1], edges[0]])) \
+                if undirected else (edges[0], edges[1])
+            rowptr, col = csr_from_edge_index(edges, n, to_undirected=undirected)
+            ref_rowptr, ref_col = _unique_csr(src, dst, n, n)
+            assert torch.equal(rowptr, ref_rowptr) and col.dtype == torch.int32
+            assert torch.equal(col.long(), ref_col)
+        num_dst = int(torch.randint(1, 50, (1,), generator=gen))
+        pairs = torch.stack([torch.randint(n, (m,), generator=gen),
+                             torch.randint(num_dst, (m,), generator=gen)])
+        rowptr, col = typed_csr(pairs, n, num_dst)
+        ref_rowptr, ref_col = _unique_csr(pairs[0], pairs[1], n, num_dst)
+        assert torch.equal(rowptr, ref_rowptr) and torch.equal(col.long(), ref_col)
 
 
 def _valid_fields(n=5):

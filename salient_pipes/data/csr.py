@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from salient_pipes import _native
 from salient_pipes.data.memory import huge_pages
 
 
@@ -34,10 +36,7 @@ def csr_from_edge_index(
     edge_index = torch.as_tensor(edge_index, dtype=torch.int64)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    src, dst = edge_index
-    if to_undirected:
-        src, dst = torch.cat([src, dst]), torch.cat([dst, src])
-    return typed_csr(torch.stack([src, dst]), num_nodes, num_nodes)  # checks the ids
+    return _csr(edge_index, num_nodes, num_nodes, to_undirected)
 
 
 def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, Tensor]:
@@ -54,17 +53,35 @@ def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, T
     if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
         raise ValueError(f"edge_index must be an integer tensor of shape [2, E], "
                          f"got {edge_index.dtype} {tuple(edge_index.shape)}")
+    return _csr(edge_index, num_src, num_dst, undirected=False)
+
+
+def _csr(edge_index: Tensor, num_src: int, num_dst: int, undirected: bool
+         ) -> Tuple[Tensor, Tensor]:
+    """The CSR of ``[2, E]`` pairs (with ``undirected``, each taken both ways;
+    ``num_src == num_dst`` then), built by the native core: rows counted,
+    then filled, sorted and deduplicated on every core."""
     src, dst = edge_index.to(torch.int64)
-    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
-        raise ValueError(f"edge_index[0] holds source ids outside [0, {num_src})")
-    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
-        raise ValueError(f"edge_index[1] holds destination ids outside [0, {num_dst})")
-    key = torch.unique(dst * max(num_src, 1) + src)
-    row = key // max(num_src, 1)
+    if undirected:  # either row may hold a node's id on either side
+        src_bound = dst_bound = min(num_src, num_dst)
+    else:
+        src_bound, dst_bound = num_src, num_dst
+    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= src_bound):
+        raise ValueError(f"edge_index[0] holds source ids outside [0, {src_bound})")
+    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= dst_bound):
+        raise ValueError(f"edge_index[1] holds destination ids outside [0, {dst_bound})")
+    src_ids, dst_ids = src.contiguous().numpy(), dst.contiguous().numpy()
+    bipartite = -1 if undirected else num_src
+    counts = np.zeros(num_dst + 1, dtype=np.int64)
+    _native.csr_count(src_ids, dst_ids, num_dst, undirected, counts, bipartite)
+    raw = counts[1:].copy()
+    col = np.empty(int(raw.sum()), dtype=np.int32 if num_src < 2**31 else np.int64)
+    degree = np.empty(num_dst, dtype=np.int64)
+    written = _native.csr_fill(src_ids, dst_ids, num_dst, undirected, 0, num_dst, raw, col,
+                               degree, torch.get_num_threads(), bipartite)
     rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(row, minlength=num_dst), 0, out=rowptr[1:])
-    col = key - row * max(num_src, 1)
-    return huge_pages(rowptr), huge_pages(col.to(torch.int32 if num_src < 2**31 else torch.int64))
+    torch.cumsum(torch.from_numpy(degree), 0, out=rowptr[1:])
+    return huge_pages(rowptr), huge_pages(torch.from_numpy(col[:written]))
 
 
 def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, Tensor],
