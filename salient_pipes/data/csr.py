@@ -60,8 +60,9 @@ def _csr(edge_index: Tensor, num_src: int, num_dst: int, undirected: bool
          ) -> Tuple[Tensor, Tensor]:
     """The CSR of ``[2, E]`` pairs (with ``undirected``, each taken both ways;
     ``num_src == num_dst`` then), built by the native core: rows counted,
-    then filled, sorted and deduplicated on every core."""
-    src, dst = edge_index.to(torch.int64)
+    then filled, sorted and deduplicated on every core (in host memory,
+    wherever the edges were)."""
+    src, dst = edge_index.to(device="cpu", dtype=torch.int64)
     if undirected:  # either row may hold a node's id on either side
         src_bound = dst_bound = min(num_src, num_dst)
     else:
