@@ -63,14 +63,10 @@ def _csr(edge_index: Tensor, num_src: int, num_dst: int, undirected: bool
     then filled, sorted and deduplicated on every core (in host memory,
     wherever the edges were)."""
     src, dst = edge_index.to(device="cpu", dtype=torch.int64)
-    if undirected:  # either row may hold a node's id on either side
-        src_bound = dst_bound = min(num_src, num_dst)
-    else:
-        src_bound, dst_bound = num_src, num_dst
-    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= src_bound):
-        raise ValueError(f"edge_index[0] holds source ids outside [0, {src_bound})")
-    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= dst_bound):
-        raise ValueError(f"edge_index[1] holds destination ids outside [0, {dst_bound})")
+    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
+        raise ValueError(f"edge_index[0] holds source ids outside [0, {num_src})")
+    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
+        raise ValueError(f"edge_index[1] holds destination ids outside [0, {num_dst})")
     src_ids, dst_ids = src.contiguous().numpy(), dst.contiguous().numpy()
     bipartite = -1 if undirected else num_src
     counts = np.zeros(num_dst + 1, dtype=np.int64)

@@ -71,17 +71,15 @@ def sbm(num_nodes: int = 20_000, avg_degree: float = 12.0, num_features: int = 6
     # order), not one pass over all draws per class.
     picked = inside.nonzero().view(-1)
     by_class = torch.sort(label[src[picked]], stable=True)
-    picked = picked[by_class.indices]
-    ends = torch.bincount(by_class.values, minlength=num_classes).cumsum(0).tolist()
-    nodes_by_class = torch.sort(label, stable=True)
-    members_end = torch.bincount(label, minlength=num_classes).cumsum(0).tolist()
-    for c in range(num_classes):
-        begin, end = (ends[c - 1] if c else 0), ends[c]
-        members = nodes_by_class.indices[(members_end[c - 1] if c else 0):members_end[c]]
-        if end > begin and members.numel():
-            choice = torch.multinomial(weight[members], end - begin, replacement=True,
+    draws = torch.split(picked[by_class.indices],
+                        torch.bincount(by_class.values, minlength=num_classes).tolist())
+    members = torch.split(torch.argsort(label, stable=True),
+                          torch.bincount(label, minlength=num_classes).tolist())
+    for drawn, nodes in zip(draws, members):
+        if drawn.numel() and nodes.numel():
+            choice = torch.multinomial(weight[nodes], drawn.numel(), replacement=True,
                                        generator=gen)
-            dst[picked[begin:end]] = members[choice]
+            dst[drawn] = nodes[choice]
     centroids = torch.randn(num_classes, num_features, generator=gen)
     x = centroids[label] + feature_noise * torch.randn(num_nodes, num_features, generator=gen)
     rowptr, col = csr_from_edge_index(torch.stack([src, dst]), num_nodes)
