@@ -14,7 +14,7 @@ from torch_geometric.utils import to_undirected
 from salient_pipes import DatasetCacheError, FastDataset, csr_from_edge_index
 from salient_pipes.data import dataset as dataset_module
 from salient_pipes.data import ogb
-from salient_pipes.data.csr import typed_csr
+from salient_pipes.data.csr import csr_with_attributes, typed_csr
 from salient_pipes.data.memory import HUGE_PAGE
 from tests.conftest import mapped_file, native_sample
 
@@ -85,6 +85,8 @@ def test_in_memory_csrs_equal_the_sorted_distinct_pairs(threads, monkeypatch):
     for trial in range(40):
         n, m = int(torch.randint(1, 400, (1,), generator=gen)), int(
             torch.randint(0, 3000, (1,), generator=gen))
+        if trial < 2:  # rows enough (>= 1024 a thread) for the threaded sort
+            n, m = 5000, 40000
         edges = torch.randint(n // 4 + 1, (2, m), generator=gen)  # many repeats, self-loops
         edges = edges.to(torch.int32) if trial % 2 else edges
         for undirected in (True, False):
@@ -100,6 +102,41 @@ def test_in_memory_csrs_equal_the_sorted_distinct_pairs(threads, monkeypatch):
         rowptr, col = typed_csr(pairs, n, num_dst)
         ref_rowptr, ref_col = _unique_csr(pairs[0], pairs[1], n, num_dst)
         assert torch.equal(rowptr, ref_rowptr) and torch.equal(col.long(), ref_col)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_csr_with_attributes_orders_rows_by_time_source_and_input_edge(threads, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    gen = torch.Generator().manual_seed(threads)
+    for n, m, bipartite in ((5000, 60000, None), (37, 900, None), (50, 700, 20)):
+        edges = torch.stack([torch.randint(bipartite or n // 3 + 1, (m,), generator=gen),
+                             torch.randint(n // 3 + 1, (m,), generator=gen)])  # ties, loops
+        values = {"edge_time": torch.randint(0, 4, (m,), generator=gen, dtype=torch.int32),
+                  "edge_weight": torch.rand(m, generator=gen)}
+        for undirected in (True, False) if bipartite is None else (False,):
+            rowptr, col, kept = csr_with_attributes(edges, n, values, undirected, bipartite)
+            # the plain way: every (row, time, neighbor, input edge), sorted
+            edge = torch.arange(m)
+            src, dst = edges
+            if undirected:
+                back = src != dst
+                src, dst = torch.cat([src, dst[back]]), torch.cat([dst, src[back]])
+                edge = torch.cat([edge, edge[back]])
+            order = torch.argsort(edge, stable=True)
+            for key in (src, values["edge_time"][edge], dst):
+                order = order[torch.argsort(key[order], stable=True)]
+            assert torch.equal(rowptr.diff(), torch.bincount(dst, minlength=n))
+            assert torch.equal(col.long(), src[order])
+            assert kept["edge_time"].dtype == torch.int64
+            assert torch.equal(kept["edge_time"], values["edge_time"][edge[order]].long())
+            assert torch.equal(kept["edge_weight"], values["edge_weight"][edge[order]])
+    with pytest.raises(ValueError, match=r"edge_index\[1, 0\] = 9 is outside \[0, 5\)"):
+        csr_with_attributes(torch.tensor([[0], [9]]), 5, {}, False)
+    with pytest.raises(ValueError, match="edge_time must be a 1-D integer tensor"):
+        csr_with_attributes(edges, n, {"edge_time": values["edge_weight"]}, False, bipartite)
+    with pytest.raises(ValueError, match="edge_weight must be a 1-D tensor of one value"):
+        csr_with_attributes(edges, n, {"edge_weight": values["edge_weight"][1:]}, False,
+                            bipartite)
 
 
 def _valid_fields(n=5):

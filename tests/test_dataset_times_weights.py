@@ -148,8 +148,10 @@ def _stream(seed: int = 4, nodes: int = 60, edges: int = 700):
     g = torch.Generator().manual_seed(seed)
     edge_index = torch.randint(0, nodes, (2, edges), generator=g)
     edge_index[:, 1] = edge_index[:, 0]  # a parallel edge with its own values
-    return (edge_index, torch.rand(edges, generator=g),
-            torch.randint(0, 1000, (edges,), generator=g))
+    edge_index[:, 3] = edge_index[:, 2].flip(0)  # and one each way, at the same time
+    time = torch.randint(0, 1000, (edges,), generator=g)
+    time[3] = time[2]
+    return edge_index, torch.rand(edges, generator=g), time
 
 
 def _entries(ds: FastDataset):
@@ -173,6 +175,10 @@ def test_from_edges_within_a_budget_keeps_each_edges_values(tmp_path, to_undirec
     assert built.num_edges == reference.num_edges
     assert torch.equal(built.rowptr, reference.rowptr)
     assert _entries(built) == _entries(reference)
+    # the same order too, ties (one neighbor at one time) by input edge
+    assert torch.equal(built.col, reference.col)
+    assert torch.equal(built.edge_time, reference.edge_time)
+    assert torch.equal(built.edge_weight, reference.edge_weight)
     rows = torch.repeat_interleave(torch.arange(60), built.rowptr.diff())
     assert torch.equal(built.edge_time, built.edge_time[sort_rows_by_time(built.rowptr,
                                                                           built.edge_time)])

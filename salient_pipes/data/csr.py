@@ -88,25 +88,43 @@ def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, 
     ways, a self-loop once) and its per-edge attributes in CSR order: rows
     by target (``num_nodes`` of them; ``num_src``: the sources' count when
     they are another node set), within a row by ``edge_time`` when given,
-    then by source, as the bounded build orders them."""
-    src, dst = torch.as_tensor(edge_index, dtype=torch.int64)
+    then by source, then by input edge: the bounded build's order, from the
+    same native passes (rows filled and sorted on every core).
+
+    Example:
+        >>> rowptr, col, kept = csr_with_attributes(
+        ...     torch.tensor([[0, 2, 1], [1, 1, 2]]), 3,
+        ...     {"edge_time": torch.tensor([7, 3, 5])}, to_undirected=False)
+        >>> rowptr.tolist(), col.tolist(), kept["edge_time"].tolist()
+        ([0, 0, 2, 3], [2, 0, 1], [3, 7, 5])
+    """
+    src, dst = torch.as_tensor(edge_index, dtype=torch.int64).to("cpu")
+    num_edges = src.numel()
+    for name, value in per_edge.items():
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.numel() != num_edges:
+            raise ValueError(f"{name} must be a 1-D tensor of one value per edge "
+                             f"({num_edges}), got {_describe(value)}")
+    per_edge = {k: v.cpu() for k, v in per_edge.items()}
+    time = times("edge_time", per_edge.get("edge_time"), num_edges)  # sorts rows first
+    if time is not None:
+        per_edge["edge_time"] = time
+    src_ids, dst_ids = src.contiguous().numpy(), dst.contiguous().numpy()
+    bipartite = -1 if num_src is None else num_src
+    counts = np.zeros(num_nodes + 1, dtype=np.int64)
+    _native.csr_count(src_ids, dst_ids, num_nodes, to_undirected, counts, bipartite)
+    raw = counts[1:].copy()
+    total = int(raw.sum())
     bound = num_nodes if num_src is None else num_src
-    if to_undirected:  # each edge both ways; a self-loop once
-        back = src != dst
-        src, dst = torch.cat([src, dst[back]]), torch.cat([dst, src[back]])
-        per_edge = {k: torch.cat([v, v[back]]) for k, v in per_edge.items()}
-    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= bound
-                        or int(dst.min()) < 0 or int(dst.max()) >= num_nodes):
-        raise ValueError(f"edge_index holds ids outside [0, {bound}) (sources) or "
-                         f"[0, {num_nodes}) (targets)")
-    order = torch.argsort(src, stable=True)  # rows by (time, source, input order)
-    if "edge_time" in per_edge:
-        order = order[torch.argsort(per_edge["edge_time"][order], stable=True)]
-    order = order[torch.argsort(dst[order], stable=True)]
+    col = np.empty(total, dtype=np.int32 if bound < 2**31 else np.int64)
+    edge_of = np.empty(total, dtype=np.int64)
+    _native.csr_fill(src_ids, dst_ids, num_nodes, to_undirected, 0, num_nodes, raw, col,
+                     np.empty(num_nodes, dtype=np.int64), torch.get_num_threads(), bipartite,
+                     edge_of, None if time is None else time.numpy())
     rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
-    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=rowptr[1:])
-    col = src[order].to(torch.int32 if bound < 2**31 else torch.int64)
-    return rowptr, col, {k: v[order].contiguous() for k, v in per_edge.items()}
+    torch.cumsum(torch.from_numpy(raw), 0, out=rowptr[1:])
+    position = torch.from_numpy(edge_of)
+    return rowptr, torch.from_numpy(col), {k: v.index_select(0, position)
+                                          for k, v in per_edge.items()}
 
 
 def sort_rows_by_time(rowptr: Tensor, edge_time: Tensor) -> Tensor:
