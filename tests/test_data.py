@@ -139,6 +139,24 @@ def test_csr_with_attributes_orders_rows_by_time_source_and_input_edge(threads, 
                             bipartite)
 
 
+def test_csr_builds_refuse_edges_that_are_not_integer_pairs_in_range():
+    builds = {"csr_from_edge_index": lambda e: csr_from_edge_index(e, 5),
+              "typed_csr": lambda e: typed_csr(e, 5, 5),
+              "csr_with_attributes": lambda e: csr_with_attributes(e, 5, {}, True)}
+    for name, build in builds.items():
+        for bad in (torch.tensor([[0.0, 1.5], [1.0, 2.0]]), torch.ones(2, 2, dtype=torch.bool),
+                    torch.tensor([0, 1, 2]), torch.zeros(3, 2, dtype=torch.int64)):
+            with pytest.raises(ValueError, match="edge_index must be an integer tensor of "
+                                                 r"shape \[2, E\]"):
+                build(bad)
+        with pytest.raises(ValueError, match=r"edge_index\[0, 1\] = -1 is outside \[0, 5\)"):
+            build(torch.tensor([[0, -1], [1, 2]]))
+        with pytest.raises(ValueError, match=r"edge_index\[1, 0\] = 5 is outside \[0, 5\)"):
+            build(np.array([[0, 1], [5, 2]], dtype=np.int32))
+        rowptr, col = build([[0, 1], [1, 2]])[:2]  # a nested list of ids is fine
+        assert rowptr[-1] == (4 if name != "typed_csr" else 2), name
+
+
 def _valid_fields(n=5):
     rowptr, col = csr_from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 3]]), n)
     return dict(name="t", x=torch.zeros(n, 3), y=torch.zeros(n, dtype=torch.int64),

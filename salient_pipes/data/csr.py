@@ -33,10 +33,7 @@ def csr_from_edge_index(
         >>> rowptr.tolist(), col.tolist()
         ([0, 1, 3, 4], [1, 0, 2, 1])
     """
-    edge_index = torch.as_tensor(edge_index, dtype=torch.int64)
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    return _csr(edge_index, num_nodes, num_nodes, to_undirected)
+    return _csr(*_pairs(edge_index), num_nodes, num_nodes, to_undirected)
 
 
 def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, Tensor]:
@@ -49,25 +46,27 @@ def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, T
         >>> rowptr.tolist(), col.tolist()
         ([0, 1, 3], [2, 0, 2])
     """
+    return _csr(*_pairs(edge_index), num_src, num_dst, undirected=False)
+
+
+def _pairs(edge_index: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """``edge_index`` (a ``[2, E]`` tensor, array or nested list of integer
+    ids, on any device) as int64 source and target arrays in host memory."""
     edge_index = torch.as_tensor(edge_index)
-    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point():
-        raise ValueError(f"edge_index must be an integer tensor of shape [2, E], "
-                         f"got {edge_index.dtype} {tuple(edge_index.shape)}")
-    return _csr(edge_index, num_src, num_dst, undirected=False)
-
-
-def _csr(edge_index: Tensor, num_src: int, num_dst: int, undirected: bool
-         ) -> Tuple[Tensor, Tensor]:
-    """The CSR of ``[2, E]`` pairs (with ``undirected``, each taken both ways;
-    ``num_src == num_dst`` then), built by the native core: rows counted,
-    then filled, sorted and deduplicated on every core (in host memory,
-    wherever the edges were)."""
+    if edge_index.dim() != 2 or edge_index.size(0) != 2 or edge_index.is_floating_point() \
+            or edge_index.is_complex() or edge_index.dtype == torch.bool:
+        raise ValueError(f"edge_index must be an integer tensor of shape [2, E], got "
+                         f"{_describe(edge_index)}")
     src, dst = edge_index.to(device="cpu", dtype=torch.int64)
-    if src.numel() and (int(src.min()) < 0 or int(src.max()) >= num_src):
-        raise ValueError(f"edge_index[0] holds source ids outside [0, {num_src})")
-    if dst.numel() and (int(dst.min()) < 0 or int(dst.max()) >= num_dst):
-        raise ValueError(f"edge_index[1] holds destination ids outside [0, {num_dst})")
-    src_ids, dst_ids = src.contiguous().numpy(), dst.contiguous().numpy()
+    return src.contiguous().numpy(), dst.contiguous().numpy()
+
+
+def _csr(src_ids: np.ndarray, dst_ids: np.ndarray, num_src: int, num_dst: int,
+         undirected: bool) -> Tuple[Tensor, Tensor]:
+    """The CSR of (source, target) pairs (with ``undirected``, each taken
+    both ways; ``num_src == num_dst`` then), built by the native core: ids
+    checked and rows counted, then filled, sorted and deduplicated on every
+    core."""
     bipartite = -1 if undirected else num_src
     counts = np.zeros(num_dst + 1, dtype=np.int64)
     _native.csr_count(src_ids, dst_ids, num_dst, undirected, counts, bipartite)
@@ -98,8 +97,8 @@ def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, 
         >>> rowptr.tolist(), col.tolist(), kept["edge_time"].tolist()
         ([0, 0, 2, 3], [2, 0, 1], [3, 7, 5])
     """
-    src, dst = torch.as_tensor(edge_index, dtype=torch.int64).to("cpu")
-    num_edges = src.numel()
+    src_ids, dst_ids = _pairs(edge_index)
+    num_edges = src_ids.shape[0]
     for name, value in per_edge.items():
         if not isinstance(value, Tensor) or value.dim() != 1 or value.numel() != num_edges:
             raise ValueError(f"{name} must be a 1-D tensor of one value per edge "
@@ -108,7 +107,6 @@ def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, 
     time = times("edge_time", per_edge.get("edge_time"), num_edges)  # sorts rows first
     if time is not None:
         per_edge["edge_time"] = time
-    src_ids, dst_ids = src.contiguous().numpy(), dst.contiguous().numpy()
     bipartite = -1 if num_src is None else num_src
     counts = np.zeros(num_nodes + 1, dtype=np.int64)
     _native.csr_count(src_ids, dst_ids, num_nodes, to_undirected, counts, bipartite)
