@@ -27,7 +27,7 @@ native = Pybind11Extension(
     "salient_pipes._native._core",
     [f"salient_pipes/_native/{name}.cpp"
      for name in ("bindings", "bind_graph", "bind_job", "bind_session", "bind_cache",
-                 "bind_build", "bind_file")],
+                 "bind_build", "bind_file", "bind_dropout")],
     depends=sorted(glob("salient_pipes/_native/*.hpp")),  # a header change rebuilds
     cxx_std=17,
     extra_compile_args=WARNINGS + compile_args,

@@ -1,6 +1,7 @@
 """The compiled core (``_core``): typed graphs (``CSRGraph`` is the one-type
 case), sampling sessions (per-hop and node-wise, one class), row gathers and
-the bounded CSR build, and feature files read from disk.
+the bounded CSR build, feature files read from disk, and dropout masks
+filled on every core.
 
 It works on raw buffers (numpy arrays; torch tensors cross through
 ``Tensor.numpy()`` without a copy) and does not link against torch.
@@ -32,6 +33,7 @@ from salient_pipes._native._core import (
     advise_huge_pages,
     csr_count,
     csr_fill,
+    fill_dropout_mask,
     gather,
     random_nodes,
     sample,
@@ -67,5 +69,6 @@ def close_open_sessions(wait_s: float = 0.5) -> None:
 
 __all__ = ["CSRGraph", "FeatureFile", "FeatureFileError", "PinnedSlots", "RowCache", "RowSet",
            "Session", "TypedGraph",
-           "advise_huge_pages", "close_open_sessions", "csr_count", "csr_fill", "gather",
+           "advise_huge_pages", "close_open_sessions", "csr_count", "csr_fill",
+           "fill_dropout_mask", "gather",
            "open_session", "random_nodes", "sample"]
