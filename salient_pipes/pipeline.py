@@ -31,11 +31,29 @@ from salient_pipes.pipes.schema import Fanouts
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """``device``, or CUDA (this process's current device) when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
-        else torch.device("cpu")
+    """``device``, or CUDA (this process's current device) when available,
+    else CPU. A device that is not one, or a CUDA device this process cannot
+    use, is a ``ValueError`` that says why.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
+            else torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device {resolved} requested but CUDA is not available ({why})")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {resolved} requested but this process sees "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return resolved
 
 
 def resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:

@@ -392,6 +392,27 @@ def test_cli_rejects_bad_arguments(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_device_that_cannot_be_used_is_named_before_anything_runs(monkeypatch, capsys):
+    from salient_pipes.pipeline import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("gpu", "device 'gpu' is not a torch device"),
+                            ("cuda", "device cuda requested but CUDA is not available")):
+        with pytest.raises(SystemExit) as stop:
+            main(["train", "--device", device, "--epochs", "1"])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--device: {message}" in err and "Traceback" not in err
+        with pytest.raises(ValueError, match=message):
+            resolve_device(device)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"device cuda:3 requested but this process sees 1 "):
+        resolve_device("cuda:3")
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
 def test_cli_error_is_a_message_not_a_traceback():
     proc = subprocess.run([sys.executable, "-m", "salient_pipes", "train", "--epochs", "-3"],
                           capture_output=True, text=True, timeout=120)

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from salient_pipes.data import POLICIES, cache_budget, parse_bytes
 from salient_pipes.distributed.partition import METHODS
+from salient_pipes.pipeline import resolve_device
 
 SYNTHETIC = "synthetic"
 MAG_SYNTHETIC = "mag-synthetic"
@@ -269,6 +270,11 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
                       "torchrun --nproc-per-node 2 -m salient_pipes train --distributed")
     if args.cuda_graphs and not args.compile:
         command.error("--cuda-graphs records the compiled model: add --compile")
+    if args.device is not None:
+        try:
+            resolve_device(args.device)
+        except ValueError as exc:
+            command.error(f"--device: {exc}")
     return args
 
 
