@@ -21,17 +21,27 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from salient_pipes.data.build import CHUNK_BYTES, write_dataset, write_hetero_dataset
 from salient_pipes.data.format import create_npy
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 PathLike = Union[str, os.PathLike]
+
+
+def _read_csv(path: Any, **options: Any) -> pd.DataFrame:
+    """``pandas.read_csv``. pandas is imported here, on first use: it takes
+    a third of a second that importing the library need not pay."""
+    import pandas
+
+    return pandas.read_csv(path, **options)
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ def _master() -> pd.DataFrame:
     import ogb.nodeproppred
 
     table = Path(ogb.nodeproppred.__file__).with_name("master.csv")
-    return pd.read_csv(table, index_col=0, keep_default_na=False)
+    return _read_csv(table, index_col=0, keep_default_na=False)
 
 
 def known_names() -> Sequence[str]:
@@ -136,13 +146,13 @@ def download(root: PathLike, info: OgbInfo) -> Path:
 def _read_split(split_dir: Path) -> Dict[str, torch.Tensor]:
     split = {}
     for name in ("train", "valid", "test"):
-        values = pd.read_csv(split_dir / f"{name}.csv.gz", compression="gzip", header=None).values
+        values = _read_csv(split_dir / f"{name}.csv.gz", compression="gzip", header=None).values
         split[name] = torch.from_numpy(values.reshape(-1).astype(np.int64))
     return split
 
 
 def _csv_total(file: Path) -> int:
-    return int(pd.read_csv(file, compression="gzip", header=None).values.sum())
+    return int(_read_csv(file, compression="gzip", header=None).values.sum())
 
 
 def csv_to_npy(file: Path, out: Path, num_rows: int, dtype: np.dtype, *,
@@ -153,7 +163,7 @@ def csv_to_npy(file: Path, out: Path, num_rows: int, dtype: np.dtype, *,
     target = None
     begin = 0
     bar = tqdm(total=num_rows, desc=desc, unit="row", unit_scale=True, disable=not progress)
-    reader = pd.read_csv(file, compression="gzip", header=None, dtype=dtype,
+    reader = _read_csv(file, compression="gzip", header=None, dtype=dtype,
                          chunksize=max(1, CHUNK_BYTES // 256))
     with bar, reader:
         for chunk in reader:
@@ -260,9 +270,9 @@ def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
     directory = download(root, info)
     raw = directory / "raw"
     counts = {t: int(v[0]) for t, v in
-              pd.read_csv(raw / "num-node-dict.csv.gz", compression="gzip").to_dict("list").items()}
+              _read_csv(raw / "num-node-dict.csv.gz", compression="gzip").to_dict("list").items()}
     triplets = [tuple(str(v) for v in row) for row in
-                pd.read_csv(raw / "triplet-type-list.csv.gz", compression="gzip",
+                _read_csv(raw / "triplet-type-list.csv.gz", compression="gzip",
                             header=None).values]
     labelled = [t for t in counts if (raw / "node-label" / t / "node-label.csv.gz").exists()]
     if len(labelled) != 1:
