@@ -164,7 +164,7 @@ def csv_to_npy(file: Path, out: Path, num_rows: int, dtype: np.dtype, *,
     begin = 0
     bar = tqdm(total=num_rows, desc=desc, unit="row", unit_scale=True, disable=not progress)
     reader = _read_csv(file, compression="gzip", header=None, dtype=dtype,
-                         chunksize=max(1, CHUNK_BYTES // 256))
+                       chunksize=max(1, CHUNK_BYTES // 256))
     with bar, reader:
         for chunk in reader:
             values = chunk.values
@@ -273,7 +273,7 @@ def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
               _read_csv(raw / "num-node-dict.csv.gz", compression="gzip").to_dict("list").items()}
     triplets = [tuple(str(v) for v in row) for row in
                 _read_csv(raw / "triplet-type-list.csv.gz", compression="gzip",
-                            header=None).values]
+                          header=None).values]
     labelled = [t for t in counts if (raw / "node-label" / t / "node-label.csv.gz").exists()]
     if len(labelled) != 1:
         raise ValueError(f"{raw} should label exactly one node type, found {labelled}")
