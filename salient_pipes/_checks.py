@@ -33,6 +33,29 @@ def check_int(name: str, value: Any, *, minimum: Optional[int] = None) -> int:
     return value
 
 
+def usable_device(device: Any) -> torch.device:
+    """``device`` as a ``torch.device`` this process can use; ``ValueError``
+    for a name that is no device, CUDA without CUDA, or a CUDA index past the
+    visible ones.
+
+    Example:
+        >>> usable_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device {resolved} requested but CUDA is not available ({why})")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {resolved} requested but this process sees "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    return resolved
+
+
 def check_fanouts(value: Any, name: str = "fanouts") -> List[int]:
     """A list of per-hop fanouts: positive ints, or -1 for every neighbor.
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from salient_pipes._checks import as_node_ids
+from salient_pipes._checks import as_node_ids, usable_device
 from salient_pipes.batch import NODE_TYPE
 from salient_pipes.data import (
     FastDataset,
@@ -42,18 +42,7 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     if device is None:
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() \
             else torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch is a CPU build" if torch.version.cuda is None else "no GPU is visible"
-            raise ValueError(f"device {resolved} requested but CUDA is not available ({why})")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {resolved} requested but this process sees "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    return resolved
+    return usable_device(device)
 
 
 def resolve_rank(rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
 
-from salient_pipes._checks import check_int
+from salient_pipes._checks import check_int, usable_device
 from salient_pipes.pipes._handoff import run_ahead
 from salient_pipes.pipes.base import Stage, close_iterator, upstream
 from salient_pipes.pipes.device_features import DeviceFeatures
@@ -123,9 +123,7 @@ class PrefetchToDevice(Stage):
             raise ValueError(f"x_dtype must be a torch.dtype, got {type(x_dtype).__name__}")
         self.x_dtype = x_dtype
         self.background = bool(background)
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device} requested but CUDA is not available")
+        self.device = usable_device(device)
         self._stop_previous = threading.Event()
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:

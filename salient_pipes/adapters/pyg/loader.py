@@ -24,6 +24,7 @@ from torch_geometric.loader import LinkNeighborLoader as PygLinkNeighborLoader
 from torch_geometric.loader import NeighborLoader as PygNeighborLoader
 from torch_geometric.sampler import EdgeSamplerInput, NegativeSampling, NodeSamplerInput
 
+from salient_pipes._checks import usable_device
 from salient_pipes.adapters.pyg.arguments import (
     SamplerSettings,
     edge_label_index_of,
@@ -122,9 +123,10 @@ class _Native:
         self.placement = placement.why
         if placement.device is None:
             return None
-        if placement.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"features_on={o.features_on!r} keeps x on a GPU, but CUDA is not "
-                             "available")
+        try:
+            usable_device(placement.device)
+        except ValueError as exc:
+            raise ValueError(f"features_on={o.features_on!r}: {exc}") from None
         priority = source_counts(self.csc.col if self.typed else {EDGE_TYPE: self.csc.col},
                                  {t: v.size(0) for t, v in x.items()})
         budget = table + 4 * rows if placement.cache is None else placement.cache
