@@ -33,7 +33,7 @@ def csr_from_edge_index(
         >>> rowptr.tolist(), col.tolist()
         ([0, 1, 3, 4], [1, 0, 2, 1])
     """
-    return _csr(*_pairs(edge_index), num_nodes, num_nodes, to_undirected)
+    return _csr(*_pairs(edge_index), num_nodes, num_nodes, to_undirected)[:2]
 
 
 def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, Tensor]:
@@ -46,7 +46,7 @@ def typed_csr(edge_index: Tensor, num_src: int, num_dst: int) -> Tuple[Tensor, T
         >>> rowptr.tolist(), col.tolist()
         ([0, 1, 3], [2, 0, 2])
     """
-    return _csr(*_pairs(edge_index), num_src, num_dst, undirected=False)
+    return _csr(*_pairs(edge_index), num_src, num_dst, undirected=False)[:2]
 
 
 def _pairs(edge_index: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -62,22 +62,30 @@ def _pairs(edge_index: Any) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _csr(src_ids: np.ndarray, dst_ids: np.ndarray, num_src: int, num_dst: int,
-         undirected: bool) -> Tuple[Tensor, Tensor]:
+         undirected: bool, *, keep_edges: bool = False, time: Optional[Tensor] = None
+         ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """The CSR of (source, target) pairs (with ``undirected``, each taken
-    both ways; ``num_src == num_dst`` then), built by the native core: ids
-    checked and rows counted, then filled, sorted and deduplicated on every
-    core."""
+    both ways; ``num_src == num_dst`` then), built by the native core as the
+    bounded build's one bucket: ids checked and rows counted, then filled
+    and sorted on every core. Rows are deduplicated, or with ``keep_edges``
+    every entry is kept, rows sorted by ``time`` (one per input edge) when
+    given, and the third result maps each position to its input edge."""
+    if undirected and num_src != num_dst:
+        raise ValueError("an undirected CSR needs sources and targets of one node set")
     bipartite = -1 if undirected else num_src
     counts = np.zeros(num_dst + 1, dtype=np.int64)
     _native.csr_count(src_ids, dst_ids, num_dst, undirected, counts, bipartite)
     raw = counts[1:].copy()
     col = np.empty(int(raw.sum()), dtype=np.int32 if num_src < 2**31 else np.int64)
+    edge_of = np.empty(col.shape[0], dtype=np.int64) if keep_edges else None
     degree = np.empty(num_dst, dtype=np.int64)
     written = _native.csr_fill(src_ids, dst_ids, num_dst, undirected, 0, num_dst, raw, col,
-                               degree, torch.get_num_threads(), bipartite)
+                               degree, torch.get_num_threads(), bipartite, edge_of,
+                               None if time is None else time.numpy())
     rowptr = torch.zeros(num_dst + 1, dtype=torch.int64)
     torch.cumsum(torch.from_numpy(degree), 0, out=rowptr[1:])
-    return huge_pages(rowptr), huge_pages(torch.from_numpy(col[:written]))
+    return (huge_pages(rowptr), huge_pages(torch.from_numpy(col[:written])),
+            None if edge_of is None else torch.from_numpy(edge_of))
 
 
 def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, Tensor],
@@ -107,22 +115,10 @@ def csr_with_attributes(edge_index: Tensor, num_nodes: int, per_edge: Dict[str, 
     time = times("edge_time", per_edge.get("edge_time"), num_edges)  # sorts rows first
     if time is not None:
         per_edge["edge_time"] = time
-    bipartite = -1 if num_src is None else num_src
-    counts = np.zeros(num_nodes + 1, dtype=np.int64)
-    _native.csr_count(src_ids, dst_ids, num_nodes, to_undirected, counts, bipartite)
-    raw = counts[1:].copy()
-    total = int(raw.sum())
-    bound = num_nodes if num_src is None else num_src
-    col = np.empty(total, dtype=np.int32 if bound < 2**31 else np.int64)
-    edge_of = np.empty(total, dtype=np.int64)
-    _native.csr_fill(src_ids, dst_ids, num_nodes, to_undirected, 0, num_nodes, raw, col,
-                     np.empty(num_nodes, dtype=np.int64), torch.get_num_threads(), bipartite,
-                     edge_of, None if time is None else time.numpy())
-    rowptr = torch.zeros(num_nodes + 1, dtype=torch.int64)
-    torch.cumsum(torch.from_numpy(raw), 0, out=rowptr[1:])
-    position = torch.from_numpy(edge_of)
-    return rowptr, torch.from_numpy(col), {k: v.index_select(0, position)
-                                          for k, v in per_edge.items()}
+    rowptr, col, edge_of = _csr(src_ids, dst_ids, num_nodes if num_src is None else num_src,
+                                num_nodes, to_undirected, keep_edges=True, time=time)
+    assert edge_of is not None
+    return rowptr, col, {k: v.index_select(0, edge_of) for k, v in per_edge.items()}
 
 
 def sort_rows_by_time(rowptr: Tensor, edge_time: Tensor) -> Tensor:
