@@ -162,12 +162,19 @@ def _signal_mid_epoch(args, signum, saved=None):
     return proc.returncode, out, err
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run the resumed ones must equal (its directory)."""
+    where = tmp_path_factory.mktemp("straight")
+    run = subprocess.run([*BASE, "--checkpoint", str(where), "--out", str(where / "out.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return where
+
+
 @pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_saves_a_checkpoint_that_the_same_command_resumes(tmp_path, signum, status):
-    straight = subprocess.run([*BASE, "--checkpoint", str(tmp_path / "straight"),
-                               "--out", str(tmp_path / "straight.json")],
-                              capture_output=True, text=True, timeout=300)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+def test_signal_saves_a_checkpoint_that_the_same_command_resumes(tmp_path, straight, signum,
+                                                                  status):
     command = [*BASE, "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "ck.json")]
     code, out, err = _signal_mid_epoch(command, signum, tmp_path / "ck" / CHECKPOINT_FILE)
     name = signal.Signals(signum).name
@@ -181,12 +188,12 @@ def test_signal_saves_a_checkpoint_that_the_same_command_resumes(tmp_path, signu
     assert saved["epoch_so_far"]["batches"] == saved["pipeline"]["batches_done"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resuming from" in again.stdout, again.stderr[-2000:]
-    a = torch.load(tmp_path / "straight" / CHECKPOINT_FILE, weights_only=True)
+    a = torch.load(straight / CHECKPOINT_FILE, weights_only=True)
     b = torch.load(tmp_path / "ck" / CHECKPOINT_FILE, weights_only=True)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     # the resumed epoch's loss covers the whole epoch: the uninterrupted one's
-    first = json.loads((tmp_path / "straight.json").read_text())["history"]
+    first = json.loads((straight / "out.json").read_text())["history"]
     second = json.loads((tmp_path / "ck.json").read_text())["history"]
     assert [r["loss"] for r in first] == [r["loss"] for r in second]
 
