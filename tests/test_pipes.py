@@ -308,6 +308,33 @@ def test_dataloader_with_batch_size_none(small_dataset):
                        small_dataset.split_idx["train"].sort().values)
 
 
+def _all_subclasses(cls: type) -> list:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_all_subclasses(sub))]
+
+
+def test_torch_functional_forms_stay_reachable_after_every_stage(small_dataset):
+    """No stage's attribute or method hides a functional form torch
+    registers on IterDataPipe (``.shuffle()``, ``.map()``, ``.batch()``...):
+    a chain of our stages goes on with torch's stages."""
+    import salient_pipes.distributed  # noqa: F401  (registers fetch_features)
+    from salient_pipes.pipes import Stage, upstream
+
+    functional = set(IterDataPipe.functions)
+    assert {"shuffle", "map", "batch", "filter", "shuffle_nodes"} <= functional
+    for cls in _all_subclasses(Stage):
+        own = {a for c in cls.__mro__ if c not in IterDataPipe.__mro__ for a in vars(c)}
+        assert not own & functional, (cls.__name__, own & functional)
+    chains = [salient_pipeline(small_dataset, batch_size=200, fanouts=(5,), device="cpu",
+                               shuffle=shuffle, feature_cache="10%") for shuffle in (True, False)]
+    for chain in chains:
+        for stage in upstream(chain):
+            assert not set(vars(stage)) & functional, (type(stage).__name__,
+                                                        set(vars(stage)) & functional)
+    ids = small_dataset.split_idx["train"]
+    shuffled = NodeIndices(ids).shuffle_nodes(seed=0).shuffle().map(lambda t: t.sort().values)
+    assert torch.equal(next(iter(shuffled)), ids.sort().values)
+
+
 def test_custom_stage_example(small_dataset):
     example = load_example("custom_stage")
     pipe = example.build(small_dataset)

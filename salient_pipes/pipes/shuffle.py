@@ -34,7 +34,7 @@ class ShuffleNodes(Stage):
                  **sharding: Any) -> None:
         super().__init__(source)
         self.seed = check_int("seed", seed, minimum=0)
-        self.shuffle = bool(shuffle)
+        self.permute = bool(shuffle)
         self._sharding = None
         if sharding:
             warnings.warn("shuffle_nodes(rank=, world_size=, pad_to=) now belongs to "
@@ -50,7 +50,7 @@ class ShuffleNodes(Stage):
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:
         for idx in self.source:
-            if self.shuffle:
+            if self.permute:
                 gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**63)
                 idx = idx[torch.randperm(idx.numel(), generator=gen)]
             if self._sharding is not None:
