@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from salient_pipes._checks import as_node_ids, usable_device
-from salient_pipes.batch import NODE_TYPE
+from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data import (
     FastDataset,
     FeatureCache,
@@ -27,7 +27,7 @@ from salient_pipes.pipes.device_features import DeviceFeatures, choose_placement
 from salient_pipes.pipes.lookahead import LookAhead
 from salient_pipes.pipes.pinned_pool import PinnedPool
 from salient_pipes.pipes.sample import default_num_threads
-from salient_pipes.pipes.schema import Fanouts
+from salient_pipes.pipes.schema import Fanouts, fanouts_per_edge_type
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
@@ -193,7 +193,8 @@ def salient_pipeline(
             raise ValueError("a PartitionedDataset's features are cut across ranks and fetched "
                              "from their owners: features_on, device_cache and out_of_core do "
                              "not apply")
-        return _partitioned_pipeline(dataset, split, batch_size=batch_size, fanouts=fanouts,
+        return _partitioned_pipeline(dataset, split, batch_size=batch_size,
+                                     fanouts=_one_edge_type(fanouts),
                                      replace=replace, return_e_id=return_e_id,
                                      shuffle=shuffle, drop_last=drop_last, device=device,
                                      num_threads=num_threads, max_in_flight=max_in_flight,
@@ -273,6 +274,12 @@ def salient_pipeline(
     return last
 
 
+def _one_edge_type(fanouts: Fanouts) -> Sequence[int]:
+    """A graph of one edge type's fanouts as a list (given as one or as a
+    dict naming its edge type)."""
+    return fanouts_per_edge_type(fanouts, [EDGE_TYPE])[0]
+
+
 def _absent(values: Any) -> bool:
     """No per-edge values: None, or an empty dict of them per edge type."""
     return values is None or (isinstance(values, dict) and not values)
@@ -289,8 +296,8 @@ def _temporal(dataset: Union[FastDataset, HeteroDataset], temporal: Optional[str
         raise ValueError("weighted and temporal sampling cannot be combined")
     time = getattr(dataset, "edge_time", None)
     node_time = getattr(dataset, "node_time", None)
-    if isinstance(node_time, dict):
-        node_time = node_time.get(dataset.label_type)
+    if isinstance(dataset, HeteroDataset):
+        node_time = dataset.node_time.get(dataset.label_type)
     if _absent(time) or node_time is None:
         raise ValueError("temporal sampling needs a dataset with edge_time (the edges' times) "
                          "and node_time (the seeds' times): FastDataset.from_pyg(data, "
@@ -343,7 +350,8 @@ def _feature_cache(dataset: Union[FastDataset, HeteroDataset], budget: Any, poli
             raise NotImplementedError("a heterogeneous dataset's feature cache takes the "
                                       "'degree' policy only")
         return FeatureCaches.for_dataset(dataset, budget, pin=pin, device=device)
-    return FeatureCache.for_dataset(dataset, budget, policy=policy, fanouts=fanouts,
+    return FeatureCache.for_dataset(dataset, budget, policy=policy,
+                                    fanouts=_one_edge_type(fanouts),
                                     batch_size=batch_size, seeds=seeds, seed=seed, pin=pin,
                                     device=device)
 

@@ -295,6 +295,24 @@ def test_salient_pipeline_with_a_feature_cache(small_dataset):
     assert 0.2 < rate < 1.0  # about 40% of the rows, the busiest ones
 
 
+def test_fanouts_named_by_edge_type_choose_the_same_sampled_cache(small_dataset):
+    """Fanouts given as a dict naming the graph's one edge type build the
+    "sampled" cache from the same batches as the list does."""
+    from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
+    from salient_pipes.pipes import SliceFeatures, upstream
+
+    def cache(fanouts):
+        pipe = salient_pipeline(small_dataset, batch_size=128, fanouts=fanouts, device="cpu",
+                                feature_cache="32KiB", cache_policy="sampled")
+        return [s for s in upstream(pipe) if isinstance(s, SliceFeatures)][0].feature_cache
+
+    by_list, by_dict = cache([5, 5]), cache({EDGE_TYPE: [5, 5]})
+    assert by_list[NODE_TYPE].num_cached > 0
+    assert torch.equal(by_list[NODE_TYPE].ids, by_dict[NODE_TYPE].ids)
+    with pytest.raises(ValueError, match="names edge type"):
+        cache({("a", "to", "b"): [5, 5]})
+
+
 def test_native_row_cache_checks_its_slots():
     rows = np.zeros((2, 3), dtype=np.float32)
     with pytest.raises(ValueError, match=r"slot\[1\] = 2"):

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline
+from salient_pipes.batch import EDGE_TYPE
 from salient_pipes.data.feature_cache import cache_budget, expected_access
 from salient_pipes.distributed import (
     FetchError,
@@ -196,7 +197,8 @@ def test_single_part_pipeline_equals_the_full_gather(tmp_path):
     ds = _dataset()
     part = PartitionedDataset.load(partition(ds, 1, tmp_path / "p", method="random",
                                              progress=False))
-    pipe = salient_pipeline(part, batch_size=BATCH, fanouts=FANOUTS, device="cpu")
+    # fanouts may name the one edge type, as for any dataset
+    pipe = salient_pipeline(part, batch_size=BATCH, fanouts={EDGE_TYPE: FANOUTS}, device="cpu")
     full = salient_pipeline(ds, batch_size=BATCH, fanouts=FANOUTS, device="cpu")
     batches = 0
     for got, want in zip(pipe, full):
