@@ -8,6 +8,8 @@ Example:
     ...     out = batch.x[: batch.batch_size]
 """
 
+from typing import Any
+
 from salient_pipes.batch import Adj, NodeWiseBatch, PreparedBatch, SampledSubgraph
 from salient_pipes.data import (
     DatasetCacheError,
@@ -69,7 +71,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "HeteroBatch":  # the node-wise batch's name before it served every graph
         import warnings
 

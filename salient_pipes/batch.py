@@ -92,7 +92,7 @@ class SeedBatch(NamedTuple):
         [3, 5]
     """
 
-    seeds: Tensor
+    seeds: Union[Tensor, Dict[str, Tensor]]  # a dict per node type for several types
     payload: Dict[str, Any]
 
 
@@ -263,8 +263,12 @@ def ids_per_type(batch: Batch) -> Dict[str, Tensor]:
         return batch.n_id
     if isinstance(batch, PreparedBatch):
         return {NODE_TYPE: batch.n_id}
-    raise TypeError(f"features fill PreparedBatch or NodeWiseBatch items, got "
-                    f"{type(batch).__name__}")
+    raise _not_a_batch(batch)
+
+
+def _not_a_batch(batch: object) -> TypeError:
+    return TypeError(f"features fill PreparedBatch or NodeWiseBatch items, got "
+                     f"{type(batch).__name__}")
 
 
 def with_features(batch: Batch, xs: Dict[str, Tensor]) -> Batch:
@@ -272,5 +276,6 @@ def with_features(batch: Batch, xs: Dict[str, Tensor]) -> Batch:
     :func:`ids_per_type` keys them) as its ``x``."""
     if isinstance(batch, NodeWiseBatch):
         return dataclasses.replace(batch, x={**batch.x, **xs})
-    ids_per_type(batch)  # the same check
-    return dataclasses.replace(batch, x=xs[NODE_TYPE]) if xs else batch
+    if isinstance(batch, PreparedBatch):
+        return dataclasses.replace(batch, x=xs[NODE_TYPE]) if xs else batch
+    raise _not_a_batch(batch)

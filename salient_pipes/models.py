@@ -3,7 +3,7 @@ heterogeneous form for :class:`~salient_pipes.batch.NodeWiseBatch`."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,10 @@ class MeanSAGEConv(torch.nn.Module):
         self.lin_l = torch.nn.Linear(in_channels, out_channels, bias=False)
         self.lin_r = torch.nn.Linear(in_channels, out_channels, bias=False)
 
+    def reset_parameters(self) -> None:
+        self.lin_l.reset_parameters()
+        self.lin_r.reset_parameters()
+
     def forward(self, x: Tensor, edge_index: Tensor, num_dst: int) -> Tensor:
         src, dst = edge_index[0], edge_index[1]
         summed = x.new_zeros(num_dst, x.size(1)).index_add_(0, dst, x.index_select(0, src))
@@ -102,8 +106,7 @@ class SAGE(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         for conv in self.convs:
-            conv.lin_l.reset_parameters()
-            conv.lin_r.reset_parameters()
+            cast(MeanSAGEConv, conv).reset_parameters()
 
     def forward(self, x: Tensor, adjs: Sequence[Adj]) -> Tensor:
         if len(adjs) != self.num_layers:
@@ -265,9 +268,11 @@ def compile_model(model: torch.nn.Module, *, cuda_graphs: bool = False) -> torch
         >>> type(compiled).__name__
         'OptimizedModule'
     """
+    # torch.compile is typed as returning a callable; for a module it is one.
     if not cuda_graphs:
-        return torch.compile(model, dynamic=True)
-    return StaticShapes(torch.compile(model, mode="reduce-overhead", dynamic=True))
+        return cast(torch.nn.Module, torch.compile(model, dynamic=True))
+    return StaticShapes(cast(torch.nn.Module,
+                             torch.compile(model, mode="reduce-overhead", dynamic=True)))
 
 
 class HeteroSAGE(torch.nn.Module):
@@ -326,7 +331,8 @@ class HeteroSAGE(torch.nn.Module):
                 h[t] = self.inputs[t](x.to(self.out.weight.dtype))
             elif t in self.start:
                 h[t] = self.start[t].expand(x.size(0), -1)
-        for convs in self.convs:
+        for layer in self.convs:
+            convs = cast(torch.nn.ModuleDict, layer)
             out: Dict[str, Tensor] = {}
             for e, edge_index in edge_index_dict.items():
                 src, _, dst = e

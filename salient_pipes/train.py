@@ -123,9 +123,9 @@ def _step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any) 
 class _Shape:
     """The static buffers of one padded batch shape, and its recorded step."""
 
-    def __init__(self, cap_n: List[int], cap_e: List[int], batch: PreparedBatch,
+    def __init__(self, cap_n: List[int], cap_e: List[int], x: torch.Tensor,
                  device: torch.device) -> None:
-        self.x = torch.zeros(cap_n[0], batch.x.size(1), dtype=batch.x.dtype, device=device)
+        self.x = torch.zeros(cap_n[0], x.size(1), dtype=x.dtype, device=device)
         self.y = torch.full((cap_n[-1],), -1, dtype=torch.int64, device=device)
         self.edges = [torch.empty(2, e, dtype=torch.int64, device=device) for e in cap_e]
         self.batch = PreparedBatch(  # the static buffers as the batch the step sees
@@ -136,13 +136,14 @@ class _Shape:
         self.graph: Optional[Any] = None
         self.loss: Optional[torch.Tensor] = None
 
-    def fill(self, batch: PreparedBatch, nodes: List[int], edges: List[int]) -> None:
-        self.x[: nodes[0]].copy_(batch.x)
+    def fill(self, x: torch.Tensor, y: torch.Tensor, adjs: List[Adj], nodes: List[int],
+             edges: List[int]) -> None:
+        self.x[: nodes[0]].copy_(x)
         self.x[nodes[0]:].zero_()
-        for ei, adj, count, spare in zip(self.edges, batch.adjs, edges, self.pad_to):
+        for ei, adj, count, spare in zip(self.edges, adjs, edges, self.pad_to):
             ei[:, :count].copy_(adj.edge_index)
             ei[:, count:].fill_(spare)
-        self.y[: nodes[-1]].copy_(batch.y)
+        self.y[: nodes[-1]].copy_(y)
         self.y[nodes[-1]:].fill_(-1)
 
 
@@ -201,18 +202,21 @@ class CapturedStep:
     def __call__(self, batch: PreparedBatch) -> torch.Tensor:
         """One step on ``batch``; returns its loss (mean over the labeled
         seeds), a device tensor valid until the next call."""
-        if not isinstance(batch, PreparedBatch) or batch.y is None:
-            raise TypeError("a captured step trains on PreparedBatch items with labels, got "
-                            f"{type(batch).__name__}" + (" without y" if isinstance(
-                                batch, PreparedBatch) else ""))
-        nodes, edges = batch_sizes(batch.x, batch.adjs)
+        if not isinstance(batch, PreparedBatch):
+            raise TypeError("a captured step trains on PreparedBatch items with features and "
+                            f"labels, got {type(batch).__name__}")
+        x, y = batch.x, batch.y
+        if x is None or y is None:
+            raise TypeError("a captured step trains on PreparedBatch items with features and "
+                            f"labels, got one without {'x' if x is None else 'y'}")
+        nodes, edges = batch_sizes(x, batch.adjs)
         cap_n, cap_e = self.capacities.fit(nodes, edges)
         key = (tuple(cap_n), tuple(cap_e))
         if self._shape is None or key != self._key:
             self._shape = None  # before the new buffers: the old ones can go first
-            self._key, self._shape = key, _Shape(cap_n, cap_e, batch, self.device)
+            self._key, self._shape = key, _Shape(cap_n, cap_e, x, self.device)
         shape = self._shape
-        shape.fill(batch, nodes, edges)
+        shape.fill(x, y, batch.adjs, nodes, edges)
         if self._stream is None:
             return _step(self.model, self.optimizer, shape.batch)
         if shape.graph is not None:
@@ -275,11 +279,14 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
         >>> train_epoch(model, pipe, opt, progress=False).batches
         3
     """
-    captured = model if isinstance(model, CapturedStep) else None
-    if captured is not None and optimizer is not captured.optimizer:
-        raise ValueError("train a CapturedStep with its own optimizer: "
-                         "train_epoch(step, pipe, step.optimizer)")
-    net = captured.model if captured is not None else model
+    captured: Optional[CapturedStep] = None
+    if isinstance(model, CapturedStep):
+        if optimizer is not model.optimizer:
+            raise ValueError("train a CapturedStep with its own optimizer: "
+                             "train_epoch(step, pipe, step.optimizer)")
+        captured, net = model, model.model
+    else:
+        net = model
     net.train()
     device = _model_device(net)
     before = resume or EpochSoFar()
@@ -311,7 +318,7 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
             steps.append((torch.cuda.Event(enable_timing=True),
                           torch.cuda.Event(enable_timing=True)))
             steps[-1][0].record()
-        loss = captured(batch) if captured is not None else _step(model, optimizer, batch)
+        loss = captured(batch) if captured is not None else _step(net, optimizer, batch)
         if timed:
             steps[-1][1].record()
         total.add_(loss, alpha=batch.batch_size)  # one kernel, no temporary

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up (see setup.sh), lints, runs the whole test suite in a shuffled
+# Sets up (see setup.sh), lints, type-checks the package (the annotations
+# its py.typed marker vouches for), runs the whole test suite in a shuffled
 # order (pytest-randomly prints the seed: `bash scripts/test.sh
 # --randomly-seed=SEED` replays an order, `-p no:randomly` keeps the file
 # order), then the native tests again against an ASan/UBSan build of the
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test || exit 1
 status=0
 python3 -m ruff check . || status=1
+python3 -m mypy || status=1
 python3 -m pytest -q "$@" || status=1
 bash scripts/sanitize.sh || status=1
 exit $status

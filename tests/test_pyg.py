@@ -13,6 +13,7 @@ from torch_geometric.data import Data
 from torch_geometric.nn.models import GraphSAGE
 
 from salient_pipes import _native
+from salient_pipes.pipes.to_pyg import induced_edges
 from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader, csc_of
 from tests.conftest import native_sample, pairs, random_csr
 
@@ -294,6 +295,8 @@ def test_bad_input_gets_clear_errors():
          "edge_label has 5 entries"),
         (lambda: LinkNeighborLoader(data, [2], edge_label_index=torch.tensor([[0], [n]])),
          ValueError, "outside"),
+        (lambda: induced_edges((torch.tensor([0, 1]), torch.tensor([0])), torch.tensor([0]),
+                               src_n_id=torch.tensor([0])), ValueError, "needs num_src"),
         (lambda: LinkNeighborLoader(data, [2], neg_sampling="sideways"), ValueError,
          "binary' or 'triplet"),
         (lambda: LinkNeighborLoader(data, [2], neg_sampling="triplet",

@@ -283,6 +283,9 @@ def test_captured_step_rejects_what_it_cannot_record():
     x, adjs = _random_adjs((6, 3), (5,), seed=0)
     with pytest.raises(TypeError, match="without y"):
         step(PreparedBatch(x=x, y=None, adjs=adjs, n_id=torch.arange(6)))
+    with pytest.raises(TypeError, match="without x"):  # rows still to be gathered
+        step(PreparedBatch(x=None, y=torch.zeros(3, dtype=torch.int64), adjs=adjs,
+                           n_id=torch.arange(6)))
     hetero = NodeWiseBatch(x={}, y=None, edge_index={}, n_id={}, e_id={}, num_sampled_nodes={},
                          num_sampled_edges={}, input_type="p")
     with pytest.raises(TypeError, match="NodeWiseBatch"):

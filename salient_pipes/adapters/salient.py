@@ -24,8 +24,8 @@ from torch import Tensor
 
 from salient_pipes.batch import PreparedBatch
 from salient_pipes.data import FastDataset
-from salient_pipes.pipes import NodeIndices, ShuffleNodes
-from salient_pipes.train import train_epoch
+from salient_pipes.pipes import NodeIndices, ShuffleNodes, Stage
+from salient_pipes.train import EpochResult, train_epoch
 
 TrainCore = Callable[[torch.nn.Module, PreparedBatch], Any]
 TrainCallback = Callable[[List[PreparedBatch], List[Any]], None]
@@ -83,7 +83,7 @@ class FastSampler:
         self._epoch = 0
         self._graph = cfg.graph if cfg.graph is not None else (cfg.rowptr, cfg.col)
 
-    def _pipe(self):
+    def _pipe(self) -> Stage:
         pipe = (NodeIndices(self.idx)
                 .batch_nodes(self.cfg.batch_size, drop_last=self.cfg.skip_nonfull_batch)
                 .sample_neighbors(self._graph, self.cfg.sizes, replace=self.cfg.replace,
@@ -202,7 +202,7 @@ def _batchwise_test(model: torch.nn.Module, num_batches: int, devit: DeviceItera
 
 
 def _train(model: torch.nn.Module, devit: DeviceIterator, optimizer: torch.optim.Optimizer,
-           **kwargs: Any):
+           **kwargs: Any) -> EpochResult:
     return train_epoch(model, (inp for (inp,) in devit), optimizer, **kwargs)
 
 

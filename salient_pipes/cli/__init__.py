@@ -4,6 +4,7 @@ checkpoints and signals in cli/checkpoint.py."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -20,7 +21,7 @@ from salient_pipes.distributed import partition, process_group
 from salient_pipes.pipeline import resolve_device
 
 
-def run_partition(args) -> None:
+def run_partition(args: argparse.Namespace) -> None:
     """Writes the dataset ``args`` name, cut into ``args.parts`` parts."""
     dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed,
                            not args.no_progress, args.memory_limit)

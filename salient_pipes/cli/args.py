@@ -8,7 +8,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from salient_pipes.data import POLICIES, cache_budget, parse_bytes
 from salient_pipes.distributed.partition import METHODS
@@ -67,8 +67,8 @@ class Fanouts(argparse.Action):
         setattr(namespace, self.dest, hops)
 
 
-def _positive(kind: type):
-    def parse(text: str):
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:

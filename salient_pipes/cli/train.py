@@ -25,7 +25,7 @@ from salient_pipes.data import FastDataset, HeteroDataset
 from salient_pipes.distributed import PartitionedDataset
 from salient_pipes.models import SAGE, HeteroSAGE, compile_model
 from salient_pipes.pipeline import salient_pipeline
-from salient_pipes.pipes import Stage, pipeline_stats
+from salient_pipes.pipes import pipeline_stats
 from salient_pipes.train import EpochResult, EpochSoFar, batchwise_test, train_epoch
 
 Dataset = Union[FastDataset, HeteroDataset, PartitionedDataset]
@@ -43,7 +43,7 @@ class Run:
     core: Any = None  # the model as built (what is saved and evaluated)
     model: Any = None  # what trains: the core, wrapped by DDP or compiled
     optimizer: Any = None
-    pipe: Optional[Stage] = None
+    pipe: Any = None  # the pipeline's last stage, once built
     history: List[dict] = field(default_factory=list)
 
     @property
@@ -176,7 +176,8 @@ def report(run: Run, epoch: int, result: EpochResult) -> Tuple[dict, str]:
         line += f" | {device.type} cache hits {held[0]:.1%}"
     read = [s for s in stats if "bytes_read" in s]
     if read:
-        keys = ("windows", "bytes_read", "rows_read_per_row_delivered", "read_bytes_s")
+        keys: Tuple[str, ...] = ("windows", "bytes_read", "rows_read_per_row_delivered",
+                                 "read_bytes_s")
         row["read_ahead"] = {k: read[0][k] for k in keys}
         line += (f" | read {read[0]['bytes_read'] / 2**30:,.1f} GiB in {read[0]['windows']} "
                  f"windows ({read[0]['read_bytes_s'] / 1e9:.2f} GB/s)")

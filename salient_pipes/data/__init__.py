@@ -12,6 +12,8 @@
 - ``memory.py``: huge pages for what the sampler reads at random.
 """
 
+from typing import Any
+
 from salient_pipes.data.csr import csr_from_edge_index
 from salient_pipes.data.dataset import FastDataset, iter_splits
 from salient_pipes.data.feature_cache import (
@@ -28,7 +30,7 @@ __all__ = ["POLICIES", "DatasetCacheError", "EdgeType", "FastDataset", "FeatureC
            "iter_splits", "parse_bytes"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "HeteroFeatureCache":  # the per-node-type cache before FeatureCaches
         import warnings
 

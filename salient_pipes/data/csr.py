@@ -9,7 +9,7 @@ Row ``v`` of a CSR lists the nodes whose messages flow into ``v`` (PyG's
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, overload
 
 import numpy as np
 import torch
@@ -152,6 +152,10 @@ def first_bad_weight(weight: Tensor) -> Optional[int]:
     return int(bad.nonzero()[0]) if bool(bad.any()) else None
 
 
+@overload
+def edge_weights(weight: None, num_edges: int, validate: bool, name: str = ...) -> None: ...
+@overload
+def edge_weights(weight: Tensor, num_edges: int, validate: bool, name: str = ...) -> Tensor: ...
 def edge_weights(weight: Optional[Tensor], num_edges: int, validate: bool,
                  name: str = "edge_weight") -> Optional[Tensor]:
     if weight is None:
@@ -167,6 +171,10 @@ def edge_weights(weight: Optional[Tensor], num_edges: int, validate: bool,
     return weight.contiguous()
 
 
+@overload
+def times(name: str, times: None, count: int) -> None: ...
+@overload
+def times(name: str, times: Tensor, count: int) -> Tensor: ...
 def times(name: str, times: Optional[Tensor], count: int) -> Optional[Tensor]:
     if times is None:
         return None

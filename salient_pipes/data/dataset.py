@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -428,7 +428,17 @@ class FastDataset(CSRViews):
             split=(synthetic.ARXIV["train"] / n, synthetic.ARXIV["valid"] / n))
 
 
-def iter_splits(dataset: FastDataset, names: Sequence[str]) -> Iterator[Tuple[str, Tensor]]:
+class HasSplits(Protocol):
+    """A dataset with named splits (FastDataset, HeteroDataset, PartitionedDataset)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def split_idx(self) -> Mapping[str, Tensor]: ...
+
+
+def iter_splits(dataset: HasSplits, names: Sequence[str]) -> Iterator[Tuple[str, Tensor]]:
     """Yields ``(name, index)`` for each requested split, naming a missing one."""
     for name in names:
         if name not in dataset.split_idx:

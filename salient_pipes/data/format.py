@@ -282,6 +282,7 @@ def open_files(path: Path, files: Dict[str, Dict[str, Any]], rebuild: str, *, mm
     (the CSR) are read into huge pages with ``graph_in_memory`` (by default
     ``not mmap``)."""
     in_memory = not mmap if graph_in_memory is None else graph_in_memory
+    advice = random_access or {}
     arrays = {}
     trusted = True
     for key, info in files.items():
@@ -295,8 +296,8 @@ def open_files(path: Path, files: Dict[str, Dict[str, Any]], rebuild: str, *, mm
             continue
         array = np.load(file, mmap_mode=("r" if large else "c") if mmap else None,
                         allow_pickle=False)
-        if mmap and key in (random_access or {}):
-            advise = random_access[key]
+        if mmap and key in advice:
+            advise = advice[key]
             if large if advise is None else advise:
                 advise_random(array)
         arrays[key] = from_numpy(array, info["dtype"])

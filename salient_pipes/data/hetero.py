@@ -430,7 +430,8 @@ class HeteroDataset:
         classes = num_classes or (int(y.max()) + 1 if y.numel() else 1)
         return cls(name=name, num_nodes=num_nodes, edges=edges, x=x, y=y,
                    label_type=label_type, split_idx=split_idx, num_classes=classes,
-                   node_time=node_time, **values)
+                   node_time=node_time, edge_weight=values["edge_weight"],
+                   edge_time=values["edge_time"])
 
     @classmethod
     def synthetic_mag(cls, scale: float = 1.0, **kwargs: Any) -> HeteroDataset:

@@ -27,8 +27,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from salient_pipes.data.build import CHUNK_BYTES, write_dataset, write_hetero_dataset
-from salient_pipes.data.format import create_npy
+from salient_pipes.data.build import (
+    CHUNK_BYTES,
+    edge_type_of,
+    write_dataset,
+    write_hetero_dataset,
+)
+from salient_pipes.data.format import EdgeType, create_npy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -198,7 +203,7 @@ def npz_member_to_npy(archive: Path, member: str, out: Path) -> Path:
         if fortran and len(shape) > 1:
             raise ValueError(f"{archive}:{member} is stored column-major, which is not supported")
         target = create_npy(out, dtype, shape)
-        flat = target.reshape(-1).view(np.uint8) if target.size else None
+        flat = target.reshape(-1).view(np.uint8) if target.size else np.empty(0, np.uint8)
         total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         done = 0
         while done < total:
@@ -271,9 +276,9 @@ def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
     raw = directory / "raw"
     counts = {t: int(v[0]) for t, v in
               _read_csv(raw / "num-node-dict.csv.gz", compression="gzip").to_dict("list").items()}
-    triplets = [tuple(str(v) for v in row) for row in
-                _read_csv(raw / "triplet-type-list.csv.gz", compression="gzip",
-                          header=None).values]
+    triplets = [edge_type_of(tuple(str(v) for v in row), "a row of triplet-type-list.csv.gz")
+                for row in _read_csv(raw / "triplet-type-list.csv.gz", compression="gzip",
+                                     header=None).values]
     labelled = [t for t in counts if (raw / "node-label" / t / "node-label.csv.gz").exists()]
     if len(labelled) != 1:
         raise ValueError(f"{raw} should label exactly one node type, found {labelled}")
@@ -282,7 +287,7 @@ def convert_hetero(root: PathLike, info: OgbInfo, dest: PathLike, *,
     scratch = directory / f".scratch-{uuid.uuid4().hex}"
     scratch.mkdir()
     try:
-        edges = {}
+        edges: Dict[EdgeType, Path] = {}
         for triplet in triplets:
             folder = raw / "relations" / "___".join(triplet)
             num_edges = _csv_total(folder / "num-edge-list.csv.gz")

@@ -11,6 +11,8 @@ Importing this package registers each stage's functional name on
 ``IterDataPipe``.
 """
 
+from typing import Any, Dict
+
 from salient_pipes.pipes.base import Stage, StageStats, pipeline_stats, upstream
 from salient_pipes.pipes.batch_nodes import BatchNodes
 from salient_pipes.pipes.indices import IndexBatches, NodeIndices
@@ -50,9 +52,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Names of the heterogeneous twins before one stage served every graph.
-    renamed = {"SampleHeteroNeighbors": SampleNeighbors, "hetero_fanouts": fanouts_per_edge_type}
+    renamed: Dict[str, Any] = {"SampleHeteroNeighbors": SampleNeighbors,
+                               "hetero_fanouts": fanouts_per_edge_type}
     if name in renamed:
         import warnings
 

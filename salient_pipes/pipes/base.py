@@ -48,7 +48,7 @@ def upstream(pipe: IterDataPipe) -> List[IterDataPipe]:
 class Stage(IterDataPipe):
     """Base of every salient_pipes stage.
 
-    A stage reads ``self.source`` (``None`` for a source stage) and implements
+    A stage reads ``self.source`` (a source stage has none) and implements
     ``_generate(epoch)``. Each new iteration is the next epoch unless
     :meth:`set_epoch` named one. ``set_epoch`` and :meth:`load_state_dict`
     reach every stage of the chain up to the source, through user stages
@@ -60,9 +60,11 @@ class Stage(IterDataPipe):
     # which builds and raises an AttributeError each time: about half of a
     # stage's cost per item.
     _is_child_datapipe = False
+    source: IterDataPipe
 
     def __init__(self, source: Optional[IterDataPipe] = None) -> None:
-        self.source = source
+        if source is not None:
+            self.source = source
         self.stats = StageStats()
         self._epoch = 0
         self._epoch_fixed = False

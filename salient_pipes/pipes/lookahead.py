@@ -143,14 +143,14 @@ class LookAhead:
         totals = {k: sum(f.totals[k] for f in self.files.values())
                   for k in ("bytes", "reads", "rows_read", "rows_copied", "seconds")}
         rate = totals["bytes"] / totals["seconds"] if totals["seconds"] else 0.0
-        out = {"windows": self.windows,
-               "batches_per_window": self.batches / self.windows if self.windows else 0.0,
-               "bytes_read": int(totals["bytes"]), "reads": int(totals["reads"]),
-               "rows_read": int(totals["rows_read"]),
-               "rows_copied": int(totals["rows_copied"]),
-               "rows_read_per_row_delivered":
-                   totals["rows_read"] / self.rows_delivered if self.rows_delivered else 0.0,
-               "read_s": totals["seconds"], "read_bytes_s": rate}
+        per_row = totals["rows_read"] / self.rows_delivered if self.rows_delivered else 0.0
+        out: Dict[str, Any] = {
+            "windows": self.windows,
+            "batches_per_window": self.batches / self.windows if self.windows else 0.0,
+            "bytes_read": int(totals["bytes"]), "reads": int(totals["reads"]),
+            "rows_read": int(totals["rows_read"]), "rows_copied": int(totals["rows_copied"]),
+            "rows_read_per_row_delivered": per_row,
+            "read_s": totals["seconds"], "read_bytes_s": rate}
         measured = [f.disk_rates for f in self.files.values() if f.disk_rates is not None]
         if measured:
             out["read_vs_sequential"] = rate / measured[0].sequential_bytes_s

@@ -144,7 +144,7 @@ class PinnedPool:
         tensors = batch.tensors() if hasattr(batch, "tensors") else [batch]
         with self._lock:
             slots = {self.slot_of(t) for t in tensors if isinstance(t, Tensor)}
-            self._tie(slots - {None}, event)
+            self._tie({s for s in slots if s is not None}, event)
 
     def tie(self, slots: Iterable[int], event: Any) -> None:
         """:meth:`record` for slots already known (a :class:`SlotSpan`'s)."""

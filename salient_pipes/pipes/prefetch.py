@@ -159,13 +159,15 @@ class PrefetchToDevice(Stage):
         items = iter(self.source)
         try:
             for item in items:
-                pool, span = find_span(item, pools) or (None, None)
+                found = find_span(item, pools)
                 with torch.cuda.stream(stream):
-                    moved = self._cast(self._fill(move_span(item, self.device, span)))
+                    moved = self._cast(self._fill(
+                        move_span(item, self.device, None if found is None else found[1])))
                     done = torch.cuda.Event()
                     done.record(stream)
                 # before `item` goes: its slots wait for the copy
-                if pool is not None:
+                if found is not None:
+                    pool, span = found
                     pool.tie([span.slot], done)
                 else:  # arrays in no one region (rare): each one's slot, if any
                     for other in pools:
@@ -196,7 +198,8 @@ class PrefetchToDevice(Stage):
 
     def _cast(self, batch: Any) -> Any:
         x = getattr(batch, "x", None)
-        if self.x_dtype is None or x is None or not dataclasses.is_dataclass(batch):
+        if self.x_dtype is None or x is None or not dataclasses.is_dataclass(batch) \
+                or isinstance(batch, type):
             return batch
         if isinstance(x, dict):
             return dataclasses.replace(batch, x={t: v.to(self.x_dtype) for t, v in x.items()})

@@ -142,6 +142,7 @@ def _adj_t(like: Any, values: Optional[Tensor], edge_index: Tensor, ids: Tensor,
     if not isinstance(like, Tensor):
         return type(like)(row=edge_index[1], col=edge_index[0], value=value,
                           sparse_sizes=(num_dst, num_src), is_sorted=False, trust_data=True)
+    assert value is not None  # a torch sparse tensor always has values
     order = torch.argsort(edge_index[1] * max(num_src, 1) + edge_index[0])
     dst, src = edge_index[1][order], edge_index[0][order]
     crow = torch.zeros(num_dst + 1, dtype=torch.int64)

@@ -262,9 +262,10 @@ class SampleNeighbors(Stage):
                   y: Optional[Tensor] = None, cache: Optional[Mapping[str, Any]] = None,
                   attrs: Optional[NodeAttrs] = None, pinned: Optional[Any] = None,
                   **options: Any) -> Iterator[Any]:
-        return run_session(self, self._session_for(x, y, cache, attrs, pinned), epoch, start,
-                           self._seeds,
-                           lambda result, payloads: self._wrap(result, x, y, attrs, payloads))
+        session = self._session_for(x, y, cache, attrs, pinned)
+        return run_session(self, session, epoch, start, self._seeds,
+                           lambda result, payloads: self._wrap(result, session, x, y, attrs,
+                                                               payloads))
 
     def with_features(self, x: Union[Tensor, Mapping[str, Tensor]], y: Optional[Tensor] = None,
                       cache: Optional[Any] = None, pinned: Optional[Any] = None,
@@ -315,25 +316,26 @@ class SampleNeighbors(Stage):
         return [as_index(seeds[t]) if t in seeds else empty for t in self.schema.node_types], \
             seed_time
 
-    def _wrap(self, result: tuple, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
-              attrs: Optional[NodeAttrs], payloads: Deque[Dict[str, Any]]) -> Any:
+    def _wrap(self, result: tuple, session: _native.Session, x: Optional[Mapping[str, Tensor]],
+              y: Optional[Tensor], attrs: Optional[NodeAttrs],
+              payloads: Deque[Dict[str, Any]]) -> Any:
         n_ids, edges, num_nodes, num_edges, xs, ys, sliced = result
         payload = payloads.popleft() if self.ordered else {}
         types = self.schema.node_types
         if not self.node_wise:
-            n_id = torch.from_numpy(n_ids[0])
+            ids = torch.from_numpy(n_ids[0])
             adjs = [Adj(torch.from_numpy(ei), None if e is None else torch.from_numpy(e),
                         tuple(size)) for ei, e, size in edges]
             if x is None:
-                return SampledSubgraph(n_id, adjs)
+                return SampledSubgraph(ids, adjs)
             return PreparedBatch(x=from_buffer(xs[0], x[types[0]].dtype) if types[0] in x
                                  else None,  # gathered later (look-ahead)
                                  y=None if y is None else from_buffer(ys, y.dtype),
-                                 adjs=adjs, n_id=n_id)
+                                 adjs=adjs, n_id=ids)
         n_id = {t: torch.from_numpy(a) for t, a in zip(types, n_ids)}
-        batch = None
+        batch: Optional[Dict[str, Tensor]] = None
         if self.disjoint:  # keys: seed index * key_space + node
-            space = self._session.key_space
+            space = session.key_space
             batch = {t: torch.div(k, space, rounding_mode="floor") for t, k in n_id.items()}
             n_id = {t: k - batch[t] * space for t, k in n_id.items()}
         by_type: Dict[str, Dict[str, Tensor]] = {}
@@ -343,7 +345,7 @@ class SampleNeighbors(Stage):
         return NodeWiseBatch(
             x={} if x is None else {t: from_buffer(a, x[t].dtype)
                                     for t, a in zip(types, xs) if a is not None},
-            y=None if ys is None else from_buffer(ys, y.dtype),
+            y=None if ys is None or y is None else from_buffer(ys, y.dtype),
             edge_index={e: torch.from_numpy(ei) for e, (ei, _, _) in
                         zip(self.schema.edge_types, edges)},
             e_id={e: torch.from_numpy(i) for e, (_, i, _) in zip(self.schema.edge_types, edges)

@@ -7,7 +7,7 @@ it and a heterogeneous graph alike."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union, overload
 
 import torch
 
@@ -105,6 +105,10 @@ def fanouts_per_edge_type(fanouts: Fanouts, edge_types: Sequence[EdgeType],
     return [list(same) for _ in edge_types]
 
 
+@overload
+def per_type(value: None, schema: Schema, what: str) -> None: ...
+@overload
+def per_type(value: Any, schema: Schema, what: str) -> Dict[str, Any]: ...
 def per_type(value: Union[None, Any, Mapping[str, Any]], schema: Schema, what: str
              ) -> Optional[Dict[str, Any]]:
     """``value`` per node type: a mapping as it is (checked against the

@@ -186,7 +186,7 @@ class SliceFeatures(Stage):
             yield self._gather(item, with_x=bool(self.x))
 
     def _gather(self, item: Any, with_x: bool = True) -> Any:
-        caches = self.feature_cache or {}
+        caches: Mapping[str, FeatureCache] = self.feature_cache or {}
         if isinstance(item, SampledSubgraph):
             x = self.x[NODE_TYPE] if NODE_TYPE in self.x else next(iter(self.x.values()))
             return PreparedBatch(

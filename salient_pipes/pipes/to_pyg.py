@@ -209,13 +209,12 @@ class ToPyG(Stage):
         types = self.stores.edge_types
         if self.subgraph_type == "induced":
             return {e: self._induced(e, sub) for e in types}
-        directed = {e: (sub.edge_index[e], self._ids(e, sub)) for e in types}
+        directed: Edges = {e: (sub.edge_index[e], self._ids(e, sub)) for e in types}
         if self.subgraph_type == "directional":
             return directed
         return self._bidirectional(sub, directed)
 
-    def _bidirectional(self, sub: NodeWiseBatch, directed: Dict[EdgeType, Tuple[Tensor, Tensor]]
-                       ) -> Edges:
+    def _bidirectional(self, sub: NodeWiseBatch, directed: Edges) -> Edges:
         """PyG's ``to_bidirectional`` of its sampler output: a ``Data`` keeps
         the edge ids, a ``HeteroData`` pairs each edge type with its reverse
         and drops them."""
@@ -299,6 +298,8 @@ def induced_edges(csc: Tuple[Tensor, Tensor], n_id: Tensor, src_n_id: Optional[T
     rowptr, col = csc
     if src_n_id is None:
         src_n_id, num_src = n_id, rowptr.numel() - 1
+    elif num_src is None:
+        raise ValueError("induced_edges needs num_src with src_n_id (the source node count)")
     local = torch.full((int(num_src),), -1, dtype=torch.int64)
     local[src_n_id] = torch.arange(src_n_id.numel())
     begin, end = rowptr[n_id], rowptr[n_id + 1]

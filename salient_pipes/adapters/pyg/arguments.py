@@ -197,7 +197,7 @@ def _canonical(edge_type: Any, edge_types: Sequence[EdgeType]) -> EdgeType:
     if isinstance(edge_type, str) or len(edge_type) not in (2, 3):
         raise ValueError(f"an edge type is (src, relation, dst) or (src, dst), got {edge_type!r}")
     if len(edge_type) == 3:
-        return tuple(edge_type)  # type: ignore[return-value]
+        return tuple(edge_type)
     src, dst = edge_type
     matches = [e for e in edge_types if e[0] == src and e[2] == dst]
     if len(matches) > 1:
@@ -223,6 +223,7 @@ def negative_sampling(neg_sampling: Any, ratio: Optional[float]) -> Tuple[
         if ratio is None or ratio == 0:
             return None, 1.0, None, None
         return "binary", float(ratio), None, None
+    mode: Any
     if isinstance(neg_sampling, str):
         mode, amount, src_weight, dst_weight = neg_sampling, 1.0, None, None
     elif isinstance(neg_sampling, dict):

@@ -86,7 +86,8 @@ def node_or_edge_times(data: Any, typed: bool, time_attr: str
     if not nodes and not edges:
         raise ValueError(f"time_attr {time_attr!r} is neither a node-level nor an edge-level "
                          "attribute")
-    kind, times = ("node", nodes) if nodes else ("edge", edges)
+    kind = "node" if nodes else "edge"
+    times: Dict[Any, Tensor] = nodes if nodes else edges
     for key, t in times.items():
         t = torch.as_tensor(t)
         if t.dim() != 1 or t.is_floating_point() or t.dtype == torch.bool:

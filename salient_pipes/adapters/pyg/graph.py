@@ -141,14 +141,14 @@ def remote_csc_of(feature_store: Any, graph_store: Any) -> Any:
     node_types = list(dict.fromkeys(
         [a.group_name for a in feature_store.get_all_tensor_attrs()
          if isinstance(a.group_name, str)] + [t for e in edge_types for t in (e[0], e[2])]))
-    num_nodes = {t: int(remote_backend_utils.num_nodes(feature_store, graph_store, t))
-                 for t in node_types}
+    counts = {t: int(remote_backend_utils.num_nodes(feature_store, graph_store, t))
+              for t in node_types}
     rowptrs, cols, perm = {}, {}, {}
     for e in edge_types:
         rowptrs[e], cols[e], perm[e] = _from_store(row[e], colptr[e], perms.get(e),
-                                                   num_nodes[e[0]], num_nodes[e[2]],
+                                                   counts[e[0]], counts[e[2]],
                                                    f"the GraphStore's {e!r}")
-    return _hetero_csc(node_types, edge_types, num_nodes, rowptrs, cols, perm)
+    return _hetero_csc(node_types, edge_types, counts, rowptrs, cols, perm)
 
 
 def _from_store(row: Tensor, colptr: Tensor, perm: Any, num_src: int, num_dst: int,

@@ -60,6 +60,10 @@ class _Native:
     data: Any
     transform: Optional[Callable]
     filter_per_worker: bool
+    input_type: Any  # set by each loader
+    pipe: Stage
+    dataset: Any  # DataLoader's, once _start made it one
+    batch_sampler: Any
 
     def _setup(self, data: Any, num_neighbors: Any, replace: bool, subgraph_type: Any,
                disjoint: bool, transform: Optional[Callable], filter_per_worker: Optional[bool],
@@ -137,7 +141,10 @@ class _Native:
     def _start(self, count: int) -> None:
         """Becomes the DataLoader over ``range(count)`` seed positions."""
         o = self.options
-        DataLoader.__init__(self, range(count), batch_size=o.batch_size, shuffle=o.shuffle,
+        # self is a DataLoader subclass (the loaders derive from PyG's); a
+        # range is a map-style dataset of positions.
+        DataLoader.__init__(self, range(count),  # type: ignore[arg-type]
+                            batch_size=o.batch_size, shuffle=o.shuffle,
                             sampler=o.sampler, batch_sampler=o.batch_sampler,
                             drop_last=o.drop_last, collate_fn=self.collate_fn,
                             pin_memory=o.pin_memory, generator=o.generator)
