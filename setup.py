@@ -10,7 +10,7 @@ from glob import glob
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
 
-# The binding files compile in parallel (SALIENT_PIPES_BUILD_JOBS, default: every core).
+# The two units compile in parallel (SALIENT_PIPES_BUILD_JOBS, default: every core).
 ParallelCompile("SALIENT_PIPES_BUILD_JOBS").install()
 
 WARNINGS = ["-Wall", "-Wextra"]
@@ -27,10 +27,10 @@ else:
 
 native = Pybind11Extension(
     "salient_pipes._native._core",
-    [f"salient_pipes/_native/{name}.cpp"
-     for name in ("bindings", "bind_graph", "bind_job", "bind_session", "bind_cache",
-                 "bind_build", "bind_file", "bind_dropout")],
-    depends=sorted(glob("salient_pipes/_native/*.hpp")),  # a header change rebuilds
+    # two units that include the bind_*.cpp files (see unit_bindings.cpp)
+    ["salient_pipes/_native/unit_bindings.cpp", "salient_pipes/_native/unit_sampling.cpp"],
+    # a change to any header or included file rebuilds
+    depends=sorted(glob("salient_pipes/_native/*.hpp") + glob("salient_pipes/_native/bind*.cpp")),
     cxx_std=17,
     extra_compile_args=WARNINGS + compile_args,
     extra_link_args=["-pthread", *link_args],

@@ -2,36 +2,17 @@
 # Builds the native core with AddressSanitizer + UndefinedBehaviorSanitizer in
 # a scratch copy of the repository and runs the native tests (core, fuzzing,
 # faults) against it. Exits non-zero on any sanitizer report or test failure.
-#   bash scripts/sanitize.sh [extra pytest args]      build, then run
-#   bash scripts/sanitize.sh --build DIR               only build, into DIR
-#   bash scripts/sanitize.sh --use DIR [pytest args]   run against DIR's build
-# (scripts/test.sh builds while the main suite runs, then runs.)
+#   bash scripts/sanitize.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-mode=all
-work=""
-case "${1:-}" in
-  --build|--use) mode=${1#--}; work=${2:?"sanitize: $1 needs a directory"}; shift 2 ;;
-esac
-if [ -z "$work" ]; then
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-fi
-if [ "$mode" != use ]; then
-  mkdir -p "$work"
-  git ls-files -z | xargs -0 -I{} cp --parents {} "$work"
-  echo "sanitize: building the native core with -fsanitize=address,undefined"
-  (cd "$work" && SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 |
-    grep -Ev "^(running|copying|creating)" || true)
-  if [ "$mode" = build ]; then
-    compgen -G "$work/salient_pipes/_native/_core*.so" >/dev/null ||
-      { echo "sanitize: the build failed"; exit 1; }
-    exit 0
-  fi
-fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git ls-files -z | xargs -0 -I{} cp --parents {} "$work"
 cd "$work"
-so=$(ls salient_pipes/_native/_core*.so) || { echo "sanitize: no build in $work"; exit 1; }
+echo "sanitize: building the native core with -fsanitize=address,undefined"
+SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
+so=$(ls salient_pipes/_native/_core*.so)
 # The build must really be instrumented, or a clean run would prove nothing.
 symbols=$(nm -D "$so")
 grep -q __asan_report <<<"$symbols" || { echo "sanitize: $so lacks ASan"; exit 1; }
