@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 from torchdata.nodes import IterableWrapper, Loader, PinMemory, Prefetcher
@@ -106,6 +108,7 @@ def test_loader_state_round_trips(small_dataset, k):
         next(it)
     state = loader.state_dict()
     del it, loader
+    gc.collect()  # torchdata's nodes hold a cycle: free them here, not on their thread
     fresh = Loader(Prefetcher(PipeNode(_pipe(small_dataset)), prefetch_factor=2))
     fresh.load_state_dict(state)
     rest = list(fresh)
