@@ -11,6 +11,7 @@ from torch import Tensor
 from salient_pipes._checks import as_node_ids, usable_device
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data import (
+    POLICIES,
     FastDataset,
     FeatureCache,
     FeatureCaches,
@@ -185,6 +186,8 @@ def salient_pipeline(
     """
     if overlap_epochs is None:
         overlap_epochs = shuffle
+    if cache_policy not in POLICIES:  # checked even without a cache to use it
+        raise ValueError(f"cache_policy must be one of {POLICIES}, got {cache_policy!r}")
     if isinstance(dataset, PartitionedDataset):
         if weighted:
             raise NotImplementedError("weighted sampling of a PartitionedDataset is not "

@@ -374,6 +374,11 @@ def test_bad_arguments(small_dataset):
         salient_pipeline(small_dataset, max_in_flight=0, device="cpu")
     with pytest.raises(ValueError, match="epoch"):
         salient_pipeline(small_dataset, device="cpu").set_epoch(-1)
+    # options checked even where this call would not use them (no cache, a CPU)
+    with pytest.raises(ValueError, match="cache_policy must be one of"):
+        salient_pipeline(small_dataset, device="cpu", cache_policy="lru")
+    with pytest.raises(ValueError, match="device_cache must be a byte count"):
+        salient_pipeline(small_dataset, device="cpu", device_cache="a lot")
     with pytest.raises(TypeError, match="FastDataset, HeteroDataset, CSRGraph"):
         NodeIndices(torch.arange(3)).batch_nodes(2).sample_neighbors("graph", [2])
 

@@ -174,6 +174,8 @@ def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: 
         4294967296
     """
     target = target_device(features_on, device)
+    budget = None if device_cache is None else \
+        cache_budget(device_cache, x_bytes, "device_cache")  # checked even where unused
     if features_on == "host":
         if device_cache is not None:
             raise ValueError("device_cache keeps rows on the device but features_on='host' "
@@ -200,9 +202,8 @@ def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: 
     if features_on in (None, "auto") and target.type != "cuda":
         return Placement(None, None, f"features on the host: the device is the "
                                      f"{target.type.upper()} (a device cache is for a GPU)")
-    if device_cache is None:
+    if budget is None:
         return Placement(target, None, f"features on {target} (as asked)")
-    budget = cache_budget(device_cache, x_bytes, "device_cache")
     if budget >= x_bytes:  # whole tables need no slot maps
         return Placement(target, None, f"features on {target}: device_cache="
                                        f"{device_cache!r} holds all of them")
