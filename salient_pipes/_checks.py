@@ -33,6 +33,22 @@ def check_int(name: str, value: Any, *, minimum: Optional[int] = None) -> int:
     return value
 
 
+def check_probability(name: str, value: Any) -> float:
+    """``value`` as a float within [0, 1]; ``ValueError`` otherwise.
+
+    Example:
+        >>> check_probability("dropout", 0.5)
+        0.5
+        >>> check_probability("dropout", 2)
+        Traceback (most recent call last):
+        ValueError: dropout must be a probability within [0, 1], got 2
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a probability within [0, 1], got {value!r}")
+    return float(value)
+
+
 def usable_device(device: Any) -> torch.device:
     """``device`` as a ``torch.device`` this process can use; ``ValueError``
     for a name that is no device, CUDA without CUDA, or a CUDA index past the

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from salient_pipes import _native
+from salient_pipes._checks import check_int, check_probability
 from salient_pipes.batch import Adj
 
 
@@ -95,8 +96,10 @@ class SAGE(torch.nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int,
                  num_layers: int, dropout: float = 0.5) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
+                            ("out_channels", out_channels), ("num_layers", num_layers)):
+            check_int(name, value, minimum=1)
+        check_probability("dropout", dropout)
         sizes = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         self.convs = torch.nn.ModuleList(
             MeanSAGEConv(sizes[i], sizes[i + 1]) for i in range(num_layers))
@@ -302,8 +305,10 @@ class HeteroSAGE(torch.nn.Module):
                  num_layers: int, target: str, dropout: float = 0.5) -> None:
         super().__init__()
         node_types, edge_types = list(metadata[0]), [tuple(e) for e in metadata[1]]
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        for name, value in (("hidden_channels", hidden_channels), ("out_channels", out_channels),
+                            ("num_layers", num_layers)):
+            check_int(name, value, minimum=1)
+        check_probability("dropout", dropout)
         if target not in node_types:
             raise ValueError(f"target {target!r} is not one of the node types {node_types}")
         self.node_types, self.edge_types, self.target = node_types, edge_types, target

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from salient_pipes.batch import Adj, NodeWiseBatch, PreparedBatch
 from salient_pipes.data import FastDataset, HeteroDataset, iter_splits
+from salient_pipes.distributed import PartitionedDataset
 from salient_pipes.models import Capacities, batch_sizes
 from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipeline
 
@@ -86,7 +87,11 @@ class EpochSoFar:
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    first = next(model.parameters(), None)
+    if first is None:
+        raise ValueError(f"the model ({type(model).__name__}) has no parameters to tell its "
+                         "device")
+    return first.device
 
 
 def batches_per_epoch(pipe: Iterable[Any]) -> Optional[int]:
@@ -287,6 +292,12 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
         captured, net = model, model.model
     else:
         net = model
+    if not isinstance(net, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or a CapturedStep, got "
+                        f"{type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
     net.train()
     device = _model_device(net)
     before = resume or EpochSoFar()
@@ -312,6 +323,10 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
             first_wait = waited
         if batch is None:
             break
+        if getattr(batch, "y", None) is None:
+            raise TypeError("train_epoch trains on batches with labels (PreparedBatch or "
+                            f"NodeWiseBatch with y); the pipe yielded {type(batch).__name__}"
+                            + (" without y" if hasattr(batch, "y") else ""))
         if batch.y.device != device:
             batch = batch.to(device, non_blocking=True)
         if timed:
@@ -339,7 +354,7 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
 @torch.no_grad()
 def batchwise_test(
     model: torch.nn.Module,
-    dataset: Union[FastDataset, HeteroDataset],
+    dataset: Union[FastDataset, HeteroDataset, PartitionedDataset],
     fanouts: Sequence[int] = (20, 20, 20),
     batch_size: int = 1024,
     sets: Sequence[str] = ("valid",),
@@ -359,10 +374,10 @@ def batchwise_test(
 
     Args:
         model: called as :func:`forward` calls it (log-probabilities per seed).
-        dataset: a FastDataset or HeteroDataset.
+        dataset: a FastDataset, HeteroDataset or PartitionedDataset.
         fanouts: neighbors per hop (``-1``: all).
         batch_size: seeds per batch.
-        sets: the splits to evaluate, by name.
+        sets: the splits to evaluate, by name (one name alone too).
         device: where batches go (default: the model's device).
         num_threads: native sampling threads.
         progress: a progress bar per split.
@@ -377,6 +392,11 @@ def batchwise_test(
         >>> 0.0 <= acc["valid"] <= 1.0
         True
     """
+    if not isinstance(dataset, (FastDataset, HeteroDataset, PartitionedDataset)):
+        raise TypeError(f"dataset must be a FastDataset, HeteroDataset or PartitionedDataset, "
+                        f"got {type(dataset).__name__}")
+    if isinstance(sets, str):
+        sets = (sets,)
     model.eval()
     device = resolve_device(device) if device is not None else _model_device(model)
     rank, world_size = resolve_rank(rank, world_size)

@@ -300,6 +300,41 @@ def test_model_rejects_hop_mismatch():
         model(torch.randn(3, 4), [None])
 
 
+def test_training_and_evaluation_name_what_they_were_given_wrong(small_dataset):
+    from salient_pipes import HeteroSAGE
+
+    ds = small_dataset
+    model = SAGE(ds.num_features, 8, ds.num_classes, num_layers=2)
+    opt = torch.optim.Adam(model.parameters())
+    pipe = salient_pipeline(ds, batch_size=500, fanouts=(3, 3), device="cpu")
+    cases = [
+        (lambda: train_epoch(None, pipe, opt), TypeError, "model must be a torch.nn.Module"),
+        (lambda: train_epoch(model, pipe, None), TypeError, "optimizer must be a torch.optim"),
+        (lambda: train_epoch(model, [1, 2], opt), TypeError, "the pipe yielded int$"),
+        (lambda: train_epoch(model, pipe.map(lambda b: PreparedBatch(b.x, None, b.adjs,
+                                                                      b.n_id)), opt),
+         TypeError, "yielded PreparedBatch without y"),
+        (lambda: train_epoch(torch.nn.ReLU(), pipe, opt), ValueError,
+         "ReLU.* has no parameters"),
+        (lambda: batchwise_test(model, None, (3, 3)), TypeError,
+         "dataset must be a FastDataset, HeteroDataset or PartitionedDataset"),
+        (lambda: SAGE(0, 8, 2, num_layers=2), ValueError, "in_channels must be >= 1"),
+        (lambda: SAGE(4, 8.5, 2, num_layers=2), ValueError, "hidden_channels must be an int"),
+        (lambda: SAGE(4, 8, 2, num_layers=2, dropout=1.5), ValueError,
+         r"dropout must be a probability within \[0, 1\], got 1.5"),
+        (lambda: HeteroSAGE((["a"], []), {"a": 4}, 8, 0, 1, "a"), ValueError,
+         "out_channels must be >= 1"),
+        (lambda: HeteroSAGE((["a"], []), {"a": 4}, 8, 2, 1, "a", dropout=-0.1), ValueError,
+         "dropout must be a probability"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    # one split named alone is that split, not its letters
+    one = batchwise_test(model, ds, (3, 3), sets="valid", device="cpu", progress=False)
+    assert list(one) == ["valid"] and 0.0 <= one["valid"] <= 1.0
+
+
 def test_tutorial_example_runs_on_cpu(capsys):
     example = load_example("salient_tutorial")
     results = example.main(["--epochs", "2", "--num-nodes", "4000"])
