@@ -184,6 +184,31 @@ def test_constructor_validates(change, message):
         FastDataset(**fields)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_nodes=1), "num_nodes must be >= 2, got 1"),
+    (dict(num_nodes=2.5), r"num_nodes must be an int, got 2.5"),
+    (dict(num_features=0), "num_features must be >= 1"),
+    (dict(num_classes=1), "num_classes must be >= 2"),
+    (dict(avg_degree=0), "avg_degree must be a number > 0, got 0"),
+    (dict(avg_degree="12"), "avg_degree must be a number > 0"),
+    (dict(seed=-1), "seed must be >= 0"),
+])
+def test_synthetic_names_a_bad_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FastDataset.synthetic(**{"num_nodes": 100, **kwargs})
+
+
+def test_synthetic_mag_names_a_bad_argument():
+    from salient_pipes import HeteroDataset
+
+    for kwargs, message in [(dict(scale=0), "scale must be a number > 0, got 0"),
+                            (dict(scale="1"), "scale must be a number > 0"),
+                            (dict(num_classes=1), "num_classes must be >= 2"),
+                            (dict(num_features=-1), "num_features must be >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            HeteroDataset.synthetic_mag(**{"scale": 0.001, **kwargs})
+
+
 def test_synthetic_is_deterministic_and_heavy_tailed():
     a = FastDataset.synthetic(num_nodes=4000, avg_degree=10, seed=3)
     b = FastDataset.synthetic(num_nodes=4000, avg_degree=10, seed=3)

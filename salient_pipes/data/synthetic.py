@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from salient_pipes._checks import check_int
 from salient_pipes.data.csr import csr_from_edge_index, typed_csr
 
 EdgeType = Tuple[str, str, str]
@@ -52,9 +53,13 @@ def sbm(num_nodes: int = 20_000, avg_degree: float = 12.0, num_features: int = 6
         >>> sorted(sbm(num_nodes=500, seed=1)["split_idx"])
         ['test', 'train', 'valid']
     """
-    if num_nodes < 2 or avg_degree <= 0 or num_features < 1 or num_classes < 2:
-        raise ValueError("synthetic needs num_nodes >= 2, avg_degree > 0, "
-                         "num_features >= 1 and num_classes >= 2")
+    num_nodes = check_int("num_nodes", num_nodes, minimum=2)
+    num_features = check_int("num_features", num_features, minimum=1)
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    seed = check_int("seed", seed, minimum=0)
+    if isinstance(avg_degree, bool) or not isinstance(avg_degree, (int, float)) or \
+            not avg_degree > 0:
+        raise ValueError(f"avg_degree must be a number > 0, got {avg_degree!r}")
     if not (0 <= homophily <= 1) or not (split[0] > 0 and split[1] >= 0
                                          and split[0] + split[1] < 1):
         raise ValueError("homophily must lie in [0, 1] and split shares in (0, 1)")
@@ -112,8 +117,10 @@ def mag_like(scale: float = 1.0, *, num_features: int = 128, num_classes: int = 
     type's reverse (``rev_<rel>``) and makes ``cites`` symmetric, as
     PyG's ``ToUndirected`` does for mag.
     """
-    if scale <= 0 or num_classes < 2 or num_features < 0:
-        raise ValueError("synthetic_mag needs scale > 0, num_classes >= 2, num_features >= 0")
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    num_features = check_int("num_features", num_features, minimum=0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ValueError(f"scale must be a number > 0, got {scale!r}")
     gen = torch.Generator().manual_seed(seed)
     counts = {t: max(num_classes, math.ceil(n * scale)) for t, n in MAG_NODES.items()}
     label = {t: torch.randint(num_classes, (n,), generator=gen) for t, n in counts.items()}
