@@ -419,9 +419,36 @@ def test_cli_cora(planetoid_root, capsys):
     assert "cora: 2,708 nodes" in capsys.readouterr().out
 
 
+def test_cli_cora_without_its_files_or_network_says_where_to_put_them(tmp_path, monkeypatch,
+                                                                     capsys):
+    from torch_geometric.datasets import Planetoid
+
+    def offline(self):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(Planetoid, "download", offline)
+    assert main(["train", "--dataset", "cora", "--root", str(tmp_path), "--epochs", "1",
+                 "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "could not read or download Cora" in err and "Name or service not known" in err
+    assert f"{tmp_path}/Cora/raw" in err and "Traceback" not in err
+
+
+def test_cli_refuses_a_file_where_a_directory_goes(tmp_path, capsys):
+    file = tmp_path / "a_file"
+    file.write_text("")
+    for option in ("--checkpoint", "--profile"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", option, str(file), "--no-progress"])
+        assert exit_info.value.code == 2
+        assert f"{option} names a directory; {file} is a file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,message", [
     (["--dataset", "ogbn-nope"], "unknown OGB node-property dataset"),
     (["--batch-size", "0"], "--batch-size: must be > 0"),
+    (["--num-nodes", "1"], "--num-nodes: must be >= 2, got 1"),
+    (["--seed", "-1"], "--seed: must be >= 0, got -1"),
 ])
 def test_cli_rejects_bad_arguments(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

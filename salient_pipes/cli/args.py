@@ -68,13 +68,19 @@ class Fanouts(argparse.Action):
 
 
 def _positive(kind: type) -> Callable[[str], Any]:
+    return _at_least(kind, 0, strict=True)
+
+
+def _at_least(kind: type, low: int, strict: bool = False) -> Callable[[str], Any]:
+    """A parser of ``kind`` values >= ``low`` (> ``low`` when ``strict``)."""
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, "
+                                             f"got {text}")
         return value
     return parse
 
@@ -129,9 +135,9 @@ def _dataset_options(parser: argparse.ArgumentParser) -> None:
                              "or an OGB node-property name such as ogbn-arxiv or ogbn-mag")
     parser.add_argument("--root", default=None,
                         help="data directory (default: data for OGB, data/planetoid for cora)")
-    parser.add_argument("--num-nodes", type=_positive(int), default=50_000,
+    parser.add_argument("--num-nodes", type=_at_least(int, 2), default=50_000,
                         help="nodes of the synthetic graph")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=_at_least(int, 0), default=0,
                         help="seed of the synthetic graphs, the weights and the batch order")
     parser.add_argument("--memory-limit", type=_bytes, default=None, metavar="SIZE",
                         help="memory for converting an OGB dataset the first time "
@@ -270,6 +276,10 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
                       "torchrun --nproc-per-node 2 -m salient_pipes train --distributed")
     if args.cuda_graphs and not args.compile:
         command.error("--cuda-graphs records the compiled model: add --compile")
+    for option in ("checkpoint", "profile"):
+        where = getattr(args, option)
+        if where is not None and where.exists() and not where.is_dir():
+            command.error(f"--{option} names a directory; {where} is a file")
     if args.device is not None:
         try:
             resolve_device(args.device)

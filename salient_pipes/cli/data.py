@@ -6,6 +6,7 @@ from typing import Optional, Union
 
 from salient_pipes.cli.args import CORA, MAG_SYNTHETIC, SYNTHETIC
 from salient_pipes.data import FastDataset, HeteroDataset
+from salient_pipes.data.ogb import DownloadError, is_hetero
 
 
 def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
@@ -20,10 +21,15 @@ def load_dataset(name: str, root: Optional[str], num_nodes: int, seed: int,
     if name.lower() == CORA:
         from torch_geometric.datasets import Planetoid
 
-        data = Planetoid(root or "data/planetoid", "Cora")[0]
+        where = root or "data/planetoid"
+        try:
+            data = Planetoid(where, "Cora")[0]
+        except OSError as exc:  # network errors too (urllib's, aiohttp's)
+            raise DownloadError(
+                f"could not read or download Cora in {where} ({exc}). To work offline, put "
+                f"Planetoid's raw Cora files (ind.cora.x, ind.cora.y, ind.cora.graph, ...) "
+                f"in {where}/Cora/raw") from None
         return FastDataset.from_pyg(data, name="cora")
-    from salient_pipes.data.ogb import is_hetero
-
     if is_hetero(name):
         return HeteroDataset.from_path(root or "data", name, progress=progress,
                                        memory_limit=memory_limit)

@@ -112,8 +112,8 @@ def _has_raw(raw_dir: Path, info: OgbInfo) -> bool:
 
 
 class DownloadError(OSError):
-    """An OGB dataset's files could not be downloaded; the message says where
-    to put them to work offline."""
+    """A dataset's files (OGB's; Cora's for the command line) could not be
+    downloaded; the message says where to put them to work offline."""
 
 
 def download(root: PathLike, info: OgbInfo) -> Path:
