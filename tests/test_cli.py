@@ -90,6 +90,16 @@ def test_partition_errors_show_the_partition_usage(capsys):
     assert "usage: salient-pipes partition" in err and "unknown OGB" in err
 
 
+def test_partition_refuses_an_out_that_is_not_its_own(tmp_path, capsys):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("keep")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["partition", "--parts", "2", "--out", str(mine), "--num-nodes", "500"])
+    assert exit_info.value.code == 2
+    assert f"--out: {mine} is a file: it is left as it is" in capsys.readouterr().err
+    assert mine.read_text() == "keep"
+
+
 def test_checkpoint_every_takes_batches_or_a_time():
     assert every("50") == ("batches", 50)
     assert every("30s") == ("seconds", 30.0) and every("10min") == ("seconds", 600.0)

@@ -324,6 +324,45 @@ def test_damaged_copies_raise_with_rebuild_advice(tmp_path, small_dataset):
         FastDataset.load(tmp_path / "copy")
 
 
+def test_writes_replace_only_a_copy_this_library_wrote(tmp_path, small_dataset):
+    """A save, conversion or partition to a path that holds a file, a link or
+    a user's directory leaves it exactly as it was."""
+    from salient_pipes import partition
+
+    file = tmp_path / "notes.txt"
+    file.write_text("mine")
+    users = tmp_path / "project"
+    (users / "src").mkdir(parents=True)
+    (users / "src" / "main.py").write_text("print('mine')")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta.json").write_text("{not json")
+    (broken / "x.npy").write_bytes(b"data")
+    link = tmp_path / "link"
+    link.symlink_to(users, target_is_directory=True)
+    writes = [lambda p: small_dataset.save(p, progress=False),
+              lambda p: FastDataset.from_edges(p, torch.tensor([[0, 1], [1, 2]]), 3,
+                                               progress=False),
+              lambda p: partition(small_dataset, 2, p, method="random", progress=False)]
+    for target, what in [(file, "is a file"), (users, "holds no copy salient_pipes wrote"),
+                         (broken, "holds no copy"), (link, "is a symbolic link")]:
+        for write in writes:
+            with pytest.raises(FileExistsError, match=what):
+                write(target)
+    assert file.read_text() == "mine"
+    assert (users / "src" / "main.py").read_text() == "print('mine')"
+    assert sorted(p.name for p in broken.iterdir()) == ["meta.json", "x.npy"]
+    assert link.is_symlink() and link.resolve() == users.resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "link", "notes.txt",
+                                                          "project"]  # no leftovers
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    small_dataset.save(empty, progress=False)  # an empty directory is fine
+    partition(small_dataset, 2, tmp_path / "parts", method="random", progress=False)
+    partition(small_dataset, 2, tmp_path / "parts", method="random", progress=False)  # ours
+    assert FastDataset.load(empty).num_nodes == small_dataset.num_nodes
+
+
 def _write_csv_gz(path: Path, rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wt") as f:

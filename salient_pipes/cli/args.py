@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from salient_pipes.data import POLICIES, cache_budget, parse_bytes
+from salient_pipes.data.format import check_replaceable
 from salient_pipes.distributed.partition import METHODS
 from salient_pipes.pipeline import resolve_device
 
@@ -255,6 +256,11 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
     args = parser.parse_args(argv)
     command = parser.subcommands[args.command]  # type: ignore[attr-defined]
     _check_dataset_name(command, args.dataset)
+    if args.command == "partition":
+        try:
+            check_replaceable(args.out)
+        except FileExistsError as exc:
+            command.error(f"--out: {exc}")
     if args.command != "train":
         return args
     for key, value in DEFAULTS[dataset_kind(args.dataset)].items():

@@ -212,8 +212,11 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     """Yields a fresh temporary sibling of ``path`` to fill; when the block
     ends normally it replaces ``path`` (fsynced first). On any error the
     temporary directory is removed and a previous copy at ``path`` stays as
-    it was."""
+    it was. Only a copy this library wrote, or an empty directory, is ever
+    replaced (:func:`check_replaceable`), checked before and after the
+    block."""
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -225,6 +228,7 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
             raise OSError(exc.errno, f"writing {path} failed ({exc.strerror or exc}); "
                           "any previous copy there is intact") from exc
         old = None
+        check_replaceable(path)
         if path.exists():  # moved aside, not deleted, until the new copy is in place
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
             os.replace(path, old)
@@ -235,6 +239,29 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_replaceable(path: Path) -> None:
+    """Nothing, when ``path`` is absent, an empty directory, or a copy this
+    library wrote (a ``meta.json`` naming one of its formats); else a
+    ``FileExistsError``: a file, a link or a user's directory that a write
+    to ``path`` would have replaced is left alone."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        if not any(path.iterdir()):
+            return
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError):
+            meta = None
+        if isinstance(meta, dict) and str(meta.get("format", "")).startswith("salient_pipes."):
+            return
+        what = "a directory that holds no copy salient_pipes wrote (no readable meta.json)"
+    else:
+        what = "a symbolic link" if path.is_symlink() else "a file"
+    raise FileExistsError(f"{path} is {what}: it is left as it is; write to another path, or "
+                          "remove it first")
 
 
 def edge_dir(edge_type: EdgeType) -> str:
