@@ -324,6 +324,24 @@ def test_damaged_copies_raise_with_rebuild_advice(tmp_path, small_dataset):
         FastDataset.load(tmp_path / "copy")
 
 
+def test_a_copy_opened_by_the_wrong_class_names_the_right_one(tmp_path, small_dataset):
+    from salient_pipes import HeteroDataset, PartitionedDataset, partition
+    from salient_pipes.distributed import PartitionLoadError
+
+    small_dataset.save(tmp_path / "fast", progress=False)
+    HeteroDataset.synthetic_mag(scale=0.001).save(tmp_path / "mag", progress=False)
+    partition(small_dataset, 2, tmp_path / "parts", method="random", progress=False)
+    for opener, path, message in [
+            (HeteroDataset.load, "fast", "is a salient_pipes.FastDataset copy, not a "
+                                         "salient_pipes.hetero one: open it with "
+                                         "FastDataset.load"),
+            (FastDataset.load, "mag", "open it with HeteroDataset.load"),
+            (FastDataset.load, "parts", "open it with PartitionedDataset.load"),
+            (PartitionedDataset.load, "fast", "open it with FastDataset.load")]:
+        with pytest.raises((DatasetCacheError, PartitionLoadError), match=message):
+            opener(tmp_path / path)
+
+
 def test_writes_replace_only_a_copy_this_library_wrote(tmp_path, small_dataset):
     """A save, conversion or partition to a path that holds a file, a link or
     a user's directory leaves it exactly as it was."""

@@ -36,6 +36,11 @@ FORMAT_NAME = "salient_pipes.FastDataset"
 FORMAT_VERSION = 1
 HETERO_FORMAT = "salient_pipes.hetero"
 HETERO_VERSION = 1
+PARTITION_FORMAT = "salient_pipes.PartitionedDataset"
+PARTITION_VERSION = 1
+# what opens a copy of each format (named when another class is asked to)
+OPENED_BY = {FORMAT_NAME: "FastDataset.load", HETERO_FORMAT: "HeteroDataset.load",
+             PARTITION_FORMAT: "PartitionedDataset.load"}
 EdgeType = Tuple[str, str, str]
 HEADER_BYTES = 128  # fixed .npy header size: a file's shape can shrink in place
 _BLOCK = 4096
@@ -165,7 +170,12 @@ def read_meta(path: Path, fmt: str, version: int, rebuild: str,
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, ValueError) as exc:
         raise DatasetCacheError(f"{path} holds no readable dataset ({exc}); {rebuild}") from exc
-    if meta.get("format") != fmt or meta.get("version") != version:
+    other = meta.get("format") if isinstance(meta, dict) else None
+    if other != fmt and other in OPENED_BY:  # a sound copy of another kind
+        raise DatasetCacheError(f"{path} is a {other} copy, not a {fmt} one: open it with "
+                                f"{OPENED_BY[other]}")
+    if not isinstance(meta, dict) or other != fmt or meta.get("version") != version:
+        meta = meta if isinstance(meta, dict) else {}
         raise DatasetCacheError(f"{path} is not a {fmt} v{version} copy (format "
                                 f"{meta.get('format')!r}, version {meta.get('version')!r}); "
                                 f"{rebuild}")

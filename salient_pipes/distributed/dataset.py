@@ -23,9 +23,15 @@ from salient_pipes import _native
 from salient_pipes._checks import check_fanouts, check_int
 from salient_pipes.data.csr import CSRViews
 from salient_pipes.data.feature_cache import POLICIES, FeatureCache, access_priority, cache_budget
-from salient_pipes.data.format import DatasetCacheError, open_files, read_meta, reading_copy
+from salient_pipes.data.format import (
+    PARTITION_FORMAT,
+    PARTITION_VERSION,
+    DatasetCacheError,
+    open_files,
+    read_meta,
+    reading_copy,
+)
 from salient_pipes.distributed.exchange import FeatureExchange
-from salient_pipes.distributed.partition import PARTITION_FORMAT, PARTITION_VERSION
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_TIMEOUT_S = 300.0

@@ -36,11 +36,17 @@ from tqdm.auto import tqdm
 from salient_pipes._checks import check_int
 from salient_pipes.data import FastDataset
 from salient_pipes.data.csr import csr_from_edge_index
-from salient_pipes.data.format import atomic_directory, create_npy, stamp, to_numpy, write_meta
+from salient_pipes.data.format import (
+    PARTITION_FORMAT,
+    PARTITION_VERSION,
+    atomic_directory,
+    create_npy,
+    stamp,
+    to_numpy,
+    write_meta,
+)
 
 PathLike = Union[str, os.PathLike]
-PARTITION_FORMAT = "salient_pipes.PartitionedDataset"
-PARTITION_VERSION = 1
 METHODS = ("metis", "random")
 _CHUNK_BYTES = 64 << 20  # rows copied per step while writing the parts
 
