@@ -434,7 +434,7 @@ def test_cli_cora_without_its_files_or_network_says_where_to_put_them(tmp_path, 
     assert f"{tmp_path}/Cora/raw" in err and "Traceback" not in err
 
 
-def test_cli_refuses_a_file_where_a_directory_goes(tmp_path, capsys):
+def test_cli_refuses_a_file_for_a_directory_and_a_directory_for_a_file(tmp_path, capsys):
     file = tmp_path / "a_file"
     file.write_text("")
     for option in ("--checkpoint", "--profile"):
@@ -442,6 +442,11 @@ def test_cli_refuses_a_file_where_a_directory_goes(tmp_path, capsys):
             main(["train", option, str(file), "--no-progress"])
         assert exit_info.value.code == 2
         assert f"{option} names a directory; {file} is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # and no file where one goes
+        main(["train", "--out", str(tmp_path), "--no-progress"])
+    assert exit_info.value.code == 2
+    assert f"--out names the JSON summary's file; {tmp_path} is a directory" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,message", [

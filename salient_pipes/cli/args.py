@@ -286,6 +286,8 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
         where = getattr(args, option)
         if where is not None and where.exists() and not where.is_dir():
             command.error(f"--{option} names a directory; {where} is a file")
+    if args.out is not None and args.out.is_dir():
+        command.error(f"--out names the JSON summary's file; {args.out} is a directory")
     if args.device is not None:
         try:
             resolve_device(args.device)
