@@ -49,6 +49,19 @@ def check_probability(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float > 0 (an int or a float, not a bool); ``ValueError``
+    otherwise.
+
+    Example:
+        >>> check_positive("scale", 0.5)
+        0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
 def usable_device(device: Any) -> torch.device:
     """``device`` as a ``torch.device`` this process can use; ``ValueError``
     for a name that is no device, CUDA without CUDA, or a CUDA index past the

@@ -11,14 +11,13 @@ from torch import Tensor
 from salient_pipes._checks import as_node_ids, usable_device
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data import (
-    POLICIES,
     FastDataset,
     FeatureCache,
     FeatureCaches,
     HeteroDataset,
     iter_splits,
 )
-from salient_pipes.data.feature_cache import cache_budget
+from salient_pipes.data.feature_cache import cache_budget, check_policy
 from salient_pipes.data.feature_file import FeatureFile
 from salient_pipes.data.format import physical_memory
 from salient_pipes.distributed.dataset import PartitionedDataset
@@ -186,8 +185,7 @@ def salient_pipeline(
     """
     if overlap_epochs is None:
         overlap_epochs = shuffle
-    if cache_policy not in POLICIES:  # checked even without a cache to use it
-        raise ValueError(f"cache_policy must be one of {POLICIES}, got {cache_policy!r}")
+    check_policy(cache_policy)  # checked even without a cache to use it
     if isinstance(dataset, PartitionedDataset):
         if weighted:
             raise NotImplementedError("weighted sampling of a PartitionedDataset is not "

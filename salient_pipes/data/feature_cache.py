@@ -33,6 +33,18 @@ POLICIES = ("degree", "sampled", "vip")
 Budget = Union[int, str, None]
 
 
+def check_policy(policy: Any, name: str = "cache_policy") -> str:
+    """``policy`` checked to be one of :data:`POLICIES`.
+
+    Example:
+        >>> check_policy("vip")
+        'vip'
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"{name} must be one of {POLICIES}, got {policy!r}")
+    return policy
+
+
 def cache_budget(budget: Budget, table_bytes: int, name: str = "feature_cache") -> int:
     """Bytes for a cache of a table of ``table_bytes``: an int, a size such
     as ``"2GiB"``, or a share of the table such as ``"10%"`` (``None``: 0).
@@ -359,8 +371,7 @@ def access_priority(graph: Any, policy: str, fanouts: Sequence[int], batch_size:
     batches sampled with ``fanouts`` (``"sampled"``), or SALIENT++'s expected
     access probability (``"vip"``, :func:`expected_access`). Higher first;
     float64."""
-    if policy not in POLICIES:
-        raise ValueError(f"cache policy must be one of {POLICIES}, got {policy!r}")
+    check_policy(policy, "cache policy")
     if policy == "vip":
         return expected_access(graph.rowptr, graph.col, seeds, fanouts, batch_size)
     if policy == "sampled":
@@ -430,4 +441,4 @@ def expected_access(rowptr: Tensor, col: Tensor, seeds: Tensor, fanouts: Sequenc
 
 
 __all__ = ["FeatureCache", "FeatureCaches", "HitRate", "POLICIES", "access_counts",
-           "access_priority", "cache_budget", "expected_access"]
+           "access_priority", "cache_budget", "check_policy", "expected_access"]

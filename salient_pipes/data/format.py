@@ -170,12 +170,13 @@ def read_meta(path: Path, fmt: str, version: int, rebuild: str,
         meta = json.loads((path / "meta.json").read_text())
     except (OSError, ValueError) as exc:
         raise DatasetCacheError(f"{path} holds no readable dataset ({exc}); {rebuild}") from exc
-    other = meta.get("format") if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        meta = {}
+    other = meta.get("format")
     if other != fmt and other in OPENED_BY:  # a sound copy of another kind
         raise DatasetCacheError(f"{path} is a {other} copy, not a {fmt} one: open it with "
                                 f"{OPENED_BY[other]}")
-    if not isinstance(meta, dict) or other != fmt or meta.get("version") != version:
-        meta = meta if isinstance(meta, dict) else {}
+    if other != fmt or meta.get("version") != version:
         raise DatasetCacheError(f"{path} is not a {fmt} v{version} copy (format "
                                 f"{meta.get('format')!r}, version {meta.get('version')!r}); "
                                 f"{rebuild}")
@@ -265,7 +266,7 @@ def check_replaceable(path: Path) -> None:
             meta = json.loads((path / "meta.json").read_text())
         except (OSError, ValueError):
             meta = None
-        if isinstance(meta, dict) and str(meta.get("format", "")).startswith("salient_pipes."):
+        if isinstance(meta, dict) and meta.get("format") in OPENED_BY:
             return
         what = "a directory that holds no copy salient_pipes wrote (no readable meta.json)"
     else:

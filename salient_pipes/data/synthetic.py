@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from salient_pipes._checks import check_int
+from salient_pipes._checks import check_int, check_positive
 from salient_pipes.data.csr import csr_from_edge_index, typed_csr
 
 EdgeType = Tuple[str, str, str]
@@ -57,9 +57,7 @@ def sbm(num_nodes: int = 20_000, avg_degree: float = 12.0, num_features: int = 6
     num_features = check_int("num_features", num_features, minimum=1)
     num_classes = check_int("num_classes", num_classes, minimum=2)
     seed = check_int("seed", seed, minimum=0)
-    if isinstance(avg_degree, bool) or not isinstance(avg_degree, (int, float)) or \
-            not avg_degree > 0:
-        raise ValueError(f"avg_degree must be a number > 0, got {avg_degree!r}")
+    check_positive("avg_degree", avg_degree)
     if not (0 <= homophily <= 1) or not (split[0] > 0 and split[1] >= 0
                                          and split[0] + split[1] < 1):
         raise ValueError("homophily must lie in [0, 1] and split shares in (0, 1)")
@@ -119,8 +117,7 @@ def mag_like(scale: float = 1.0, *, num_features: int = 128, num_classes: int = 
     """
     num_classes = check_int("num_classes", num_classes, minimum=2)
     num_features = check_int("num_features", num_features, minimum=0)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"scale must be a number > 0, got {scale!r}")
+    check_positive("scale", scale)
     gen = torch.Generator().manual_seed(seed)
     counts = {t: max(num_classes, math.ceil(n * scale)) for t, n in MAG_NODES.items()}
     label = {t: torch.randint(num_classes, (n,), generator=gen) for t, n in counts.items()}

@@ -22,7 +22,12 @@ from torch import Tensor
 from salient_pipes import _native
 from salient_pipes._checks import check_fanouts, check_int
 from salient_pipes.data.csr import CSRViews
-from salient_pipes.data.feature_cache import POLICIES, FeatureCache, access_priority, cache_budget
+from salient_pipes.data.feature_cache import (
+    FeatureCache,
+    access_priority,
+    cache_budget,
+    check_policy,
+)
 from salient_pipes.data.format import (
     PARTITION_FORMAT,
     PARTITION_VERSION,
@@ -146,9 +151,7 @@ class PartitionedDataset(CSRViews):
             timeout: seconds each collective of the exchange may take.
             seed: the seed of the ``"sampled"`` policy's batches.
         """
-        if cache_policy not in POLICIES:
-            raise ValueError(f"cache_policy must be one of {POLICIES}, "
-                             f"got {cache_policy!r}")
+        check_policy(cache_policy)
         fanouts = check_fanouts(fanouts)
         batch_size = check_int("batch_size", batch_size, minimum=1)
         path = Path(path)

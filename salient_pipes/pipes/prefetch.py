@@ -198,12 +198,12 @@ class PrefetchToDevice(Stage):
 
     def _cast(self, batch: Any) -> Any:
         x = getattr(batch, "x", None)
-        if self.x_dtype is None or x is None or not dataclasses.is_dataclass(batch) \
-                or isinstance(batch, type):
+        if self.x_dtype is None or x is None or not dataclasses.is_dataclass(batch):
             return batch
+        item: Any = batch  # a batch instance (mypy also allows a dataclass type here)
         if isinstance(x, dict):
-            return dataclasses.replace(batch, x={t: v.to(self.x_dtype) for t, v in x.items()})
-        return dataclasses.replace(batch, x=x.to(self.x_dtype))
+            return dataclasses.replace(item, x={t: v.to(self.x_dtype) for t, v in x.items()})
+        return dataclasses.replace(item, x=x.to(self.x_dtype))
 
     def __len__(self) -> int:
         return len(self.source)
