@@ -189,6 +189,33 @@ def test_adj_t_inputs_sample_the_same_graph_as_edge_index(layout):
             Counter(zip(ours.n_id[o_col].tolist(), ours.n_id[o_row].tolist()))
 
 
+def test_a_coo_adj_t_raises_no_notice_of_ours(tmp_path):
+    """Converting a user's COO ``adj_t`` and building the batches' CSR
+    ``adj_t`` are our work: torch's once-per-process notice that sparse CSR
+    is in beta must not surface from them (a fresh process, so that the
+    notice has not been given yet; the warning filter turns it into an
+    error)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "coo.py"
+    script.write_text(
+        "import warnings, torch\n"
+        "from torch_geometric.data import Data\n"
+        "from salient_pipes.pyg import NeighborLoader\n"
+        "warnings.filterwarnings('error', 'Sparse CSR tensor support is in beta')\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "i = torch.randint(0, 50, (2, 300), generator=g)\n"
+        "adj_t = torch.sparse_coo_tensor(i, torch.rand(300, generator=g), (50, 50))\n"
+        "batch = next(iter(NeighborLoader(Data(x=torch.randn(50, 4), adj_t=adj_t), [5, 5],\n"
+        "                                 batch_size=8)))\n"
+        "assert batch.adj_t.layout == torch.sparse_csr\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr[-2000:]
+
+
 def test_bad_adj_t_is_refused_clearly():
     data = Data(x=torch.randn(4, 1), adj_t=torch.ones(4, 4))
     with pytest.raises(ValueError, match="SparseTensor or a torch sparse tensor"):

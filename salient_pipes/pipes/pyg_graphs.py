@@ -7,6 +7,7 @@ batch the way PyG's loaders do for that input."""
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -124,11 +125,20 @@ class LocalGraph:
         return batch
 
 
+def sparse_csr(adj_t: Tensor) -> Tensor:
+    """A torch sparse tensor of any layout in CSR (a COO one coalesced,
+    which merges repeated entries), without torch's one-time notice that
+    sparse CSR is in beta: the conversion is ours, not the user's."""
+    if adj_t.layout == torch.sparse_csr:
+        return adj_t
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return (adj_t.coalesce() if adj_t.layout == torch.sparse_coo else adj_t).to_sparse_csr()
+
+
 def _csr_values(adj_t: Any) -> Optional[Tensor]:
     if isinstance(adj_t, Tensor):
-        csr = adj_t if adj_t.layout == torch.sparse_csr else \
-            (adj_t.coalesce() if adj_t.layout == torch.sparse_coo else adj_t).to_sparse_csr()
-        return csr.values()
+        return sparse_csr(adj_t).values()
     return adj_t.storage.value()  # a SparseTensor's storage is in CSR order
 
 
@@ -147,7 +157,9 @@ def _adj_t(like: Any, values: Optional[Tensor], edge_index: Tensor, ids: Tensor,
     dst, src = edge_index[1][order], edge_index[0][order]
     crow = torch.zeros(num_dst + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
-    return torch.sparse_csr_tensor(crow, src, value[order], (num_dst, num_src))
+    with warnings.catch_warnings():  # as in sparse_csr
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, src, value[order], (num_dst, num_src))
 
 
 class RemoteGraph:

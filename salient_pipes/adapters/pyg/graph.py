@@ -14,7 +14,7 @@ from torch import Tensor
 from salient_pipes import _native
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data.memory import huge_pages
-from salient_pipes.pipes.pyg_graphs import is_remote
+from salient_pipes.pipes.pyg_graphs import is_remote, sparse_csr
 
 
 class PygCsc(NamedTuple):
@@ -223,8 +223,7 @@ def _adj_t_csr(adj_t: Any, num_src: int, num_dst: int, where: str) -> Tuple[Tens
         if adj_t.dim() != 2:
             raise ValueError(f"{where} must be a 2-D sparse tensor, got {adj_t.dim()}-D")
         size = tuple(adj_t.shape)
-        csr = adj_t if adj_t.layout == torch.sparse_csr else \
-            (adj_t.coalesce() if adj_t.layout == torch.sparse_coo else adj_t).to_sparse_csr()
+        csr = sparse_csr(adj_t)
         rowptr, col = csr.crow_indices(), csr.col_indices()
     else:
         raise ValueError(f"{where} must be a torch_sparse.SparseTensor or a torch sparse tensor, "
