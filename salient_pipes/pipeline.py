@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -218,6 +218,59 @@ def salient_pipeline(
     rank, world_size = resolve_rank(rank, world_size)
     if pin_memory is None:
         pin_memory = device.type == "cuda"
+    features = _features(dataset, device, features_on, device_cache, out_of_core,
+                         feature_cache, cache_policy, fanouts, batch_size, index, seed,
+                         num_threads)
+    sampled = (
+        NodeIndices(index)
+        .shuffle_nodes(seed=seed, shuffle=shuffle)
+        .shard_nodes(rank, world_size)
+        .batch_nodes(batch_size, drop_last=drop_last)
+        .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
+                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
+                          overlap_epochs=overlap_epochs, weight=weight, time=time,
+                          temporal_strategy=temporal or "uniform",
+                          **({} if time is None else dict(node_wise=True, disjoint=True)))
+    )
+    # A slot per batch in flight, in the prefetch queue and its thread's hand,
+    # in use, and waiting for its copy to finish (a graph without features
+    # has nothing to gather there).
+    pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) \
+        if pin_memory and features.host_bytes and not features.lookahead else None
+    on_device = features.on_device
+    host_x = {} if on_device is not None and features.cache is None else dataset.x
+    pipe = sampled.slice_features(host_x, dataset.y, cache=features.cache,
+                                  pinned=pinned, lookahead=features.lookahead)
+    if pin_memory and (pinned is None or not pinned.pin):
+        pipe = pipe.pin_memory()
+    # With the pool the batches are placed in pinned memory already: the
+    # prefetch stage's thread takes them from the workers and copies them.
+    last = pipe.prefetch_to_device(device, x_dtype=x_dtype, features=on_device)
+    last.placement = features.why
+    return last
+
+
+class _Features(NamedTuple):
+    """Where a pipeline's feature rows come from: read from disk a window
+    ahead (``lookahead``), a host cache in front of the table (``cache``;
+    with features on the device, the rows the device lacks), the device
+    (``on_device``); ``host_bytes``: the host table's size; ``why``: the
+    placement, in words."""
+
+    lookahead: Optional[LookAhead]
+    cache: Union[FeatureCache, FeatureCaches, None]
+    on_device: Optional[DeviceFeatures]
+    host_bytes: int
+    why: str
+
+
+def _features(dataset: Union[FastDataset, HeteroDataset], device: torch.device,
+              features_on: Optional[str], device_cache: Union[int, str, None],
+              out_of_core: Optional[bool], feature_cache: Any, cache_policy: str,
+              fanouts: Fanouts, batch_size: int, index: Tensor, seed: int,
+              num_threads: Optional[int]) -> _Features:
+    """salient_pipeline's choice of where the feature rows live and come
+    from, its arguments checked against each other."""
     tables = dataset.x if isinstance(dataset.x, dict) else {NODE_TYPE: dataset.x}
     table_bytes = sum(t.numel() * t.element_size() for t in tables.values())
     placement = choose_placement(features_on, device, table_bytes, device_cache=device_cache,
@@ -235,44 +288,18 @@ def salient_pipeline(
         raise ValueError("a device cache and feature_cache (a cache in host memory) cannot be "
                          "combined: choose one")
     logging.getLogger(__name__).info(placement.why)
-    lookahead = None if placed else \
-        _lookahead(dataset, tables, table_bytes, out_of_core, feature_cache, num_threads)
-    cache = None if lookahead or placed else \
-        _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
-                       pin=device.type == "cuda")
-    on_device = None
     if placed is not None:  # the hottest rows, gathered straight to the device
         hot = None if placement.cache is None else \
             _feature_cache(dataset, placement.cache, cache_policy, fanouts, batch_size, index,
                            seed, pin=False, device=placed)
         on_device = DeviceFeatures(dataset.x, placed, cache=hot)
-        cache = on_device.host_cache
-    sampled = (
-        NodeIndices(index)
-        .shuffle_nodes(seed=seed, shuffle=shuffle)
-        .shard_nodes(rank, world_size)
-        .batch_nodes(batch_size, drop_last=drop_last)
-        .sample_neighbors(dataset, fanouts, replace=replace, num_threads=num_threads,
-                          max_in_flight=max_in_flight, seed=seed, return_e_id=return_e_id,
-                          overlap_epochs=overlap_epochs, weight=weight, time=time,
-                          temporal_strategy=temporal or "uniform",
-                          **({} if time is None else dict(node_wise=True, disjoint=True)))
-    )
-    # A slot per batch in flight, in the prefetch queue and its thread's hand,
-    # in use, and waiting for its copy to finish (a graph without features
-    # has nothing to gather there).
-    pinned = PinnedPool(num_slots=sampled.max_in_flight + 6) \
-        if pin_memory and table_bytes and not lookahead else None
-    host_x = {} if on_device is not None and cache is None else dataset.x
-    pipe = sampled.slice_features(host_x, dataset.y, cache=cache,
-                                  pinned=pinned, lookahead=lookahead)
-    if pin_memory and (pinned is None or not pinned.pin):
-        pipe = pipe.pin_memory()
-    # With the pool the batches are placed in pinned memory already: the
-    # prefetch stage's thread takes them from the workers and copies them.
-    last = pipe.prefetch_to_device(device, x_dtype=x_dtype, features=on_device)
-    last.placement = placement.why
-    return last
+        return _Features(None, on_device.host_cache, on_device, table_bytes, placement.why)
+    lookahead = _lookahead(dataset, tables, table_bytes, out_of_core, feature_cache,
+                           num_threads)
+    cache = None if lookahead else \
+        _feature_cache(dataset, feature_cache, cache_policy, fanouts, batch_size, index, seed,
+                       pin=device.type == "cuda")
+    return _Features(lookahead, cache, None, table_bytes, placement.why)
 
 
 def _one_edge_type(fanouts: Fanouts) -> Sequence[int]:
