@@ -129,6 +129,9 @@ class Stage(IterDataPipe):
         self.stats = stats = StageStats()
         self._delivered = start
         items = self._generate(self._epoch, start, **options)
+        # Held locally: a pipe still alive when the interpreter exits is
+        # closed after module globals may have been cleared.
+        close = close_iterator
         try:
             while True:
                 t0 = time.perf_counter()
@@ -141,7 +144,7 @@ class Stage(IterDataPipe):
                 self._delivered += 1
                 yield item
         finally:
-            close_iterator(items)
+            close(items)
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         """Yields the items of ``epoch``, beginning with batch ``start``."""
