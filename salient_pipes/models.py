@@ -14,6 +14,27 @@ from salient_pipes._checks import check_int, check_probability
 from salient_pipes.batch import Adj
 
 
+def _is_compiling() -> bool:
+    """Whether torch.compile is tracing this call (in ``torch.compiler`` from
+    torch 2.3 at the latest; torch 2.1 has it only in ``torch._dynamo``)."""
+    if hasattr(torch.compiler, "is_compiling"):
+        return torch.compiler.is_compiling()
+    from torch._dynamo import is_compiling
+
+    return bool(is_compiling())
+
+
+def _mark_cuda_step_begin() -> None:
+    """Tells CUDA graph trees that the previous step's outputs are done
+    (torch 2.1: only in ``torch._inductor``)."""
+    if hasattr(torch.compiler, "cudagraph_mark_step_begin"):
+        torch.compiler.cudagraph_mark_step_begin()
+    else:
+        from torch._inductor.cudagraph_trees import mark_step_begin
+
+        mark_step_begin()
+
+
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)``; on a CPU float tensor the mask is drawn
     by the native core on every core, from one seed drawn from torch's
@@ -29,7 +50,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         True
     """
     if not training or p == 0.0 or x.device.type != "cpu" or p >= 1.0 or p < 0.0 \
-            or x.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling():
+            or x.dtype not in (torch.float32, torch.float64) or _is_compiling():
         return F.dropout(x, p, training)  # which also names a bad p
     mask = torch.empty(x.shape, dtype=x.dtype)
     seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64)) % 2**64
@@ -254,7 +275,7 @@ class StaticShapes(torch.nn.Module):
         padded = [Adj(F.pad(a.edge_index, (0, cap_e[i] - edges[i]), value=spare[i]),
                       None, (cap_n[i], cap_n[i + 1])) for i, a in enumerate(adjs)]
         if x.is_cuda:
-            torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are done
+            _mark_cuda_step_begin()  # the previous step's outputs are done
         return self.model(x, padded)[: nodes[-1]]
 
 

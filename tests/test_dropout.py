@@ -105,6 +105,12 @@ def test_dropout_elsewhere_is_torchs():
     with pytest.raises(ValueError, match="dropout probability"):
         dropout(x, 1.5)
     half = x.half()
+    try:
+        torch.nn.functional.dropout(half, 0.5)
+    except RuntimeError as refused:  # torch 2.1 has no float16 dropout on a CPU
+        with pytest.raises(RuntimeError, match=str(refused)[:20]):
+            dropout(half, 0.5)
+        return
     out = dropout(half, 0.5)  # float16: torch's dropout, same dtype
     assert out.dtype == torch.float16 and ((out == 0) | (out == half * 2)).all()
 
@@ -128,3 +134,23 @@ def test_sage_training_uses_the_native_mask_and_repeats(monkeypatch):
     calls.clear()
     model(x, adjs)
     assert calls == []
+
+
+def test_torch_2_1s_names_of_the_compile_helpers_are_used_where_torch_compiler_lacks_them(
+        monkeypatch):
+    """torch 2.1 has neither torch.compiler.is_compiling nor
+    cudagraph_mark_step_begin: SAGE's dropout (every training step) and the
+    CUDA graph step must find them where that torch keeps them."""
+    import torch._inductor.cudagraph_trees as trees
+
+    monkeypatch.delattr(torch.compiler, "is_compiling")
+    monkeypatch.delattr(torch.compiler, "cudagraph_mark_step_begin")
+    asked, marks = [], []
+    # (today's torch._dynamo.is_compiling itself asks torch.compiler's)
+    monkeypatch.setattr(torch._dynamo, "is_compiling", lambda: asked.append(1) or False)
+    monkeypatch.setattr(trees, "mark_step_begin", lambda: marks.append(1))
+    assert models._is_compiling() is False and asked == [1]
+    models._mark_cuda_step_begin()
+    assert marks == [1]
+    out = dropout(torch.ones(64, 8), 0.5)  # the native mask, as in training
+    assert set(out.unique().tolist()) <= {0.0, 2.0} and out.dtype == torch.float32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -539,7 +540,11 @@ def test_cli_profile_writes_its_report(tmp_path, capsys):
         assert abs(row["device_idle_share"] - row["data_wait_s"] / row["train_s"]) < 1e-9
         assert [s["stage"] for s in row["stages"]][-3:] == ["SampleNeighbors", "SliceFeatures",
                                                            "PrefetchToDevice"]
-    assert (tmp_path / "prof" / "stages.png").stat().st_size > 1000
+    plot = tmp_path / "prof" / "stages.png"
+    if importlib.util.find_spec("matplotlib") is None:  # the [bench] extra's
+        assert not plot.exists() and "the plot needs matplotlib" in printed
+    else:
+        assert plot.stat().st_size > 1000
 
 
 @pytest.mark.cuda
