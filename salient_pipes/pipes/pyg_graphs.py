@@ -6,9 +6,10 @@ batch the way PyG's loaders do for that input."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -125,14 +126,21 @@ class LocalGraph:
         return batch
 
 
-def sparse_csr(adj_t: Tensor) -> Tensor:
-    """A torch sparse tensor of any layout in CSR (a COO one coalesced,
-    which merges repeated entries), without torch's one-time notice that
-    sparse CSR is in beta: the conversion is ours, not the user's."""
-    if adj_t.layout == torch.sparse_csr:
-        return adj_t
+@contextlib.contextmanager
+def _no_csr_beta_notice() -> Iterator[None]:
+    """Silences torch's one-time notice that sparse CSR is in beta: the CSR
+    tensors made here are ours, not the user's."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        yield
+
+
+def sparse_csr(adj_t: Tensor) -> Tensor:
+    """A torch sparse tensor of any layout in CSR (a COO one coalesced,
+    which merges repeated entries)."""
+    if adj_t.layout == torch.sparse_csr:
+        return adj_t
+    with _no_csr_beta_notice():
         return (adj_t.coalesce() if adj_t.layout == torch.sparse_coo else adj_t).to_sparse_csr()
 
 
@@ -157,8 +165,7 @@ def _adj_t(like: Any, values: Optional[Tensor], edge_index: Tensor, ids: Tensor,
     dst, src = edge_index[1][order], edge_index[0][order]
     crow = torch.zeros(num_dst + 1, dtype=torch.int64)
     torch.cumsum(torch.bincount(dst, minlength=num_dst), 0, out=crow[1:])
-    with warnings.catch_warnings():  # as in sparse_csr
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+    with _no_csr_beta_notice():
         return torch.sparse_csr_tensor(crow, src, value[order], (num_dst, num_src))
 
 
