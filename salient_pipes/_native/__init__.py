@@ -19,7 +19,7 @@ import atexit
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Callable, ParamSpec
 
 from salient_pipes._native._core import (
     CSRGraph,
@@ -40,14 +40,24 @@ from salient_pipes._native._core import (
 )
 
 _open_sessions: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_P = ParamSpec("_P")
 
 
-def open_session(*args: Any, **kwargs: Any) -> Session:
-    """``Session(*args, **kwargs)``, closed at interpreter exit if it is
-    still alive then."""
-    session = Session(*args, **kwargs)
-    _open_sessions.add(session)
-    return session
+def _closed_at_exit(make: Callable[_P, Session]) -> Callable[_P, Session]:
+    """``make`` (with its typed signature), its sessions remembered for
+    :func:`close_open_sessions`."""
+
+    def open_session(*args: _P.args, **kwargs: _P.kwargs) -> Session:
+        """``Session(*args, **kwargs)``, closed at interpreter exit if it is
+        still alive then."""
+        session = make(*args, **kwargs)
+        _open_sessions.add(session)
+        return session
+
+    return open_session
+
+
+open_session = _closed_at_exit(Session)
 
 
 @atexit.register
