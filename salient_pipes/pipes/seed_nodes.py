@@ -21,7 +21,9 @@ class SeedNodes(Stage):
     put it after ``batch_nodes`` over ``arange(len(input_nodes))``. With
     ``input_time`` (one per input node), each seed also brings its time
     (``seed_time``, PyG's, and ``subgraph_time``, which temporal
-    ``sample_neighbors`` bounds its subgraph by).
+    ``sample_neighbors`` bounds its subgraph by); ``report_time=False``
+    keeps only the bound (PyG's loaders attach no ``seed_time`` when the
+    seeds' times are their own node times).
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
@@ -31,8 +33,10 @@ class SeedNodes(Stage):
     """
 
     def __init__(self, source: IterDataPipe, input_nodes: Tensor,
-                 input_id: Optional[Tensor] = None, input_time: Optional[Tensor] = None) -> None:
+                 input_id: Optional[Tensor] = None, input_time: Optional[Tensor] = None,
+                 report_time: bool = True) -> None:
         super().__init__(source)
+        self.report_time = report_time
         self.input_nodes = as_node_ids("input_nodes", input_nodes)
         self.input_id = None if input_id is None else \
             check_input_id(input_id, self.input_nodes.numel(), "input_nodes")
@@ -51,7 +55,9 @@ class SeedNodes(Stage):
             ids = positions if self.input_id is None else self.input_id[positions]
             payload = {"input_id": ids}
             if self.input_time is not None:  # each seed's subgraph is bounded by its time
-                payload["seed_time"] = payload["subgraph_time"] = self.input_time[positions]
+                payload["subgraph_time"] = self.input_time[positions]
+                if self.report_time:
+                    payload["seed_time"] = payload["subgraph_time"]
             yield SeedBatch(self.input_nodes[positions], payload)
 
     def __len__(self) -> int:

@@ -283,8 +283,11 @@ class NeighborLoader(_Native, PygNeighborLoader):
             input_nodes, input_id, self.csc, self.typed)
         if input_time is not None and time_attr is None:
             raise ValueError("input_time is for temporal sampling: give time_attr too")
-        self.input_time = None if time_attr is None else seed_times(
+        # The bound of each seed's subgraph: input_time, else (node times)
+        # the seeds' own times, which PyG neither reports nor keeps.
+        self._subgraph_time = None if time_attr is None else seed_times(
             self.time_kind, self.times, self.input_type, self.input_nodes, input_time)
+        self.input_time = None if input_time is None else self._subgraph_time
         self.input_data = NodeSamplerInput(
             input_id=self.input_id, node=self.input_nodes, time=self.input_time,
             input_type=self.input_type if self.typed else None)
@@ -294,7 +297,8 @@ class NeighborLoader(_Native, PygNeighborLoader):
 
     def _seeds(self, positions: IterDataPipe) -> IterDataPipe:
         return positions.seed_nodes(self.input_nodes, input_id=self.input_id,
-                                    input_time=self.input_time)
+                                    input_time=self._subgraph_time,
+                                    report_time=self.input_time is not None)
 
 
 class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
