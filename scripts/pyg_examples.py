@@ -162,6 +162,15 @@ def describe(pyg: Path) -> str:
     return f"torch_geometric {torch_geometric.__version__}, examples at {commit}"
 
 
+def pyg_sampler() -> str:
+    """The sampler PyG's loaders use here: pyg-lib where it imports, else
+    torch-sparse (PyG's order)."""
+    import importlib.util
+
+    return next((name for name, module in (("pyg-lib", "pyg_lib"), ("torch-sparse", "torch_sparse"))
+                 if importlib.util.find_spec(module)), "no sampler")
+
+
 def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pyg", type=Path, help="a pytorch_geometric checkout")
@@ -180,7 +189,7 @@ def main(argv: Sequence[str] = ()) -> int:
     if not chosen:
         parser.error(f"--only names no example; they are: {[e.name for e in EXAMPLES]}")
     cora = args.cora if (args.cora / "ind.cora.x").exists() else None
-    loaders = "PyG's own loaders" if args.reference else "salient_pipes.pyg"
+    loaders = f"PyG's own loaders ({pyg_sampler()})" if args.reference else "salient_pipes.pyg"
     print(f"pyg_examples: {len(chosen)} runs of PyG's examples with {loaders}", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as work:
