@@ -30,7 +30,7 @@ export SALIENT_PIPES_SANITIZED=1
 status=0
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py tests/test_overlap.py \
   tests/test_temporal_weighted.py tests/test_temporal_loaders.py tests/test_dataset_times_weights.py \
-  tests/test_lookahead.py tests/test_device_features.py tests/test_dropout.py \
+  tests/test_lookahead.py tests/test_device_features.py tests/test_dropout.py tests/test_fork.py \
   --deselect "tests/test_hetero.py::test_mag_like_features_have_unit_scale_and_349_classes_are_learnable" \
   --deselect tests/test_hetero.py::test_training_learns_on_the_mag_like_graph \
   --deselect tests/test_temporal_loaders.py::test_temporal_example_shows_the_leak \

@@ -74,8 +74,23 @@ PySession::PySession(std::shared_ptr<py_graph::TypedGraph> graph, const py::obje
                                                   spec_.fail_at_position);
 }
 
+PySession::~PySession() {
+  if (inherited()) static_cast<void>(session_.release());  // see the class comment
+}
+
+void PySession::check_owner() const {
+  if (inherited()) {
+    throw std::runtime_error(
+        "this sampling session belongs to process " + std::to_string(owner_) +
+        "; process " + std::to_string(getpid()) +
+        " inherited it through fork() without its worker threads. Build the pipe or "
+        "loader in this process (worker processes: start them with 'spawn')");
+  }
+}
+
 void PySession::submit(const py::object& seeds, uint64_t epoch, uint64_t position,
                        const py::object& seed_time) {
+  check_owner();
   callers_.enter(*session_);
   session_->submit(
       seeds_input(seeds, spec_.job.graph.num_nodes.size(), seed_time, spec_.job.config), epoch,
@@ -83,6 +98,7 @@ void PySession::submit(const py::object& seeds, uint64_t epoch, uint64_t positio
 }
 
 py::tuple PySession::next() {
+  check_owner();
   Sample s = callers_.wait(*session_, [this] { return session_->next(); });
   return to_python(std::move(s), spec_);
 }

@@ -6,6 +6,8 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -93,25 +95,45 @@ class Callers {
   std::atomic<int> parked_{0};
 };
 
+// A session is its process's: in a child forked from that process (a
+// DataLoader worker, say) it has no worker threads, and its lock and
+// condition variables may hold the state of threads that are not there.
+// There submit() and next() raise, cancel() and close() do nothing (nothing
+// is in flight there), and the session is never destroyed: destroying it
+// would join the parent's threads and wait for the parent's waiters, for
+// good. Its memory is left to the child.
 class PySession {
  public:
   PySession(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& fanouts,
             const py::kwargs& options);
+  ~PySession();
+  PySession(const PySession&) = delete;
+  PySession& operator=(const PySession&) = delete;
 
   // seeds: an int64 array (a graph of one node type) or one per node type;
   // seed_time: for temporal sampling, an int64 time per subgraph.
   void submit(const py::object& seeds, uint64_t epoch, uint64_t position,
               const py::object& seed_time);
   py::tuple next();
-  void cancel() { session_->cancel(); }
-  void close() { session_->close(); }
-  int64_t in_flight() const { return session_->in_flight(); }
+  void cancel() {
+    if (inherited()) return;
+    session_->cancel();
+  }
+  void close() {
+    if (inherited()) return;
+    session_->close();
+  }
+  int64_t in_flight() const { return inherited() ? 0 : session_->in_flight(); }
   int num_threads() const { return session_->num_threads(); }
   // Disjoint keys are seed_index * key_space + node.
   int64_t key_space() const;
   const Callers& callers() const { return callers_; }
 
  private:
+  bool inherited() const { return getpid() != owner_; }
+  void check_owner() const;
+
+  const pid_t owner_ = getpid();
   JobSpec spec_;
   Callers callers_;
   std::unique_ptr<Session<SampleJob>> session_;  // last: its threads go first

@@ -10,9 +10,9 @@ from torch.utils.data import IterDataPipe, get_worker_info
 
 WORKER_PROCESS_ERROR = (
     "salient_pipes pipes cannot run in DataLoader worker processes (num_workers > 0): "
-    "they already sample and gather on native threads, which do not survive a fork. "
-    "Use DataLoader(pipe, batch_size=None) with num_workers=0, and set the pipe's "
-    "num_threads for more parallelism.")
+    "they already sample and gather on native threads, and each worker would repeat "
+    "the whole epoch. Use DataLoader(pipe, batch_size=None) with num_workers=0, and set "
+    "the pipe's num_threads for more parallelism.")
 
 
 @dataclass

@@ -232,8 +232,10 @@ class SampleNeighbors(Stage):
         """The session for this iteration: the pipe's persistent one, unless
         an earlier iteration that was abandoned without being closed (say, its
         iterator is still held by a traceback) still owns it. Then this
-        iteration gets a fresh session and the two never share a queue."""
-        key = tuple(_identity(v) for v in (x, y, cache, attrs, pinned))
+        iteration gets a fresh session and the two never share a queue. A
+        process forked from the one that opened the session (which has none
+        of its threads) gets its own too."""
+        key = (os.getpid(), *(_identity(v) for v in (x, y, cache, attrs, pinned)))
         if self._session is None or key != self._session_key or self._busy is self._session:
             if self._busy is not self._session:
                 drop_carry(self)
