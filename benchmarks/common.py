@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -135,6 +137,26 @@ def pipeline_epoch(ds: FastDataset):
             pass
 
     return run
+
+
+def pyg_backends() -> List[str]:
+    """PyG's sampler backends importable here, the one PyG picks first first."""
+    return [name for name, module in (("pyg-lib", "pyg_lib"), ("torch-sparse", "torch_sparse"))
+            if importlib.util.find_spec(module)]
+
+
+@contextlib.contextmanager
+def pyg_backend(name: str) -> Iterator[None]:
+    """PyG samples with ``name``: pyg-lib is its first choice, so torch-sparse
+    runs with pyg-lib switched off (worker processes fork with the switch)."""
+    import torch_geometric.typing as pyg_typing
+
+    saved = pyg_typing.WITH_PYG_LIB
+    pyg_typing.WITH_PYG_LIB = saved and name == "pyg-lib"
+    try:
+        yield
+    finally:
+        pyg_typing.WITH_PYG_LIB = saved
 
 
 def time_epochs(run_epoch: Callable[[int], None], epochs: int, warmup: int = 1) -> List[float]:

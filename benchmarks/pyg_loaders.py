@@ -10,7 +10,9 @@ The arxiv-sized graph as a PyG ``Data`` (fp32 features, symmetrized
   negatives (ratio 1), fanouts 10/5, batch 1024, shuffled.
 
 Ours runs on 2 sampling threads (``num_workers=2``); PyG's with 0 and 2
-worker processes. Beside them, our own ``salient_pipeline()`` on the same
+worker processes, with each sampler backend it has here: pyg-lib where it
+is importable (``bash scripts/with_pyg_lib.sh PYG_LIB_SOURCE python -m
+benchmarks.pyg_loaders``), and torch-sparse. Beside them, our own ``salient_pipeline()`` on the same
 graph, fanouts, batch size and feature dtype (its batches: ``x``, ``y``,
 the per-hop adjacencies): what the PyG batch format costs on top of our
 core. The same run, the same machine. Writes
@@ -22,7 +24,8 @@ temporal and weighted sampling, which PyG does only through pyg-lib: our
 ``time_attr`` (node times with each seed's own time; edge times with
 ``temporal_strategy="last"``) beside the uniform loader (shared and
 disjoint subgraphs, since temporal sampling is disjoint) on the same graph,
-and the native sampler's rate per mode in sampled edges per second of one
+PyG's own loader (2 workers) beside each where pyg-lib is importable, and
+the native sampler's rate per mode in sampled edges per second of one
 thread (15/10/5, batches of 1024 random seeds, no feature gather). Writes
 benchmarks/results/sampling_modes.json and its own section.
 
@@ -32,6 +35,7 @@ Run: python -m benchmarks.pyg_loaders [--epochs 3] [--modes]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import warnings
 from typing import Callable, Dict, List
@@ -45,6 +49,8 @@ from benchmarks.common import (
     arxiv_like,
     machine,
     median,
+    pyg_backend,
+    pyg_backends,
     save_json,
     write_section,
 )
@@ -109,37 +115,43 @@ def compare(args: argparse.Namespace) -> None:
     runs["node"]["salient_pipeline"] = epoch_seconds(
         lambda: salient_pipeline(ds, batch_size=1024, fanouts=(15, 10, 5), device="cpu",
                                  num_threads=THREADS), args.epochs)
-    loaders = [("salient_pipes", ours, dict(num_workers=THREADS)),
-               ("PyG, 0 workers", pyg, dict(num_workers=0)),
-               ("PyG, 2 workers", pyg, dict(num_workers=2, persistent_workers=True))]
-    for name, module, extra in loaders:
-        runs["node"][name] = epoch_seconds(
-            lambda m=module, e=extra: m.NeighborLoader(data, **node, **e), args.epochs)
-        runs["link"][name] = epoch_seconds(
-            lambda m=module, e=extra: m.LinkNeighborLoader(data, **link, **e), args.epochs)
+    backends = pyg_backends()
+    loaders = [("salient_pipes", ours, dict(num_workers=THREADS), None)]
+    for backend in backends:
+        loaders += [(f"PyG ({backend}), {w} workers", pyg,
+                     dict(num_workers=w, persistent_workers=w > 0), backend) for w in (0, 2)]
+    for name, module, extra, backend in loaders:
+        with pyg_backend(backend) if backend else contextlib.nullcontext():
+            runs["node"][name] = epoch_seconds(
+                lambda m=module, e=extra: m.NeighborLoader(data, **node, **e), args.epochs)
+            runs["link"][name] = epoch_seconds(
+                lambda m=module, e=extra: m.LinkNeighborLoader(data, **link, **e), args.epochs)
         print(name, {k: median(v[name]) for k, v in runs.items()}, flush=True)
     med = {kind: {name: median(t) for name, t in r.items()} for kind, r in runs.items()}
     save_json("pyg_loaders", {"machine": machine(), "epochs_s": runs, "median_s": med,
-                              "threads": THREADS})
+                              "threads": THREADS, "pyg_backends": backends})
+    theirs = [name for name, *_ in loaders[1:]]
     lines = [
         "`python -m benchmarks.pyg_loaders`: one epoch of batches fully built as PyG `Data` "
         "(nothing trained) on the arxiv-sized graph as a PyG `Data` (fp32 features). Node "
         "batches: the train split, 15/10/5, batch 1024. Link batches: 100,000 edges with "
         "binary negatives, 10/5, batch 1024. Ours on 2 sampling threads; PyG's with "
-        "torch-sparse's sampler (pyg-lib's wheels are not on PyPI, so it cannot be installed "
-        "here). Last column: our `salient_pipeline()` over the same train split, fanouts, batch "
-        "size and fp32 features, and what the PyG batch format costs on top of it. Medians of "
-        f"{args.epochs} epochs after a warm-up, same run.", "",
-        "| loader | salient_pipes.pyg | PyG, 0 workers | PyG, 2 workers | speed-up vs 2 workers "
-        "| salient_pipeline() (PyG format's cost) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        f"{' and '.join(backends)} as its sampler (pyg-lib built from source against this "
+        "torch by `scripts/with_pyg_lib.sh`, as its wheels are not on PyPI). Speed-up: PyG's "
+        "fastest with 2 workers over ours. Last column: our `salient_pipeline()` over the same "
+        "train split, fanouts, batch size and fp32 features, and what the PyG batch format costs "
+        f"on top of it. Medians of {args.epochs} epochs after a warm-up, same run.", "",
+        "| loader | salient_pipes.pyg | " + " | ".join(theirs) + " | speed-up | "
+        "salient_pipeline() (PyG format's cost) |",
+        "| --- | ---: | " + "---: | " * len(theirs) + "---: | ---: |"]
     for kind, label in (("node", "NeighborLoader"), ("link", "LinkNeighborLoader")):
         m = med[kind]
         own = f"{m['salient_pipeline']:.2f} s ({m['salient_pipes'] / m['salient_pipeline']:.2f}x)" \
             if "salient_pipeline" in m else "-"
-        lines.append(f"| {label} | {m['salient_pipes']:.2f} s | {m['PyG, 0 workers']:.2f} s | "
-                     f"{m['PyG, 2 workers']:.2f} s | "
-                     f"**{m['PyG, 2 workers'] / m['salient_pipes']:.1f}x** | {own} |")
+        best = min(m[name] for name in theirs if name.endswith("2 workers"))
+        lines.append(f"| {label} | {m['salient_pipes']:.2f} s | "
+                     + " | ".join(f"{m[name]:.2f} s" for name in theirs)
+                     + f" | **{best / m['salient_pipes']:.1f}x** | {own} |")
     write_section("pyg_loaders", "\n".join(lines))
 
 
@@ -185,6 +197,8 @@ def native_rates(ds, batches: int = 40) -> Dict[str, float]:
 
 
 def modes(args: argparse.Namespace) -> None:
+    import torch_geometric.loader as pyg
+
     import salient_pipes.pyg as ours
 
     torch.set_num_threads(THREADS)
@@ -199,18 +213,28 @@ def modes(args: argparse.Namespace) -> None:
             "time_attr (node times, seed's own)": dict(time_attr="node_time"),
             "time_attr (edge times), last": dict(time_attr="edge_time", input_time=late,
                                                  temporal_strategy="last")}
-    runs, edges = {}, {}
+    with_pyg = "pyg-lib" in pyg_backends()
+    runs, edges, pyg_runs, pyg_edges = {}, {}, {}, {}
     for name, extra in rows.items():
         runs[name] = epoch_seconds(lambda e=extra: ours.NeighborLoader(data, **node, **e),
                                    args.epochs)
         edges[name] = sum(b.edge_index.size(1) for b in ours.NeighborLoader(data, **node,
                                                                             **extra))
-        print(name, median(runs[name]), edges[name], flush=True)
+        if with_pyg:
+            pyg_runs[name] = epoch_seconds(
+                lambda e=extra: pyg.NeighborLoader(data, **node, **e, persistent_workers=True),
+                args.epochs)
+            pyg_edges[name] = sum(b.edge_index.size(1)
+                                  for b in pyg.NeighborLoader(data, **node, **extra))
+        print(name, median(runs[name]), edges[name],
+              *((median(pyg_runs[name]), pyg_edges[name]) if with_pyg else ()), flush=True)
     rates = native_rates(ds)
     med = {name: median(t) for name, t in runs.items()}
+    pyg_med = {name: median(t) for name, t in pyg_runs.items()}
     save_json("sampling_modes", {"machine": machine(), "epochs_s": runs, "median_s": med,
                                  "edges_per_epoch": edges, "native_edges_per_s": rates,
-                                 "threads": THREADS})
+                                 "pyg_lib_epochs_s": pyg_runs, "pyg_lib_median_s": pyg_med,
+                                 "pyg_lib_edges_per_epoch": pyg_edges, "threads": THREADS})
     base = med["uniform"]
     lines = [
         "`python -m benchmarks.pyg_loaders --modes`: temporal and weighted sampling in our "
@@ -218,13 +242,20 @@ def modes(args: argparse.Namespace) -> None:
         "times (0..999) and edge weights (uniform in (0, 1]): one epoch of the train split, "
         "15/10/5, batch 1024, 2 sampling threads, batches fully built, medians of "
         f"{args.epochs} epochs after a warm-up. Temporal subgraphs are disjoint (one per seed, "
-        "as in PyG), so the disjoint uniform row is their like-for-like baseline. PyG itself "
-        "samples by time or weight only with pyg-lib, which cannot be installed here.", "",
-        "| loader arguments | epoch | vs uniform | sampled edges | M edges/s |",
-        "| --- | ---: | ---: | ---: | ---: |"]
+        "as in PyG), so the disjoint uniform row is their like-for-like baseline. "
+        + ("PyG's own `NeighborLoader` with the same arguments and 2 workers, sampling with "
+           "pyg-lib (built from source by `scripts/with_pyg_lib.sh`), beside each row; "
+           "speed-up: its epoch over ours." if with_pyg else
+           "PyG itself samples by time or weight only with pyg-lib, which was not importable "
+           "in this run."), "",
+        "| loader arguments | epoch | vs uniform | sampled edges | M edges/s |"
+        + (" PyG (pyg-lib), 2 workers | its sampled edges | speed-up |" if with_pyg else ""),
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if with_pyg else "")]
     for name in rows:
         lines.append(f"| {name} | {med[name]:.2f} s | {med[name] / base:.2f}x | "
-                     f"{edges[name] / 1e6:.2f} M | {edges[name] / med[name] / 1e6:.1f} |")
+                     f"{edges[name] / 1e6:.2f} M | {edges[name] / med[name] / 1e6:.1f} |"
+                     + (f" {pyg_med[name]:.2f} s | {pyg_edges[name] / 1e6:.2f} M | "
+                        f"**{pyg_med[name] / med[name]:.1f}x** |" if with_pyg else ""))
     lines += ["", "The native sampler alone, one thread (15/10/5, 1024 random seeds per batch, "
               "no feature gather; temporal rows with every seed at time 500, so about half of "
               "each neighborhood is valid), best of 3 passes over 40 batches:", "",

@@ -2,11 +2,14 @@
 
 One epoch = sample (fanouts 15/10/5, batch 1024) and gather x (fp16) and y
 for every batch of the train split, on 2 threads. Graphs: (a) a synthetic
-graph of ogbn-arxiv's size, (b) SNAP's soc-Slashdot0902. Writes
+graph of ogbn-arxiv's size, (b) SNAP's soc-Slashdot0902. PyG runs with
+each sampler backend importable here: torch-sparse, and pyg-lib where it
+is (``bash scripts/with_pyg_lib.sh PYG_LIB_SOURCE python -m
+benchmarks.sampler``). Writes
 benchmarks/results/sampler.json, docs/img/sampler.png and a table in
 docs/benchmarks.md.
 
-Run: python benchmarks/sampler.py [--epochs 3] [--skip-pyg]
+Run: python -m benchmarks.sampler [--epochs 3] [--skip-pyg]
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from benchmarks.common import (
     median,
     native_epoch,
     pipeline_epoch,
+    pyg_backend,
+    pyg_backends,
     save_figure,
     save_json,
     slashdot,
@@ -35,7 +40,7 @@ from benchmarks.common import (
 from salient_pipes import FastDataset
 
 
-def pyg_epoch(ds: FastDataset, workers: int):
+def pyg_epoch(ds: FastDataset, workers: int, backend: str):
     from torch_geometric.data import Data
     from torch_geometric.loader import NeighborLoader
 
@@ -49,8 +54,9 @@ def pyg_epoch(ds: FastDataset, workers: int):
                                 num_workers=workers, persistent_workers=workers > 0)
 
     def run(epoch: int) -> None:
-        for _ in loader:
-            pass
+        with pyg_backend(backend):  # workers fork (on the first epoch) with it
+            for _ in loader:
+                pass
 
     return run
 
@@ -84,6 +90,7 @@ def main() -> None:
     torch.set_num_threads(THREADS)
 
     results = {}
+    backends = pyg_backends()
     for ds in (arxiv_like(), slashdot()):
         print(ds.summary())
         systems = {
@@ -91,9 +98,10 @@ def main() -> None:
             "salient_pipes native session (hash relabel)": (native_epoch, {"dense": False}),
             "salient_pipes salient_pipeline()": (pipeline_epoch, {}),
         }
-        if not args.skip_pyg:
-            systems["PyG NeighborLoader, 0 workers"] = (pyg_epoch, {"workers": 0})
-            systems["PyG NeighborLoader, 2 workers"] = (pyg_epoch, {"workers": 2})
+        for backend in [] if args.skip_pyg else backends:
+            for workers in (0, 2):
+                systems[f"PyG NeighborLoader ({backend}), {workers} workers"] = (
+                    pyg_epoch, {"workers": workers, "backend": backend})
         times = {}
         for name, (build, options) in systems.items():
             run = build(ds, **options)
@@ -105,16 +113,17 @@ def main() -> None:
                             "median_s": {k: median(v) for k, v in times.items()}}
 
     save_json("sampler", {"machine": machine(), "fanouts": FANOUTS, "batch_size": BATCH,
-                          "threads": THREADS, "results": results})
+                          "threads": THREADS, "pyg_backends": backends, "results": results})
     plot(results)
-    lines = ["| graph | system | median s / epoch | speed-up vs PyG (2 workers) | "
-             "vs PyG (0 workers) |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = ["| graph | system | median s / epoch | "
+             + " | ".join(f"speed-up vs PyG ({b}, 2 workers)" for b in backends) + " |",
+             "| --- | --- | ---: |" + " ---: |" * len(backends)]
     for graph, r in results.items():
         med = r["median_s"]
         for name, value in med.items():
-            vs2 = med.get("PyG NeighborLoader, 2 workers", float("nan")) / value
-            vs0 = med.get("PyG NeighborLoader, 0 workers", float("nan")) / value
-            lines.append(f"| {graph} | {name} | {value:.3f} | {vs2:.1f}x | {vs0:.1f}x |")
+            lines.append(f"| {graph} | {name} | {value:.3f} | " + " | ".join(
+                f"{med.get(f'PyG NeighborLoader ({b}), 2 workers', float('nan')) / value:.1f}x"
+                for b in backends) + " |")
     info = machine()
     write_section("sampler", "\n".join([
         "## Batch preparation per epoch (`benchmarks/sampler.py`)",
@@ -122,7 +131,9 @@ def main() -> None:
         f"Machine: {info['cores']} cores ({info['cpu']}), torch {info['torch']}. "
         f"Fanouts {'/'.join(map(str, FANOUTS))}, batch {BATCH}, {THREADS} threads, "
         f"median of {args.epochs} epochs after one warm-up; an epoch samples every batch of "
-        "the train split and gathers x (fp16, 128 columns) and y.",
+        "the train split and gathers x (fp16, 128 columns) and y. PyG's sampler: "
+        f"{' and '.join(backends)} (pyg-lib built from source against this torch by "
+        "`scripts/with_pyg_lib.sh`, as its wheels are not on PyPI).",
         "",
         *lines,
         "",

@@ -178,7 +178,7 @@ def test_weighted_inclusion_frequencies_match_pygs(replace):
 
 
 def test_the_benchmarks_switch_between_pygs_sampler_backends():
-    from benchmarks.pyg_loaders import pyg_backend, pyg_backends
+    from benchmarks.common import pyg_backend, pyg_backends
 
     assert pyg_backends()[0] == "pyg-lib"
     data = _graph()
