@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -146,9 +146,13 @@ def pyg_backends() -> List[str]:
 
 
 @contextlib.contextmanager
-def pyg_backend(name: str) -> Iterator[None]:
+def pyg_backend(name: Optional[str]) -> Iterator[None]:
     """PyG samples with ``name``: pyg-lib is its first choice, so torch-sparse
-    runs with pyg-lib switched off (worker processes fork with the switch)."""
+    runs with pyg-lib switched off (worker processes fork with the switch).
+    ``None`` leaves PyG as it is."""
+    if name is None:
+        yield
+        return
     import torch_geometric.typing as pyg_typing
 
     saved = pyg_typing.WITH_PYG_LIB

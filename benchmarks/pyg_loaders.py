@@ -12,7 +12,8 @@ The arxiv-sized graph as a PyG ``Data`` (fp32 features, symmetrized
 Ours runs on 2 sampling threads (``num_workers=2``); PyG's with 0 and 2
 worker processes, with each sampler backend it has here: pyg-lib where it
 is importable (``bash scripts/with_pyg_lib.sh PYG_LIB_SOURCE python -m
-benchmarks.pyg_loaders``), and torch-sparse. Beside them, our own ``salient_pipeline()`` on the same
+benchmarks.pyg_loaders``), and torch-sparse. Beside them, our own
+``salient_pipeline()`` on the same
 graph, fanouts, batch size and feature dtype (its batches: ``x``, ``y``,
 the per-hop adjacencies): what the PyG batch format costs on top of our
 core. The same run, the same machine. Writes
@@ -35,7 +36,6 @@ Run: python -m benchmarks.pyg_loaders [--epochs 3] [--modes]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 import warnings
 from typing import Callable, Dict, List
@@ -121,7 +121,7 @@ def compare(args: argparse.Namespace) -> None:
         loaders += [(f"PyG ({backend}), {w} workers", pyg,
                      dict(num_workers=w, persistent_workers=w > 0), backend) for w in (0, 2)]
     for name, module, extra, backend in loaders:
-        with pyg_backend(backend) if backend else contextlib.nullcontext():
+        with pyg_backend(backend):
             runs["node"][name] = epoch_seconds(
                 lambda m=module, e=extra: m.NeighborLoader(data, **node, **e), args.epochs)
             runs["link"][name] = epoch_seconds(

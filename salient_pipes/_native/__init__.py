@@ -19,7 +19,7 @@ import atexit
 import threading
 import time
 import weakref
-from typing import Any, Callable, ParamSpec
+from typing import TYPE_CHECKING, Any
 
 from salient_pipes._native._core import (
     CSRGraph,
@@ -39,25 +39,21 @@ from salient_pipes._native._core import (
     sample,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from salient_pipes._native._core import Fanouts, SessionOptions
+
 _open_sessions: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_P = ParamSpec("_P")
 
 
-def _closed_at_exit(make: Callable[_P, Session]) -> Callable[_P, Session]:
-    """``make`` (with its typed signature), its sessions remembered for
-    :func:`close_open_sessions`."""
-
-    def open_session(*args: _P.args, **kwargs: _P.kwargs) -> Session:
-        """``Session(*args, **kwargs)``, closed at interpreter exit if it is
-        still alive then."""
-        session = make(*args, **kwargs)
-        _open_sessions.add(session)
-        return session
-
-    return open_session
-
-
-open_session = _closed_at_exit(Session)
+def open_session(graph: TypedGraph, fanouts: "Fanouts",
+                 **options: "Unpack[SessionOptions]") -> Session:
+    """``Session(graph, fanouts, **options)``, closed at interpreter exit if
+    it is still alive then."""
+    session = Session(graph, fanouts, **options)
+    _open_sessions.add(session)
+    return session
 
 
 @atexit.register
