@@ -81,7 +81,7 @@ PySession::~PySession() {
 void PySession::check_owner() const {
   if (inherited()) {
     throw std::runtime_error(
-        "this sampling session belongs to process " + std::to_string(owner_) +
+        "this sampling session belongs to process " + std::to_string(made_in_.pid()) +
         "; process " + std::to_string(getpid()) +
         " inherited it through fork() without its worker threads. Build the pipe or "
         "loader in this process (worker processes: start them with 'spawn')");

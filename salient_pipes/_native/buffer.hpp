@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "process.hpp"
+
 namespace sp {
 
 struct FreeDeleter {
@@ -26,14 +28,16 @@ using Block = std::unique_ptr<void, FreeDeleter>;
 // batch. Reused blocks are already mapped. A block that no request has
 // needed for kMaxIdle takes (some 500 batches) is freed, so a burst of
 // batches alive at once does not pin its memory for the rest of the run.
-// Thread-safe.
+// Thread-safe. In a forked child the pool is left alone (its lock may be
+// held by a parent's worker for good): blocks given there are freed and
+// blocks taken there are fresh.
 class BlockPool {
  public:
   explicit BlockPool(size_t max_blocks) : max_blocks_(max_blocks) {}
 
   // A block of at least `bytes` bytes; `capacity` receives its real size.
   Block take(size_t bytes, size_t& capacity) {
-    if (bytes >= kMinPooled) {
+    if (bytes >= kMinPooled && made_in_.here()) {
       std::lock_guard<std::mutex> lock(mu_);
       ++clock_;
       auto it = free_.lower_bound(bytes);
@@ -52,7 +56,7 @@ class BlockPool {
   }
 
   void give(Block block, size_t capacity) {
-    if (capacity < kMinPooled) return;
+    if (capacity < kMinPooled || !made_in_.here()) return;
     std::vector<Block> expired;  // freed after the lock is released
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = free_.begin(); it != free_.end();) {
@@ -80,6 +84,7 @@ class BlockPool {
   };
   static constexpr size_t kMinPooled = size_t{1} << 16;
   static constexpr uint64_t kMaxIdle = 4096;
+  MadeIn made_in_;
   std::mutex mu_;
   std::multimap<size_t, Entry> free_;
   uint64_t clock_ = 0;

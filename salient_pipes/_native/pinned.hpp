@@ -9,7 +9,9 @@
 // `retire` runs when Python drops the batch's array. Python calls `give` only
 // after every device copy that reads the slot has completed (its CUDA
 // events), so a slot is never rewritten while a copy may still read it.
-// Thread-safe: workers take, Python retires and gives.
+// Thread-safe: workers take, Python retires and gives. In a forked child,
+// where a parent's worker may hold the lock for good, slots change state no
+// more (a child that drops an inherited batch leaves the slot as it is).
 #pragma once
 
 #include <cstddef>
@@ -20,6 +22,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "process.hpp"
 
 namespace sp {
 
@@ -114,6 +118,7 @@ class PinnedSlots {
   }
 
   void move(int slot, State from, State to) {
+    if (!made_in_.here()) return;
     std::lock_guard<std::mutex> lock(mu_);
     Slot& s = at(slot);
     if (s.state != from) {
@@ -123,6 +128,7 @@ class PinnedSlots {
     s.state = to;
   }
 
+  MadeIn made_in_;
   mutable std::mutex mu_;
   std::vector<Slot> slots_;
   uint64_t hits_ = 0;

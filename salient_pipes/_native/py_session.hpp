@@ -6,8 +6,6 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-#include <sys/types.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -19,6 +17,7 @@
 
 #include "gil.hpp"
 #include "job.hpp"
+#include "process.hpp"
 #include "py_cache.hpp"
 #include "py_graph.hpp"
 #include "session.hpp"
@@ -130,10 +129,10 @@ class PySession {
   const Callers& callers() const { return callers_; }
 
  private:
-  bool inherited() const { return getpid() != owner_; }
+  bool inherited() const { return !made_in_.here(); }
   void check_owner() const;
 
-  const pid_t owner_ = getpid();
+  MadeIn made_in_;
   JobSpec spec_;
   Callers callers_;
   std::unique_ptr<Session<SampleJob>> session_;  // last: its threads go first
