@@ -79,6 +79,13 @@ class ToPyG(Stage):
             a cache of ``data``'s ``x``): the workers gather only the rows
             it lacks and each batch's ``x`` is put together on that device
             (the other attributes stay on the host, as PyG slices them).
+        sampler_output: yield what PyG's sampler returns for each sample
+            (its ``SamplerOutput`` or ``HeteroSamplerOutput``: ``node``,
+            ``row``, ``col``, ``edge`` as positions in the sampled CSR that
+            ``perm`` maps to ids, ``batch``, the counts, and ``metadata`` as
+            PyG's loaders read it) instead of the batch, for code that
+            builds batches from those (PyG's ``transform_sampler_output``
+            and ``filter_fn``). Nothing is gathered.
 
     Example:
         >>> from torch_geometric.data import Data
@@ -95,9 +102,13 @@ class ToPyG(Stage):
 
     def __init__(self, source: IterDataPipe, data: Any, perm: Any = None,
                  subgraph_type: Any = "directional", csc: Any = None,
-                 custom_cls: Any = None, features: Optional[DeviceFeatures] = None) -> None:
+                 custom_cls: Any = None, features: Optional[DeviceFeatures] = None,
+                 sampler_output: bool = False) -> None:
         super().__init__(source)
-        self.features = features
+        if sampler_output and features is not None:
+            raise ValueError("sampler_output yields samples, not batches: features on the "
+                             "device would never be used")
+        self.features, self.sampler_output = features, bool(sampler_output)
         self.subgraph_type = subgraph_type_name(subgraph_type)
         self.data = data
         sampler = source if isinstance(source, SampleNeighbors) else None
@@ -116,7 +127,7 @@ class ToPyG(Stage):
                                      [tuple(e) for e in types.edge_types], typed, custom_cls)
             self.num_nodes = {t: int(n) for t, n in types.num_nodes.items()}
         else:
-            if sampler is not None and sampler.node_wise:
+            if sampler is not None and sampler.node_wise and not sampler_output:
                 self._fuse(data)
             if features is not None and not (
                     sampler is not None and set(self.fused_x) >= set(features.slots)):
@@ -178,7 +189,7 @@ class ToPyG(Stage):
                     sub, n_id={t: v.to(on.device) for t, v in sub.n_id.items()},
                     x={t: v.to(on.device) for t, v in sub.x.items()}))
                 sub = dataclasses.replace(sub, x=moved.x)
-            yield self._batch(sub)
+            yield self._sample_output(sub) if self.sampler_output else self._batch(sub)
 
     # ------------------------------------------------------------- edges
     def extra_stats(self) -> Dict[str, Any]:
@@ -186,8 +197,10 @@ class ToPyG(Stage):
         return {} if rate is None else {"device_cache_hit_rate": rate}
 
     def _ids(self, e: EdgeType, sub: NodeWiseBatch) -> Tensor:
-        """The ids in ``data`` of edge type ``e``'s sampled edges."""
-        if e in self.reported:
+        """The ids in ``data`` of edge type ``e``'s sampled edges (with
+        ``sampler_output``: their positions in the sampled CSR, as PyG's
+        sampler reports them)."""
+        if e in self.reported or self.sampler_output:
             return sub.e_id[e]
         if e not in self.perm:
             raise ValueError("to_pyg needs to map CSR positions to edge ids: give perm (or "
@@ -199,7 +212,8 @@ class ToPyG(Stage):
         rowptr, col = self.csc[e]
         source, target, position = induced_edges(
             (rowptr, col), sub.n_id[dst], sub.n_id[src], self.num_nodes[src])
-        return torch.stack([source, target]), self.perm[e][position]
+        return torch.stack([source, target]), \
+            position if self.sampler_output else self.perm[e][position]
 
     def _edges(self, sub: NodeWiseBatch) -> Edges:
         """Per edge type: ``edge_index`` in local ids, and the edges' ids
@@ -251,6 +265,43 @@ class ToPyG(Stage):
             if counted:
                 store.num_sampled_edges = sub.num_sampled_edges[e]
         return self._payload(batch, sub)
+
+    def _sample_output(self, sub: NodeWiseBatch) -> Any:
+        """What PyG's sampler returns for ``sub``: a ``SamplerOutput`` (a
+        ``HeteroSamplerOutput`` for typed graphs) whose ``metadata`` is what
+        PyG's loaders read: ``(input_id, seed_time)`` for node batches,
+        ``(input_id, edge_label_index, edge_label, edge_label_time)`` or,
+        for triplets, ``(input_id, src_index, dst_pos_index, dst_neg_index,
+        seed_time)`` for link batches."""
+        from torch_geometric.sampler import HeteroSamplerOutput, SamplerOutput
+
+        edges = self._edges(sub)
+        counted = self.subgraph_type == "directional"
+        payload = dict(sub.payload)
+        groups = payload.get("disjoint_groups")
+        batch = None if sub.batch is None else \
+            {t: b if groups is None else b % groups for t, b in sub.batch.items()}
+        keys: Tuple[str, ...] = ("input_id", "seed_time")
+        if "input_edge_type" in payload:
+            keys = ("input_id", "src_index", "dst_pos_index", "dst_neg_index", "seed_time") \
+                if "src_index" in payload else \
+                ("input_id", "edge_label_index", "edge_label", "edge_label_time")
+        metadata = tuple(payload.get(k) for k in keys)
+        num_nodes = dict(sub.num_sampled_nodes) if counted else None
+        num_edges = dict(sub.num_sampled_edges) if counted else None
+        if self.stores.typed:
+            return HeteroSamplerOutput(
+                node=dict(sub.n_id), row={e: ei[0] for e, (ei, _) in edges.items()},
+                col={e: ei[1] for e, (ei, _) in edges.items()},
+                edge={e: ids for e, (_, ids) in edges.items()}, batch=batch,
+                num_sampled_nodes=num_nodes, num_sampled_edges=num_edges, metadata=metadata)
+        (edge_index, ids), = edges.values()
+        return SamplerOutput(
+            node=sub.n_id[NODE_TYPE], row=edge_index[0], col=edge_index[1], edge=ids,
+            batch=None if batch is None else batch[NODE_TYPE],
+            num_sampled_nodes=None if num_nodes is None else num_nodes[NODE_TYPE],
+            num_sampled_edges=None if num_edges is None else num_edges[EDGE_TYPE],
+            metadata=metadata)
 
     def _payload(self, batch: Any, sub: NodeWiseBatch) -> Any:
         """Puts the batch's payload (and disjoint ``batch`` vectors) where

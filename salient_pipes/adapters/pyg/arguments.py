@@ -22,12 +22,13 @@ NO_EFFECT = ("persistent_workers", "timeout", "worker_init_fn", "multiprocessing
 
 
 def not_yet(**given: Any) -> None:
-    """Refuses a custom sampler (PyG's ``neighbor_sampler``,
-    ``transform_sampler_output``): sampling is our native core's."""
+    """Refuses a custom sampler (PyG's ``neighbor_sampler``): sampling is
+    our native core's."""
     for name, value in given.items():
         if value is not None:
             raise NotImplementedError(f"a custom sampler ({name}) is not supported by "
-                                      "salient_pipes.pyg; use torch_geometric.loader for it")
+                                      "salient_pipes.pyg, which samples natively; use "
+                                      "torch_geometric.loader for it")
 
 
 @dataclass

@@ -5,6 +5,10 @@ of our stages:
 ``seed positions → seed_nodes | seed_edges → sample_neighbors(node_wise=True)
 → to_pyg → [pin_memory] → [transform]``
 
+With ``transform_sampler_output``, ``to_pyg`` yields what PyG's sampler
+would (``SamplerOutput``) and PyG's own ``filter_fn`` builds each batch
+from the transformed output, as in PyG.
+
 The positions come from our seeded shuffle and batching, or from the torch
 ``sampler=``/``batch_sampler=`` the caller gives. Sampling runs on our native
 threads in the main process; nothing is forked. ``collate_fn(index)`` builds
@@ -15,7 +19,7 @@ one batch synchronously from positions, as PyG's does (``ZipLoader`` and
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union, cast
 
 import torch
 from torch import Tensor
@@ -66,16 +70,21 @@ class _Native:
     batch_sampler: Any
 
     def _setup(self, data: Any, num_neighbors: Any, replace: bool, subgraph_type: Any,
-               disjoint: bool, transform: Optional[Callable], filter_per_worker: Optional[bool],
+               disjoint: bool, transform: Optional[Callable],
+               transform_sampler_output: Optional[Callable], filter_per_worker: Optional[bool],
                custom_cls: Any, time_attr: Optional[str], temporal_strategy: str,
                weight_attr: Optional[str], kwargs: Dict[str, Any]) -> None:
         if kwargs.pop("directed", True) is False:  # PyG's older spelling of induced
             warnings.warn("directed=False is deprecated in PyG; use subgraph_type='induced'",
                           DeprecationWarning, stacklevel=3)
             subgraph_type = "induced"
-        if transform is not None and not callable(transform):
-            raise ValueError(f"transform must be callable, got {type(transform).__name__}")
+        for name, fn in (("transform", transform),
+                         ("transform_sampler_output", transform_sampler_output)):
+            if fn is not None and not callable(fn):
+                raise ValueError(f"{name} must be callable, got {type(fn).__name__}")
         self.data, self.transform, self.custom_cls = data, transform, custom_cls
+        # Set: batches are built by PyG's filter_fn from sampler outputs.
+        self.transform_sampler_output = transform_sampler_output
         self.csc: Any = graph_of(data)  # a Data is the one-type case
         self.typed = type(data).__name__ == "HeteroData" or \
             (is_remote(data) and type(self.csc).__name__ == "HeteroCsc")
@@ -94,6 +103,10 @@ class _Native:
             self.csc, self.time = by_time(self.csc, self.time_kind, self.times)
             self.disjoint = True
         self.options = loader_options(kwargs)
+        if transform_sampler_output is not None and (
+                self.options.features_on not in (None, "host") or self.options.device_cache):
+            raise ValueError("features_on and device_cache need batches that salient_pipes "
+                             "builds; with transform_sampler_output PyG's filter_fn builds them")
         self.on_device = self._device_features()
         # A batch built here is complete: filtering is the transform alone.
         self.filter_per_worker = bool(filter_per_worker) if filter_per_worker is not None \
@@ -166,20 +179,24 @@ class _Native:
 
     def _chain(self, positions: IterDataPipe, sync: bool = False) -> Stage:
         o = self.options
+        # PyG's sampler outputs carry CSR positions, which filter_fn maps to ids.
+        samples = self.transform_sampler_output is not None
         pipe = (self._seeds(positions)
                 .sample_neighbors(self.csc, self.num_neighbors, input_type=self.input_type,
                                   replace=self.replace,
                                   num_threads=1 if sync else o.num_threads,
                                   max_in_flight=1 if sync else o.max_in_flight, seed=o.seed,
-                                  return_e_id=True, node_wise=True, edge_ids=self.csc.perm,
+                                  return_e_id=True, node_wise=True,
+                                  edge_ids=None if samples else self.csc.perm,
                                   disjoint=self.disjoint, duplicate_seeds=True,
                                   weight=self.weight, time=self.time,
                                   temporal_strategy=self.temporal_strategy,
                                   overlap_epochs=not sync and isinstance(positions, Stage)
                                   and o.shuffle and o.sampler is None)
                 .to_pyg(self.data, subgraph_type=self.subgraph_type, csc=self.csc,
-                        custom_cls=self.custom_cls, features=self.on_device))
-        if o.pin_memory and not sync:
+                        custom_cls=self.custom_cls, features=self.on_device,
+                        sampler_output=samples))
+        if o.pin_memory and not sync and not samples:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pipe = pipe.pin_memory()
@@ -198,14 +215,21 @@ class _Native:
         return self.filter_fn(batch) if self.filter_per_worker else batch
 
     def filter_fn(self, out: Any) -> Any:
-        """The transform, applied to a batch :meth:`collate_fn` built."""
+        """The transform, applied to a batch :meth:`collate_fn` built; with
+        ``transform_sampler_output``, PyG's own ``filter_fn``: that
+        function, then the batch from ``data``, then the transform."""
+        if self.transform_sampler_output is not None:
+            batch = cast(Any, super()).filter_fn(out)  # PyG's loader's
+            if self.options.pin_memory and torch.cuda.is_available():
+                batch = batch.pin_memory()
+            return batch
         return out if self.transform is None else self.transform(out)
 
     # ---------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
         """One epoch; iterating again starts the next (reshuffled) epoch."""
-        for batch in self.pipe:
-            yield batch if self.transform is None else self.transform(batch)
+        for out in self.pipe:
+            yield self.filter_fn(out)
 
     def __len__(self) -> int:
         return len(self.pipe)
@@ -251,7 +275,9 @@ class NeighborLoader(_Native, PygNeighborLoader):
     ``disjoint=True`` gives every seed its own subgraph (``batch`` maps
     nodes to seeds). ``time_attr`` (with ``input_time`` and
     ``temporal_strategy``) samples by time, ``weight_attr`` by edge weight,
-    natively (docs/pyg.md).
+    natively (docs/pyg.md). ``transform_sampler_output`` gets what PyG's
+    sampler returns for each batch, and PyG's ``filter_fn`` builds the batch
+    from its result, as in PyG.
 
     Example:
         >>> from torch_geometric.data import Data
@@ -274,11 +300,10 @@ class NeighborLoader(_Native, PygNeighborLoader):
                  is_sorted: bool = False, filter_per_worker: Optional[bool] = None,
                  neighbor_sampler: Any = None, custom_cls: Any = None,
                  input_id: Optional[Tensor] = None, **kwargs: Any) -> None:
-        not_yet(transform_sampler_output=transform_sampler_output,
-                neighbor_sampler=neighbor_sampler)
+        not_yet(neighbor_sampler=neighbor_sampler)
         self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
-                    filter_per_worker, custom_cls, time_attr, temporal_strategy, weight_attr,
-                    kwargs)
+                    transform_sampler_output, filter_per_worker, custom_cls, time_attr,
+                    temporal_strategy, weight_attr, kwargs)
         self.input_type, self.input_nodes, self.input_id = input_nodes_of(
             input_nodes, input_id, self.csc, self.typed)
         if input_time is not None and time_attr is None:
@@ -337,16 +362,15 @@ class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
                  filter_per_worker: Optional[bool] = None, neighbor_sampler: Any = None,
                  custom_cls: Any = None, input_id: Optional[Tensor] = None,
                  **kwargs: Any) -> None:
-        not_yet(transform_sampler_output=transform_sampler_output,
-                neighbor_sampler=neighbor_sampler)
+        not_yet(neighbor_sampler=neighbor_sampler)
         if time_attr is not None and edge_label_time is None:
             raise ValueError("temporal link batches need each labelled edge's time, but "
                              "'edge_label_time' is not set")
         if edge_label_time is not None and time_attr is None:
             raise ValueError("edge_label_time is for temporal sampling: give time_attr too")
         self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
-                    filter_per_worker, custom_cls, time_attr, temporal_strategy, weight_attr,
-                    kwargs)
+                    transform_sampler_output, filter_per_worker, custom_cls, time_attr,
+                    temporal_strategy, weight_attr, kwargs)
         self.edge_label_time = edge_label_time
         self.mode, self.amount, self.src_weight, self.dst_weight = negative_sampling(
             neg_sampling, neg_sampling_ratio)
