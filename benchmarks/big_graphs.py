@@ -25,6 +25,7 @@ Run: python -m benchmarks.big_graphs --fast-sampler-dir /path/to/SALIENT/fast_sa
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import sys
 import time
@@ -133,7 +134,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                 done = sum(1 for _ in itertools.islice(it, args.pyg_batches))
             row["pyg_2_workers"][backend] = (time.perf_counter() - start) / done * args.batches
             print(n, "pyg", backend, row["pyg_2_workers"][backend], flush=True)
-            del loader, it
+            del loader, it  # its workers and its CSC copy go before the next loader's
+            gc.collect()
             report(args, rows)
         del data, x, y
 
