@@ -83,7 +83,7 @@ class _Native:
             if fn is not None and not callable(fn):
                 raise ValueError(f"{name} must be callable, got {type(fn).__name__}")
         self.data, self.transform, self.custom_cls = data, transform, custom_cls
-        # Set: batches are built by PyG's filter_fn from sampler outputs.
+        # When set, PyG's filter_fn builds each batch from our sampler outputs.
         self.transform_sampler_output = transform_sampler_output
         self.csc: Any = graph_of(data)  # a Data is the one-type case
         self.typed = type(data).__name__ == "HeteroData" or \
