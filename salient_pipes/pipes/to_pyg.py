@@ -266,6 +266,13 @@ class ToPyG(Stage):
                 store.num_sampled_edges = sub.num_sampled_edges[e]
         return self._payload(batch, sub)
 
+    @staticmethod
+    def _seed_of(sub: NodeWiseBatch) -> Dict[str, Tensor]:
+        """Per node type, the seed each node of a disjoint sample belongs to
+        (for link batches, the labelled edge: subgraphs are grouped by it)."""
+        groups = sub.payload.get("disjoint_groups")
+        return {t: b if groups is None else b % groups for t, b in (sub.batch or {}).items()}
+
     def _sample_output(self, sub: NodeWiseBatch) -> Any:
         """What PyG's sampler returns for ``sub``: a ``SamplerOutput`` (a
         ``HeteroSamplerOutput`` for typed graphs) whose ``metadata`` is what
@@ -277,10 +284,8 @@ class ToPyG(Stage):
 
         edges = self._edges(sub)
         counted = self.subgraph_type == "directional"
-        payload = dict(sub.payload)
-        groups = payload.get("disjoint_groups")
-        batch = None if sub.batch is None else \
-            {t: b if groups is None else b % groups for t, b in sub.batch.items()}
+        payload = sub.payload
+        batch = None if sub.batch is None else self._seed_of(sub)
         keys: Tuple[str, ...] = ("input_id", "seed_time")
         if "input_edge_type" in payload:
             keys = ("input_id", "src_index", "dst_pos_index", "dst_neg_index", "seed_time") \
@@ -309,9 +314,9 @@ class ToPyG(Stage):
         stores = self.stores
         payload = dict(sub.payload)
         payload.pop("subgraph_time", None)  # the sampler's, not PyG's
-        groups = payload.pop("disjoint_groups", None)  # link batches: subgraph -> its edge
-        for t, seed_of in (sub.batch or {}).items():
-            stores.node(batch, t).batch = seed_of if groups is None else seed_of % groups
+        payload.pop("disjoint_groups", None)
+        for t, seed_of in self._seed_of(sub).items():
+            stores.node(batch, t).batch = seed_of
         edge_type: Optional[EdgeType] = payload.pop("input_edge_type", None)
         if edge_type is None:  # node batches, as PyG's NeighborLoader
             store = stores.node(batch, sub.input_type)
