@@ -6,7 +6,9 @@
 ``torch_geometric.data.Data`` (or ``HeteroData``) batches as PyG's loaders
 do (docs/pyg.md says what is supported); they are PyG's loader classes, so
 PyG code that takes a loader takes them. They are thin: argument handling
-(``arguments.py``), the CSC of the input graph (``graph.py``) and a chain of
+(``arguments.py``), the CSC of the input graph (``graph.py``) with its
+weights or times (``attributes.py``), what a loader samples (``sampler.py``:
+built, or shared through ``neighbor_sampler``) and a chain of
 our stages (``seed_nodes``/``seed_edges`` → ``sample_neighbors(node_wise=True)``
 → ``to_pyg``).
 """

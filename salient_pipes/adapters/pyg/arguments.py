@@ -21,16 +21,6 @@ NO_EFFECT = ("persistent_workers", "timeout", "worker_init_fn", "multiprocessing
              "in_order", "pin_memory_device", "share_memory", "dataset", "collate_fn")
 
 
-def not_yet(**given: Any) -> None:
-    """Refuses a custom sampler (PyG's ``neighbor_sampler``): sampling is
-    our native core's."""
-    for name, value in given.items():
-        if value is not None:
-            raise NotImplementedError(f"a custom sampler ({name}) is not supported by "
-                                      "salient_pipes.pyg, which samples natively; use "
-                                      "torch_geometric.loader for it")
-
-
 @dataclass
 class LoaderOptions:
     """The ``DataLoader`` keywords, as our chain uses them."""
@@ -248,31 +238,5 @@ def negative_sampling(neg_sampling: Any, ratio: Optional[float]) -> Tuple[
     return mode, float(amount), src_weight, dst_weight
 
 
-@dataclass
-class SamplerSettings:
-    """What a loader's ``node_sampler`` / ``link_sampler`` tells code that
-    reads it (``BasicGNN.inference`` reads ``num_neighbors``); the sampling
-    itself runs in our native core."""
-
-    num_neighbors: Any  # PyG's NumNeighbors
-    subgraph_type: Any  # PyG's SubgraphType
-    replace: bool
-    disjoint: bool
-    edge_permutation: Any
-    is_hetero: bool
-
-    @classmethod
-    def of(cls, loader: Any) -> SamplerSettings:
-        from torch_geometric.sampler import NumNeighbors
-        from torch_geometric.sampler.base import SubgraphType
-
-        values: Any = loader.num_neighbors
-        if not loader.typed:
-            values = next(iter(values.values()))
-        return cls(NumNeighbors(values), SubgraphType(loader.subgraph_type), loader.replace,
-                   loader.disjoint, loader.csc.perm, loader.typed)
-
-
-__all__ = ["LoaderOptions", "NO_EFFECT", "SamplerSettings", "all_edges", "edge_label_index_of",
-           "input_nodes_of", "loader_options", "negative_sampling", "not_yet",
-           "num_neighbors_of"]
+__all__ = ["LoaderOptions", "NO_EFFECT", "all_edges", "edge_label_index_of", "input_nodes_of",
+           "loader_options", "negative_sampling", "num_neighbors_of"]

@@ -30,21 +30,13 @@ from torch_geometric.sampler import EdgeSamplerInput, NegativeSampling, NodeSamp
 
 from salient_pipes._checks import usable_device
 from salient_pipes.adapters.pyg.arguments import (
-    SamplerSettings,
     edge_label_index_of,
     input_nodes_of,
     loader_options,
     negative_sampling,
-    not_yet,
-    num_neighbors_of,
 )
-from salient_pipes.adapters.pyg.attributes import (
-    by_time,
-    edge_weights,
-    node_or_edge_times,
-    seed_times,
-)
-from salient_pipes.adapters.pyg.graph import graph_of
+from salient_pipes.adapters.pyg.attributes import seed_times
+from salient_pipes.adapters.pyg.sampler import SamplerSettings, sampled_graph
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data.feature_cache import FeatureCaches, source_counts
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
@@ -54,7 +46,6 @@ from salient_pipes.pipes.device_features import (
     target_device,
 )
 from salient_pipes.pipes.pyg_graphs import is_remote
-from salient_pipes.pipes.to_pyg import subgraph_type_name
 
 
 class _Native:
@@ -69,8 +60,8 @@ class _Native:
     dataset: Any  # DataLoader's, once _start made it one
     batch_sampler: Any
 
-    def _setup(self, data: Any, num_neighbors: Any, replace: bool, subgraph_type: Any,
-               disjoint: bool, transform: Optional[Callable],
+    def _setup(self, data: Any, neighbor_sampler: Any, num_neighbors: Any, replace: bool,
+               subgraph_type: Any, disjoint: bool, transform: Optional[Callable],
                transform_sampler_output: Optional[Callable], filter_per_worker: Optional[bool],
                custom_cls: Any, time_attr: Optional[str], temporal_strategy: str,
                weight_attr: Optional[str], kwargs: Dict[str, Any]) -> None:
@@ -85,23 +76,18 @@ class _Native:
         self.data, self.transform, self.custom_cls = data, transform, custom_cls
         # When set, PyG's filter_fn builds each batch from our sampler outputs.
         self.transform_sampler_output = transform_sampler_output
-        self.csc: Any = graph_of(data)  # a Data is the one-type case
-        self.typed = type(data).__name__ == "HeteroData" or \
-            (is_remote(data) and type(self.csc).__name__ == "HeteroCsc")
-        self.subgraph_type = subgraph_type_name(subgraph_type)
-        self.replace, self.disjoint = bool(replace), bool(disjoint)
-        self.num_neighbors = num_neighbors_of(num_neighbors, self.csc.edge_types, self.typed)
-        if time_attr is not None and weight_attr is not None:
-            raise NotImplementedError("time_attr and weight_attr together are not supported "
-                                      "(nor by PyG): sample by time or by weight")
-        self.temporal_strategy, self.time_attr = temporal_strategy, time_attr
-        self.weight = None if weight_attr is None else \
-            edge_weights(data, self.csc, self.typed, weight_attr)
-        self.time: Optional[Dict[Any, Tensor]] = None
-        if time_attr is not None:  # rows re-sorted by time; subgraphs disjoint, as in PyG
-            self.time_kind, self.times = node_or_edge_times(data, self.typed, time_attr)
-            self.csc, self.time = by_time(self.csc, self.time_kind, self.times)
-            self.disjoint = True
+        # The graph and how it is sampled: built here, or neighbor_sampler's.
+        self.graph = sampled_graph(neighbor_sampler, data, num_neighbors, replace,
+                                   subgraph_type, disjoint, temporal_strategy, time_attr,
+                                   weight_attr)
+        g = self.graph
+        self.csc, self.typed, self.num_neighbors = g.csc, g.typed, g.num_neighbors
+        self.subgraph_type, self.replace, self.disjoint = g.subgraph_type, g.replace, g.disjoint
+        self.weight, self.time, self.time_attr = g.weight, g.time, g.time_attr
+        self.temporal_strategy = g.temporal_strategy
+        # Set together with time_attr: read only when it is.
+        self.time_kind: Any = g.time_kind
+        self.times: Any = g.times
         self.options = loader_options(kwargs)
         if transform_sampler_output is not None and (
                 self.options.features_on not in (None, "host") or self.options.device_cache):
@@ -277,7 +263,9 @@ class NeighborLoader(_Native, PygNeighborLoader):
     ``temporal_strategy``) samples by time, ``weight_attr`` by edge weight,
     natively (docs/pyg.md). ``transform_sampler_output`` gets what PyG's
     sampler returns for each batch, and PyG's ``filter_fn`` builds the batch
-    from its result, as in PyG.
+    from its result, as in PyG. ``neighbor_sampler`` takes another loader's
+    ``node_sampler``/``link_sampler`` (sharing what it built) or PyG's
+    ``NeighborSampler``; its settings win over the loader's, as in PyG.
 
     Example:
         >>> from torch_geometric.data import Data
@@ -300,23 +288,22 @@ class NeighborLoader(_Native, PygNeighborLoader):
                  is_sorted: bool = False, filter_per_worker: Optional[bool] = None,
                  neighbor_sampler: Any = None, custom_cls: Any = None,
                  input_id: Optional[Tensor] = None, **kwargs: Any) -> None:
-        not_yet(neighbor_sampler=neighbor_sampler)
-        self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
-                    transform_sampler_output, filter_per_worker, custom_cls, time_attr,
-                    temporal_strategy, weight_attr, kwargs)
+        self._setup(data, neighbor_sampler, num_neighbors, replace, subgraph_type, disjoint,
+                    transform, transform_sampler_output, filter_per_worker, custom_cls,
+                    time_attr, temporal_strategy, weight_attr, kwargs)
         self.input_type, self.input_nodes, self.input_id = input_nodes_of(
             input_nodes, input_id, self.csc, self.typed)
-        if input_time is not None and time_attr is None:
+        if input_time is not None and self.time_attr is None:
             raise ValueError("input_time is for temporal sampling: give time_attr too")
         # The bound of each seed's subgraph: input_time, else (node times)
         # the seeds' own times, which PyG neither reports nor keeps.
-        self._subgraph_time = None if time_attr is None else seed_times(
+        self._subgraph_time = None if self.time_attr is None else seed_times(
             self.time_kind, self.times, self.input_type, self.input_nodes, input_time)
         self.input_time = None if input_time is None else self._subgraph_time
         self.input_data = NodeSamplerInput(
             input_id=self.input_id, node=self.input_nodes, time=self.input_time,
             input_type=self.input_type if self.typed else None)
-        self.node_sampler = SamplerSettings.of(self)
+        self.node_sampler = SamplerSettings.of(self.graph)
         self._start(self.input_nodes.numel())
         self.pipe = self._chain(self._positions())
 
@@ -362,15 +349,14 @@ class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
                  filter_per_worker: Optional[bool] = None, neighbor_sampler: Any = None,
                  custom_cls: Any = None, input_id: Optional[Tensor] = None,
                  **kwargs: Any) -> None:
-        not_yet(neighbor_sampler=neighbor_sampler)
-        if time_attr is not None and edge_label_time is None:
+        self._setup(data, neighbor_sampler, num_neighbors, replace, subgraph_type, disjoint,
+                    transform, transform_sampler_output, filter_per_worker, custom_cls,
+                    time_attr, temporal_strategy, weight_attr, kwargs)
+        if self.time_attr is not None and edge_label_time is None:
             raise ValueError("temporal link batches need each labelled edge's time, but "
                              "'edge_label_time' is not set")
-        if edge_label_time is not None and time_attr is None:
+        if edge_label_time is not None and self.time_attr is None:
             raise ValueError("edge_label_time is for temporal sampling: give time_attr too")
-        self._setup(data, num_neighbors, replace, subgraph_type, disjoint, transform,
-                    transform_sampler_output, filter_per_worker, custom_cls, time_attr,
-                    temporal_strategy, weight_attr, kwargs)
         self.edge_label_time = edge_label_time
         self.mode, self.amount, self.src_weight, self.dst_weight = negative_sampling(
             neg_sampling, neg_sampling_ratio)
@@ -385,7 +371,7 @@ class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
             input_id=input_id, row=self.edge_label_index[0], col=self.edge_label_index[1],
             label=edge_label, time=edge_label_time,
             input_type=self.edge_type if self.typed else None)
-        self.link_sampler = SamplerSettings.of(self)
+        self.link_sampler = SamplerSettings.of(self.graph)
         self._start(count)
         self.pipe = self._chain(self._positions())
 
