@@ -175,6 +175,22 @@ def time_epochs(run_epoch: Callable[[int], None], epochs: int, warmup: int = 1) 
     return times
 
 
+def loader_epochs(make: Callable[[], object], epochs: int,
+                  each: Optional[Callable[[object], object]] = None) -> List[float]:
+    """Seconds of ``epochs`` epochs of the loader ``make()`` builds, after a
+    warm-up epoch (which also starts a torch DataLoader's workers);
+    ``each(batch)`` runs on every batch, as a training loop's work would."""
+    loader = make()
+    times = []
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        for batch in loader:
+            if each is not None:
+                each(batch)
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
 def median(values: List[float]) -> float:
     return statistics.median(values)
 

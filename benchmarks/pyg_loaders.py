@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from benchmarks.common import (
     BATCH,
     FANOUTS,
     arxiv_like,
+    loader_epochs,
     machine,
     median,
     pyg_backend,
@@ -69,17 +70,6 @@ def as_pyg(ds):
     mask = torch.zeros(ds.num_nodes, dtype=torch.bool)
     mask[ds.split_idx["train"]] = True
     return Data(x=ds.x.float(), y=ds.y, edge_index=edge_index, train_mask=mask)
-
-
-def epoch_seconds(make: Callable[[], object], epochs: int) -> List[float]:
-    loader = make()
-    times = []
-    for _ in range(epochs + 1):  # the first epoch warms up (and starts PyG's workers)
-        start = time.perf_counter()
-        for _batch in loader:
-            pass
-        times.append(time.perf_counter() - start)
-    return times[1:]
 
 
 def main(argv=None) -> None:
@@ -112,7 +102,7 @@ def compare(args: argparse.Namespace) -> None:
     link = dict(num_neighbors=[10, 5], edge_label_index=links, neg_sampling="binary",
                 batch_size=1024, shuffle=True)
     runs: Dict[str, Dict[str, List[float]]] = {"node": {}, "link": {}}
-    runs["node"]["salient_pipeline"] = epoch_seconds(
+    runs["node"]["salient_pipeline"] = loader_epochs(
         lambda: salient_pipeline(ds, batch_size=1024, fanouts=(15, 10, 5), device="cpu",
                                  num_threads=THREADS), args.epochs)
     backends = pyg_backends()
@@ -122,9 +112,9 @@ def compare(args: argparse.Namespace) -> None:
                      dict(num_workers=w, persistent_workers=w > 0), backend) for w in (0, 2)]
     for name, module, extra, backend in loaders:
         with pyg_backend(backend):
-            runs["node"][name] = epoch_seconds(
+            runs["node"][name] = loader_epochs(
                 lambda m=module, e=extra: m.NeighborLoader(data, **node, **e), args.epochs)
-            runs["link"][name] = epoch_seconds(
+            runs["link"][name] = loader_epochs(
                 lambda m=module, e=extra: m.LinkNeighborLoader(data, **link, **e), args.epochs)
         print(name, {k: median(v[name]) for k, v in runs.items()}, flush=True)
     med = {kind: {name: median(t) for name, t in r.items()} for kind, r in runs.items()}
@@ -216,12 +206,12 @@ def modes(args: argparse.Namespace) -> None:
     with_pyg = "pyg-lib" in pyg_backends()
     runs, edges, pyg_runs, pyg_edges = {}, {}, {}, {}
     for name, extra in rows.items():
-        runs[name] = epoch_seconds(lambda e=extra: ours.NeighborLoader(data, **node, **e),
+        runs[name] = loader_epochs(lambda e=extra: ours.NeighborLoader(data, **node, **e),
                                    args.epochs)
         edges[name] = sum(b.edge_index.size(1) for b in ours.NeighborLoader(data, **node,
                                                                             **extra))
         if with_pyg:
-            pyg_runs[name] = epoch_seconds(
+            pyg_runs[name] = loader_epochs(
                 lambda e=extra: pyg.NeighborLoader(data, **node, **e, persistent_workers=True),
                 args.epochs)
             pyg_edges[name] = sum(b.edge_index.size(1)

@@ -49,8 +49,9 @@ from salient_pipes.pipes.pyg_graphs import is_remote
 
 
 class _Native:
-    """What both loaders share: the DataLoader they are, the chain of our
-    stages behind them, ``collate_fn``/``filter_fn`` and the iteration."""
+    """What the loaders share: the DataLoader they are, the chain of our
+    stages behind them, ``collate_fn``/``filter_fn`` and the iteration
+    (``NeighborSampler`` in legacy.py keeps the last)."""
 
     data: Any
     transform: Optional[Callable]
