@@ -17,6 +17,7 @@ from torch_geometric.data import Data
 from torch_geometric.sampler import BidirectionalNeighborSampler
 from torch_geometric.sampler import NeighborSampler as PygNeighborSampler
 
+import salient_pipes.pyg as salient_pyg
 from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader
 from tests.test_pyg_parity import _data, _hetero, _stores
 from tests.test_transform_sampler_output import _global_edges_of, _same
@@ -171,12 +172,18 @@ def test_what_cannot_be_honoured_is_refused_by_name():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mine, both_ways = Mine(data, [2]), BidirectionalNeighborSampler(data, [2])
-    with pytest.raises(NotImplementedError, match="a Mine is not supported"):
+    with pytest.raises(NotImplementedError, match="a tests.test_neighbor_sampler.test_what_"
+                                                  "cannot_be_honoured_is_refused_by_name."
+                                                  "<locals>.Mine is not supported"):
         NeighborLoader(data, [2], neighbor_sampler=mine, batch_size=4)
     with pytest.raises(NotImplementedError, match="BidirectionalNeighborSampler"):
         NeighborLoader(data, [2], neighbor_sampler=both_ways, batch_size=4)
     with pytest.raises(NotImplementedError, match="a str is not supported"):
         LinkNeighborLoader(data, [2], neighbor_sampler="uniform", batch_size=4)
+    legacy = salient_pyg.NeighborSampler(data.edge_index, [2], num_nodes=data.num_nodes)
+    with pytest.raises(ValueError, match="takes a sampler, not a loader \\(got salient_pipes"
+                                         ".adapters.pyg.legacy.NeighborSampler\\)"):
+        NeighborLoader(data, [2], neighbor_sampler=legacy, batch_size=4)
     backward = _pyg_sampler(data, [2], sample_direction="backward")
     with pytest.raises(NotImplementedError, match="samples backward"):
         NeighborLoader(data, [2], neighbor_sampler=backward, batch_size=4)

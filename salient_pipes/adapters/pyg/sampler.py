@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from salient_pipes.adapters.pyg.arguments import num_neighbors_of
 from salient_pipes.adapters.pyg.attributes import by_time, edge_weights, node_or_edge_times
@@ -128,11 +129,15 @@ def _pyg_settings(sampler: Any, data: Any, time_attr: Optional[str],
     name the attributes that the sampler holds only as tensors)."""
     from torch_geometric.sampler import NeighborSampler
 
+    if isinstance(sampler, DataLoader):
+        raise ValueError(f"neighbor_sampler takes a sampler, not a loader (got "
+                         f"{_name(sampler)}): PyG's torch_geometric.sampler.NeighborSampler "
+                         "or another loader's node_sampler / link_sampler")
     if type(sampler) is not NeighborSampler:
         raise NotImplementedError(
-            f"neighbor_sampler: a {type(sampler).__name__} is not supported by "
-            "salient_pipes.pyg, which samples natively; give PyG's NeighborSampler or another "
-            "loader's node_sampler, or use torch_geometric.loader for a sampler of your own")
+            f"neighbor_sampler: a {_name(sampler)} is not supported by salient_pipes.pyg, "
+            "which samples natively; give PyG's NeighborSampler or another loader's "
+            "node_sampler, or use torch_geometric.loader for a sampler of your own")
     if getattr(sampler, "sample_direction", "forward") != "forward":
         raise NotImplementedError("neighbor_sampler samples backward (from sources to "
                                   "destinations), which salient_pipes.pyg does not")
@@ -154,6 +159,12 @@ def _pyg_settings(sampler: Any, data: Any, time_attr: Optional[str],
                 subgraph_type=sampler.subgraph_type, disjoint=sampler.disjoint,
                 temporal_strategy=sampler.temporal_strategy, time_attr=time_attr,
                 weight_attr=weight_attr)
+
+
+def _name(value: Any) -> str:
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else \
+        f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _num_nodes(data: Any) -> Any:
