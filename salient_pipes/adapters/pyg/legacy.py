@@ -1,5 +1,5 @@
 """``NeighborSampler``: PyG's older loader (``torch_geometric.loader.
-NeighborSampler``, which SALIENT and OGB's examples build on) on our native
+NeighborSampler``, which OGB's examples and SALIENT's baseline use) on our native
 per-hop sampler. It yields ``(batch_size, n_id, adjs)`` as PyG's does:
 
 ``seed positions → node ids → sample_neighbors (per hop) → (batch_size, n_id, adjs)``
