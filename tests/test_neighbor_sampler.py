@@ -123,6 +123,23 @@ def test_a_shared_temporal_sampler_keeps_sampling_by_time():
     _all_same(second, NeighborLoader(data, [4, 4], time_attr="time", **kw))
     for batch in second:
         assert int(data.time[batch.e_id].max()) <= 30
+    # link loaders over it: timed without naming time_attr, so edge_label_time is needed
+    with pytest.raises(ValueError, match="'edge_label_time' is not set"):
+        LinkNeighborLoader(data, [2], neighbor_sampler=first.node_sampler, batch_size=10)
+    link = LinkNeighborLoader(data, [2], neighbor_sampler=first.node_sampler, batch_size=10,
+                              edge_label_time=torch.full((data.num_edges,), 20), seed=1)
+    for batch in link:
+        assert int(data.time[batch.e_id].max()) <= 20
+
+
+def test_time_arguments_are_checked_before_the_graph_is_built():
+    broken = Data(edge_index=torch.tensor([[0, 5], [1, 0]]), num_nodes=2)  # id 5 of 2 nodes
+    with pytest.raises(ValueError, match="edge_label_time is for temporal sampling"):
+        LinkNeighborLoader(broken, [2], edge_label_time=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="input_time is for temporal sampling"):
+        NeighborLoader(broken, [2], input_time=torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="holds ids outside"):
+        NeighborLoader(broken, [2])
 
 
 def test_a_shared_remote_graph_accepts_a_new_tuple_of_the_same_stores():

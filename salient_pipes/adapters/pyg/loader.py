@@ -36,7 +36,7 @@ from salient_pipes.adapters.pyg.arguments import (
     negative_sampling,
 )
 from salient_pipes.adapters.pyg.attributes import seed_times
-from salient_pipes.adapters.pyg.sampler import SamplerSettings, sampled_graph
+from salient_pipes.adapters.pyg.sampler import SamplerSettings, sampled_graph, samples_by_time
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data.feature_cache import FeatureCaches, source_counts
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
@@ -289,13 +289,13 @@ class NeighborLoader(_Native, PygNeighborLoader):
                  is_sorted: bool = False, filter_per_worker: Optional[bool] = None,
                  neighbor_sampler: Any = None, custom_cls: Any = None,
                  input_id: Optional[Tensor] = None, **kwargs: Any) -> None:
+        if input_time is not None and not samples_by_time(neighbor_sampler, time_attr):
+            raise ValueError("input_time is for temporal sampling: give time_attr too")
         self._setup(data, neighbor_sampler, num_neighbors, replace, subgraph_type, disjoint,
                     transform, transform_sampler_output, filter_per_worker, custom_cls,
                     time_attr, temporal_strategy, weight_attr, kwargs)
         self.input_type, self.input_nodes, self.input_id = input_nodes_of(
             input_nodes, input_id, self.csc, self.typed)
-        if input_time is not None and self.time_attr is None:
-            raise ValueError("input_time is for temporal sampling: give time_attr too")
         # The bound of each seed's subgraph: input_time, else (node times)
         # the seeds' own times, which PyG neither reports nor keeps.
         self._subgraph_time = None if self.time_attr is None else seed_times(
@@ -350,14 +350,15 @@ class LinkNeighborLoader(_Native, PygLinkNeighborLoader):
                  filter_per_worker: Optional[bool] = None, neighbor_sampler: Any = None,
                  custom_cls: Any = None, input_id: Optional[Tensor] = None,
                  **kwargs: Any) -> None:
+        timed = samples_by_time(neighbor_sampler, time_attr)
+        if timed and edge_label_time is None:
+            raise ValueError("temporal link batches need each labelled edge's time, but "
+                             "'edge_label_time' is not set")
+        if edge_label_time is not None and not timed:
+            raise ValueError("edge_label_time is for temporal sampling: give time_attr too")
         self._setup(data, neighbor_sampler, num_neighbors, replace, subgraph_type, disjoint,
                     transform, transform_sampler_output, filter_per_worker, custom_cls,
                     time_attr, temporal_strategy, weight_attr, kwargs)
-        if self.time_attr is not None and edge_label_time is None:
-            raise ValueError("temporal link batches need each labelled edge's time, but "
-                             "'edge_label_time' is not set")
-        if edge_label_time is not None and self.time_attr is None:
-            raise ValueError("edge_label_time is for temporal sampling: give time_attr too")
         self.edge_label_time = edge_label_time
         self.mode, self.amount, self.src_weight, self.dst_weight = negative_sampling(
             neg_sampling, neg_sampling_ratio)

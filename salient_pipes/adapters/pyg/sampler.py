@@ -122,6 +122,14 @@ def sampled_graph(neighbor_sampler: Any, data: Any, num_neighbors: Any, replace:
     return SampledGraph.build(data, **settings)
 
 
+def samples_by_time(neighbor_sampler: Any, time_attr: Optional[str]) -> bool:
+    """Whether a loader given these arguments samples by time (checked
+    before anything is built)."""
+    if isinstance(neighbor_sampler, SamplerSettings):
+        return neighbor_sampler.graph.time_attr is not None
+    return time_attr is not None
+
+
 def _pyg_settings(sampler: Any, data: Any, time_attr: Optional[str],
                   weight_attr: Optional[str]) -> Dict[str, Any]:
     """The settings of PyG's ``NeighborSampler`` ``sampler``, checked
@@ -181,4 +189,4 @@ def _same_data(a: Any, b: Any) -> bool:
     return a is b
 
 
-__all__ = ["SampledGraph", "SamplerSettings", "sampled_graph"]
+__all__ = ["SampledGraph", "SamplerSettings", "sampled_graph", "samples_by_time"]
