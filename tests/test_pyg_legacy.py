@@ -192,8 +192,15 @@ def test_bad_arguments_are_named():
         NeighborSampler(edge_index, [2], node_idx=torch.tensor([1, N]), num_nodes=N)
     with pytest.raises(ValueError, match="edge_index\\[0\\] holds ids outside"):
         NeighborSampler(edge_index, [2], num_nodes=10)
-    with pytest.raises(ValueError, match="fanout"):
+    with pytest.raises(ValueError, match="sizes\\[0\\] = -2: each fanout must be a positive"):
         NeighborSampler(edge_index, [-2], batch_size=4)
+    for sizes in (5, [2.5], "25"):
+        with pytest.raises(ValueError, match="sizes"):
+            NeighborSampler(edge_index, sizes)
+    with pytest.raises(ValueError, match="sizes must name at least one hop"):
+        NeighborSampler(edge_index, [])
+    with pytest.raises(ValueError, match="not a dict"):
+        NeighborSampler(edge_index, {("a", "to", "a"): [2]})
     with pytest.raises(ValueError, match="transform must be callable"):
         NeighborSampler(edge_index, [2], transform=3)
     with pytest.raises(TypeError, match="unexpected keyword arguments: \\['bogus'\\]"):

@@ -13,7 +13,7 @@ the seeds, as PyG's ``EdgeIndex(edge_index, e_id, size)`` (or
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -27,8 +27,8 @@ from salient_pipes._checks import as_node_ids
 from salient_pipes.adapters.pyg.arguments import loader_options
 from salient_pipes.adapters.pyg.graph import csc_of
 from salient_pipes.adapters.pyg.loader import _Native
-from salient_pipes.batch import SampledSubgraph
-from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
+from salient_pipes.batch import EDGE_TYPE, SampledSubgraph
+from salient_pipes.pipes import IndexBatches, NodeIndices, Stage, fanouts_per_edge_type
 from salient_pipes.pipes.indices import _index_tensor
 
 
@@ -87,7 +87,13 @@ class NeighborSampler(_Native, PygNeighborSampler):
             raise ValueError("edge_index must be a [2, E] tensor or a torch_sparse.SparseTensor,"
                              f" got {type(edge_index).__name__}")
         edge_index = edge_index.to("cpu")
-        self.edge_index, self.sizes = edge_index, list(sizes)
+        if isinstance(sizes, Mapping):
+            raise ValueError("sizes must be a list of ints (one per hop), not a dict: this "
+                             "loader samples graphs of one node and edge type")
+        sizes, = fanouts_per_edge_type(sizes, [EDGE_TYPE], "sizes", zero=False)
+        if not sizes:
+            raise ValueError("sizes must name at least one hop")
+        self.edge_index, self.sizes = edge_index, sizes
         self.return_e_id, self.transform = bool(return_e_id), transform
         if self.is_sparse_tensor:
             num_nodes = int(edge_index.sparse_size(0))
