@@ -25,8 +25,8 @@ from torch_geometric.loader.neighbor_sampler import NeighborSampler as PygNeighb
 
 from salient_pipes._checks import as_node_ids
 from salient_pipes.adapters.pyg.arguments import loader_options
-from salient_pipes.adapters.pyg.graph import csc_of
 from salient_pipes.adapters.pyg.loader import _Native
+from salient_pipes.adapters.pyg.sampler import SampledGraph
 from salient_pipes.batch import EDGE_TYPE, SampledSubgraph
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage, fanouts_per_edge_type
 from salient_pipes.pipes.indices import _index_tensor
@@ -103,7 +103,10 @@ class NeighborSampler(_Native, PygNeighborSampler):
             num_nodes = _num_nodes(edge_index, node_idx, num_nodes)
             data = Data(edge_index=edge_index, num_nodes=num_nodes)
             self._values = None
-        self.num_nodes, self.csc = num_nodes, csc_of(data)
+        self.num_nodes = num_nodes
+        self.graph = SampledGraph.build(data, sizes, replace=False, subgraph_type="directional",
+                                        disjoint=False, temporal_strategy="uniform",
+                                        time_attr=None, weight_attr=None)
         self.node_idx = as_node_ids("node_idx", torch.arange(num_nodes) if node_idx is None
                                     else node_idx, num_nodes)
         self.options = loader_options(kwargs)

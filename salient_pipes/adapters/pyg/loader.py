@@ -36,7 +36,12 @@ from salient_pipes.adapters.pyg.arguments import (
     negative_sampling,
 )
 from salient_pipes.adapters.pyg.attributes import seed_times
-from salient_pipes.adapters.pyg.sampler import SamplerSettings, sampled_graph, samples_by_time
+from salient_pipes.adapters.pyg.sampler import (
+    SampledGraph,
+    SamplerSettings,
+    sampled_graph,
+    samples_by_time,
+)
 from salient_pipes.batch import EDGE_TYPE, NODE_TYPE
 from salient_pipes.data.feature_cache import FeatureCaches, source_counts
 from salient_pipes.pipes import IndexBatches, NodeIndices, Stage
@@ -46,6 +51,13 @@ from salient_pipes.pipes.device_features import (
     target_device,
 )
 from salient_pipes.pipes.pyg_graphs import is_remote
+
+
+def _of_graph(name: str) -> Any:
+    """A loader attribute read from its :class:`SampledGraph` (``self.graph``),
+    the one place where what it samples is kept."""
+    return property(lambda self: getattr(self.graph, name),
+                    doc=f"``{name}`` of the graph this loader samples (``self.graph``).")
 
 
 class _Native:
@@ -60,6 +72,12 @@ class _Native:
     pipe: Stage
     dataset: Any  # DataLoader's, once _start made it one
     batch_sampler: Any
+    graph: SampledGraph  # what the loader samples: built, or neighbor_sampler's
+    csc, typed, num_neighbors = _of_graph("csc"), _of_graph("typed"), _of_graph("num_neighbors")
+    subgraph_type, replace = _of_graph("subgraph_type"), _of_graph("replace")
+    disjoint, weight, time = _of_graph("disjoint"), _of_graph("weight"), _of_graph("time")
+    time_attr, temporal_strategy = _of_graph("time_attr"), _of_graph("temporal_strategy")
+    time_kind, times = _of_graph("time_kind"), _of_graph("times")  # set with time_attr
 
     def _setup(self, data: Any, neighbor_sampler: Any, num_neighbors: Any, replace: bool,
                subgraph_type: Any, disjoint: bool, transform: Optional[Callable],
@@ -77,18 +95,9 @@ class _Native:
         self.data, self.transform, self.custom_cls = data, transform, custom_cls
         # When set, PyG's filter_fn builds each batch from our sampler outputs.
         self.transform_sampler_output = transform_sampler_output
-        # The graph and how it is sampled: built here, or neighbor_sampler's.
         self.graph = sampled_graph(neighbor_sampler, data, num_neighbors, replace,
                                    subgraph_type, disjoint, temporal_strategy, time_attr,
                                    weight_attr)
-        g = self.graph
-        self.csc, self.typed, self.num_neighbors = g.csc, g.typed, g.num_neighbors
-        self.subgraph_type, self.replace, self.disjoint = g.subgraph_type, g.replace, g.disjoint
-        self.weight, self.time, self.time_attr = g.weight, g.time, g.time_attr
-        self.temporal_strategy = g.temporal_strategy
-        # Set together with time_attr: read only when it is.
-        self.time_kind: Any = g.time_kind
-        self.times: Any = g.times
         self.options = loader_options(kwargs)
         if transform_sampler_output is not None and (
                 self.options.features_on not in (None, "host") or self.options.device_cache):
