@@ -8,46 +8,30 @@ directory, so files the blocks write land there."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import List, NamedTuple
+from typing import List
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-LANGUAGES = {"python", "bash", "text"}
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
-
-
-class Block(NamedTuple):
-    page: Path
-    line: int
-    lang: str
-    code: str
-
-    @property
-    def needs(self) -> str:
-        """What the block says it needs ('' when it runs as written)."""
-        first = self.code.lstrip().splitlines()[0] if self.code.strip() else ""
-        match = re.match(r"#\s*needs\s+(.*)", first)
-        return match.group(1).strip() if match else ""
-
-    def __str__(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
-
-
-def blocks(page: Path) -> List[Block]:
-    text = page.read_text()
-    return [Block(page, text.count("\n", 0, m.start()) + 1, m.group(1), m.group(2))
-            for m in FENCE.finditer(text)]
-
+from tests.doc_blocks import (
+    LANGUAGES,
+    PAGES,
+    ROOT,
+    RUN_BY_TESTS,
+    Block,
+    blocks,
+    matching,
+    run_shell,
+    shell_env,
+)
 
 ALL = [b for page in PAGES for b in blocks(page)]
 
@@ -63,11 +47,6 @@ def test_every_block_names_its_language_and_what_it_needs_names_something():
 def test_the_readme_example_runs_offline():
     first = next(b for b in blocks(ROOT / "README.md") if b.lang == "python")
     assert not first.needs and "from_path" not in first.code.split("#")[0]
-
-
-def _env(tmp_path: Path) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg",
-            "OMP_NUM_THREADS": "2", "HOME": os.environ.get("HOME", str(tmp_path))}
 
 
 # Importing torch and PyG takes seconds of each page's run. A page's blocks
@@ -103,6 +82,8 @@ try:
     import torch_geometric
 except ImportError:
     pass
+import gc
+gc.freeze()  # what the imports made is never collected: a child's exit does not copy it
 tasks = "/proc/self/task"  # this process's threads (Linux; elsewhere: 0, so no fork)
 print(json.dumps(len(os.listdir(tasks)) if os.path.isdir(tasks) else 0), flush=True)
 for request in sys.stdin:
@@ -155,7 +136,7 @@ class PageRunner:
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
-    runner = PageRunner(_env(tmp_path_factory.mktemp("home")))
+    runner = PageRunner(shell_env(tmp_path_factory.mktemp("home")))
     yield runner
     if runner.forks:
         runner.close()
@@ -166,7 +147,7 @@ def test_a_page_fails_on_an_error_or_a_crash_at_exit(fork, pages, tmp_path):
     """The harness itself: both runners report a block's error and an
     abort at interpreter exit, and a page that works leaves no trace of
     another page's namespace."""
-    runner = pages if fork else PageRunner(_env(tmp_path), fork=False)
+    runner = pages if fork else PageRunner(shell_env(tmp_path), fork=False)
     assert runner.forks == fork
     cases = {"error": ["leaked = 1", "raise KeyError('boom')"],
              "abort": ["import atexit, os", "atexit.register(os.abort)"],
@@ -196,11 +177,23 @@ def test_python_blocks_run_as_written(page, tmp_path, pages):
     assert status == 0, output[-4000:]
 
 
-SHELL = [b for b in ALL if b.lang == "bash" and not b.needs]
+SHELL = [b for b in ALL if b.lang == "bash" and not b.needs
+         and not any(b.page == ROOT / page and text in b.code for page, text in RUN_BY_TESTS)]
 
 
 @pytest.mark.parametrize("block", SHELL, ids=str)
 def test_shell_blocks_run_as_written(block, tmp_path):
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block.code], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, env=_env(tmp_path))
+    proc = run_shell(block.code, tmp_path)
     assert proc.returncode == 0, f"{block}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("page,text", sorted(RUN_BY_TESTS))
+def test_a_block_left_to_another_test_is_run_by_it(page, text):
+    """Each block that test_shell_blocks_run_as_written leaves out is one
+    runnable block, and the test named for it exists and fetches it."""
+    found = matching(page, text)
+    assert len(found) == 1 and not found[0].needs, f"{page}: {text!r} matches {found}"
+    path, name = RUN_BY_TESTS[page, text].split("::")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    source = inspect.getsource(getattr(module, name))
+    assert f'doc_block("{page}", "{text}")' in source, f"{path}::{name} does not run the block"
