@@ -28,21 +28,20 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$log"
 export PYTHONPATH="$work"
 export SALIENT_PIPES_SANITIZED=1
 status=0
-# Deselected: three tests that only train on what others sample, and the
-# pipe-level fork test, which forks while the pipe's workers may be sampling
-# the next epoch: under the sanitizer runtime its child hung once (never in
-# the normal run), as a fork can catch a thread inside that runtime's
-# allocator. So does the test that forks a few hundred times beside threads
-# that allocate (it builds a program of its own, not instrumented). The
-# session-level fork test runs here.
+# Left out: three tests that only train on what others sample, and
+# test_fork.py, whose tests fork beside live worker threads. This sanitizer
+# runtime (GCC 12's) takes no lock of its allocator around fork(), as
+# glibc's malloc does: a fork that catches a parent's thread inside that
+# allocator leaves its lock held in the child, for good. Under load the
+# session-level fork test's child hung so in about one run in three (its
+# stack: waiting on the allocator's mutex in operator delete, at exit), the
+# pipe-level one's once; never in the normal run, where all of them run.
 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py tests/test_overlap.py \
   tests/test_temporal_weighted.py tests/test_temporal_loaders.py tests/test_dataset_times_weights.py \
-  tests/test_lookahead.py tests/test_device_features.py tests/test_dropout.py tests/test_fork.py \
+  tests/test_lookahead.py tests/test_device_features.py tests/test_dropout.py \
   --deselect "tests/test_hetero.py::test_mag_like_features_have_unit_scale_and_349_classes_are_learnable" \
   --deselect tests/test_hetero.py::test_training_learns_on_the_mag_like_graph \
   --deselect tests/test_temporal_loaders.py::test_temporal_example_shows_the_leak \
-  --deselect tests/test_fork.py::test_a_forked_child_iterates_a_pipe_built_before_the_fork \
-  --deselect tests/test_fork.py::test_arrays_a_child_inherits_free_without_the_parents_locks \
   "$@" || status=$?
 unset LD_PRELOAD
 if compgen -G "$log*" >/dev/null; then
