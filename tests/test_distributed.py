@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import torch.multiprocessing as mp
 
 from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline
 from salient_pipes.distributed import process_group
+from tests.doc_blocks import doc_block, run_shell
 
 WORLD = 2
 BATCH = 128
@@ -77,18 +76,13 @@ def test_two_process_gloo_training(tmp_path):
 
 
 def test_cli_under_torchrun(tmp_path):
-    out = tmp_path / "summary.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "salient_pipes", "train", "--distributed", "--num-nodes", "3000", "--epochs", "2",
-         "--hidden", "16", "--batch-size", "256", "--fanouts", "5,5", "--no-progress",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env=env)
+    """docs/distributed.md's command, as written: two gloo ranks learn, and
+    rank 0 alone prints and writes the summary."""
+    proc = run_shell(doc_block("docs/distributed.md", "--distributed --num-nodes"), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("final    |") == 1  # only rank 0 prints
     assert "x 2 process(es)" in proc.stdout
-    summary = json.loads(out.read_text())
+    summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["processes"] == 2 and summary["test_acc"] > 2 * summary["chance"]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from salient_pipes.distributed import (
 )
 from salient_pipes.distributed.partition import assign_parts, balance_training, local_rows
 from salient_pipes.pipes import NodeIndices, pipeline_stats
+from tests.doc_blocks import doc_block, run_shell
 
 NUM_NODES = 2400
 BATCH = 100
@@ -376,23 +376,13 @@ def test_a_missing_part_file_fails_every_rank_with_its_name(tmp_path):
 
 
 def test_cli_trains_a_partitioned_dataset_under_torchrun(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    parts = tmp_path / "parts"
-    made = subprocess.run(
-        [sys.executable, "-m", "salient_pipes", "partition", "--num-nodes", "3000",
-         "--parts", "2", "--method", "metis", "--out", str(parts), "--no-progress"],
-        capture_output=True, text=True, timeout=300, env=env)
-    assert made.returncode == 0, made.stderr[-3000:]
-    out = tmp_path / "summary.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "salient_pipes", "train", "--distributed", "--partitioned", str(parts),
-         "--feature-cache", "10%", "--epochs", "2", "--hidden", "16", "--batch-size", "256",
-         "--fanouts", "5,5", "--no-progress", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env=env)
+    """docs/distributed.md's commands, as written: partition, then two gloo
+    ranks train on their parts, fetching the other part's rows."""
+    proc = run_shell(doc_block("docs/distributed.md", "--partitioned parts"), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "(random, " in proc.stdout  # the method the command names
     assert "part 0/2" in proc.stdout and "remote rows" in proc.stdout
-    summary = json.loads(out.read_text())
+    summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["processes"] == 2 and summary["test_acc"] > 2 * summary["chance"]
     assert 0 < summary["history"][-1]["fetch"]["remote_share"] < 1
 
