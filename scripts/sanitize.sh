@@ -3,35 +3,20 @@
 # a scratch copy of the repository and runs the native tests (core, fuzzing,
 # faults) against it. Exits non-zero on any sanitizer report or test failure.
 #   bash scripts/sanitize.sh [extra pytest args]
-#   bash scripts/sanitize.sh --build-only DIR     builds the copy in DIR, no test
-#   SANITIZE_BUILT=DIR bash scripts/sanitize.sh   tests the copy built in DIR
-# (scripts/test.sh builds beside the main suite and tests after it.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-build_only=""
-if [ "${1:-}" = "--build-only" ]; then
-  work=$2 build_only=1
-  shift 2
-elif [ -n "${SANITIZE_BUILT:-}" ]; then
-  work=$SANITIZE_BUILT
-else
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-fi
-if [ -n "$build_only" ] || [ -z "${SANITIZE_BUILT:-}" ]; then
-  git ls-files -z | xargs -0 -I{} cp --parents {} "$work"
-  echo "sanitize: building the native core with -fsanitize=address,undefined"
-  (cd "$work" && SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 |
-    grep -Ev "^(running|copying|creating)" || true)
-fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git ls-files -z | xargs -0 -I{} cp --parents {} "$work"
 cd "$work"
+echo "sanitize: building the native core with -fsanitize=address,undefined"
+SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
 so=$(ls salient_pipes/_native/_core*.so)
 # The build must really be instrumented, or a clean run would prove nothing.
 symbols=$(nm -D "$so")
 grep -q __asan_report <<<"$symbols" || { echo "sanitize: $so lacks ASan"; exit 1; }
 grep -q __ubsan_handle <<<"$symbols" || { echo "sanitize: $so lacks UBSan"; exit 1; }
-[ -z "$build_only" ] || exit 0
 asan=$(gcc -print-file-name=libasan.so)
 ubsan=$(gcc -print-file-name=libubsan.so)
 log="$work/sanitizer"

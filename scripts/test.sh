@@ -4,27 +4,20 @@
 # order (pytest-randomly prints the seed: `bash scripts/test.sh
 # --randomly-seed=SEED` replays an order, `-p no:randomly` keeps the file
 # order), then the native tests again against an ASan/UBSan build of the
-# core (built beside the suite). Every step runs even when an earlier one
-# fails; the exit status is non-zero if any did.
+# core. Every step runs even when an earlier one fails; the exit status is
+# non-zero if any did.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test || exit 1
 status=0
 lint=$(mktemp)
-built=$(mktemp -d)
-build_log=$(mktemp)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$lint" "$built" "$build_log"' EXIT
-# Lint, the type check and the sanitizer's build (one compile job) need no
-# test: they run beside the suite, on the CPU time its subprocesses leave
-# idle, and print after it.
+trap 'kill $(jobs -p) 2>/dev/null; rm -f "$lint"' EXIT
+# Lint and the type check need no test: they run beside the suite, on the
+# CPU time its subprocesses leave idle, and print after it.
 (s=0; python3 -m ruff check . || s=1; python3 -m mypy || s=1; exit $s) >"$lint" 2>&1 &
 checks=$!
-SALIENT_PIPES_BUILD_JOBS=1 bash scripts/sanitize.sh --build-only "$built" >"$build_log" 2>&1 &
-build=$!
 python3 -m pytest -q "$@" || status=1
 wait $checks || status=1
 cat "$lint"
-wait $build || status=1
-cat "$build_log"
-SANITIZE_BUILT="$built" bash scripts/sanitize.sh || status=1
+bash scripts/sanitize.sh || status=1
 exit $status
