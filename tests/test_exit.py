@@ -16,7 +16,7 @@ from typing import List
 import pytest
 
 SCRIPT = Path(__file__).with_name("exit_scenarios.py")
-RUNS = 3  # per scenario; a missing exit hook failed about one run in two or three
+RUNS = 3  # per scenario, at once; a missing exit hook failed about one run in two or three
 
 
 def _run_all(commands: List[List[str]], parallel: int = 2) -> List[str]:
@@ -44,7 +44,7 @@ def _run_all(commands: List[List[str]], parallel: int = 2) -> List[str]:
                                       "background_stage", "nodes_loader", "hetero_daemon",
                                       "lookahead_daemon"])
 def test_single_process_exits_cleanly(scenario):
-    failures = _run_all([[sys.executable, str(SCRIPT), scenario]] * RUNS)
+    failures = _run_all([[sys.executable, str(SCRIPT), scenario]] * RUNS, parallel=RUNS)
     assert not failures, "\n".join(failures)
 
 
