@@ -17,6 +17,15 @@ from salient_pipes import FastDataset, _native
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """Names the shuffled order's seed at the end, where ``-q`` (which hides
+    pytest-randomly's header line) still shows it: a failure that depends on
+    the order replays with ``--randomly-seed=SEED``."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if seed is not None and config.pluginmanager.hasplugin("randomly"):
+        terminalreporter.write_line(f"test order: --randomly-seed={seed} replays it")
+
+
 @pytest.fixture(autouse=True)
 def system_malloc_in_this_process(monkeypatch):
     """The train command run in the test process leaves its allocator as it
