@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from salient_pipes import SAGE, FastDataset, batchwise_test, salient_pipeline
 from salient_pipes.distributed import process_group
 from tests.doc_blocks import doc_block, run_shell
+from tests.ranks import run_ranks
 
 WORLD = 2
 BATCH = 128
@@ -24,8 +24,8 @@ def _dataset() -> FastDataset:
     return FastDataset.synthetic(num_nodes=NUM_NODES, num_features=16, seed=3)
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    with process_group("cpu", init_method=f"file://{init_file}", rank=rank, world_size=WORLD):
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    with process_group("cpu", init_method=f"file://{init_file}", rank=rank, world_size=world):
         _train(rank, out_dir)
 
 
@@ -54,7 +54,7 @@ def _train(rank: int, out_dir: str) -> None:
 
 
 def test_two_process_gloo_training(tmp_path):
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    assert run_ranks(_worker, WORLD, str(tmp_path / "init"), str(tmp_path)) == [0] * WORLD
     results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     ds = _dataset()
     train = ds.split_idx["train"]

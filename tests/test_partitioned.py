@@ -4,7 +4,6 @@ the fetch_features exchange over gloo (2 and 3 processes), failures."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -27,6 +26,7 @@ from salient_pipes.distributed import (
 from salient_pipes.distributed.partition import assign_parts, balance_training, local_rows
 from salient_pipes.pipes import NodeIndices, pipeline_stats
 from tests.doc_blocks import doc_block, run_shell
+from tests.ranks import run_ranks
 
 NUM_NODES = 2400
 BATCH = 100
@@ -258,26 +258,11 @@ def _data_worker(rank: int, world: int, tmp: str, budget) -> None:
         (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(result))
 
 
-def _spawn(target, world, *args, timeout=240):
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=(rank, world, *args)) for rank in range(world)]
-    for p in procs:
-        p.start()
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        p.join(max(1.0, deadline - time.monotonic()))
-    alive = [p for p in procs if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a rank hung"
-    return [p.exitcode for p in procs]
-
-
 @pytest.mark.parametrize("world,method,budget", [(2, "metis", None), (3, "random", "25%")])
 def test_ranks_fetch_exact_rows_and_cover_the_training_split(tmp_path, world, method, budget):
     ds = _dataset()
     partition(ds, world, tmp_path / "parts", method=method, progress=False)
-    assert _spawn(_data_worker, world, str(tmp_path), budget) == [0] * world
+    assert run_ranks(_data_worker, world, str(tmp_path), budget) == [0] * world
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(world)]
     train = ds.split_idx["train"]
     # Equal batch counts, the padded tail at most one batch.
@@ -323,7 +308,7 @@ def test_cache_cuts_the_bytes_fetched(tmp_path):
     partition(ds, 2, tmp_path / "parts", method="random", progress=False)
     fetched = {}
     for budget in (None, "25%"):
-        assert _spawn(_data_worker, 2, str(tmp_path), budget) == [0, 0]
+        assert run_ranks(_data_worker, 2, str(tmp_path), budget) == [0, 0]
         r1 = json.loads((tmp_path / "rank1.json").read_text())
         fetched[budget] = r1["epochs"][1]["stats"]["remote_bytes"]
         (tmp_path / "init").unlink(missing_ok=True)
@@ -349,7 +334,7 @@ def _dying_worker(rank: int, world: int, tmp: str) -> None:
 
 def test_a_rank_that_dies_ends_the_others_with_a_clear_error(tmp_path):
     partition(_dataset(), 3, tmp_path / "parts", method="random", progress=False)
-    codes = _spawn(_dying_worker, 3, str(tmp_path), timeout=120)
+    codes = run_ranks(_dying_worker, 3, str(tmp_path), timeout=120)
     assert codes == [1, 1, 3], codes
     for rank in (0, 1):
         seconds, message = (tmp_path / f"rank{rank}.err").read_text().split("\n", 1)
@@ -369,7 +354,7 @@ def _missing_part_worker(rank: int, world: int, tmp: str) -> None:
 def test_a_missing_part_file_fails_every_rank_with_its_name(tmp_path):
     partition(_dataset(), 2, tmp_path / "parts", method="random", progress=False)
     (tmp_path / "parts" / "part1" / "y.npy").unlink()
-    assert _spawn(_missing_part_worker, 2, str(tmp_path), timeout=120) == [1, 1]
+    assert run_ranks(_missing_part_worker, 2, str(tmp_path), timeout=120) == [1, 1]
     for rank in (0, 1):
         message = (tmp_path / f"rank{rank}.err").read_text()
         assert "rank 1" in message and "part1/y.npy" in message and "rank 0:" not in message
