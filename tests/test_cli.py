@@ -172,23 +172,20 @@ def _signal_mid_epoch(args, signum, saved=None):
     return proc.returncode, out, err
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    """The uninterrupted run the resumed ones must equal (its directory)."""
-    where = tmp_path_factory.mktemp("straight")
-    run = subprocess.run([*BASE, "--checkpoint", str(where), "--out", str(where / "out.json")],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return where
-
-
-# Both signals stop through one handler: the resumed run is compared with the
-# straight one once (SIGTERM), SIGINT's checkpoint only checked.
+# Both signals stop through one handler: the resumed run is compared with an
+# uninterrupted one once (SIGTERM; it runs beside the interrupted one),
+# SIGINT's checkpoint only checked.
 @pytest.mark.parametrize("signum,status,resume", [(signal.SIGTERM, 143, True),
                                                   (signal.SIGINT, 130, False)])
 def test_signal_saves_a_checkpoint_that_the_same_command_resumes(tmp_path, request, signum,
                                                                   status, resume):
     command = [*BASE, "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "ck.json")]
+    straight = tmp_path / "straight"
+    if resume:  # the run the resumed one must equal
+        uninterrupted = subprocess.Popen(
+            [*BASE, "--checkpoint", str(straight), "--out", str(straight / "out.json")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        request.addfinalizer(uninterrupted.kill)  # where the test fails before it ends
     code, out, err = _signal_mid_epoch(command, signum, tmp_path / "ck" / CHECKPOINT_FILE)
     name = signal.Signals(signum).name
     assert code == status, err[-2000:]
@@ -201,7 +198,8 @@ def test_signal_saves_a_checkpoint_that_the_same_command_resumes(tmp_path, reque
     assert saved["epoch_so_far"]["batches"] == saved["pipeline"]["batches_done"]
     if not resume:
         return
-    straight = request.getfixturevalue("straight")
+    _, straight_err = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, straight_err[-2000:]
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resuming from" in again.stdout, again.stderr[-2000:]
     a = torch.load(straight / CHECKPOINT_FILE, weights_only=True)
