@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the native core with AddressSanitizer + UndefinedBehaviorSanitizer in
 # a scratch copy of the repository and runs the native tests (core, fuzzing,
-# faults) against it. Exits non-zero on any sanitizer report or test failure.
+# faults) against it, a worker process per core as scripts/test.sh does. Exits
+# non-zero on any sanitizer report or test failure.
 #   bash scripts/sanitize.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,7 @@ status=0
 # session-level fork test's child hung so in about one run in three (its
 # stack: waiting on the allocator's mutex in operator delete, at exit), the
 # pipe-level one's once; never in the normal run, where all of them run.
-"$PYTHON" -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py tests/test_overlap.py \
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$PYTHON" -m pytest -q -n auto -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py tests/test_overlap.py \
   tests/test_temporal_weighted.py tests/test_temporal_loaders.py tests/test_dataset_times_weights.py \
   tests/test_lookahead.py tests/test_device_features.py tests/test_dropout.py \
   --deselect "tests/test_hetero.py::test_mag_like_features_have_unit_scale_and_349_classes_are_learnable" \
