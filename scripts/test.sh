@@ -5,8 +5,8 @@
 # core. Every step runs even when an earlier one fails; the exit status is
 # non-zero if any did.
 #
-# The tests run in one worker process per core (pytest-xdist), each with one
-# torch thread: many tests wait on processes of their own (the CLI, ranks,
+# The tests run in one worker process per core (pytest-xdist; 8 at most),
+# each with one torch thread: many tests wait on processes of their own (the CLI, ranks,
 # fresh interpreters), and torch's idle OpenMP threads spin on the cores
 # the other worker needs. `bash scripts/test.sh -n 0` runs them in this
 # process instead. The summary's last line names the order's seed:
@@ -22,7 +22,7 @@ trap 'kill $(jobs -p) 2>/dev/null; rm -f "$lint"' EXIT
 # CPU time its subprocesses leave idle, and print after it.
 (s=0; python3 -m ruff check . || s=1; python3 -m mypy || s=1; exit $s) >"$lint" 2>&1 &
 checks=$!
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python3 -m pytest -q -n auto "$@" || status=1
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python3 -m pytest -q -n auto --maxprocesses 8 "$@" || status=1
 wait $checks || status=1
 cat "$lint"
 bash scripts/sanitize.sh || status=1
