@@ -344,8 +344,8 @@ class FastDataset(CSRViews):
             >>> ds = FastDataset.from_pyg(cora, name="cora")  # doctest: +SKIP
         """
         if type(data).__name__ == "HeteroData":
-            raise ValueError("from_pyg takes a homogeneous Data; heterogeneous graphs "
-                             "(HeteroData) are not supported yet")
+            raise ValueError("FastDataset.from_pyg takes a homogeneous Data; for a HeteroData "
+                             "use HeteroDataset.from_pyg")
         for field in ("x", "y", "edge_index"):
             if getattr(data, field, None) is None:
                 raise ValueError(f"data has no {field!r}")

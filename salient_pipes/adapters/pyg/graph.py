@@ -267,6 +267,10 @@ def hetero_csc_of(data: Any) -> HeteroCsc:
         num_nodes[t] = int(n)
     rowptr, col, perm = {}, {}, {}
     for e in edge_types:
+        for end in (e[0], e[2]):
+            if end not in num_nodes:
+                raise ValueError(f"data[{e!r}] joins node type {end!r}, which data does not "
+                                 f"have (set data[{end!r}].num_nodes or x)")
         rowptr[e], col[e], perm[e] = _csc(_edges_of(data[e]),
                                           num_nodes[e[0]], num_nodes[e[2]], f"data[{e!r}]")
     csc = _hetero_csc(node_types, edge_types, num_nodes, rowptr, col, perm)
