@@ -39,6 +39,10 @@ def _fields(ds, **changes):
     return {**kwargs, **changes}
 
 
+def _same(item):
+    return item
+
+
 def _drain(pipe):
     for _ in pipe:
         pass
@@ -521,3 +525,126 @@ def test_features_on_the_device_need_features_in_memory():
     with pytest.raises(ValueError, match="features_on and device_cache take a Data or "
                                          "HeteroData; a FeatureStore keeps its features itself"):
         NeighborLoader((fs, gs), [2], input_nodes=torch.arange(4), features_on="cpu")
+
+
+def test_to_pyg_says_what_it_needs():
+    from salient_pipes.pipes.device_features import DeviceFeatures
+    from salient_pipes.pyg import csc_of
+
+    data = _data(num_nodes=40, num_edges=200)
+    csc = csc_of(data)
+    seeds = NodeIndices(torch.arange(40)).batch_nodes(10).seed_nodes(torch.arange(40))
+    node_wise = seeds.sample_neighbors(csc.graph, [3], node_wise=True, return_e_id=True)
+    on_cpu = DeviceFeatures(data.x, "cpu")
+    with pytest.raises(ValueError, match="sampler_output yields samples, not batches"):
+        node_wise.to_pyg(data, csc.perm, features=on_cpu, sampler_output=True)
+    with pytest.raises(ValueError, match="features on the device take a Data or HeteroData whose "
+                                         "x the sampling workers gather"):
+        node_wise.map(_same).to_pyg(data, csc.perm, features=on_cpu)
+    with pytest.raises(ValueError, match="subgraph_type='induced' needs the sampled CSR and its "
+                                         "positions' edge ids"):
+        node_wise.to_pyg(data, csc.perm, subgraph_type="induced")
+    with pytest.raises(ValueError, match="to_pyg needs to map CSR positions to edge ids: give "
+                                         "perm"):
+        _drain(node_wise.to_pyg(data))
+    without_ids = seeds.sample_neighbors(csc.graph, [3], node_wise=True)
+    with pytest.raises(ValueError, match="to_pyg needs edge ids: sample with return_e_id=True"):
+        _drain(without_ids.to_pyg(data, csc.perm))
+    per_hop = NodeIndices(torch.arange(40)).batch_nodes(10).sample_neighbors(csc.graph, [3])
+    with pytest.raises(TypeError, match=r"to_pyg takes node-wise samples \(sample_neighbors"
+                                        r"\(\.\.\., node_wise=True\)\), got SampledSubgraph"):
+        _drain(per_hop.to_pyg(data, csc.perm))
+    # ids and positions are one and the same when the sampler reports ids
+    with_ids = seeds.sample_neighbors(csc.graph, [3], node_wise=True, return_e_id=True,
+                                      edge_ids=csc.perm)
+    batch = next(iter(with_ids.to_pyg(data)))
+    assert torch.equal(data.edge_index[:, batch.e_id], batch.n_id[batch.edge_index])
+
+
+def test_to_pyg_of_stores_needs_their_graph():
+    from torch_geometric.testing import MyFeatureStore, MyGraphStore
+
+    fs, gs = MyFeatureStore(), MyGraphStore()
+    with pytest.raises(ValueError, match=r"to_pyg of a \(FeatureStore, GraphStore\) needs its "
+                                         "graph"):
+        NodeIndices(torch.arange(4)).batch_nodes(2).to_pyg((fs, gs))
+
+
+def test_torchdata_adapters_check_their_use(ds):
+    from salient_pipes import salient_pipeline
+    from salient_pipes.adapters.torchdata import PipeNode, SeedsFromNode
+
+    node = PipeNode(salient_pipeline(ds, batch_size=64, fanouts=(2,), device="cpu"))
+    with pytest.raises(RuntimeError, match=r"PipeNode.next\(\) before reset\(\)"):
+        node.next()
+    node.reset()
+    assert node.next().batch_size == 64
+    with pytest.raises(TypeError, match="SeedsFromNode reads a torchdata.nodes.BaseNode, got "
+                                        "list"):
+        SeedsFromNode([torch.arange(3)])
+
+
+def test_native_reads_only_host_tensors(ds, tmp_path):
+    from salient_pipes.data.feature_file import FeatureFile
+    from salient_pipes.pipes.lookahead import LookAhead
+
+    with pytest.raises(ValueError, match="the native core reads CPU tensors, got one on meta"):
+        gather(torch.empty(4, 2, device="meta"), torch.tensor([0]))
+    np.save(tmp_path / "x.npy", np.zeros((ds.num_nodes, 8), np.float16))
+    sampled = NodeIndices(torch.arange(4)).batch_nodes(2).sample_neighbors(ds, [2])
+    ahead = LookAhead({"author": FeatureFile(tmp_path / "x.npy")}, "1MiB")
+    with pytest.raises(ValueError, match="lookahead reads features of node type 'author', which "
+                                         "x lacks"):
+        sampled.slice_features(ds.x, ds.y, lookahead=ahead)
+    with pytest.raises(ValueError, match="holds float16 values; dtype torch.float32 has another "
+                                         "size"):
+        FeatureFile(tmp_path / "x.npy", dtype=torch.float32)
+    assert FeatureFile(tmp_path / "x.npy", dtype=torch.bfloat16).dtype == torch.bfloat16
+
+
+# ------------------------------------------------- models and partitioned data
+def test_hetero_model_names_its_target(mag):
+    from salient_pipes import HeteroSAGE
+
+    metadata = (mag.node_types, mag.edge_types)
+    with pytest.raises(ValueError, match="target 'venue' is not one of the node types"):
+        HeteroSAGE(metadata, mag.num_features, 8, mag.num_classes, num_layers=2, target="venue")
+
+
+def test_own_part_assignments_are_checked(ds, tmp_path):
+    from salient_pipes.distributed.partition import write_parts
+
+    n = ds.num_nodes
+    for bad in (torch.zeros(n - 1, dtype=torch.int32), torch.zeros(n),
+                torch.zeros(n, 1, dtype=torch.int64)):
+        with pytest.raises(ValueError, match=rf"owner must hold one integer part per node \({n}\)"):
+            write_parts(ds, bad, tmp_path / "p", progress=False)
+    negative = torch.zeros(n, dtype=torch.int64)
+    negative[7] = -1
+    with pytest.raises(ValueError, match="owner holds a negative part"):
+        write_parts(ds, negative, tmp_path / "p", progress=False)
+    gap = torch.zeros(n, dtype=torch.int64)
+    gap[:5] = 2  # part 1 is empty
+    with pytest.raises(ValueError, match="part 1 would hold no node"):
+        write_parts(ds, gap, tmp_path / "p", progress=False)
+    assert not (tmp_path / "p").exists()
+
+
+def test_parts_that_disagree_with_their_meta_are_refused(ds, tmp_path):
+    import json
+
+    from salient_pipes.distributed import PartitionedDataset, PartitionLoadError, partition
+
+    out = partition(ds, 2, tmp_path / "p", method="random", progress=False)
+    part = PartitionedDataset.load(out, rank=0)
+    with pytest.raises(TypeError, match="fetch_features takes a PartitionedDataset, got "
+                                        "FastDataset"):
+        NodeIndices(torch.arange(4)).batch_nodes(2).sample_neighbors(part, [2]) \
+            .fetch_features(ds)
+    meta = json.loads((out / "meta.json").read_text())
+    meta["part_sizes"][0] += 1
+    (out / "meta.json").write_text(json.dumps(meta))
+    rows = part.x.size(0)
+    with pytest.raises(PartitionLoadError, match=f"rank 0: DatasetCacheError: .*: x has {rows} "
+                                                 f"rows, expected {rows + 1}"):
+        PartitionedDataset.load(out, rank=0)

@@ -74,6 +74,12 @@ def test_dataset_dependent_defaults():
     (["--cuda-graphs"], "add --compile"),
     (["--checkpoint-every", "5 parsecs"], "a number of batches (50) or a time"),
     (["--fanouts", "5", "5", "--test-fanouts", "5"], "as many hops"),
+    (["--epochs", "three"], "argument --epochs: expected a number, got 'three'"),
+    (["--memory-limit", "lots"], "expected a size such as 4GiB or 512MB, got 'lots'"),
+    (["--gpu-cache", "150%"], "argument --gpu-cache/--device-cache: the cache share must be "
+                              "within 0-100%, got '150%'"),
+    (["--feature-cache", "most%"], "argument --feature-cache: the cache must be a size or a "
+                                   "share like '10%', got 'most%'"),
 ])
 def test_train_errors_show_the_train_usage(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -83,11 +89,17 @@ def test_train_errors_show_the_train_usage(args, message, capsys):
     assert message in err and "usage: salient-pipes train" in err
 
 
-def test_partition_errors_show_the_partition_usage(capsys):
-    with pytest.raises(SystemExit):
-        main(["partition", "--parts", "2", "--out", "x", "--dataset", "ogbn-nope"])
+@pytest.mark.parametrize("dataset,message", [
+    ("ogbn-nope", "unknown OGB"),
+    ("ogbn-mag", "ogbn-mag is heterogeneous; partitioning takes a graph of one node type"),
+    ("mag-synthetic", "mag-synthetic is heterogeneous"),
+])
+def test_partition_errors_show_the_partition_usage(dataset, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # refused before any dataset is read
+        main(["partition", "--parts", "2", "--out", "x", "--dataset", dataset])
     err = capsys.readouterr().err
-    assert "usage: salient-pipes partition" in err and "unknown OGB" in err
+    assert exit_info.value.code == 2
+    assert "usage: salient-pipes partition" in err and message in err
 
 
 def test_partition_refuses_an_out_that_is_not_its_own(tmp_path, capsys):

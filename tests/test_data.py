@@ -475,3 +475,35 @@ def test_from_edges_refuses_a_label_equal_to_num_classes(tmp_path):
     ds = FastDataset.from_edges(tmp_path / "e", edges, 3, y=torch.tensor([0, 2, 1]),
                                 num_classes=3, progress=False)
     assert ds.num_classes == 3
+
+
+@pytest.mark.parametrize("rows,message", [
+    (41, "has more than the 40 rows its dataset lists"),
+    (39, "has 39 rows, its dataset lists 40"),
+])
+def test_ogb_files_of_the_wrong_length_are_named(tmp_path, monkeypatch, rows, message):
+    _write_ogb_layout(tmp_path)
+    raw = tmp_path / "ogbn_arxiv" / "raw"
+    _write_csv_gz(raw / "node-feat.csv.gz", np.zeros((rows, 6)))
+    monkeypatch.setattr("ogb.utils.url.download_url", _no_download)
+    with pytest.raises(ValueError, match=f"node-feat.csv.gz {message}"):
+        FastDataset.from_path(tmp_path, "ogbn-arxiv", progress=False)
+    assert not (tmp_path / "ogbn_arxiv" / "salient_pipes").exists()  # nothing half-written
+
+
+def test_npz_members_that_cannot_stream_are_named(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "a.npz"
+    np.savez(archive, cols=np.asfortranarray(np.ones((3, 2))), rows=np.arange(4))
+    with pytest.raises(ValueError, match="a.npz:cols is stored column-major"):
+        ogb.npz_member_to_npy(archive, "cols", tmp_path / "cols.npy")
+    assert np.load(ogb.npz_member_to_npy(archive, "rows", tmp_path / "r.npy")).tolist() == \
+        [0, 1, 2, 3]
+    cut = tmp_path / "cut.npz"  # the header promises 100 int64 values; 3 follow
+    header = tmp_path / "h.npy"
+    np.save(header, np.arange(100))
+    with zipfile.ZipFile(cut, "w") as zf:
+        zf.writestr("rows.npy", header.read_bytes()[:128 + 24])
+    with pytest.raises(ValueError, match="cut.npz:rows ends after 24 of 800 bytes"):
+        ogb.npz_member_to_npy(cut, "rows", tmp_path / "rows.npy")

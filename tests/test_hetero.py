@@ -855,3 +855,17 @@ def test_disjoint_hetero_link_batches_follow_pyg_layout(mag_pyg, edge_type, neg_
     for e in data.edge_types:  # edges stay within one group
         ei = batch[e].edge_index
         assert torch.equal(batch[e[0]].batch[ei[0]], batch[e[2]].batch[ei[1]])
+
+
+def test_hetero_pipeline_shards_its_seeds_across_ranks(mag):
+    # as replicated data-parallel training runs it: every rank holds all features
+    shards = []
+    for rank in range(3):
+        pipe = salient_pipeline(mag, batch_size=64, fanouts=(2,), device="cpu", seed=4,
+                                rank=rank, world_size=3)
+        batches = list(pipe)
+        shards.append(torch.cat([b.n_id["paper"][:b.batch_size] for b in batches]))
+        assert len(batches) == len(pipe)
+    assert len({len(s) // 64 + (len(s) % 64 > 0) for s in shards}) == 1  # equal batch counts
+    every = torch.cat(shards)
+    assert torch.equal(every.sort().values, mag.split_idx["train"].sort().values)

@@ -25,9 +25,7 @@ def run_partition(args: argparse.Namespace) -> None:
     """Writes the dataset ``args`` name, cut into ``args.parts`` parts."""
     dataset = load_dataset(args.dataset, args.root, args.num_nodes, args.seed,
                            not args.no_progress, args.memory_limit)
-    if not isinstance(dataset, FastDataset):
-        raise SystemExit("salient-pipes: partitioning heterogeneous datasets is not "
-                         "supported yet")
+    assert isinstance(dataset, FastDataset)  # the parser refuses heterogeneous ones
     print(f"dataset  {dataset.summary()}", flush=True)
     start = time.perf_counter()
     partition(dataset, args.parts, args.out, method=args.method, seed=args.seed,

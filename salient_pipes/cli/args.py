@@ -97,7 +97,7 @@ def _bytes(text: str) -> int:
 def _cache_size(text: str) -> Union[int, str]:
     if text.strip().endswith("%"):
         try:
-            cache_budget(text, 1)
+            cache_budget(text, 1, "the cache")
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return text.strip()
@@ -257,6 +257,9 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
     command = parser.subcommands[args.command]  # type: ignore[attr-defined]
     _check_dataset_name(command, args.dataset)
     if args.command == "partition":
+        if _is_hetero(args.dataset):
+            command.error(f"--dataset: {args.dataset} is heterogeneous; partitioning takes a "
+                          "graph of one node type")
         try:
             check_replaceable(args.out)
         except FileExistsError as exc:
@@ -294,6 +297,16 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
         except ValueError as exc:
             command.error(f"--device: {exc}")
     return args
+
+
+def _is_hetero(name: str) -> bool:
+    if name == MAG_SYNTHETIC:
+        return True
+    if name == SYNTHETIC or name.lower() == CORA:
+        return False
+    from salient_pipes.data.ogb import is_hetero
+
+    return is_hetero(name)
 
 
 def _check_dataset_name(parser: argparse.ArgumentParser, name: str) -> None:
