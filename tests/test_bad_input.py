@@ -648,3 +648,15 @@ def test_parts_that_disagree_with_their_meta_are_refused(ds, tmp_path):
     with pytest.raises(PartitionLoadError, match=f"rank 0: DatasetCacheError: .*: x has {rows} "
                                                  f"rows, expected {rows + 1}"):
         PartitionedDataset.load(out, rank=0)
+
+
+def test_what_is_not_a_batch_is_named():
+    from salient_pipes.batch import ids_per_type, with_features
+    from salient_pipes.data.format import create_npy
+
+    for fn in (ids_per_type, lambda b: with_features(b, {})):
+        with pytest.raises(TypeError, match="features fill PreparedBatch or NodeWiseBatch items, "
+                                            "got dict"):
+            fn({"x": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"shape \(1, 1, .*\) does not fit a 128-byte header"):
+        create_npy("unused.npy", np.float32, (1,) * 40)

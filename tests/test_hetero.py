@@ -137,11 +137,10 @@ def _write_gz_csv(path: Path, frame: pd.DataFrame, header: bool = False) -> None
         frame.to_csv(f, header=header, index=False)
 
 
-def test_ogb_mag_raw_layout_is_converted(tmp_path, monkeypatch):
-    """A small graph in ogbn-mag's exact raw layout goes through the real converter."""
+def _write_mag_layout(root):
+    """A small graph in ogbn-mag's exact raw layout under ``root``."""
     gen = np.random.default_rng(0)
     counts = {"author": 40, "field_of_study": 7, "institution": 5, "paper": 30}
-    root = tmp_path / "data"
     raw = root / "ogbn_mag" / "raw"
     _write_gz_csv(raw / "num-node-dict.csv.gz", pd.DataFrame({k: [v] for k, v in counts.items()}),
                   header=True)
@@ -163,6 +162,13 @@ def test_ogb_mag_raw_layout_is_converted(tmp_path, monkeypatch):
     split = root / "ogbn_mag" / "split" / "time" / "paper"
     for name, ids in (("train", range(0, 20)), ("valid", range(20, 25)), ("test", range(25, 30))):
         _write_gz_csv(split / f"{name}.csv.gz", pd.DataFrame(list(ids)))
+    return counts, triplets, edges, feats, labels
+
+
+def test_ogb_mag_raw_layout_is_converted(tmp_path, monkeypatch):
+    """A small graph in ogbn-mag's exact raw layout goes through the real converter."""
+    root = tmp_path / "data"
+    counts, triplets, edges, feats, labels = _write_mag_layout(root)
     ds = HeteroDataset.from_path(root, "ogbn-mag", progress=False)
     assert ds.num_nodes == counts and ds.label_type == "paper" and ds.num_classes == 349
     assert sorted(ds.edge_types) == sorted(triplets)
@@ -177,6 +183,16 @@ def test_ogb_mag_raw_layout_is_converted(tmp_path, monkeypatch):
     monkeypatch.setattr("salient_pipes.data.ogb.convert_hetero",
                         lambda *a, **k: pytest.fail("converted twice"))
     assert HeteroDataset.from_path(root, "ogbn-mag", progress=False).num_nodes == counts
+
+
+def test_ogb_mag_layout_labelling_two_node_types_is_refused(tmp_path):
+    root = tmp_path / "data"
+    _write_mag_layout(root)
+    _write_gz_csv(root / "ogbn_mag" / "raw" / "node-label" / "author" / "node-label.csv.gz",
+                  pd.DataFrame(np.zeros(40, np.int64)))
+    with pytest.raises(ValueError, match=r"should label exactly one node type, found "
+                                         r"\['author', 'paper'\]"):
+        HeteroDataset.from_path(root, "ogbn-mag", progress=False)
 
 
 # ------------------------------------------------------------- the sampler
