@@ -650,7 +650,7 @@ def test_parts_that_disagree_with_their_meta_are_refused(ds, tmp_path):
         PartitionedDataset.load(out, rank=0)
 
 
-def test_what_is_not_a_batch_is_named():
+def test_what_is_not_a_batch_is_named(tmp_path):
     from salient_pipes.batch import ids_per_type, with_features
     from salient_pipes.data.format import create_npy
 
@@ -659,4 +659,5 @@ def test_what_is_not_a_batch_is_named():
                                             "got dict"):
             fn({"x": torch.zeros(1)})
     with pytest.raises(ValueError, match=r"shape \(1, 1, .*\) does not fit a 128-byte header"):
-        create_npy("unused.npy", np.float32, (1,) * 40)
+        create_npy(tmp_path / "x.npy", np.float32, (1,) * 40)
+    assert not (tmp_path / "x.npy").exists()

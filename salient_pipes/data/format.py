@@ -97,8 +97,9 @@ def create_npy(file: Path, dtype: Any, shape: Sequence[int]) -> np.memmap:
     pages are the file's, not anonymous memory)."""
     dtype = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
+    header = _header(dtype, shape)  # before the file: a shape that does not fit leaves none
     with open(file, "wb") as f:
-        f.write(_header(dtype, shape))
+        f.write(header)
         f.truncate(HEADER_BYTES + count * dtype.itemsize)
     if count == 0:
         return np.zeros(shape, dtype=dtype).view(np.memmap)  # mmap cannot map 0 bytes
