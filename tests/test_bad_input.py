@@ -661,3 +661,20 @@ def test_what_is_not_a_batch_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(1, 1, .*\) does not fit a 128-byte header"):
         create_npy(tmp_path / "x.npy", np.float32, (1,) * 40)
     assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("module,old,new", [
+    ("salient_pipes", "HeteroBatch", "NodeWiseBatch"),
+    ("salient_pipes.batch", "HeteroBatch", "NodeWiseBatch"),
+    ("salient_pipes.data", "HeteroFeatureCache", "FeatureCaches"),
+    ("salient_pipes.pipes", "SampleHeteroNeighbors", "SampleNeighbors"),
+    ("salient_pipes.pipes", "hetero_fanouts", "fanouts_per_edge_type"),
+])
+def test_old_names_still_work_with_a_warning(module, old, new):
+    import importlib
+
+    mod = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=f"{old} is now {new}.* goes in the next release"):
+        assert getattr(mod, old) is getattr(mod, new)
+    with pytest.raises(AttributeError, match=f"module '{module}' has no attribute 'Nope'"):
+        mod.Nope
