@@ -223,3 +223,76 @@ def test_negatives_by_node_weight():
     with pytest.raises(ValueError, match="non-decreasing"):
         _native.random_nodes(3, 2, cumulative=np.array([2.0, 1.0]))
     assert math.isclose(len(draws), 8000)
+
+
+@pytest.mark.parametrize("form", ["object", "dict"])
+def test_link_loader_draws_negatives_by_node_weight(form):
+    """PyG's ``src_weight``/``dst_weight``: binary negatives take their
+    sources and destinations in proportion to them, triplet negatives their
+    destinations; nodes of weight 0 are never drawn."""
+    import torch
+    from torch_geometric.data import Data
+    from torch_geometric.sampler import NegativeSampling
+
+    from salient_pipes.pyg import LinkNeighborLoader
+
+    n = 12
+    g = torch.Generator().manual_seed(0)
+    data = Data(edge_index=torch.randint(0, n, (2, 400), generator=g), num_nodes=n)
+    src_weight = torch.zeros(n)
+    src_weight[[1, 4]] = torch.tensor([1.0, 3.0])
+    dst_weight = torch.zeros(n)
+    dst_weight[[2, 7, 9]] = torch.tensor([2.0, 1.0, 1.0])
+
+    def negative(mode, amount, **weights):
+        if form == "dict":
+            return {"mode": mode, "amount": amount, **weights}
+        return NegativeSampling(mode, amount, **weights)
+
+    loader = LinkNeighborLoader(data, [1], batch_size=50, seed=5, neg_sampling=negative(
+        "binary", 2, src_weight=src_weight, dst_weight=dst_weight))
+    src, dst = Counter(), Counter()
+    for batch in loader:
+        ends = batch.n_id[batch.edge_label_index[:, batch.edge_label == 0]]
+        src.update(ends[0].tolist())
+        dst.update(ends[1].tolist())
+    assert sum(src.values()) == 800
+    assert _chi_square_ok([src[v] for v in range(n)], 800 * src_weight / src_weight.sum())
+    assert _chi_square_ok([dst[v] for v in range(n)], 800 * dst_weight / dst_weight.sum())
+
+    triplets = LinkNeighborLoader(data, [1], batch_size=50, seed=5,
+                                  neg_sampling=negative("triplet", 3, dst_weight=dst_weight))
+    dst = Counter()
+    for batch in triplets:
+        dst.update(batch.n_id[batch.dst_neg_index].view(-1).tolist())
+    assert sum(dst.values()) == 1200
+    assert _chi_square_ok([dst[v] for v in range(n)], 1200 * dst_weight / dst_weight.sum())
+
+
+def test_typed_link_loader_draws_negatives_by_node_weight_of_each_end():
+    import torch
+    from torch_geometric.data import HeteroData
+
+    from salient_pipes.pyg import LinkNeighborLoader
+
+    g = torch.Generator().manual_seed(1)
+    data = HeteroData()
+    data["a"].num_nodes, data["b"].num_nodes = 6, 9
+    edges = torch.stack([torch.randint(0, 6, (300,), generator=g),
+                         torch.randint(0, 9, (300,), generator=g)])
+    data["a", "to", "b"].edge_index = edges
+    src_weight, dst_weight = torch.zeros(6), torch.zeros(9)
+    src_weight[[0, 5]] = torch.tensor([1.0, 1.0])
+    dst_weight[[3, 8]] = torch.tensor([1.0, 4.0])
+    loader = LinkNeighborLoader(data, [1], edge_label_index=("a", "to", "b"), batch_size=60,
+                                seed=2, neg_sampling={"mode": "binary", "amount": 1,
+                                                      "src_weight": src_weight,
+                                                      "dst_weight": dst_weight})
+    src, dst = Counter(), Counter()
+    for batch in loader:
+        store = batch["a", "to", "b"]
+        negative = store.edge_label_index[:, store.edge_label == 0]
+        src.update(batch["a"].n_id[negative[0]].tolist())
+        dst.update(batch["b"].n_id[negative[1]].tolist())
+    assert _chi_square_ok([src[v] for v in range(6)], 300 * src_weight / src_weight.sum())
+    assert _chi_square_ok([dst[v] for v in range(9)], 300 * dst_weight / dst_weight.sum())

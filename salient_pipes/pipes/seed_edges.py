@@ -168,7 +168,7 @@ class SeedEdges(Stage):
             "input_id": index if self.input_id is None else self.input_id[index]}
         if self.neg_sampling == "binary":
             num_neg = math.ceil(num_pos * self.amount)
-            if self.num_dst_nodes == self.num_nodes and self.cumulative == (None, None):
+            if self.num_dst_nodes == self.num_nodes and all(c is None for c in self.cumulative):
                 neg = self._negatives(2 * num_neg, epoch, position)
                 neg_src, neg_dst = neg[:num_neg], neg[num_neg:]
             else:
