@@ -885,3 +885,14 @@ def test_hetero_pipeline_shards_its_seeds_across_ranks(mag):
     assert len({len(s) // 64 + (len(s) % 64 > 0) for s in shards}) == 1  # equal batch counts
     every = torch.cat(shards)
     assert torch.equal(every.sort().values, mag.split_idx["train"].sort().values)
+
+
+def test_to_pyg_and_from_pyg_round_trip_keeps_every_split(mag):
+    # the splits travel as PyG names them: train_mask, val_mask, test_mask
+    data = mag.to_pyg()
+    assert {"train_mask", "val_mask", "test_mask"} <= set(data["paper"].keys())
+    again = HeteroDataset.from_pyg(data)  # masks, no split_idx: the label type's masks
+    assert again.split_idx.keys() == mag.split_idx.keys()
+    for split, idx in mag.split_idx.items():
+        assert torch.equal(again.split_idx[split], idx.sort().values)
+    assert torch.equal(again.y, mag.y) and again.edge_types == mag.edge_types

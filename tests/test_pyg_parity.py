@@ -353,6 +353,34 @@ def test_remote_backends_node_and_link_loaders_match_in_memory():
     assert torch.equal(link.n_id[link.edge_label_index[:, :8]], data.edge_index[:, :8])
 
 
+@pytest.mark.parametrize("typed", [False, True])
+def test_remote_backends_sample_by_node_time_as_in_memory(typed):
+    # node times in the FeatureStore bound each seed's subgraph, as data.time does
+    data = _hetero() if typed else _data()
+    fs, gs, _ = _stores(data)
+    gen = torch.Generator().manual_seed(7)
+    for t in (data.node_types if typed else [None]):
+        store = data[t] if typed else data
+        store.time = torch.randint(0, 50, (store.num_nodes,), generator=gen)
+        fs.put_tensor(store.time, group_name=t, attr_name="time", index=None)
+    seeds = ("paper", range(40)) if typed else torch.arange(60)
+    local = NeighborLoader(data, [-1, -1], input_nodes=seeds[0] if typed else None,
+                           batch_size=10, time_attr="time")
+    remote = NeighborLoader((fs, gs), [-1, -1], input_nodes=seeds, batch_size=10,
+                            time_attr="time")
+    edges = 0
+    for a, b in zip(local, remote):
+        for e in (data.edge_types if typed else [None]):
+            assert _global_edges(a, e) == _global_edges(b, e)
+            edges += sum(_global_edges(b, e).values())
+        seed_store = b["paper"] if typed else b
+        time = data["paper"].time if typed else data.time
+        assert torch.equal(seed_store.batch[:10], torch.arange(10))  # disjoint, as PyG's
+        later = time[seed_store.n_id] > time[seed_store.n_id[seed_store.batch]]
+        assert not bool(later.any())
+    assert edges > 0 and len(local) == len(remote)
+
+
 def test_remote_backends_heterogeneous():
     data = _hetero()
     fs, gs, _ = _stores(data)

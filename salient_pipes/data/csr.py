@@ -139,6 +139,10 @@ def sort_rows_by_time(rowptr: Tensor, edge_time: Tensor) -> Tensor:
 # position (weights, times) and per node (times).
 CARRIED = ("edge_weight", "edge_time", "node_time")
 
+# Our split names and the masks PyG's data objects hold them in (both ways:
+# from_pyg reads them, HeteroDataset.to_pyg writes them).
+PYG_MASKS = {"train": "train_mask", "valid": "val_mask", "test": "test_mask"}
+
 
 def first_bad_weight(weight: Tensor) -> Optional[int]:
     """The first position of ``weight`` that is negative, NaN or infinite
@@ -223,5 +227,6 @@ class CSRViews:
         return self.x.size(1)
 
 
-__all__ = ["CARRIED", "CSRViews", "check_rows_ascend", "csr_from_edge_index", "csr_with_attributes",
-           "edge_weights", "first_bad_weight", "sort_rows_by_time", "times", "typed_csr"]
+__all__ = ["CARRIED", "CSRViews", "PYG_MASKS", "check_rows_ascend", "csr_from_edge_index",
+           "csr_with_attributes", "edge_weights", "first_bad_weight", "sort_rows_by_time", "times",
+           "typed_csr"]

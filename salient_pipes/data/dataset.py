@@ -26,6 +26,7 @@ from salient_pipes.batch import NODE_TYPE
 from salient_pipes.data import build, ogb, synthetic
 from salient_pipes.data.csr import (
     CARRIED,
+    PYG_MASKS,
     CSRViews,
     check_rows_ascend,
     csr_from_edge_index,
@@ -362,8 +363,7 @@ class FastDataset(CSRViews):
         if y is None:
             raise ValueError("from_pyg handles single-label node classification (y of shape [N])")
         if split_idx is None:
-            masks = {"train": "train_mask", "valid": "val_mask", "test": "test_mask"}
-            split_idx = {k: getattr(data, m) for k, m in masks.items()
+            split_idx = {k: getattr(data, m) for k, m in PYG_MASKS.items()
                          if getattr(data, m, None) is not None}
             if not split_idx:
                 raise ValueError("data has no train/val/test masks; pass split_idx")

@@ -30,6 +30,7 @@ from salient_pipes.data import ogb, synthetic
 from salient_pipes.data.build import ArrayLike, edge_type_of, write_hetero_dataset
 from salient_pipes.data.csr import (
     CARRIED,
+    PYG_MASKS,
     check_rows_ascend,
     csr_with_attributes,
     edge_weights,
@@ -179,7 +180,8 @@ class HeteroDataset:
 
     def to_pyg(self) -> Any:
         """A ``torch_geometric.data.HeteroData`` of the same graph (``x`` per
-        node type, ``y`` and the splits as ``<split>_mask`` on the label type,
+        node type, ``y`` and the splits as masks on the label type (PyG's
+        ``train_mask``/``val_mask``/``test_mask``, ``<split>_mask`` for others),
         ``edge_index`` per edge type), e.g. for PyG's own loaders."""
         from torch_geometric.data import HeteroData
 
@@ -192,7 +194,7 @@ class HeteroDataset:
         for split, idx in self.split_idx.items():
             mask = torch.zeros(self.num_nodes[self.label_type], dtype=torch.bool)
             mask[idx] = True
-            data[self.label_type][f"{split}_mask"] = mask
+            data[self.label_type][PYG_MASKS.get(split, f"{split}_mask")] = mask
         for e in self.edge_types:
             rowptr, col = self.rowptr[e], self.col[e]
             dst = torch.repeat_interleave(torch.arange(rowptr.numel() - 1), rowptr.diff())
@@ -394,8 +396,7 @@ class HeteroDataset:
             raise ValueError("y must hold one integer class label per node")
         y = y.view(-1).to(torch.int64)
         if split_idx is None:
-            masks = {"train": "train_mask", "valid": "val_mask", "test": "test_mask"}
-            split_idx = {k: store[m] for k, m in masks.items() if m in store}
+            split_idx = {k: store[m] for k, m in PYG_MASKS.items() if m in store}
         num_nodes = {t: int(data[t].num_nodes) for t in data.node_types}
         x = {}
         for t in data.node_types:
