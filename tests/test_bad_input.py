@@ -416,6 +416,9 @@ def test_link_loader_arguments(mag_pyg):
         with pytest.raises(ValueError, match="an edge type is \\(src, relation, dst\\) or "
                                              "\\(src, dst\\)"):
             LinkNeighborLoader(mag_pyg, [2], edge_label_index=(bad, None))
+    # an edge type the graph has no edges of: no labelled edges, no batches
+    none = LinkNeighborLoader(mag_pyg, [2], edge_label_index=(("paper", "likes", "paper"), None))
+    assert len(none) == 0 and list(none) == []
     with pytest.raises(ValueError, match="neg_sampling must be None, 'binary', 'triplet', a dict "
                                          "or a NegativeSampling, got int"):
         LinkNeighborLoader(data, [2], neg_sampling=3)
@@ -678,3 +681,18 @@ def test_old_names_still_work_with_a_warning(module, old, new):
         assert getattr(mod, old) is getattr(mod, new)
     with pytest.raises(AttributeError, match=f"module '{module}' has no attribute 'Nope'"):
         assert mod.Nope is None  # raises first
+
+
+def test_sampler_gathers_a_single_table_itself(ds, mag):
+    # with_features takes a tensor for a graph of one node type, a dict otherwise
+    sampled = NodeIndices(torch.arange(40)).batch_nodes(10).sample_neighbors(ds, [3])
+    batches = list(sampled.with_features(ds.x, ds.y))
+    assert len(batches) == 4
+    for b in batches:
+        assert torch.equal(b.x, ds.x[b.n_id]) and torch.equal(b.y, ds.y[b.n_id[:10]])
+    typed = NodeIndices(torch.arange(4)).batch_nodes(2).sample_neighbors(mag, [2])
+    with pytest.raises(ValueError, match="x of a graph with node types .* must be a dict per "
+                                         "node type"):
+        _drain(typed.with_features(mag.x["paper"], mag.y))
+    with pytest.raises(ValueError, match="x names node type 'venue'; the graph's node types"):
+        _drain(typed.with_features({"venue": mag.x["paper"]}, mag.y))

@@ -385,10 +385,21 @@ def test_full_neighborhoods_give_the_full_graph_outputs_of_hetero_sage(mag):
         full = model(x, {e: mag.to_pyg()[e].edge_index for e in mag.edge_types})
         pipe = salient_pipeline(mag, "valid", batch_size=32, fanouts=[-1, -1], device="cpu",
                                 shuffle=False)
+        as_dict = _PerType(model)  # PyG's to_hetero models return a dict per node type
         for batch in pipe:
             batch.x = {t: v.double() for t, v in batch.x.items()}
             assert torch.allclose(forward(model, batch),
                                   full[batch.n_id["paper"][:batch.batch_size]], atol=1e-10)
+            assert torch.equal(forward(as_dict, batch), forward(model, batch))
+
+
+class _PerType(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, edge_index):
+        return {"author": torch.zeros(1), "paper": self.model(x, edge_index)}
 
 
 def test_neighbor_loader_batches_match_pyg_layout(mag_pyg):

@@ -206,6 +206,17 @@ def test_single_part_pipeline_equals_the_full_gather(tmp_path):
         assert torch.equal(got.x, want.x) and torch.equal(got.y, want.y)
         batches += 1
     assert batches == len(pipe) == len(full)
+    # a split given as ids or as a mask, not by name
+    ids = torch.arange(0, ds.num_nodes, 7)
+    mask = torch.zeros(ds.num_nodes, dtype=torch.bool)
+    mask[ids] = True
+    for split in (ids, mask):
+        got = salient_pipeline(part, split, batch_size=BATCH, fanouts=FANOUTS, device="cpu")
+        want = salient_pipeline(ds, split, batch_size=BATCH, fanouts=FANOUTS, device="cpu")
+        pairs = list(zip(got, want))
+        assert len(pairs) == len(want) > 1
+        for a, b in pairs:
+            assert torch.equal(a.n_id, b.n_id) and torch.equal(a.x, b.x)
     with pytest.raises(ValueError, match="chosen when it is loaded"):
         salient_pipeline(part, feature_cache="1MiB")
 
