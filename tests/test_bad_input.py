@@ -62,6 +62,23 @@ def test_fanouts_are_checked_hop_by_hop():
         check_fanouts([-2])
 
 
+def test_fanouts_per_edge_type_and_byte_sizes(mag):
+    from salient_pipes.data import parse_bytes
+    from salient_pipes.pipes import fanouts_per_edge_type
+
+    with pytest.raises(ValueError, match="fanouts must name at least one edge type"):
+        fanouts_per_edge_type({}, mag.edge_types)
+    assert fanouts_per_edge_type({}, []) == []  # a graph without edges samples nothing
+    assert parse_bytes("1.5KiB") == 1536 and parse_bytes(".5KiB") == 512
+    assert parse_bytes("2.MB") == 2 * 10**6 and parse_bytes("2e3") == 2000
+    with pytest.raises(ValueError, match="budget must be >= 0, got -5"):
+        parse_bytes(-5, "budget")
+    for bad in ("-1GiB", "1.2.3GiB", ".", "GiB", True, 1.5):
+        with pytest.raises(ValueError, match="budget must be a byte count or a string like "
+                                             "'1GiB'"):
+            parse_bytes(bad, "budget")
+
+
 def test_node_ids_come_as_tensors_lists_arrays_or_masks():
     assert as_node_ids("ids", np.array([2, 0]), 3).tolist() == [2, 0]
     assert as_node_ids("ids", range(2), 3).tolist() == [0, 1]
@@ -696,3 +713,28 @@ def test_sampler_gathers_a_single_table_itself(ds, mag):
         _drain(typed.with_features(mag.x["paper"], mag.y))
     with pytest.raises(ValueError, match="x names node type 'venue'; the graph's node types"):
         _drain(typed.with_features({"venue": mag.x["paper"]}, mag.y))
+
+
+def test_reprs_name_what_they_hold(ds, mag, tmp_path):
+    from salient_pipes.data.feature_cache import FeatureCache, FeatureCaches
+    from salient_pipes.data.feature_file import FeatureFile
+    from salient_pipes.pipes.device_features import DeviceFeatures
+
+    text = repr(ds)
+    assert text.startswith("FastDataset(") and f"{ds.num_nodes} nodes" in text
+    assert f"{ds.num_classes} classes" in text and f"train {ds.split_idx['train'].numel()}" in text
+    text = repr(mag)
+    assert text.startswith("HeteroDataset(") and f"{len(mag.edge_types)} types" in text
+    assert "on 'paper'" in text
+    cache = FeatureCache(ds.x, "50%")
+    assert repr(cache).startswith(f"FeatureCache({cache.num_cached} rows")
+    assert "hit rate 0.000" in repr(cache)
+    caches = FeatureCaches.for_dataset(mag, "10%")
+    assert all(f"{t}: {caches[t].num_cached:,} rows" in repr(caches) for t in mag.node_types)
+    np.save(tmp_path / "x.npy", ds.x.numpy())
+    file = FeatureFile(tmp_path / "x.npy")
+    assert repr(file).startswith(f"FeatureFile({str(tmp_path / 'x.npy')!r}, {ds.num_nodes} rows "
+                                 f"x {ds.x[0].numel() * 2} bytes")
+    on = DeviceFeatures(ds.x, "cpu", cache=cache)
+    assert repr(on) == f"DeviceFeatures(0.0 MiB on cpu, {cache.num_cached} rows cached)"
+    assert repr(DeviceFeatures(ds.x, "cpu")) == "DeviceFeatures(0.0 MiB on cpu)"

@@ -102,6 +102,21 @@ def test_partition_errors_show_the_partition_usage(dataset, message, capsys):
     assert "usage: salient-pipes partition" in err and message in err
 
 
+def test_partitioned_training_without_torchrun_is_refused_with_the_command(tmp_path, capsys):
+    from salient_pipes.distributed import partition
+
+    parts = partition(FastDataset.synthetic(num_nodes=300, seed=0), 2, tmp_path / "parts",
+                      method="random", progress=False)
+    for where, message in ((tmp_path, "holds no partitioned dataset"),
+                           (parts, "has 2 parts; train it with --distributed under torchrun "
+                                   "--nproc-per-node 2")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--partitioned", str(where)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2
+        assert f"--partitioned: {where} {message}" in err
+
+
 def test_partition_refuses_an_out_that_is_not_its_own(tmp_path, capsys):
     mine = tmp_path / "mine.txt"
     mine.write_text("keep")

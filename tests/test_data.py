@@ -507,3 +507,34 @@ def test_npz_members_that_cannot_stream_are_named(tmp_path):
         zf.writestr("rows.npy", header.read_bytes()[:128 + 24])
     with pytest.raises(ValueError, match="cut.npz:rows ends after 24 of 800 bytes"):
         ogb.npz_member_to_npy(cut, "rows", tmp_path / "rows.npy")
+
+
+def test_from_path_downloads_unpacks_and_converts(tmp_path, monkeypatch):
+    """The download path with the network replaced: OGB's archive (a folder
+    named ``arxiv``) is fetched into the root, unpacked, renamed to
+    ``ogbn_arxiv`` and converted; the archive is removed."""
+    import zipfile
+
+    staging = tmp_path / "staging"
+    truth = _write_ogb_layout(staging)
+    fetched = []
+
+    def fake_download(url, folder):
+        assert url.endswith("/arxiv.zip")
+        archive = Path(folder) / "arxiv.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            for file in (staging / "ogbn_arxiv").rglob("*"):
+                zf.write(file, "arxiv/" + str(file.relative_to(staging / "ogbn_arxiv")))
+        fetched.append(archive)
+        return str(archive)
+
+    monkeypatch.setattr("ogb.utils.url.download_url", fake_download)
+    root = tmp_path / "data"
+    ds = FastDataset.from_path(root, "ogbn-arxiv", progress=False)
+    assert len(fetched) == 1 and not fetched[0].exists()  # the archive is removed
+    assert (root / "ogbn_arxiv" / "raw" / "edge.csv.gz").exists()
+    assert not (root / "arxiv").exists()
+    assert torch.equal(ds.y, torch.from_numpy(truth["labels"]))
+    assert ds.split_idx["test"].tolist() == truth["split"]["test"].tolist()
+    assert FastDataset.from_path(root, "ogbn-arxiv", progress=False).num_nodes == 40
+    assert len(fetched) == 1  # the second open downloads nothing

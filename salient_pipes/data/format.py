@@ -63,7 +63,8 @@ def parse_bytes(value: Union[int, str], name: str = "memory_limit") -> int:
     if isinstance(value, (int, np.integer)):
         number, unit = float(value), ""
     elif isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([KMGT]i?B|B)?\s*", value, re.I)
+        match = re.fullmatch(r"\s*((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[0-9]+)?)\s*([KMGT]i?B|B)?\s*",
+                             value, re.I)
         if not match:
             raise ValueError(f"{name} must be a byte count or a string like '1GiB', "
                              f"got {value!r}")
