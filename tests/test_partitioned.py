@@ -189,8 +189,12 @@ def test_shuffle_pad_to_repeats_seeds_from_the_start():
     assert idx.numel() == 7 and torch.equal(idx[5:], idx[:2])
     assert sorted(idx[:5].tolist()) == list(range(5))
     assert len(pipe.batch_nodes(3)) == 3
+    empty = NodeIndices(torch.empty(0, dtype=torch.int64))
     with pytest.raises(ValueError, match="empty seed set"):
-        next(iter(NodeIndices(torch.empty(0, dtype=torch.int64)).shuffle_nodes(pad_to=2)))
+        next(iter(empty.shuffle_nodes(pad_to=2)))
+    # unpadded, on one rank, an empty split is an empty epoch, not an error
+    for pipe in (empty.shuffle_nodes(seed=1), empty.shuffle_nodes(seed=1).shard_nodes(0, 1)):
+        assert list(pipe.batch_nodes(4)) == [] and len(pipe.batch_nodes(4)) == 0
 
 
 def test_single_part_pipeline_equals_the_full_gather(tmp_path):
