@@ -155,6 +155,12 @@ def test_seed_edges_checks_its_arguments():
         with pytest.raises(ValueError, match="edge_label_index must be an integer tensor of "
                                              r"shape \[2, L\]"):
             SeedEdges(src, bad, num_nodes=5)
+    for row, bad in ((0, torch.tensor([[0, 5], [1, 2]])), (1, torch.tensor([[0, 1], [-1, 2]]))):
+        with pytest.raises(ValueError, match=rf"edge_label_index\[{row}\] holds node ids outside "
+                                             r"\[0, 5\)"):
+            SeedEdges(src, bad, num_nodes=5)
+    with pytest.raises(ValueError, match=r"edge_label_index\[1\] holds node ids outside \[0, 2\)"):
+        SeedEdges(src, eli, num_nodes=5, num_dst_nodes=2, edge_type=("a", "to", "b"))
     with pytest.raises(ValueError, match="neg_sampling must be None, 'binary' or 'triplet', "
                                          "got 'both'"):
         SeedEdges(src, eli, num_nodes=5, neg_sampling="both")

@@ -270,3 +270,26 @@ def test_temporal_example_shows_the_leak():
     assert leaky["reported"] > leaky["deployed"] + 0.05  # future edges inflate the figure
     assert temporal["reported"] == temporal["deployed"]  # the same loader both times
     assert temporal["deployed"] > 0.6  # the planted signal is learnt from the past alone
+
+
+def test_temporal_negatives_are_redrawn_among_nodes_that_exist_by_then():
+    # 40 nodes exist at time 50, the other 40 only at 100; every link is at
+    # time 50. A negative drawn among the later nodes is drawn again (up to
+    # five times, as PyG does), and a node of time exactly 50 is valid.
+    g = torch.Generator().manual_seed(6)
+    time = torch.full((N,), 100)
+    early = torch.randperm(N, generator=g)[:40]
+    time[early] = 50
+    data = Data(edge_index=torch.randint(0, N, (2, E), generator=g), num_nodes=N, time=time)
+    loader = LinkNeighborLoader(data, [2], batch_size=100, time_attr="time",
+                                edge_label_time=torch.full((E,), 50), neg_sampling="binary",
+                                seed=3)
+    negatives = []
+    for batch in loader:
+        negatives.append(batch.n_id[batch.edge_label_index[:, batch.edge_label == 0]].view(-1))
+    negatives = torch.cat(negatives)
+    assert negatives.numel() == 2 * E and bool((time[negatives] == 50).all())
+    # spread over the early nodes: the earliest node, the fallback after five
+    # failed redraws, is not where most of them end up
+    share = torch.bincount(negatives, minlength=N).max().item() / negatives.numel()
+    assert share < 0.15

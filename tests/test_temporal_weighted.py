@@ -257,6 +257,13 @@ def test_link_loader_draws_negatives_by_node_weight(form):
         src.update(ends[0].tolist())
         dst.update(ends[1].tolist())
     assert sum(src.values()) == 800
+
+    # the same weights at both ends: sources and destinations are drawn
+    # independently, not as one draw used twice (every negative a self loop)
+    same = LinkNeighborLoader(data, [1], batch_size=50, seed=5, neg_sampling=negative(
+        "binary", 2, src_weight=dst_weight, dst_weight=dst_weight))
+    pairs = torch.cat([b.n_id[b.edge_label_index[:, b.edge_label == 0]] for b in same], 1)
+    assert pairs.size(1) == 800 and float((pairs[0] == pairs[1]).float().mean()) < 0.5
     assert _chi_square_ok([src[v] for v in range(n)], 800 * src_weight / src_weight.sum())
     assert _chi_square_ok([dst[v] for v in range(n)], 800 * dst_weight / dst_weight.sum())
 
