@@ -419,6 +419,20 @@ def _data(num_nodes=30, num_edges=120, **attrs):
                 edge_index=torch.randint(0, num_nodes, (2, num_edges), generator=g), **attrs)
 
 
+def test_node_loader_seed_forms(mag_pyg):
+    from salient_pipes.pyg import NeighborLoader
+
+    for bad in ([3, 5], (torch.tensor([0]), torch.tensor([1])), 7):
+        with pytest.raises(ValueError, match="for typed graphs, input_nodes must be a node type "
+                                             r"or \(node_type, ids \| mask \| None\)"):
+            NeighborLoader(mag_pyg, [2], input_nodes=bad)
+    from salient_pipes.data.csr import csr_from_edge_index
+
+    for bad in (torch.ones(2, 3, dtype=torch.bool), torch.ones(2, 3, dtype=torch.complex64)):
+        with pytest.raises(ValueError, match="edge_index must be"):
+            csr_from_edge_index(bad, 3)
+
+
 def test_link_loader_arguments(mag_pyg):
     from salient_pipes.pyg import LinkNeighborLoader
 

@@ -344,3 +344,20 @@ def test_temporal_pipeline_takes_seed_times_from_the_dataset(strategy):
     with pytest.raises(ValueError, match="cannot be combined"):
         salient_pipeline(_base(edge_weight=weight, edge_time=time, node_time=node_time),
                          device="cpu", temporal="last", weighted=True)
+
+
+@pytest.mark.parametrize("rowptr,times,falls_at", [
+    ([0, 2], [5, 1], 1),                      # two positions, one row
+    ([0, 0, 3], [1, 2, 0], 2),                # an empty first row; the fall is the last position
+    ([0, 2, 4, 4, 4], [1, 2, 0, 3], None),    # empty last rows; rows ascend, boundaries fall
+    ([0, 0, 2, 2], [7, 7], None),             # equal times ascend
+])
+def test_rows_ascend_at_every_position_and_row_layout(rowptr, times, falls_at):
+    from salient_pipes.data.csr import check_rows_ascend
+
+    rowptr, times = torch.tensor(rowptr), torch.tensor(times)
+    if falls_at is None:
+        check_rows_ascend(rowptr, times)
+    else:
+        with pytest.raises(ValueError, match=f"position {falls_at} holds"):
+            check_rows_ascend(rowptr, times)
