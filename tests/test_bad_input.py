@@ -271,6 +271,20 @@ def test_slice_features_checks_its_tables(ds, mag):
         _drain(NodeIndices(torch.arange(4)).batch_nodes(2).slice_features(ds.x, ds.y))
 
 
+def test_caches_across_tables_take_the_most_priority_per_byte():
+    from salient_pipes.data.feature_cache import FeatureCache, FeatureCaches
+
+    # a's rows cost 8 bytes at priority 2, b's 32 at priority 4: per byte a
+    # wins, and the 32 bytes left after the slot maps hold all of a
+    x = {"a": torch.zeros(4, 2), "b": torch.zeros(2, 8)}
+    priority = {"a": torch.full((4,), 2.0), "b": torch.tensor([4.0, 0.0])}
+    caches = FeatureCaches.by_priority(x, priority, 32 + 4 * 4 + 2 * 4)
+    assert caches["a"].num_cached == 4 and caches["b"].num_cached == 0
+    for bad in ([1.0, 2.0], torch.zeros(2, 2, 2), torch.zeros(4, 2, device="meta")):
+        with pytest.raises(ValueError, match="x must be a 1-D or 2-D CPU tensor"):
+            FeatureCache(bad, "everything")
+
+
 def test_slice_features_checks_its_cache(ds):
     from salient_pipes.data.feature_cache import FeatureCache
 

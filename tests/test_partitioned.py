@@ -164,6 +164,18 @@ def test_expected_access_with_every_neighbour_is_the_reachable_set():
     assert bool((p[~reached] == 0).all())
 
 
+@pytest.mark.parametrize("chunk_edges", [1, 7, 500])
+def test_expected_access_is_the_same_in_chunks_of_rows(chunk_edges):
+    # graphs of more than chunk_edges edges are walked a chunk of rows at a time
+    ds = _dataset()
+    seeds = ds.split_idx["train"][:300]
+    whole = expected_access(ds.rowptr, ds.col, seeds, [5, 3], batch_size=64)
+    assert ds.num_edges > 500 and bool((whole > 0).any())
+    chunked = expected_access(ds.rowptr, ds.col, seeds, [5, 3], batch_size=64,
+                              chunk_edges=chunk_edges)
+    assert torch.allclose(chunked, whole, rtol=1e-12, atol=0)
+
+
 def test_expected_access_ranks_nodes_as_sampling_finds_them():
     ds = _dataset()
     seeds = ds.split_idx["train"]
