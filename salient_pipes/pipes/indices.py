@@ -70,10 +70,11 @@ class IndexBatches(Stage):
 
 def _index_tensor(index: Any) -> Tensor:
     """One batch of indices as a 1-D int64 tensor."""
-    if not isinstance(index, Tensor):
-        index = list(index)  # as given: floats must be refused, not truncated
-        index = torch.as_tensor(index, dtype=torch.int64 if not index else None)
-    out = index
+    if isinstance(index, Tensor):
+        out = index
+    else:
+        values = list(index)  # as given: floats are refused below, not truncated
+        out = torch.as_tensor(values, dtype=torch.int64 if not values else None)
     if out.dim() != 1 or out.is_floating_point() or out.dtype == torch.bool:
         raise ValueError(f"an index batch must be a 1-D list or tensor of integers, got "
                          f"{out.dtype} of shape {tuple(out.shape)}")
