@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from salient_pipes import FastDataset, _native
+from salient_pipes import FastDataset, HeteroDataset, _native
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -152,6 +152,17 @@ def thread_count() -> int:
 def small_dataset() -> FastDataset:
     return FastDataset.synthetic(num_nodes=3000, avg_degree=10, num_features=16, num_classes=4,
                                  seed=7)
+
+
+@pytest.fixture(scope="module")
+def mag() -> HeteroDataset:
+    """A small ogbn-mag-shaped graph, one per test module."""
+    return HeteroDataset.synthetic_mag(scale=0.002, num_classes=8, seed=3)
+
+
+@pytest.fixture(scope="module")
+def mag_pyg(mag):
+    return mag.to_pyg()
 
 
 @pytest.fixture(scope="session")

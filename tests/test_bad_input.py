@@ -22,16 +22,6 @@ def ds():
                                  seed=1)
 
 
-@pytest.fixture(scope="module")
-def mag():
-    return HeteroDataset.synthetic_mag(scale=0.002, num_classes=4, seed=3)
-
-
-@pytest.fixture(scope="module")
-def mag_pyg(mag):
-    return mag.to_pyg()
-
-
 def _fields(ds, **changes):
     """The keyword arguments that rebuild ``ds``, with ``changes``."""
     kwargs = dict(name="t", x=ds.x, y=ds.y, rowptr=ds.rowptr, col=ds.col,
@@ -447,6 +437,17 @@ def test_node_loader_seed_forms(mag_pyg):
             csr_from_edge_index(bad, 3)
 
 
+def _remote(data):
+    """``data``'s features and edges in PyG's test FeatureStore and GraphStore."""
+    from torch_geometric.testing import MyFeatureStore, MyGraphStore
+
+    fs, gs = MyFeatureStore(), MyGraphStore()
+    fs.put_tensor(data.x, group_name=None, attr_name="x", index=None)
+    gs.put_edge_index((data.edge_index[0], data.edge_index[1]), edge_type=None, layout="coo",
+                      size=(data.num_nodes, data.num_nodes))
+    return fs, gs
+
+
 def test_link_loader_arguments(mag_pyg):
     from salient_pipes.pyg import LinkNeighborLoader
 
@@ -479,15 +480,9 @@ def test_link_loader_arguments(mag_pyg):
 
 
 def test_loader_weights_and_times_are_checked():
-    from torch_geometric.testing import MyFeatureStore, MyGraphStore
-
     from salient_pipes.pyg import LinkNeighborLoader, NeighborLoader
 
-    fs, gs = MyFeatureStore(), MyGraphStore()
-    data = _data()
-    fs.put_tensor(data.x, group_name=None, attr_name="x", index=None)
-    gs.put_edge_index((data.edge_index[0], data.edge_index[1]), edge_type=None, layout="coo",
-                      size=(30, 30))
+    fs, gs = _remote(_data())
     with pytest.raises(NotImplementedError, match="weight_attr with a \\(FeatureStore, "
                                                   "GraphStore\\) is not supported"):
         NeighborLoader((fs, gs), [2], input_nodes=torch.arange(4), weight_attr="w")
@@ -567,15 +562,9 @@ def test_graphs_the_loaders_cannot_read():
 
 
 def test_features_on_the_device_need_features_in_memory():
-    from torch_geometric.testing import MyFeatureStore, MyGraphStore
-
     from salient_pipes.pyg import NeighborLoader
 
-    fs, gs = MyFeatureStore(), MyGraphStore()
-    data = _data()
-    fs.put_tensor(data.x, group_name=None, attr_name="x", index=None)
-    gs.put_edge_index((data.edge_index[0], data.edge_index[1]), edge_type=None, layout="coo",
-                      size=(30, 30))
+    fs, gs = _remote(_data())
     with pytest.raises(ValueError, match="features_on and device_cache take a Data or "
                                          "HeteroData; a FeatureStore keeps its features itself"):
         NeighborLoader((fs, gs), [2], input_nodes=torch.arange(4), features_on="cpu")

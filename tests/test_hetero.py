@@ -22,16 +22,6 @@ WRITES = ("author", "writes", "paper")
 CITES = ("paper", "cites", "paper")
 
 
-@pytest.fixture(scope="module")
-def mag():
-    return HeteroDataset.synthetic_mag(scale=0.002, num_classes=8, seed=3)
-
-
-@pytest.fixture(scope="module")
-def mag_pyg(mag):
-    return mag.to_pyg()
-
-
 def csr_neighbors(ds_or_csc, e, v):
     rowptr, col = ds_or_csc.rowptr[e], ds_or_csc.col[e]
     return col[rowptr[v]:rowptr[v + 1]].tolist()
