@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
@@ -24,6 +25,24 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
     seed = getattr(config.option, "randomly_seed", None)
     if seed is not None and config.pluginmanager.hasplugin("randomly"):
         terminalreporter.write_line(f"test order: --randomly-seed={seed} replays it")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_under_the_session_dir(tmp_path_factory):
+    """The suite's processes write their temporary files under the
+    session's own directory, which pytest prunes, not the system's: PyG
+    leaves each message-passing layer's generated module in the temporary
+    directory, one per layer class and process, and the suite starts many
+    processes."""
+    path = str(tmp_path_factory.mktemp("tmp"))
+    before = (os.environ.get("TMPDIR"), tempfile.tempdir)
+    os.environ["TMPDIR"], tempfile.tempdir = path, path
+    yield
+    if before[0] is None:
+        del os.environ["TMPDIR"]
+    else:
+        os.environ["TMPDIR"] = before[0]
+    tempfile.tempdir = before[1]
 
 
 @pytest.fixture(autouse=True)
