@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from salient_pipes import FastDataset, HeteroDataset, _native, pipeline_stats, salient_pipeline
+from salient_pipes.batch import NODE_TYPE
 from salient_pipes.data.feature_file import FeatureFile, FeatureFileError
 from salient_pipes.pipes import NodeIndices
 from salient_pipes.pipes.lookahead import LookAhead
@@ -244,6 +246,24 @@ def test_windows_alive_follows_the_density_of_a_window():
     assert windows_alive(table // 20, {"t": F()}) == 1  # 2.5 % of rows: 80 % of pages
     with pytest.raises(ValueError, match="windows must be 1 or 2"):
         LookAhead(FeatureFile.__new__(FeatureFile), "1MiB", windows=3)
+
+
+def test_a_released_windows_memory_is_reused_when_it_holds_the_next(saved):
+    f = FeatureFile(saved / "x.npy")
+    ahead = LookAhead(f, "1MiB", windows=1)
+    need = 100 * f.row_bytes
+    fresh = ahead._spare_for(NODE_TYPE, 100, None)
+    assert fresh.numel() == need + need // 20  # new memory: 5 % to spare
+    exact = torch.empty(need, dtype=torch.uint8)
+    ahead._spare[NODE_TYPE] = exact
+    assert ahead._spare_for(NODE_TYPE, 100, None).data_ptr() == exact.data_ptr()  # just fits
+    assert NODE_TYPE not in ahead._spare  # handed out once
+    ahead._spare[NODE_TYPE] = exact
+    assert ahead._spare_for(NODE_TYPE, 101, None).data_ptr() != exact.data_ptr()  # a row short
+    # never the previous window's memory, which the read copies rows from
+    ahead._spare[NODE_TYPE] = exact
+    previous = SimpleNamespace(rows=exact.view(torch.float32))
+    assert ahead._spare_for(NODE_TYPE, 100, previous).data_ptr() != exact.data_ptr()
 
 
 def test_window_sizes_follow_the_budget_and_the_batch_cap(saved):
