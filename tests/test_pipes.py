@@ -473,6 +473,39 @@ def test_run_ahead_stops_its_thread_and_closes_the_source():
     assert not alive()
 
 
+def test_a_chain_of_threads_unwinds_when_closed_while_a_stage_above_delivers_nothing():
+    import threading
+
+    from salient_pipes.pipes._handoff import run_ahead
+
+    inner_stop = threading.Event()
+    ends = []
+
+    def stalled():  # delivers one item, then waits (watching its stop) and never delivers
+        try:
+            yield "first"
+            while not inner_stop.is_set():
+                time.sleep(0.01)
+        finally:
+            ends.append("stalled")
+
+    def middle():  # a stage between: its thread waits for the stalled one's items
+        try:
+            yield from run_ahead(stalled, 1, inner_stop, "test-inner")
+        finally:
+            ends.append("middle")
+
+    outer = run_ahead(middle, 1, threading.Event(), "test-outer")
+    assert next(outer) == "first"
+    time.sleep(0.2)  # both threads now wait for an item that never comes
+    closing = threading.Thread(target=outer.close, daemon=True)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "closing the chain waited forever on the stalled stage"
+    assert inner_stop.is_set() and ends == ["stalled", "middle"]
+    assert not [t for t in threading.enumerate() if t.name in ("test-inner", "test-outer")]
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 

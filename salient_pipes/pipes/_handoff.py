@@ -22,8 +22,15 @@ from salient_pipes.pipes.base import close_iterator
 
 DONE = object()
 EXIT_JOIN_S = 2.0  # how long exit waits for each background thread
+POLL_S = 0.05  # how often a waiting background thread looks at its stop
 
 _running: Dict[threading.Thread, threading.Event] = {}  # background thread -> its stop
+_this_thread = threading.local()  # .stop: a background thread's own stop
+
+
+class Stopped(BaseException):
+    """Ends a background thread that waits for items after its consumer
+    has stopped it (see :func:`drain`)."""
 
 
 def start_background(target: Callable[[], None], stop: threading.Event,
@@ -32,6 +39,7 @@ def start_background(target: Callable[[], None], stop: threading.Event,
     setting ``stop``) and joins."""
 
     def run() -> None:
+        _this_thread.stop = stop
         try:
             target()
         finally:
@@ -65,7 +73,7 @@ def offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
     """Puts ``item`` unless the consumer stops first; True if it was put."""
     while not stop.is_set():
         try:
-            ready.put(item, timeout=0.05)
+            ready.put(item, timeout=POLL_S)
             return True
         except queue.Full:
             pass
@@ -74,9 +82,23 @@ def offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:
 
 def drain(ready: queue.Queue) -> Iterator[Any]:
     """The items put on ``ready`` until :data:`DONE`; a :class:`Failure`
-    raises its exception here."""
+    raises its exception here.
+
+    In a background thread, waiting for an item ends in :class:`Stopped`
+    once that thread's own stop is set: its consumer is gone, and a chain
+    of threads then unwinds even while a stage further up never delivers
+    (otherwise each consumer's join would wait on it forever)."""
+    stop = getattr(_this_thread, "stop", None)
     while True:
-        item = ready.get()
+        if stop is None:
+            item = ready.get()
+        else:
+            try:
+                item = ready.get(timeout=POLL_S)
+            except queue.Empty:
+                if stop.is_set():
+                    raise Stopped from None
+                continue
         if item is DONE:
             return
         if isinstance(item, Failure):
