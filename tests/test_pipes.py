@@ -445,13 +445,19 @@ def test_run_ahead_stops_its_thread_and_closes_the_source():
 
     from salient_pipes.pipes._handoff import run_ahead
 
-    closed = []
+    closed, made, sources = [], [], []
 
-    def make():
+    def source():
         try:
-            yield from range(1000)
+            for i in range(1000):
+                made.append(i)
+                yield i
         finally:
             closed.append(threading.current_thread().name)
+
+    def make():  # the test holds each source too: only an explicit close closes it
+        sources.append(source())
+        return sources[-1]
 
     def alive():
         return [t for t in threading.enumerate() if t.name == "test-ahead"]
@@ -460,8 +466,10 @@ def test_run_ahead_stops_its_thread_and_closes_the_source():
     assert [next(items) for _ in range(3)] == [0, 1, 2]
     items.close()  # the consumer stops early: the thread ends and closes the source
     assert closed == ["test-ahead"] and not alive()  # joined: gone already
+    assert len(made) <= 3 + 2 + 1  # taken, queued, in the thread's hand: no more made
     # A later iteration stopping an abandoned one: setting its event ends its thread.
     stop = threading.Event()
+    made.clear()
     abandoned = run_ahead(make, 2, stop, "test-ahead")
     next(abandoned)
     stop.set()
@@ -469,6 +477,7 @@ def test_run_ahead_stops_its_thread_and_closes_the_source():
     while len(closed) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert closed == ["test-ahead"] * 2
+    assert len(made) <= 1 + 2 + 1
     abandoned.close()
     assert not alive()
 
