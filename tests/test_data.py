@@ -538,3 +538,25 @@ def test_from_path_downloads_unpacks_and_converts(tmp_path, monkeypatch):
     assert ds.split_idx["test"].tolist() == truth["split"]["test"].tolist()
     assert FastDataset.from_path(root, "ogbn-arxiv", progress=False).num_nodes == 40
     assert len(fetched) == 1  # the second open downloads nothing
+
+
+def test_long_writes_show_progress_bars_unless_asked_not_to(tmp_path, capsys):
+    from salient_pipes import partition
+
+    edges = torch.randint(0, 500, (2, 3000), generator=torch.Generator().manual_seed(0))
+    x = torch.randn(500, 4)
+    writes = {
+        "from_edges": lambda p, **o: FastDataset.from_edges(p, edges, 500, x=x, **o),
+        "save": lambda p, **o: FastDataset.synthetic(num_nodes=300, seed=0).save(p, **o),
+        "partition": lambda p, **o: partition(FastDataset.synthetic(num_nodes=300, seed=0), 2,
+                                              p, method="random", **o),
+    }
+    bars = {"from_edges": ("building CSR",), "save": ("saving",),  # (one chunk: no copy bar)
+            "partition": ("writing parts",)}
+    for name, write in writes.items():
+        capsys.readouterr()
+        write(tmp_path / f"{name}-default")  # progress by default
+        err = capsys.readouterr().err
+        assert all(bar in err for bar in bars[name]), (name, err)
+        write(tmp_path / f"{name}-quiet", progress=False)
+        assert capsys.readouterr().err == "", name
