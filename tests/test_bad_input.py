@@ -670,6 +670,12 @@ def test_own_part_assignments_are_checked(ds, tmp_path):
     gap[:5] = 2  # part 1 is empty
     with pytest.raises(ValueError, match="part 1 would hold no node"):
         write_parts(ds, gap, tmp_path / "p", progress=False)
+    two = torch.zeros(n, dtype=torch.int64)
+    two[:5] = 1
+    with pytest.raises(ValueError, match="part 2 would hold no node"):  # the last part empty
+        write_parts(ds, two, tmp_path / "p", num_parts=3, progress=False)
+    with pytest.raises(ValueError, match="owner names part 2, but there are 2 parts"):
+        write_parts(ds, gap, tmp_path / "p", num_parts=2, progress=False)
     assert not (tmp_path / "p").exists()
 
 

@@ -23,7 +23,13 @@ from salient_pipes.distributed import (
     partition,
     process_group,
 )
-from salient_pipes.distributed.partition import assign_parts, balance_training, local_rows
+from salient_pipes.distributed.partition import (
+    METHODS,
+    assign_parts,
+    balance_training,
+    fill_empty_parts,
+    local_rows,
+)
 from salient_pipes.pipes import NodeIndices, pipeline_stats
 from tests.doc_blocks import doc_block, run_shell
 from tests.ranks import run_ranks
@@ -97,6 +103,33 @@ def test_balance_training_moves_only_surplus_training_nodes():
     assert int((out != owner).sum()) == 4  # 9 - 5 moved, no more
 
 
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("num_nodes,num_parts", [(8, 8), (20, 16), (100, 64), (1000, 7)])
+def test_no_part_is_left_empty_and_training_nodes_are_balanced(method, num_nodes, num_parts):
+    ds = FastDataset.synthetic(num_nodes=num_nodes, seed=0)
+    owner = assign_parts(ds, num_parts, method=method).to(torch.int64)
+    sizes = torch.bincount(owner, minlength=num_parts)
+    assert int(sizes.min()) >= 1 and owner.max() < num_parts
+    trained = torch.bincount(owner[ds.split_idx["train"]], minlength=num_parts)
+    assert int(trained.max() - trained.min()) <= 1
+    if method == "random":  # one round robin: the parts' sizes differ by one at most
+        assert int(sizes.max() - sizes.min()) <= 1, sizes.tolist()
+
+
+def test_fill_empty_parts_moves_one_node_of_the_largest_part_into_each():
+    owner = torch.tensor([0] * 6 + [3] * 2, dtype=torch.int32)
+    out = fill_empty_parts(owner, 4, torch.Generator().manual_seed(0))
+    assert torch.bincount(out.to(torch.int64), minlength=4).tolist() == [4, 1, 1, 2]
+    assert int((out != owner).sum()) == 2 and bool((owner[out != owner] == 0).all())
+
+
+def test_few_training_nodes_for_the_parts_are_warned_about(tmp_path):
+    ds = FastDataset.synthetic(num_nodes=40, seed=0)
+    ds.split_idx["train"] = ds.split_idx["train"][:2]
+    with pytest.warns(UserWarning, match="the train split has 2 nodes for 3 parts: 1 parts"):
+        partition(ds, 3, tmp_path / "p", method="random", progress=False)
+
+
 def test_local_rows_number_each_part_in_id_order():
     owner = torch.tensor([2, 0, 2, 1, 0, 2], dtype=torch.int32)
     assert local_rows(owner, 3).tolist() == [0, 0, 1, 0, 1, 2]
@@ -111,6 +144,10 @@ def test_partition_rejects_bad_input(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot cut"):
         partition(FastDataset.synthetic(num_nodes=3, seed=0), 4, tmp_path / "c",
                   progress=False)
+    for method in METHODS:  # as many parts as nodes: one each, all written
+        out = partition(FastDataset.synthetic(num_nodes=3, seed=0), 3, tmp_path / method,
+                        method=method, progress=False)
+        assert sorted(PartitionedDataset.load(out, rank=2).owner.tolist()) == [0, 1, 2]
     with pytest.raises(TypeError, match="FastDataset"):
         partition(ds.x, 2, tmp_path / "d")
     monkeypatch.setitem(sys.modules, "pymetis", None)

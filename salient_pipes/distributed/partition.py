@@ -25,8 +25,9 @@ A machine needs ``graph/``, ``owner.npy``, ``local.npy`` and its own
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -80,15 +81,22 @@ def partition(dataset: FastDataset, num_parts: int, out_dir: PathLike, *,
     if num_parts > dataset.num_nodes:
         raise ValueError(f"cannot cut {dataset.num_nodes} nodes into {num_parts} parts")
     seed = check_int("seed", seed, minimum=0)
+    num_train = int(dataset.split_idx["train"].numel()) if "train" in dataset.split_idx else 0
+    if 0 < num_train < num_parts:
+        warnings.warn(f"the train split has {num_train} nodes for {num_parts} parts: "
+                      f"{num_parts - num_train} parts hold none, and their ranks cannot train "
+                      f"on it (shuffled epochs raise there)", stacklevel=2)
     owner = assign_parts(dataset, num_parts, method=method, seed=seed, progress=progress)
-    write_parts(dataset, owner, out_dir, method=method, progress=progress)
+    write_parts(dataset, owner, out_dir, method=method, num_parts=num_parts, progress=progress)
     return Path(out_dir)
 
 
 def assign_parts(dataset: FastDataset, num_parts: int, *, method: str = "metis",
                  seed: int = 0, progress: bool = False) -> Tensor:
     """The part (int32) of every node: METIS or random, then balanced so
-    that every part holds the same number of training nodes (±1)."""
+    that every part holds the same number of training nodes (±1). No part
+    is left empty (``num_parts`` at most the nodes): METIS may leave one so
+    on a small graph, and a node of the largest part then moves there."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     train = torch.zeros(dataset.num_nodes, dtype=torch.bool)
@@ -98,13 +106,35 @@ def assign_parts(dataset: FastDataset, num_parts: int, *, method: str = "metis",
     gen = torch.Generator().manual_seed(seed)
     if method == "metis":
         owner = _metis(dataset, num_parts, train, seed, progress)
-    else:  # round robin over a permutation, training nodes and the rest apart
+    else:  # one round robin over a permutation of the training nodes, then of the rest
         owner = torch.empty(dataset.num_nodes, dtype=torch.int32)
+        dealt = 0
         for mask in (train, ~train):
             ids = mask.nonzero().view(-1)
             ids = ids[torch.randperm(ids.numel(), generator=gen)]
-            owner[ids] = (torch.arange(ids.numel()) % num_parts).to(torch.int32)
-    return balance_training(owner, train, num_parts, gen)
+            owner[ids] = ((torch.arange(ids.numel()) + dealt) % num_parts).to(torch.int32)
+            dealt += ids.numel()
+    return balance_training(fill_empty_parts(owner, num_parts, gen), train, num_parts, gen)
+
+
+def fill_empty_parts(owner: Tensor, num_parts: int, gen: torch.Generator) -> Tensor:
+    """``owner`` with a node of the largest part moved into each empty part
+    (there are at least as many nodes as parts).
+
+    Example:
+        >>> owner = torch.tensor([0, 0, 0, 1], dtype=torch.int32)
+        >>> fill_empty_parts(owner, 3, torch.Generator().manual_seed(0)).bincount().tolist()
+        [2, 1, 1]
+    """
+    owner = owner.clone()
+    sizes = torch.bincount(owner.to(torch.int64), minlength=num_parts)
+    for part in (sizes == 0).nonzero().view(-1).tolist():
+        largest = int(torch.argmax(sizes))
+        ids = (owner == largest).nonzero().view(-1)
+        owner[ids[int(torch.randint(ids.numel(), (1,), generator=gen))]] = part
+        sizes[largest] -= 1
+        sizes[part] += 1
+    return owner
 
 
 def _metis(dataset: FastDataset, num_parts: int, train: Tensor, seed: int,
@@ -190,16 +220,21 @@ def _dtype_name(t: Tensor) -> str:
 
 
 def write_parts(dataset: FastDataset, owner: Tensor, out_dir: PathLike, *,
-                method: str = "given", progress: bool = True) -> None:
-    """Writes ``dataset`` cut by ``owner`` (the part of every node) in the
-    layout of :func:`partition`."""
+                method: str = "given", num_parts: Optional[int] = None,
+                progress: bool = True) -> None:
+    """Writes ``dataset`` cut by ``owner`` (the part of every node) into
+    ``num_parts`` parts (default: the largest part in ``owner`` + 1) in the
+    layout of :func:`partition`; every part must hold a node."""
     owner = torch.as_tensor(owner)
     if owner.shape != (dataset.num_nodes,) or owner.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"owner must hold one integer part per node ({dataset.num_nodes}), "
                          f"got {owner.dtype} {tuple(owner.shape)}")
     if owner.numel() and int(owner.min()) < 0:
         raise ValueError("owner holds a negative part")
-    num_parts = int(owner.max()) + 1 if owner.numel() else 1
+    most = int(owner.max()) + 1 if owner.numel() else 1
+    num_parts = most if num_parts is None else check_int("num_parts", num_parts, minimum=1)
+    if most > num_parts:
+        raise ValueError(f"owner names part {most - 1}, but there are {num_parts} parts")
     owner = owner.to(torch.int32)
     sizes = torch.bincount(owner.to(torch.int64), minlength=num_parts)
     if int(sizes.min()) == 0:
@@ -265,5 +300,5 @@ def _write_rows(dataset: FastDataset, owner: Tensor, local: Tensor, sizes: Tenso
     del outs
 
 
-__all__ = ["METHODS", "assign_parts", "balance_training", "local_rows", "partition",
-           "write_parts"]
+__all__ = ["METHODS", "assign_parts", "balance_training", "fill_empty_parts", "local_rows",
+           "partition", "write_parts"]
