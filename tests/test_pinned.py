@@ -5,6 +5,7 @@ fake events; the CUDA test runs where a GPU is."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import types
 import weakref
@@ -744,3 +745,36 @@ def test_prefetch_depth_and_a_device_that_is_neither_cpu_nor_cuda():
     pipe = (NodeIndices(ds.split_idx["train"][:20]).batch_nodes(10).sample_neighbors(ds, [3])
             .slice_features(ds.x).prefetch_to_device("meta", depth=1))
     assert [b.x.device.type for b in pipe] == ["meta", "meta"]
+
+
+def test_a_batchs_tensors_are_those_map_tensors_moves(small_dataset, mag):
+    """tensors() (what is pinned, packed into one copy and recorded on the
+    copy stream) lists exactly the arrays map_tensors() moves: none left
+    behind (y among them), no None."""
+    batches = {
+        "per hop": next(iter(salient_pipeline(small_dataset, batch_size=64, fanouts=(3, 2),
+                                              device="cpu", return_e_id=True))),
+        "node-wise": next(iter(salient_pipeline(mag, batch_size=32, fanouts=(3, 2),
+                                                device="cpu", return_e_id=True))),
+    }
+    unlabelled = batches["node-wise"]
+    batches["node-wise, no y"] = dataclasses.replace(unlabelled, y=None)
+    for name, batch in batches.items():
+        moved: list = []
+        batch.map_tensors(lambda t, moved=moved: moved.append(t) or t)
+        listed = batch.tensors()
+        assert all(t is not None for t in listed), name
+        assert sorted(map(id, listed)) == sorted(map(id, moved)), name
+        assert (batch.y is None) == all(t is not batch.y for t in listed), name
+
+
+def test_record_storages_records_each_storage_once(monkeypatch):
+    from salient_pipes.batch import record_storages
+
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "record_stream",
+                        lambda t, stream: calls.append((t.untyped_storage().data_ptr(), stream)))
+    flat, other = torch.arange(10.0), torch.ones(3)
+    record_storages([flat[:4], flat[4:], torch.empty(0), other[1:], other], "copy stream")
+    assert sorted(calls) == sorted([(flat.untyped_storage().data_ptr(), "copy stream"),
+                                    (other.untyped_storage().data_ptr(), "copy stream")])
