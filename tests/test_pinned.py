@@ -778,3 +778,14 @@ def test_record_storages_records_each_storage_once(monkeypatch):
     record_storages([flat[:4], flat[4:], torch.empty(0), other[1:], other], "copy stream")
     assert sorted(calls) == sorted([(flat.untyped_storage().data_ptr(), "copy stream"),
                                     (other.untyped_storage().data_ptr(), "copy stream")])
+
+
+def test_adj_to_moves_both_arrays_and_keeps_a_missing_e_id_missing():
+    from salient_pipes.batch import Adj
+
+    edge_index, e_id = torch.tensor([[1, 2], [0, 0]]), torch.tensor([5, 7])
+    moved = Adj(edge_index, e_id, (3, 1)).to("cpu", non_blocking=True)
+    assert torch.equal(moved.edge_index, edge_index) and torch.equal(moved.e_id, e_id)
+    assert moved.size == (3, 1) and len(moved.tensors()) == 2
+    bare = Adj(edge_index, None, (3, 1)).to("cpu")
+    assert bare.e_id is None and bare.tensors() == [bare.edge_index]
