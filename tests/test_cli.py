@@ -302,3 +302,31 @@ def test_profile_without_matplotlib_writes_the_json_and_says_what_the_plot_needs
     assert "the plot needs matplotlib: pip install matplotlib" in out
     assert (tmp_path / "profile.json").exists() and not (tmp_path / "stages.png").exists()
     assert "idle" not in out  # not measurable on the CPU: not printed
+
+
+def _stop_worker(rank: int, world: int, tmp: str) -> None:
+    from salient_pipes.cli.checkpoint import StopSignals
+    from salient_pipes.distributed import process_group
+
+    with process_group("cpu", init_method=f"file://{tmp}/init", rank=rank, world_size=world):
+        stop = StopSignals(distributed=True, sync_every=4)
+        agreed = []
+        for batch in range(12):
+            if rank == 0 and batch == 5:
+                stop.requested = int(signal.SIGTERM)  # only rank 0 was signalled
+            agreed.append(stop.agreed(batch))
+        at_once = stop.agreed()  # no batch: compared now
+        with open(f"{tmp}/rank{rank}.json", "w") as f:
+            json.dump({"agreed": agreed, "at_once": at_once}, f)
+
+
+def test_ranks_agree_on_a_stop_at_the_next_comparison(tmp_path):
+    from tests.ranks import run_ranks
+
+    assert run_ranks(_stop_worker, 2, str(tmp_path)) == [0, 0]
+    term = int(signal.SIGTERM)
+    for rank in range(2):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        # compared at batches 0, 4 and 8 only: both ranks learn of it at 8
+        assert got["agreed"] == [None] * 8 + [term] + [None] * 3, (rank, got)
+        assert got["at_once"] == term
