@@ -36,7 +36,7 @@ from salient_pipes.data.feature_cache import FeatureCache
 from salient_pipes.data.feature_file import FeatureFile
 from salient_pipes.data.format import parse_bytes
 from salient_pipes.pipes._arrays import as_buffer, as_index, from_buffer
-from salient_pipes.pipes._handoff import run_ahead
+from salient_pipes.pipes._handoff import POLL_S, run_ahead
 from salient_pipes.pipes.base import close_iterator
 
 PAGE = 4096
@@ -203,7 +203,7 @@ class LookAhead:
         ended = False
         slots = sum(4 * f.num_rows for f in self.files.values())  # a window's slot map
         while not ended:
-            while not forming.acquire(timeout=0.05):
+            while not forming.acquire(timeout=POLL_S):
                 if stop.is_set():
                     return
             with self._lock:
@@ -239,7 +239,7 @@ class LookAhead:
         previous: Dict[str, FeatureCache] = {}
         try:
             for window, needed in windows:
-                while not permits.acquire(timeout=0.05):
+                while not permits.acquire(timeout=POLL_S):
                     if stop.is_set():
                         return
                 staged = {t: self.files[t].read(torch.from_numpy(needed[t]), previous.get(t),
