@@ -46,13 +46,15 @@ def _run_until_fault(pipe, fault: str, at: int = 3):
                 raise Boom("user stage")
             return batch
         pipe = pipe.map(stage)
-    if fault == "native_worker":
+    if fault in ("native_worker", "sigint_waiting"):
         sampler = _sampler(pipe)
-        sampler._inject_failure(at)
+        sampler._inject_failure(at, stall=fault == "sigint_waiting")
     # Python's own Ctrl-C handler, also where the shell started the tests
     # with SIGINT ignored (a background job): then no KeyboardInterrupt comes.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler) \
-        if fault == "sigint" else None
+        if fault.startswith("sigint") else None
+    if fault == "sigint_waiting":  # Ctrl-C while waiting for a batch that never comes
+        threading.Timer(0.5, signal.pthread_kill, (threading.get_ident(), signal.SIGINT)).start()
     try:
         for i, _batch in enumerate(pipe):
             if fault == "consumer" and i == at:
@@ -71,21 +73,23 @@ def _run_until_fault(pipe, fault: str, at: int = 3):
     except (Boom, KeyboardInterrupt, RuntimeError) as error:
         return error
     finally:
-        if fault == "native_worker":
+        if fault in ("native_worker", "sigint_waiting"):
             sampler._inject_failure(-1)
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     return None
 
 
+@pytest.mark.timeout(120, method="thread")  # a wait Ctrl-C cannot end would hang
 @pytest.mark.parametrize("fault", ["user_stage", "consumer", "native_worker",
-                                   "keyboard_interrupt", "sigint"])
+                                   "keyboard_interrupt", "sigint", "sigint_waiting"])
 def test_fault_mid_epoch_then_clean_next_epoch(small_dataset, fault):
     baseline = thread_count()
     pipe = _pipe(small_dataset)
     error = _run_until_fault(pipe, fault)
     expected = {"user_stage": Boom, "consumer": Boom, "native_worker": RuntimeError,
-                "keyboard_interrupt": KeyboardInterrupt, "sigint": KeyboardInterrupt}[fault]
+                "keyboard_interrupt": KeyboardInterrupt, "sigint": KeyboardInterrupt,
+                "sigint_waiting": KeyboardInterrupt}[fault]
     assert isinstance(error, expected), error
     if fault == "native_worker":
         assert "injected failure in batch 3" in str(error)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
+import threading
+import time
 
 import numpy as np
 import psutil
@@ -245,6 +248,70 @@ def test_worker_exception_reaches_python_and_session_recovers():
     assert session.in_flight == 0
     session.submit(np.arange(5, dtype=np.int64), 1, 0)
     assert per_hop(session.next())[0][:5].tolist() == list(range(5))
+
+
+def _stalled_session(**options):
+    """A session whose batch at position 0 never finishes (until cancelled
+    or closed), with that batch submitted."""
+    g = _native.CSRGraph(*random_csr(100, 500, seed=3))
+    session = _native.Session(g, [4], stall_at_position=0, **options)
+    session.submit(np.arange(10, dtype=np.int64), 0, 0)
+    return session
+
+
+# A wait that signals could not reach would hang; the thread method ends it.
+@pytest.mark.timeout(60, method="thread")
+def test_ctrl_c_ends_a_wait_for_a_batch_that_never_finishes():
+    session = _stalled_session(num_threads=1)
+    timer = threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        session.next()
+    timer.join()
+    assert time.monotonic() - started < 30  # not some other way out of the wait
+    assert session.in_flight == 1  # the interrupted wait left its batch in flight
+    session.cancel()
+    assert session.in_flight == 0
+    session.submit(np.arange(5, dtype=np.int64), 0, 1)  # the worker was let go
+    assert per_hop(session.next())[0][:5].tolist() == list(range(5))
+    session.close()
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_a_signal_handler_that_returns_lets_the_wait_go_on():
+    # The way pytest-timeout's alarm reaches a test waiting on a batch: each
+    # call of the handler runs during the wait, which goes on after it.
+    session = _stalled_session(num_threads=1)
+    calls = []
+
+    def handler(signum, frame):
+        calls.append(signum)
+        if len(calls) == 3:
+            raise TimeoutError("third alarm")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+    try:
+        with pytest.raises(TimeoutError, match="third alarm"):
+            session.next()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert calls == [signal.SIGALRM] * 3
+    session.close()
+
+
+@pytest.mark.timeout(60, method="thread")
+def test_cancel_from_another_thread_ends_a_waiting_next():
+    session = _stalled_session(num_threads=2)
+    timer = threading.Timer(0.3, session.cancel)
+    timer.start()
+    with pytest.raises(RuntimeError, match="cancel"):
+        session.next()
+    timer.join()
+    session.submit(np.arange(3, dtype=np.int64), 1, 1)
+    assert per_hop(session.next())[0][:3].tolist() == [0, 1, 2]
 
 
 def test_invalid_seeds_raise_value_error_from_the_worker():

@@ -167,7 +167,8 @@ def test_each_function_has_the_modules_parameters_and_defaults(name):
 def test_session_and_sample_keywords_are_the_ones_the_core_reads_with_its_defaults():
     read, only_session = _keywords_read_by_the_core()
     assert {"node_wise", "x", "weights", "times", "num_threads"} <= set(read)  # the scan works
-    assert only_session == {"num_threads", "ordered", "fail_at_position"}
+    assert only_session == {"num_threads", "ordered", "fail_at_position",
+                            "stall_at_position"}
     session = _members(_stub_defs()["Session"])["__init__"]
     sample = _stub_defs()["sample"]
     assert isinstance(sample, ast.FunctionDef)

@@ -65,6 +65,7 @@ class SessionOptions(SampleOptions, total=False):
     num_threads: int  # 1
     ordered: bool  # True
     fail_at_position: int  # -1
+    stall_at_position: int  # -1
 
 class Session:
     def __init__(self, graph: TypedGraph, fanouts: Fanouts,

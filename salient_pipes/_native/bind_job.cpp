@@ -341,6 +341,7 @@ JobSpec make_job(std::shared_ptr<py_graph::TypedGraph> graph, const py::object& 
     spec.num_threads = check_threads(kw.take<int>("num_threads", 1));
     spec.ordered = kw.take<bool>("ordered", true);
     spec.fail_at_position = kw.take<int64_t>("fail_at_position", -1);
+    spec.stall_at_position = kw.take<int64_t>("stall_at_position", -1);
   }
   kw.finish(session ? "Session()" : "sample()");
   return spec;

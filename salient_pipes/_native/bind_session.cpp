@@ -71,7 +71,8 @@ PySession::PySession(std::shared_ptr<py_graph::TypedGraph> graph, const py::obje
                      const py::kwargs& options)
     : spec_(make_job(std::move(graph), fanouts, options, true)) {
   session_ = std::make_unique<Session<SampleJob>>(spec_.job, spec_.num_threads, spec_.ordered,
-                                                  spec_.fail_at_position);
+                                                  spec_.fail_at_position,
+                                                  spec_.stall_at_position);
 }
 
 PySession::~PySession() {
@@ -99,8 +100,14 @@ void PySession::submit(const py::object& seeds, uint64_t epoch, uint64_t positio
 
 py::tuple PySession::next() {
   check_owner();
-  Sample s = callers_.wait(*session_, [this] { return session_->next(); });
-  return to_python(std::move(s), spec_);
+  // The wait comes back to Python every kSignalCheck, so that Ctrl-C (or a
+  // timeout's alarm) reaches its handler however long a batch takes; a
+  // handler's exception leaves the batch in flight for a later next().
+  std::optional<Sample> s;
+  while (!(s = callers_.wait(*session_, [this] { return session_->next_for(kSignalCheck); }))) {
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+  return to_python(std::move(*s), spec_);
 }
 
 int64_t PySession::key_space() const {

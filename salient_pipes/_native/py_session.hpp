@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -40,6 +41,7 @@ struct JobSpec {
   int num_threads = 1;
   bool ordered = true;
   int64_t fail_at_position = -1;
+  int64_t stall_at_position = -1;
 };
 
 // Reads `options` (a session's keywords; bind_job.cpp checks each).
@@ -129,6 +131,9 @@ class PySession {
   const Callers& callers() const { return callers_; }
 
  private:
+  // How long next() waits without looking at Python's signals.
+  static constexpr std::chrono::milliseconds kSignalCheck{50};
+
   bool inherited() const { return !made_in_.here(); }
   void check_owner() const;
 

@@ -7,6 +7,7 @@
 // position), which must be safe to call from several threads at once.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -34,10 +35,15 @@ class Session {
   using Input = typename Job::Input;
   using Output = typename Job::Output;
 
-  Session(Job job, int num_threads, bool ordered, int64_t fail_at_position)
+  // fail_at_position and stall_at_position (-1: none) are fault injection
+  // for tests: the batch at that position fails, or its worker stalls until
+  // the batch is cancelled or the session stops.
+  Session(Job job, int num_threads, bool ordered, int64_t fail_at_position,
+          int64_t stall_at_position = -1)
       : job_(std::move(job)),
         ordered_(ordered),
-        fail_at_position_(fail_at_position) {
+        fail_at_position_(fail_at_position),
+        stall_at_position_(stall_at_position) {
     threads_.reserve(static_cast<size_t>(num_threads));
     try {
       for (int t = 0; t < num_threads; ++t) threads_.emplace_back([this] { work(); });
@@ -66,20 +72,20 @@ class Session {
   // exception is rethrown here, in the consumer's thread.
   Output next() {
     std::unique_lock<std::mutex> lock(mu_);
-    if (stop_) throw SessionClosed();
-    if (in_flight_ == 0) throw std::logic_error("no batch in flight: submit seeds before next()");
-    done_cv_.wait(lock, [this] {
-      return stop_ || (ordered_ ? done_.count(next_deliver_) > 0 : !done_.empty());
-    });
-    if (stop_) throw SessionClosed();
-    auto it = ordered_ ? done_.find(next_deliver_) : done_.begin();
-    Outcome outcome = std::move(it->second);
-    done_.erase(it);
-    --in_flight_;
-    if (ordered_) ++next_deliver_;
-    lock.unlock();
-    if (outcome.error) std::rethrow_exception(outcome.error);
-    return std::move(outcome.sample);
+    check_waitable();
+    done_cv_.wait(lock, [this] { return ready(); });
+    return take(lock);
+  }
+
+  // next(), waiting at most `patience`: nullopt when no batch is ready by
+  // then, so that a caller can look at other things between waits (the
+  // bindings run Python's signal handlers: Ctrl-C, a test's timeout).
+  template <typename Rep, typename Period>
+  std::optional<Output> next_for(std::chrono::duration<Rep, Period> patience) {
+    std::unique_lock<std::mutex> lock(mu_);
+    check_waitable();
+    if (!done_cv_.wait_for(lock, patience, [this] { return ready(); })) return std::nullopt;
+    return take(lock);
   }
 
   // Forgets every submitted batch: queued ones are dropped, running ones are
@@ -93,6 +99,8 @@ class Session {
     ++generation_;
     in_flight_ = 0;
     next_deliver_ = next_ticket_;
+    work_cv_.notify_all();  // a stalled worker (stall_at_position) lets go
+    done_cv_.notify_all();  // a waiting next() finds nothing in flight
   }
 
   int64_t in_flight() const {
@@ -130,6 +138,33 @@ class Session {
     std::exception_ptr error;
   };
 
+  void check_waitable() const {
+    if (stop_) throw SessionClosed();
+    if (in_flight_ == 0) throw std::logic_error(kNothingInFlight);
+  }
+
+  bool ready() const {
+    return stop_ || in_flight_ == 0 ||
+           (ordered_ ? done_.count(next_deliver_) > 0 : !done_.empty());
+  }
+
+  // The ready batch (under the lock, which it releases).
+  Output take(std::unique_lock<std::mutex>& lock) {
+    if (stop_) throw SessionClosed();
+    if (in_flight_ == 0) throw std::logic_error(kNothingInFlight);  // cancelled meanwhile
+    auto it = ordered_ ? done_.find(next_deliver_) : done_.begin();
+    Outcome outcome = std::move(it->second);
+    done_.erase(it);
+    --in_flight_;
+    if (ordered_) ++next_deliver_;
+    lock.unlock();
+    if (outcome.error) std::rethrow_exception(outcome.error);
+    return std::move(outcome.sample);
+  }
+
+  static constexpr const char* kNothingInFlight =
+      "no batch in flight: submit seeds before next() (cancel() drops every submitted batch)";
+
   void shutdown() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -157,6 +192,7 @@ class Session {
         if (static_cast<int64_t>(task.position) == fail_at_position_) {
           throw std::runtime_error("injected failure in batch " + std::to_string(task.position));
         }
+        if (static_cast<int64_t>(task.position) == stall_at_position_) stall(task.generation);
         if (!worker) job_.make_worker(worker);
         outcome.sample = job_.produce(*worker, task.seeds, task.epoch, task.position);
       } catch (...) {
@@ -176,9 +212,16 @@ class Session {
     }
   }
 
+  void stall(uint64_t generation) {
+    std::unique_lock<std::mutex> lock(mu_);
+    work_cv_.wait(lock, [&] { return stop_ || generation_ != generation; });
+    throw std::runtime_error("stalled batch released");
+  }
+
   const Job job_;
   const bool ordered_;
   const int64_t fail_at_position_;
+  const int64_t stall_at_position_;
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;

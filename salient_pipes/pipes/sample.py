@@ -206,7 +206,7 @@ class SampleNeighbors(Stage):
         self._busy: Optional[_native.Session] = None  # the session an open iteration uses
         self._carry: Optional[Carry] = None  # the next epoch's batches, begun early
         self._source_ahead = False  # the source began an epoch for a carry
-        self._fail_at = -1  # see _inject_failure
+        self._fail_at = self._stall_at = -1  # see _inject_failure
         self._session_for(None, None)  # argument errors now, not at the first batch
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -218,11 +218,13 @@ class SampleNeighbors(Stage):
         raise TypeError(WORKER_PROCESS_ERROR + " (the sampling stage holds native threads "
                         "and cannot be pickled or copied)")
 
-    def _inject_failure(self, position: int) -> None:
+    def _inject_failure(self, position: int, stall: bool = False) -> None:
         """Test hook: the native worker raises on batch ``position`` of each
-        epoch from now on (-1: never)."""
+        epoch from now on (-1: never), or with ``stall`` never finishes it
+        (until the session cancels it or closes)."""
         drop_carry(self)
-        self._fail_at, self._session = position, None
+        self._fail_at, self._stall_at = (-1, position) if stall else (position, -1)
+        self._session = None
 
     # --------------------------------------------------------- the session
     def _session_for(self, x: Optional[Mapping[str, Tensor]], y: Optional[Tensor],
@@ -245,6 +247,7 @@ class SampleNeighbors(Stage):
                 self.graph, self.fanouts, node_wise=self.node_wise, replace=self.replace,
                 return_e_id=self.return_e_id, seed=self.seed, num_threads=self.num_threads,
                 ordered=self.ordered, fail_at_position=self._fail_at, disjoint=self.disjoint,
+                stall_at_position=self._stall_at,
                 duplicate_seeds=self.duplicate_seeds,
                 x=None if x is None else [as_buffer(x[t]) if t in x else None for t in types],
                 x_cache=None if not cache else [cache[t].native if t in cache else None
