@@ -364,6 +364,13 @@ def test_hetero_from_pyg_names_what_data_lacks(mag_pyg):
     floats["paper"].y = floats["paper"].y.float()
     with pytest.raises(ValueError, match="y must hold one integer class label per node"):
         HeteroDataset.from_pyg(floats)
+    wide = mag_pyg.clone()  # a column per node is fine, two are not
+    wide["paper"].y = wide["paper"].y.view(-1, 1).repeat(1, 2)
+    with pytest.raises(ValueError, match="y must hold one integer class label per node"):
+        HeteroDataset.from_pyg(wide)
+    column = mag_pyg.clone()
+    column["paper"].y = column["paper"].y.view(-1, 1)
+    assert torch.equal(HeteroDataset.from_pyg(column).y, mag_pyg["paper"].y)
     no_edges = mag_pyg.clone()
     del no_edges["paper", "cites", "paper"].edge_index
     no_edges["paper", "cites", "paper"].weight = torch.ones(3)

@@ -541,17 +541,19 @@ def test_from_path_downloads_unpacks_and_converts(tmp_path, monkeypatch):
 
 
 def test_long_writes_show_progress_bars_unless_asked_not_to(tmp_path, capsys):
-    from salient_pipes import partition
+    from salient_pipes import HeteroDataset, partition
 
     edges = torch.randint(0, 500, (2, 3000), generator=torch.Generator().manual_seed(0))
     x = torch.randn(500, 4)
     writes = {
         "from_edges": lambda p, **o: FastDataset.from_edges(p, edges, 500, x=x, **o),
         "save": lambda p, **o: FastDataset.synthetic(num_nodes=300, seed=0).save(p, **o),
+        "hetero save": lambda p, **o: HeteroDataset.synthetic_mag(scale=0.001).save(p, **o),
         "partition": lambda p, **o: partition(FastDataset.synthetic(num_nodes=300, seed=0), 2,
                                               p, method="random", **o),
     }
     bars = {"from_edges": ("building CSR",), "save": ("saving",),  # (one chunk: no copy bar)
+            "hetero save": ("saving",),
             "partition": ("writing parts",)}
     for name, write in writes.items():
         capsys.readouterr()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from salient_pipes.distributed.partition import (
     balance_training,
     fill_empty_parts,
     local_rows,
+    write_parts,
 )
 from salient_pipes.pipes import NodeIndices, pipeline_stats
 from tests.doc_blocks import doc_block, run_shell
@@ -403,6 +405,8 @@ def test_a_rank_that_dies_ends_the_others_with_a_clear_error(tmp_path):
     for rank in (0, 1):
         seconds, message = (tmp_path / f"rank{rank}.err").read_text().split("\n", 1)
         assert "feature fetch on rank" in message and "died" in message
+        # the exchange that failed: the dying rank had been served its first batch
+        assert int(re.search(r"at exchange (\d+)", message).group(1)) >= 1, message
         assert float(seconds) < 60  # the group's timeout bounds it; no hang
 
 
@@ -413,6 +417,36 @@ def _missing_part_worker(rank: int, world: int, tmp: str) -> None:
         except PartitionLoadError as exc:
             (Path(tmp) / f"rank{rank}.err").write_text(str(exc))
             raise SystemExit(1) from None
+
+
+def _own_copy_worker(rank: int, world: int, tmp: str) -> None:
+    """Each rank opens its own directory, ``copy<rank>``."""
+    with _init(tmp, rank, world):
+        try:
+            part = PartitionedDataset.load(Path(tmp) / f"copy{rank}", timeout=30)
+        except PartitionLoadError as exc:
+            (Path(tmp) / f"rank{rank}.err").write_text(str(exc))
+            raise SystemExit(1) from None
+        assert part.fetch_group is not None
+
+
+def test_ranks_that_open_different_partitionings_all_fail_saying_so(tmp_path):
+    import shutil
+
+    ds = _dataset()
+    partition(ds, 2, tmp_path / "copy0", method="random", progress=False)
+    # A copy of the same output (another machine's, say) is the same partitioning...
+    shutil.copytree(tmp_path / "copy0", tmp_path / "copy1")
+    assert run_ranks(_own_copy_worker, 2, str(tmp_path), timeout=120) == [0, 0]
+    # ...one partitioned again (another seed) is not: its rows are numbered otherwise.
+    shutil.rmtree(tmp_path / "copy1")
+    (tmp_path / "init").unlink(missing_ok=True)
+    partition(ds, 2, tmp_path / "copy1", method="random", seed=1, progress=False)
+    assert run_ranks(_own_copy_worker, 2, str(tmp_path), timeout=120) == [1, 1]
+    for rank in range(2):
+        message = (tmp_path / f"rank{rank}.err").read_text()
+        assert "different partitionings" in message and "ranks 0;" in message, message
+        assert f"copy{rank}" in message
 
 
 def test_a_missing_part_file_fails_every_rank_with_its_name(tmp_path):
@@ -454,6 +488,40 @@ def test_fetch_runs_at_most_depth_batches_ahead(tmp_path, depth):
     assert pipe.fetch_stats.batches == depth + 2
     assert sum(1 for _ in items) == len(pipe) - 1
     assert pipe.fetch_stats.batches == len(pipe)
+
+
+def test_a_stopped_fetch_samples_no_further_batches(tmp_path):
+    ds = _dataset()
+    part = PartitionedDataset.load(partition(ds, 1, tmp_path / "p", method="random",
+                                             progress=False))
+    pipe = (NodeIndices(part.split_idx["train"]).batch_nodes(50)
+            .sample_neighbors(part, [3]).fetch_features(part, depth=1))
+    assert len(pipe) > 6
+    items = iter(pipe)
+    next(items)
+    items.close()  # the consumer stops: the worker ends its exchanges
+    pipe._worker.join(timeout=30)
+    assert not pipe._worker.is_alive()
+    # the batch handed out, one queued, one waiting to be queued; no more
+    assert pipe.fetch_stats.batches <= 3
+
+
+def test_every_rank_pads_its_seeds_to_the_largest_parts_training_split(tmp_path):
+    ds = _dataset()
+    train = torch.zeros(ds.num_nodes, dtype=torch.bool)
+    train[ds.split_idx["train"]] = True
+    owner = torch.zeros(ds.num_nodes, dtype=torch.int32)
+    train_ids = train.nonzero().view(-1)
+    owner[train_ids[: 3 * BATCH + 5]] = 1  # part 1: 3 batches and a bit; part 0: the rest
+    owner[~train & (torch.arange(ds.num_nodes) % 2 == 1)] = 1
+    write_parts(ds, owner, tmp_path / "p", num_parts=2, progress=False)
+    sizes = [int((owner[train_ids] == r).sum()) for r in range(2)]
+    assert sizes[0] > 2 * sizes[1]
+    for rank in range(2):
+        part = PartitionedDataset.load(tmp_path / "p", rank=rank)
+        assert part.max_split_size("train") == max(sizes)
+        pipe = salient_pipeline(part, batch_size=BATCH, fanouts=FANOUTS, device="cpu")
+        assert len(pipe) == -(-max(sizes) // BATCH)
 
 
 def test_partitioned_pipeline_resumes_mid_epoch_exactly(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.distributed as dist
@@ -95,6 +95,12 @@ class PartitionedDataset(CSRViews):
             self.split_idx[name] = idx[self.owner[idx] == rank]
         self.cache: Optional[FeatureCache] = None  # rows of other ranks
         self.fetch_group: Any = None
+        # What identifies the partitioning: the same in every part and in every
+        # copy of one partition() output (the node-to-row maps' stamps).
+        files = meta["files"]
+        self.fingerprint: Tuple[Any, ...] = (
+            self.num_parts, num_nodes, tuple(meta["part_sizes"]),
+            *((files[k]["bytes"], files[k].get("crc")) for k in ("owner", "local")))
 
     # ------------------------------------------------------------------ views
     @property
@@ -171,15 +177,25 @@ class PartitionedDataset(CSRViews):
                                  f"group has {dist.get_world_size()} ranks")
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        mine = (error, None if dataset is None else dataset.fingerprint)
         if group is not None:  # every rank learns of every rank's failure
-            errors: List[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(errors, error, group=group)
+            opened: List[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(opened, mine, group=group)
         else:
-            errors = [error]
-        failed = [(r, e) for r, e in enumerate(errors) if e]
+            opened = [mine]
+        failed = [(r, e) for r, (e, _) in enumerate(opened) if e]
         if failed:
             names = "; ".join(f"rank {r}: {e}" for r, e in failed)
             raise PartitionLoadError(f"could not open the partitioned dataset {path} ({names})")
+        if len({f for _, f in opened}) > 1:  # the rows one rank asks for are another's
+            groups: Dict[Any, List[int]] = {}
+            for r, (_, f) in enumerate(opened):
+                groups.setdefault(f, []).append(r)
+            ranks = "; ".join("ranks " + ", ".join(map(str, rs)) for rs in groups.values())
+            raise PartitionLoadError(
+                f"the ranks opened different partitionings ({ranks} each opened one; this "
+                f"rank's is {path}): every rank must open a copy of the same partition() "
+                "output")
         assert dataset is not None
         dataset.fetch_group = group
         budget = cache_budget(cache, dataset.num_nodes * dataset.row_bytes)
