@@ -102,6 +102,19 @@ def test_partition_errors_show_the_partition_usage(dataset, message, capsys):
     assert "usage: salient-pipes partition" in err and message in err
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--parts", "2"], "the following arguments are required: --out"),
+    (["--out", "x"], "the following arguments are required: --parts"),
+    (["--parts", "0", "--out", "x"], "argument --parts: must be > 0, got 0"),
+])
+def test_partition_needs_its_part_count_and_directory(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["partition", *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "usage: salient-pipes partition" in err and message in err
+
+
 def test_partitioned_training_without_torchrun_is_refused_with_the_command(tmp_path, capsys):
     from salient_pipes.distributed import partition
 

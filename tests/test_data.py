@@ -495,11 +495,14 @@ def test_npz_members_that_cannot_stream_are_named(tmp_path):
     import zipfile
 
     archive = tmp_path / "a.npz"
-    np.savez(archive, cols=np.asfortranarray(np.ones((3, 2))), rows=np.arange(4))
+    np.savez(archive, cols=np.asfortranarray(np.ones((3, 2))), rows=np.arange(4),
+             grid=np.arange(6).reshape(2, 3))
     with pytest.raises(ValueError, match="a.npz:cols is stored column-major"):
         ogb.npz_member_to_npy(archive, "cols", tmp_path / "cols.npy")
     assert np.load(ogb.npz_member_to_npy(archive, "rows", tmp_path / "r.npy")).tolist() == \
         [0, 1, 2, 3]
+    assert np.load(ogb.npz_member_to_npy(archive, "grid", tmp_path / "g.npy")).tolist() == \
+        [[0, 1, 2], [3, 4, 5]]  # row-major: streams as it is
     cut = tmp_path / "cut.npz"  # the header promises 100 int64 values; 3 follow
     header = tmp_path / "h.npy"
     np.save(header, np.arange(100))
