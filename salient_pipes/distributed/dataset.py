@@ -54,7 +54,8 @@ class PartitionedDataset(CSRViews):
     ``local`` map every global id to its part and row there. ``split_idx``
     holds the global ids of this part's nodes in each split (a rank's seeds);
     ``split_sizes[name][k]`` counts part ``k``'s. ``cache`` holds remote rows
-    (see :meth:`load`).
+    (see :meth:`load`). ``fingerprint`` identifies the partitioning: every
+    rank must open the same one, and :meth:`load` checks that they do.
 
     Example:
         >>> import tempfile
