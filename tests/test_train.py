@@ -46,6 +46,21 @@ def test_cora_graphsage_accuracy(cora):
     assert sum(accuracies) / 3 >= 0.78, accuracies
 
 
+def test_training_and_evaluation_show_progress_bars_unless_asked_not_to(capsys):
+    ds = FastDataset.synthetic(num_nodes=800, seed=1)
+    model = SAGE(ds.num_features, 8, ds.num_classes, num_layers=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    pipe = salient_pipeline(ds, batch_size=128, fanouts=(3,), device="cpu")
+    capsys.readouterr()
+    train_epoch(model, pipe, optimizer)  # progress by default
+    batchwise_test(model, ds, (3,), sets=("valid",))
+    err = capsys.readouterr().err
+    assert "train: " in err and "eval valid: " in err, err
+    train_epoch(model, pipe, optimizer, progress=False)
+    batchwise_test(model, ds, (3,), sets=("valid",), progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_training_lowers_loss_and_beats_chance():
     ds = FastDataset.synthetic(num_nodes=6000, seed=1)
     torch.manual_seed(0)
@@ -265,6 +280,7 @@ def test_captured_step_pads_only_into_spare_rows():
     # lr 0: the step computes the loss without moving the weights
     step = CapturedStep(model, torch.optim.SGD(model.parameters(), lr=0.0), capture=False,
                         headroom=1.0, multiple=1)
+    shapes = []
     for nodes, edges in [((10, 5, 2), (20, 6)), ((10, 5, 2), (9, 1)), ((11, 6, 3), (20, 5)),
                          ((11, 2, 1), (3, 2))]:  # the one spare row of every level in use
         x, adjs = _random_adjs(nodes, edges, seed=sum(edges))
@@ -272,7 +288,10 @@ def test_captured_step_pads_only_into_spare_rows():
         batch = PreparedBatch(x=x, y=y, adjs=adjs, n_id=torch.arange(nodes[0]))
         want = torch.nn.functional.nll_loss(model(x, adjs), y)
         torch.testing.assert_close(step(batch), want.detach())
+        shapes.append(step._shape)
     assert step.capacities.resizes == 2
+    # a batch that fits reuses the buffers (and, when captured, the graph)
+    assert shapes[1] is shapes[0] and shapes[3] is shapes[2] and shapes[2] is not shapes[0]
 
 
 def test_captured_step_rejects_what_it_cannot_record():
@@ -286,6 +305,8 @@ def test_captured_step_rejects_what_it_cannot_record():
         CapturedStep(model, torch.optim.Adam(model.parameters(), capturable=True), capture=True)
     with pytest.raises(ValueError, match="warmup"):
         CapturedStep(model, torch.optim.Adam(model.parameters()), capture=False, warmup=0)
+    assert CapturedStep(model, torch.optim.Adam(model.parameters()), capture=False,
+                        warmup=1).warmup == 1  # the fewest runs before recording
     step = CapturedStep(model, torch.optim.Adam(model.parameters()), capture=False)
     x, adjs = _random_adjs((6, 3), (5,), seed=0)
     with pytest.raises(TypeError, match="without y"):
