@@ -291,7 +291,18 @@ def test_a_device_cache_fills_the_device_a_chunk_at_a_time(ds, monkeypatch, chun
 
     monkeypatch.setattr(feature_cache, "FILL_CHUNK", chunk)  # 100: 4 rows a chunk
     priority = torch.rand(ds.num_nodes, generator=torch.Generator().manual_seed(0))
+    gathered = []
+    real_gather = _native.gather
+
+    def gather_spy(buffer, ids, num_threads):
+        gathered.append(len(ids))
+        return real_gather(buffer, ids, num_threads)
+
+    monkeypatch.setattr(feature_cache._native, "gather", gather_spy)
     direct = FeatureCache(ds.x, "30%", priority=priority, device="cpu")
+    per_chunk = max(1, chunk // (ds.x.size(1) * ds.x.element_size()))
+    assert sum(gathered) == direct.num_cached and max(gathered) == min(per_chunk, sum(gathered))
+    assert len(gathered) == -(-direct.num_cached // per_chunk)
     moved = FeatureCache(ds.x, "30%", priority=priority, pin=False).held_on("cpu")
     assert direct.elsewhere and direct.num_cached == moved.num_cached > 100
     assert torch.equal(direct.rows, ds.x[direct.ids]) and torch.equal(direct.ids, moved.ids)

@@ -186,9 +186,25 @@ def test_cache_budget_parses_sizes_and_shares():
     assert cache_budget("25%", 40_000) == 10_000
     assert cache_budget(0, 40_000) == 0 and cache_budget(None, 40_000) == 0
     assert cache_budget("2KiB", 40_000) == 2048
-    for bad in ("150%", "x%", "-3"):
+    assert cache_budget("100%", 40_000) == 40_000 and cache_budget("0%", 40_000) == 0
+    for bad in ("150%", "100.5%", "-1%", "x%", "-3"):
         with pytest.raises(ValueError):
             cache_budget(bad, 40_000)
+
+
+def test_expected_access_takes_fanout_of_degree_neighbours():
+    # 0 has neighbours 1-4 and 1 has 0 and 5; seeds {0}, one batch, fanout 2
+    rowptr, col = torch.tensor([0, 4, 6, 6, 6, 6, 6]), torch.tensor([1, 2, 3, 4, 0, 5])
+    p = expected_access(rowptr, col, torch.tensor([0]), [2], batch_size=1)
+    assert p.tolist() == pytest.approx([1, 0.5, 0.5, 0.5, 0.5, 0])
+    # a second hop samples every node found so far: 0 again (each of 1-4 missed
+    # twice with 1/2: found with 3/4), and 1 (found with 1/2) takes 5
+    p = expected_access(rowptr, col, torch.tensor([0]), [2, 2], batch_size=1)
+    assert p.tolist() == pytest.approx([1, 0.75, 0.75, 0.75, 0.75, 0.5])
+    # two seeds, a batch of one: each seed is in the batch with 1/2, and 2 is
+    # also 0's neighbour (missed both ways with 1/2: found with 3/4)
+    p = expected_access(rowptr, col, torch.tensor([0, 2]), [4], batch_size=1)
+    assert p.tolist() == pytest.approx([0.5, 0.5, 0.75, 0.5, 0.5, 0])
 
 
 def test_expected_access_with_every_neighbour_is_the_reachable_set():

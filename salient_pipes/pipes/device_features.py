@@ -211,7 +211,12 @@ def choose_placement(features_on: Optional[str], device: torch.device, x_bytes: 
 
 
 def _size(n: float) -> str:
-    """``n`` bytes in GiB, or MiB below one GiB."""
+    """``n`` bytes in GiB, or MiB below one GiB.
+
+    Example:
+        >>> _size(2**30), _size(2**30 - 2**20)
+        ('1.00 GiB', '1023.0 MiB')
+    """
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
