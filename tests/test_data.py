@@ -191,6 +191,8 @@ def test_constructor_validates(change, message):
     (dict(num_classes=1), "num_classes must be >= 2"),
     (dict(avg_degree=0), "avg_degree must be a number > 0, got 0"),
     (dict(avg_degree="12"), "avg_degree must be a number > 0"),
+    (dict(avg_degree=True), "avg_degree must be a number > 0, got True"),
+    (dict(avg_degree=float("nan")), "avg_degree must be a number > 0, got nan"),
     (dict(seed=-1), "seed must be >= 0"),
 ])
 def test_synthetic_names_a_bad_argument(kwargs, message):

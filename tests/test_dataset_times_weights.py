@@ -107,8 +107,14 @@ def test_from_pyg_keeps_each_edges_weight_and_time(to_undirected):
     assert torch.equal(ds.node_time, torch.arange(30)) and ds.edge_time is None
     with pytest.raises(ValueError, match="'nope'"):
         FastDataset.from_pyg(data, weight_attr="nope")
-    with pytest.raises(ValueError, match="must be an edge attribute"):
+    with pytest.raises(ValueError, match=r"'when' must be an edge attribute \(one value per "
+                                         r"edge\)$"):  # a weight is never a node's
         FastDataset.from_pyg(node_level, weight_attr="when")
+    graph_level = node_level.clone()
+    graph_level.odd = torch.arange(7)  # one value neither per edge nor per node
+    with pytest.raises(ValueError, match=r"'odd' must be an edge attribute \(one value per "
+                                         r"edge\) or a node attribute$"):
+        FastDataset.from_pyg(graph_level, time_attr="odd")
 
 
 def test_weighted_pipeline_never_takes_a_zero_weight_edge():

@@ -117,6 +117,27 @@ def test_loader_state_round_trips(small_dataset, k):
         _same(a, b)
 
 
+def test_a_node_reset_mid_epoch_closes_the_epoch_it_leaves(small_dataset):
+    from salient_pipes.pipes import SampleNeighbors, upstream
+
+    pipe = _pipe(small_dataset)
+    sampler = next(s for s in upstream(pipe) if isinstance(s, SampleNeighbors))
+    node = PipeNode(pipe)
+    node.reset()
+    node.next()
+    assert sampler._busy is not None  # epoch 0 holds the session, batches in flight
+    node.reset()  # leaves epoch 0 for epoch 1
+    assert sampler._busy is None
+    got = []
+    with pytest.raises(StopIteration):
+        while True:
+            got.append(node.next())
+    expected = _epoch(small_dataset, 1)
+    assert len(got) == len(expected)
+    for a, b in pairs(got, expected):
+        _same(a, b)
+
+
 def test_node_seeds_feed_our_stages(small_dataset):
     ds = small_dataset
     chunks = list(torch.split(ds.split_idx["valid"], 128))
