@@ -897,3 +897,43 @@ def test_to_pyg_and_from_pyg_round_trip_keeps_every_split(mag):
     for split, idx in mag.split_idx.items():
         assert torch.equal(again.split_idx[split], idx.sort().values)
     assert torch.equal(again.y, mag.y) and again.edge_types == mag.edge_types
+
+
+def _hetero_shapes():
+    from torch_geometric.data import HeteroData
+
+    gen = torch.Generator().manual_seed(3)
+    two_relations = HeteroData()  # one node type, two edge types
+    two_relations["paper"].x = torch.randn(20, 3, generator=gen)
+    two_relations["paper", "cites", "paper"].edge_index = torch.randint(0, 20, (2, 60),
+                                                                        generator=gen)
+    two_relations["paper", "refs", "paper"].edge_index = torch.randint(0, 20, (2, 40),
+                                                                       generator=gen)
+    bipartite = HeteroData()  # two node types, one edge type
+    bipartite["author"].x = torch.randn(10, 3, generator=gen)
+    bipartite["paper"].x = torch.randn(20, 3, generator=gen)
+    bipartite["author", "writes", "paper"].edge_index = torch.stack(
+        [torch.randint(0, 10, (50,), generator=gen), torch.randint(0, 20, (50,), generator=gen)])
+    return {"two_relations": two_relations, "bipartite": bipartite}
+
+
+@pytest.mark.parametrize("shape", ["two_relations", "bipartite"])
+def test_a_graph_of_more_than_one_type_samples_node_wise(shape):
+    # Only one node type and one edge type make a homogeneous graph: one of
+    # each and several of the other is heterogeneous, sampled per node type
+    # (the layer-wise sampler refuses it).
+    from salient_pipes.pyg import NeighborLoader
+
+    data = _hetero_shapes()[shape]
+    loader = NeighborLoader(data, num_neighbors=[3, 2], input_nodes="paper", batch_size=4)
+    edges = 0
+    for batch in loader:
+        for edge_type in data.edge_types:
+            src_type, _, dst_type = edge_type
+            sampled = batch[edge_type].edge_index
+            src = batch[src_type].n_id[sampled[0]]
+            dst = batch[dst_type].n_id[sampled[1]]
+            have = set(zip(*data[edge_type].edge_index.tolist()))
+            assert all(pair in have for pair in zip(src.tolist(), dst.tolist()))
+            edges += sampled.size(1)
+    assert edges > 0
