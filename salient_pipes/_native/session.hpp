@@ -72,7 +72,6 @@ class Session {
   // exception is rethrown here, in the consumer's thread.
   Output next() {
     std::unique_lock<std::mutex> lock(mu_);
-    check_waitable();
     done_cv_.wait(lock, [this] { return ready(); });
     return take(lock);
   }
@@ -83,7 +82,6 @@ class Session {
   template <typename Rep, typename Period>
   std::optional<Output> next_for(std::chrono::duration<Rep, Period> patience) {
     std::unique_lock<std::mutex> lock(mu_);
-    check_waitable();
     if (!done_cv_.wait_for(lock, patience, [this] { return ready(); })) return std::nullopt;
     return take(lock);
   }
@@ -138,11 +136,7 @@ class Session {
     std::exception_ptr error;
   };
 
-  void check_waitable() const {
-    if (stop_) throw SessionClosed();
-    if (in_flight_ == 0) throw std::logic_error(kNothingInFlight);
-  }
-
+  // True at once when closed or with nothing in flight: take() then throws.
   bool ready() const {
     return stop_ || in_flight_ == 0 ||
            (ordered_ ? done_.count(next_deliver_) > 0 : !done_.empty());
@@ -151,7 +145,7 @@ class Session {
   // The ready batch (under the lock, which it releases).
   Output take(std::unique_lock<std::mutex>& lock) {
     if (stop_) throw SessionClosed();
-    if (in_flight_ == 0) throw std::logic_error(kNothingInFlight);  // cancelled meanwhile
+    if (in_flight_ == 0) throw std::logic_error(kNothingInFlight);  // none, or cancelled
     auto it = ordered_ ? done_.find(next_deliver_) : done_.begin();
     Outcome outcome = std::move(it->second);
     done_.erase(it);

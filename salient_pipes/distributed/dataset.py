@@ -188,10 +188,10 @@ class PartitionedDataset(CSRViews):
         if failed:
             names = "; ".join(f"rank {r}: {e}" for r, e in failed)
             raise PartitionLoadError(f"could not open the partitioned dataset {path} ({names})")
-        if len({f for _, f in opened}) > 1:  # the rows one rank asks for are another's
-            groups: Dict[Any, List[int]] = {}
-            for r, (_, f) in enumerate(opened):
-                groups.setdefault(f, []).append(r)
+        groups: Dict[Any, List[int]] = {}  # the ranks that opened each partitioning
+        for r, (_, f) in enumerate(opened):
+            groups.setdefault(f, []).append(r)
+        if len(groups) > 1:  # the rows one rank asks for are another's
             ranks = "; ".join("ranks " + ", ".join(map(str, rs)) for rs in groups.values())
             raise PartitionLoadError(
                 f"the ranks opened different partitionings ({ranks} each opened one; this "
