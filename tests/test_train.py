@@ -414,6 +414,37 @@ def test_cli_trains_and_writes_summary(tmp_path, capsys):
     assert summary["test_fanouts"] == [20, 20]
 
 
+def test_cli_evaluates_the_final_model_on_valid_once(tmp_path, monkeypatch, capsys):
+    import salient_pipes.cli.train as cli_train
+
+    calls = []
+    real = cli_train.batchwise_test
+
+    def spy(*args, sets, **kwargs):
+        calls.append(tuple(sets))
+        return real(*args, sets=sets, **kwargs)
+
+    monkeypatch.setattr(cli_train, "batchwise_test", spy)
+    out = tmp_path / "summary.json"
+    common = ["train", "--num-nodes", "2000", "--hidden", "8", "--fanouts", "4,4",
+              "--no-progress", "--out", str(out)]
+    assert main([*common, "--epochs", "3", "--eval-every", "2"]) == 0
+    # after epoch 1 (every 2nd), after the last epoch, then only test: the
+    # last epoch's valid figure is the final one
+    assert calls == [("valid",), ("valid",), ("test",)]
+    summary = json.loads(out.read_text())
+    assert summary["valid_acc"] == summary["history"][-1]["valid_acc"]
+    assert "valid_acc" not in summary["history"][0]
+    assert f"final    | valid acc {summary['valid_acc']:.4f}" in capsys.readouterr().out
+
+    calls.clear()  # a run resumed after its last epoch evaluates both again
+    ckpt = tmp_path / "ckpt"
+    assert main([*common, "--epochs", "1", "--checkpoint", str(ckpt)]) == 0
+    calls.clear()
+    assert main([*common, "--epochs", "1", "--checkpoint", str(ckpt)]) == 0
+    assert calls == [("valid", "test")]
+
+
 def test_cli_compile_trains_through_one_compiled_graph(tmp_path, capsys):
     torch._dynamo.reset()
     counts = torch._dynamo.utils.counters

@@ -45,6 +45,7 @@ class Run:
     optimizer: Any = None
     pipe: Any = None  # the pipeline's last stage, once built
     history: List[dict] = field(default_factory=list)
+    final_valid: Optional[float] = None  # valid accuracy of the model as it ends training
 
     @property
     def progress(self) -> bool:
@@ -217,6 +218,8 @@ def train_epochs(run: Run, first_epoch: int, so_far: Optional[EpochSoFar]) -> No
                 acc = evaluate(run, ("valid",))
                 row.update(valid_acc=acc["valid"], eval_s=time.perf_counter() - start)
                 line += f" | eval {row['eval_s']:5.2f} s | valid acc {acc['valid']:.4f}"
+                if epoch == args.epochs - 1:
+                    run.final_valid = acc["valid"]
             run.log(line)
             run.history.append(row)
             saved = checkpoint(run)
@@ -228,7 +231,10 @@ def train_epochs(run: Run, first_epoch: int, so_far: Optional[EpochSoFar]) -> No
 def finish(run: Run) -> dict:
     """Final accuracies, the summary, and the profile and summary files."""
     args = run.args
-    final = evaluate(run, ("valid", "test"))
+    if run.final_valid is not None:  # evaluated after the last epoch: not again
+        final = {"valid": run.final_valid, **evaluate(run, ("test",))}
+    else:
+        final = evaluate(run, ("valid", "test"))
     summary = {"dataset": run.dataset.name, "device": str(run.device), "processes": run.world,
                "epochs": args.epochs, "compiled": args.compile,
                "cuda_graphs": args.cuda_graphs, "fanouts": args.fanouts,
