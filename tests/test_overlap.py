@@ -241,6 +241,26 @@ def test_pyg_loaders_overlap_when_shuffling_with_the_same_epochs(kind):
         assert _sampler(off.pipe)._carry is None
 
 
+def test_pygs_older_neighbor_sampler_overlaps_when_shuffling_but_not_for_one_batch():
+    from salient_pipes.pyg import NeighborSampler
+
+    edge_index = torch.randint(0, 300, (2, 2400), generator=torch.Generator().manual_seed(1))
+
+    def loader():
+        return NeighborSampler(edge_index, [3, 2], batch_size=40, shuffle=True, seed=3)
+
+    on, off = loader(), loader()
+    _sampler(off.pipe).overlap_epochs = False
+    for _ in range(2):
+        for a, b in pairs(list(on), list(off)):
+            assert torch.equal(a[1], b[1])
+        assert _sampler(on.pipe)._carry is not None
+    one = loader()  # sample(): one batch now, nothing sampled ahead of it
+    for seeds in ([5, 9], [7], [5, 9]):
+        assert one.sample(torch.tensor(seeds))[1][:len(seeds)].tolist() == seeds
+        assert _sampler(one._one)._carry is None and not _sampler(one._one).overlap_epochs
+
+
 def test_epochs_overlap_through_the_prefetch_thread(monkeypatch, small_dataset):
     from salient_pipes.pipes import PinnedPool
     from tests.test_pinned import _FakeCuda
