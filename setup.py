@@ -1,7 +1,8 @@
 """Build of the native core; all other metadata lives in pyproject.toml.
 
 SALIENT_PIPES_SANITIZE=1 builds it with AddressSanitizer and
-UndefinedBehaviorSanitizer (see scripts/sanitize.sh).
+UndefinedBehaviorSanitizer, SALIENT_PIPES_SANITIZE=thread with
+ThreadSanitizer (see scripts/sanitize.sh).
 """
 
 import os
@@ -15,8 +16,10 @@ ParallelCompile("SALIENT_PIPES_BUILD_JOBS").install()
 
 WARNINGS = ["-Wall", "-Wextra"]
 
-if os.environ.get("SALIENT_PIPES_SANITIZE"):
-    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+SANITIZE = os.environ.get("SALIENT_PIPES_SANITIZE")
+if SANITIZE:
+    sanitize = (["-fsanitize=thread"] if SANITIZE == "thread" else
+                ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"])
     # -O0: a third of -O1's compile time (the build outweighs the run), and
     # reports that name every frame
     compile_args = ["-O0", "-g", "-fno-omit-frame-pointer", *sanitize]

@@ -4,28 +4,55 @@
 # faults) against it, a worker process per core as scripts/test.sh does. Exits
 # non-zero on any sanitizer report or test failure.
 #   bash scripts/sanitize.sh [extra pytest args]
+#   bash scripts/sanitize.sh --thread [extra pytest args]
+# --thread builds with ThreadSanitizer instead (data races between the
+# sampling, gathering and reading threads and their callers); it takes a
+# few minutes more, so the test command runs only the first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+mode=address
+if [ "${1:-}" = "--thread" ]; then
+  mode=thread
+  shift
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 git ls-files -z | xargs -0 -I{} cp --parents {} "$work"
 cd "$work"
-echo "sanitize: building the native core with -fsanitize=address,undefined"
-SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
-so=$(ls salient_pipes/_native/_core*.so)
-# The build must really be instrumented, or a clean run would prove nothing.
-symbols=$(nm -D "$so")
-grep -q __asan_report <<<"$symbols" || { echo "sanitize: $so lacks ASan"; exit 1; }
-grep -q __ubsan_handle <<<"$symbols" || { echo "sanitize: $so lacks UBSan"; exit 1; }
-asan=$(gcc -print-file-name=libasan.so)
-ubsan=$(gcc -print-file-name=libubsan.so)
 log="$work/sanitizer"
-# Python itself is not instrumented: preload the runtimes, ignore CPython's
-# intentional leaks at exit, and make any finding fatal.
-export LD_PRELOAD="$asan:$ubsan"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$log"
-export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$log"
+if [ $mode = thread ]; then
+  echo "sanitize: building the native core with -fsanitize=thread"
+  SALIENT_PIPES_SANITIZE=thread "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
+  so=$(ls salient_pipes/_native/_core*.so)
+  # The build must really be instrumented, or a clean run would prove nothing.
+  symbols=$(nm -D "$so")
+  grep -q __tsan_read <<<"$symbols" || { echo "sanitize: $so lacks TSan"; exit 1; }
+  # The interpreter itself, not a launcher script (such as pyenv's shim),
+  # which would run under the preloaded runtime too.
+  PYTHON=$("$PYTHON" -c "import sys; print(sys.executable)")
+  export LD_PRELOAD=$(gcc -print-file-name=libtsan.so)
+  # Reports are collected (one file per process) rather than fatal. Torch's
+  # OpenMP threads (libgomp is not instrumented) must stay off: their
+  # barriers are invisible to TSan, which then reports their stack reuse.
+  export TSAN_OPTIONS="log_path=$log"
+  export OMP_NUM_THREADS=1
+else
+  echo "sanitize: building the native core with -fsanitize=address,undefined"
+  SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
+  so=$(ls salient_pipes/_native/_core*.so)
+  # The build must really be instrumented, or a clean run would prove nothing.
+  symbols=$(nm -D "$so")
+  grep -q __asan_report <<<"$symbols" || { echo "sanitize: $so lacks ASan"; exit 1; }
+  grep -q __ubsan_handle <<<"$symbols" || { echo "sanitize: $so lacks UBSan"; exit 1; }
+  asan=$(gcc -print-file-name=libasan.so)
+  ubsan=$(gcc -print-file-name=libubsan.so)
+  # Python itself is not instrumented: preload the runtimes, ignore CPython's
+  # intentional leaks at exit, and make any finding fatal.
+  export LD_PRELOAD="$asan:$ubsan"
+  export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$log"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$log"
+fi
 export PYTHONPATH="$work"
 export SALIENT_PIPES_SANITIZED=1
 status=0

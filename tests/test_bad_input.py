@@ -419,6 +419,10 @@ def test_synthetic_graphs_check_their_shares():
                    dict(split=(0.6, 0.5)), dict(split=(0.5, -0.1))):
         with pytest.raises(ValueError, match="homophily must lie in \\[0, 1\\] and split shares"):
             FastDataset.synthetic(num_nodes=50, **kwargs)
+    # the bounds themselves are shares: no class bias, every edge in its class, no
+    # validation split
+    for kwargs in (dict(homophily=0.0), dict(homophily=1.0), dict(split=(0.5, 0.0))):
+        assert FastDataset.synthetic(num_nodes=50, **kwargs).num_nodes == 50
 
 
 # ------------------------------------------------------------- PyG loaders

@@ -402,7 +402,7 @@ def test_compat_pieces(small_dataset):
 
 
 def test_cli_trains_and_writes_summary(tmp_path, capsys):
-    out = tmp_path / "summary.json"
+    out = tmp_path / "runs" / "a" / "summary.json"  # its directories made as needed
     assert main(["train", "--epochs", "2", "--num-nodes", "4000", "--hidden", "64",
                  "--batch-size", "512", "--fanouts", "10,5", "--no-progress",
                  "--out", str(out)]) == 0
