@@ -50,3 +50,17 @@ def test_the_train_command_keeps_freed_memory_on_a_cpu_unless_asked_not_to(flag)
                          capture_output=True, text=True, timeout=300, check=True).stdout
     assert ("host allocator keeps freed memory" in out) == (not flag), out
     assert json.loads(out.splitlines()[-1])["test_acc"] > 0
+
+
+def test_without_glibc_nothing_is_set_and_false_says_so(monkeypatch):
+    import ctypes
+
+    from salient_pipes import allocator
+
+    def no_libc(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert allocator.keep_freed_memory() is False  # musl, say: no libc.so.6
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert allocator.keep_freed_memory() is False
