@@ -368,6 +368,15 @@ def test_hetero_from_pyg_names_what_data_lacks(mag_pyg):
     wide["paper"].y = wide["paper"].y.view(-1, 1).repeat(1, 2)
     with pytest.raises(ValueError, match="y must hold one integer class label per node"):
         HeteroDataset.from_pyg(wide)
+    unsplit = mag_pyg.clone()
+    for mask in ("train_mask", "val_mask", "test_mask"):
+        if mask in unsplit["paper"]:
+            del unsplit["paper"][mask]
+    with pytest.raises(ValueError, match=r"data\['paper'\] has no train/val/test masks; pass "
+                                         "split_idx"):
+        HeteroDataset.from_pyg(unsplit)
+    unsplit["paper"].val_mask = torch.zeros(unsplit["paper"].num_nodes, dtype=torch.bool)
+    assert list(HeteroDataset.from_pyg(unsplit).split_idx) == ["valid"]  # the masks it has
     column = mag_pyg.clone()
     column["paper"].y = column["paper"].y.view(-1, 1)
     assert torch.equal(HeteroDataset.from_pyg(column).y, mag_pyg["paper"].y)

@@ -397,6 +397,9 @@ class HeteroDataset:
         y = y.view(-1).to(torch.int64)
         if split_idx is None:
             split_idx = {k: store[m] for k, m in PYG_MASKS.items() if m in store}
+            if not split_idx:
+                raise ValueError(f"data[{label_type!r}] has no train/val/test masks; pass "
+                                 "split_idx")
         num_nodes = {t: int(data[t].num_nodes) for t in data.node_types}
         x = {}
         for t in data.node_types:
