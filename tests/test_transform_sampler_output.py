@@ -21,7 +21,7 @@ def _same(a, b) -> None:
     """Two batches hold the same stores, keys and values."""
     assert type(a) is type(b)
     for sa, sb in zip(a.stores, b.stores):
-        assert set(sa.keys()) == set(sb.keys()), set(sa.keys()) ^ set(sb.keys())
+        assert list(sa.keys()) == list(sb.keys()), (list(sa.keys()), list(sb.keys()))
         for key, va in sa.items():
             vb = sb[key]
             assert torch.equal(va, vb) if isinstance(va, torch.Tensor) else va == vb, key

@@ -77,6 +77,9 @@ class LocalGraph:
                                       list(data.edge_types) if typed else [])
         self.num_nodes = {t: int(stores.node(data, t).num_nodes) for t in stores.node_types}
         self.rest = copy.copy(data)  # without the fused attributes
+        # Each node store's keys in the input's order, which a batch keeps
+        # (as PyG's does) though its fused attributes are put back last.
+        self.order = {t: list(stores.node(data, t).keys()) for t in fused}
         # Node types whose count a batch states only because it was fused
         # (PyG's batch states it where the input does).
         self.unstated = {t for t in fused if "num_nodes" not in stores.node(data, t)}
@@ -106,6 +109,8 @@ class LocalGraph:
                 store.x = sub.x[t]
             for key, value in sub.attrs.get(t, {}).items():
                 store[key] = value
+            if t in self.order:
+                _reorder(store, self.order[t])
         for e in stores.edge_types:
             source, store = stores.edge(rest, e), stores.edge(batch, e)
             edge_index, ids = edges[e]
@@ -124,6 +129,16 @@ class LocalGraph:
                     dim = rest.__cat_dim__(key, value, source)
                     store[key] = value.index_select(dim, ids.to(value.device))
         return batch
+
+
+def _reorder(store: Any, keys: List[str]) -> None:
+    """Puts ``keys`` (those the store holds) first in ``store``, in that
+    order: the order a PyG store iterates and prints its attributes in."""
+    mapping = store._mapping
+    ordered = {key: mapping.pop(key) for key in keys if key in mapping}
+    ordered.update(mapping)
+    mapping.clear()
+    mapping.update(ordered)
 
 
 @contextlib.contextmanager
@@ -192,12 +207,12 @@ class RemoteGraph:
             attr = copy.copy(attr)
             attr.index = sub.n_id[attr.group_name if stores.typed else NODE_TYPE]
             wanted.append(attr)
-        for attr, value in zip(wanted, self.feature_store.multi_get_tensor(wanted)):
-            stores.node(batch, attr.group_name)[attr.attr_name] = value
+        for e in stores.edge_types:  # in the order PyG's filter_custom_store sets them
+            stores.edge(batch, e).edge_index = edges[e][0]
         for t in stores.node_types:
             stores.node(batch, t).num_nodes = sub.n_id[t].numel()
-        for e in stores.edge_types:
-            stores.edge(batch, e).edge_index = edges[e][0]
+        for attr, value in zip(wanted, self.feature_store.multi_get_tensor(wanted)):
+            stores.node(batch, attr.group_name)[attr.attr_name] = value
         return batch
 
 

@@ -251,19 +251,19 @@ class ToPyG(Stage):
         counted = self.subgraph_type == "directional"
         edges = self._edges(sub)
         batch = self.graph.batch(sub, edges)
+        # in PyG's order (a Data holds them all in one store, and prints them so)
         for t in stores.node_types:
-            store = stores.node(batch, t)
-            store.n_id = sub.n_id[t]
-            if counted:
-                store.num_sampled_nodes = sub.num_sampled_nodes[t]
-        for e in stores.edge_types:
-            ids = edges[e][1]
-            if ids is None:
-                continue
-            store = stores.edge(batch, e)
-            store.e_id = ids
-            if counted:
-                store.num_sampled_edges = sub.num_sampled_edges[e]
+            stores.node(batch, t).n_id = sub.n_id[t]
+        kept = [e for e in stores.edge_types if edges[e][1] is not None]
+        for e in kept:
+            stores.edge(batch, e).e_id = edges[e][1]
+        for t, seed_of in self._seed_of(sub).items():
+            stores.node(batch, t).batch = seed_of
+        if counted:
+            for t in stores.node_types:
+                stores.node(batch, t).num_sampled_nodes = sub.num_sampled_nodes[t]
+            for e in kept:
+                stores.edge(batch, e).num_sampled_edges = sub.num_sampled_edges[e]
         return self._payload(batch, sub)
 
     @staticmethod
@@ -309,14 +309,10 @@ class ToPyG(Stage):
             metadata=metadata)
 
     def _payload(self, batch: Any, sub: NodeWiseBatch) -> Any:
-        """Puts the batch's payload (and disjoint ``batch`` vectors) where
-        PyG's loaders put them."""
+        """Puts the batch's payload where PyG's loaders put them."""
         stores = self.stores
-        payload = dict(sub.payload)
-        payload.pop("subgraph_time", None)  # the sampler's, not PyG's
-        payload.pop("disjoint_groups", None)
-        for t, seed_of in self._seed_of(sub).items():
-            stores.node(batch, t).batch = seed_of
+        payload = {k: v for k, v in sorted(sub.payload.items(), key=_payload_rank)
+                   if k not in ("subgraph_time", "disjoint_groups")}  # the sampler's, not PyG's
         edge_type: Optional[EdgeType] = payload.pop("input_edge_type", None)
         if edge_type is None:  # node batches, as PyG's NeighborLoader
             store = stores.node(batch, sub.input_type)
@@ -337,6 +333,16 @@ class ToPyG(Stage):
 
     def __len__(self) -> int:
         return len(self.source)
+
+
+# The order PyG's loaders set a batch's payload in (node and link batches).
+_PAYLOAD_ORDER = ("input_id", "edge_label_index", "edge_label", "edge_label_time", "src_index",
+                  "dst_pos_index", "dst_neg_index", "seed_time")
+
+
+def _payload_rank(item: Tuple[str, Any]) -> int:
+    key = item[0]
+    return _PAYLOAD_ORDER.index(key) if key in _PAYLOAD_ORDER else len(_PAYLOAD_ORDER)
 
 
 def induced_edges(csc: Tuple[Tensor, Tensor], n_id: Tensor, src_n_id: Optional[Tensor] = None,
