@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union, cast
 
 import torch
 from torch import Tensor
@@ -31,6 +31,29 @@ def record_storages(tensors: List[Tensor], stream: Any) -> None:
         if storage not in seen:
             seen.add(storage)
             t.record_stream(stream)
+
+
+def brief(value: Any) -> str:
+    """``value`` as PyG's ``Data`` prints its attributes: a tensor as its
+    shape (a 0-d one as its value), containers item by item, anything else
+    as its ``repr``. A batch prints in one line, not its tensors' contents.
+
+    Example:
+        >>> print(brief({"x": torch.zeros(3, 4), "n": [torch.tensor(7), None]}))
+        {'x': [3, 4], 'n': [7, None]}
+    """
+    if isinstance(value, Tensor):
+        return repr(value.item()) if value.dim() == 0 else str(list(value.shape))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {brief(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(brief(v) for v in value) + "]"
+    return repr(value)
+
+
+def _fields_repr(obj: Any, names: Any, extra: Tuple[str, ...] = ()) -> str:
+    parts = [f"{name}={brief(getattr(obj, name))}" for name in (*names, *extra)]
+    return f"{type(obj).__name__}({', '.join(parts)})"
 
 
 class Adj(NamedTuple):
@@ -63,6 +86,9 @@ class Adj(NamedTuple):
     def tensors(self) -> List[Tensor]:
         return [self.edge_index] if self.e_id is None else [self.edge_index, self.e_id]
 
+    def __repr__(self) -> str:
+        return _fields_repr(self, self._fields)
+
 
 class SampledSubgraph(NamedTuple):
     """The output of neighbor sampling: global ids (seeds first) and hops
@@ -81,6 +107,9 @@ class SampledSubgraph(NamedTuple):
     def batch_size(self) -> int:
         return self.adjs[-1].size[1] if self.adjs else int(self.n_id.numel())
 
+    def __repr__(self) -> str:
+        return _fields_repr(self, self._fields, ("batch_size",))
+
 
 class SeedBatch(NamedTuple):
     """Seed nodes with a payload that travels with them through sampling
@@ -94,6 +123,9 @@ class SeedBatch(NamedTuple):
 
     seeds: Union[Tensor, Dict[str, Tensor]]  # a dict per node type for several types
     payload: Dict[str, Any]
+
+    def __repr__(self) -> str:
+        return _fields_repr(self, self._fields)
 
 
 class Batch:
@@ -126,8 +158,13 @@ class Batch:
         so the caching allocator does not reuse its memory too early."""
         record_storages(self.tensors(), stream)
 
+    def __repr__(self) -> str:
+        """Shapes, not contents, as PyG's ``Data`` prints (see :func:`brief`)."""
+        fields = dataclasses.fields(cast(Any, self))  # each batch class is a dataclass
+        return _fields_repr(self, [f.name for f in fields], ("batch_size",))
 
-@dataclass
+
+@dataclass(repr=False)
 class PreparedBatch(Batch):
     """A sampled subgraph with its features and the seeds' labels.
 
@@ -176,7 +213,7 @@ NODE_TYPE = "_N"
 EDGE_TYPE: EdgeType = (NODE_TYPE, "_E", NODE_TYPE)
 
 
-@dataclass
+@dataclass(repr=False)
 class NodeWiseBatch(Batch):
     """A node-wise sample (PyG's semantics: each node's neighbors sampled
     once, the hops joined into one subgraph) of a graph with any number of

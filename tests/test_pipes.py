@@ -152,6 +152,53 @@ def test_batch_contract_and_data(small_dataset):
             assert outer.size[1] == inner.size[0]
 
 
+def test_batches_print_their_shapes_not_their_contents(small_dataset, mag):
+    from salient_pipes.batch import Adj, NodeWiseBatch, PreparedBatch, SeedBatch
+
+    hop = Adj(torch.tensor([[1, 2], [0, 0]]), torch.tensor([4, 9]), (3, 1))
+    assert repr(hop) == "Adj(edge_index=[2, 2], e_id=[2], size=(3, 1))"
+    batch = PreparedBatch(x=torch.zeros(3, 5), y=None, adjs=[hop], n_id=torch.arange(3))
+    assert repr(batch) == ("PreparedBatch(x=[3, 5], y=None, adjs=[Adj(edge_index=[2, 2], "
+                           "e_id=[2], size=(3, 1))], n_id=[3], batch_size=1)")
+    assert repr(SampledSubgraph(torch.arange(3), [hop])).startswith(
+        "SampledSubgraph(n_id=[3], adjs=[Adj(edge_index=[2, 2]")
+    assert repr(SeedBatch({"p": torch.arange(4)}, {"input_id": torch.tensor(2)})) == \
+        "SeedBatch(seeds={'p': [4]}, payload={'input_id': 2})"
+    real = next(iter(salient_pipeline(small_dataset, batch_size=256, fanouts=(6, 4),
+                                      device="cpu")))
+    x = list(real.x.shape)
+    assert repr(real).startswith(f"PreparedBatch(x={x}, y=[256], adjs=[Adj(edge_index=")
+    typed = next(iter(salient_pipeline(mag, batch_size=16, fanouts=(3, 2), device="cpu")))
+    assert isinstance(typed, NodeWiseBatch)
+    text = repr(typed)
+    assert "tensor(" not in text and text.endswith(", batch_size=16)")
+    assert f"'paper': {list(typed.x['paper'].shape)}" in text
+
+
+def test_a_pipeline_prints_its_chain_with_each_stages_settings(small_dataset, mag):
+    train = small_dataset.split_idx["train"]
+    pipe = (NodeIndices(train).shuffle_nodes(seed=3).shard_nodes(1, 2, pad_to=7)
+            .batch_nodes(50, drop_last=True).sample_neighbors(small_dataset, [4, 2], num_threads=1)
+            .slice_features(small_dataset.x, small_dataset.y).prefetch_to_device("cpu"))
+    chain = (f"NodeIndices({train.numel():,} nodes) -> ShuffleNodes(seed=3) -> "
+             "ShardNodes(rank=1, world_size=2, pad_to=7) -> "
+             "BatchNodes(batch_size=50, drop_last=True) -> "
+             "SampleNeighbors(fanouts=[4, 2], node_wise=False, num_threads=1) -> "
+             "SliceFeatures -> PrefetchToDevice(device='cpu')")
+    assert repr(pipe) == str(pipe) == chain
+    assert repr(pipe.source) == chain.rsplit(" -> ", 1)[0]  # each stage: the chain up to it
+    unshuffled = NodeIndices(train).shuffle_nodes(shuffle=False)
+    assert str(unshuffled).endswith("ShuffleNodes(shuffle=False)")
+    users = pipe.map(_identity)  # a torch DataPipe after ours keeps torch's own repr
+    assert repr(users) == type(users).__name__
+    typed = mag.split_idx["train"]
+    per_type = {e: [3] if e[1] == "cites" else [1] for e in mag.edge_types}
+    sampled = NodeIndices(typed).batch_nodes(8).sample_neighbors(mag, per_type, num_threads=2)
+    assert repr(sampled).endswith(f"SampleNeighbors(fanouts per edge type "
+                                  f"({len(mag.edge_types)} types), node_wise=True, "
+                                  "num_threads=2)")
+
+
 def test_sampler_stage_alone_meets_the_contract(small_dataset):
     rowptr, col = small_dataset.rowptr.numpy(), small_dataset.col.numpy()
     pipe = (NodeIndices(small_dataset.split_idx["valid"]).batch_nodes(100)

@@ -69,6 +69,8 @@ def test_pyg_enums_numneighbors_and_repr_as_pyg():
         assert isinstance(loader, DataLoader)
         assert isinstance(loader, getattr(pyg_loader, name[:-2]))
     assert len(by_enum.node_sampler.num_neighbors) == 2
+    # the chain under a loader prints its stages, the PyG one last
+    assert repr(by_enum.pipe).endswith("ToPyG(subgraph_type='bidirectional')")
     with pytest.raises(ValueError, match="hops must be the same across all"):
         NeighborLoader(_hetero(), {("paper", "cites", "paper"): [1],
                                    ("author", "writes", "paper"): [1, 1]}, input_nodes="paper")

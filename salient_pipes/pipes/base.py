@@ -155,6 +155,29 @@ class Stage(IterDataPipe):
         times (a feature cache's hit rate, a fetch's rows by source)."""
         return {}
 
+    def settings(self) -> str:
+        """The stage's main settings, as its part of the chain's ``repr``
+        (none by default)."""
+        return ""
+
+    def __repr__(self) -> str:
+        """The chain up to this stage, source first: printing a pipeline
+        shows what it is made of.
+
+        Example:
+            >>> from salient_pipes.pipes import NodeIndices
+            >>> print(NodeIndices(torch.arange(10)).shuffle_nodes(seed=1).batch_nodes(4))
+            NodeIndices(10 nodes) -> ShuffleNodes(seed=1) -> BatchNodes(batch_size=4)
+        """
+        return " -> ".join(_described(stage) for stage in reversed(upstream(self)))
+
+    __str__ = __repr__  # IterDataPipe prints its class name alone
+
+
+def _described(stage: IterDataPipe) -> str:
+    settings = stage.settings() if isinstance(stage, Stage) else ""
+    return f"{type(stage).__name__}({settings})" if settings else type(stage).__name__
+
 
 def pipeline_stats(pipe: IterDataPipe) -> List[Dict[str, Any]]:
     """Per stage of ``pipe``'s chain (source first): items delivered in the

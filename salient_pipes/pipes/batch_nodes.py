@@ -51,6 +51,9 @@ class BatchNodes(Stage):
                              "every rank must take; use a larger batch_size")
         return list(torch.tensor_split(idx[: count * self.batch_size], count))
 
+    def settings(self) -> str:
+        return f"batch_size={self.batch_size}" + (", drop_last=True" if self.drop_last else "")
+
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:
         for idx in self.source:
             yield from self._split(idx)[start:]

@@ -27,6 +27,9 @@ class NodeIndices(Stage):
         super().__init__()
         self.idx = as_node_ids("idx", idx).contiguous()
 
+    def settings(self) -> str:
+        return f"{self.idx.numel():,} nodes"
+
     def num_nodes_per_epoch(self) -> int:
         return self.idx.numel()
 

@@ -126,6 +126,9 @@ class PrefetchToDevice(Stage):
         self.device = usable_device(device)
         self._stop_previous = threading.Event()
 
+    def settings(self) -> str:
+        return f"device='{self.device}'"
+
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         if self.device.type != "cuda":
             for item in self.source:

@@ -263,6 +263,12 @@ class SampleNeighbors(Stage):
             self._session_key = key
         return self._session
 
+    def settings(self) -> str:
+        same = all(f == self.fanouts[0] for f in self.fanouts)
+        fanouts = f"fanouts={self.fanouts[0]}" if same else \
+            f"fanouts per edge type ({len(self.fanouts)} types)"
+        return f"{fanouts}, node_wise={self.node_wise}, num_threads={self.num_threads}"
+
     def _generate(self, epoch: int, start: int, x: Optional[Mapping[str, Tensor]] = None,
                   y: Optional[Tensor] = None, cache: Optional[Mapping[str, Any]] = None,
                   attrs: Optional[NodeAttrs] = None, pinned: Optional[Any] = None,

@@ -70,6 +70,10 @@ class ShardNodes(Stage):
         super().__init__(source)
         self.rank, self.world_size, self.pad_to = check_sharding(rank, world_size, pad_to)
 
+    def settings(self) -> str:
+        return f"rank={self.rank}, world_size={self.world_size}" + (
+            f", pad_to={self.pad_to}" if self.pad_to else "")
+
     def num_nodes_per_epoch(self) -> int:
         return largest_shard(self.source.num_nodes_per_epoch(), self.world_size, self.pad_to)
 

@@ -44,6 +44,9 @@ class ShuffleNodes(Stage):
             options = {"rank": 0, "world_size": 1, "pad_to": 0, **sharding}
             self._sharding = check_sharding(**options)
 
+    def settings(self) -> str:
+        return f"seed={self.seed}" if self.permute else "shuffle=False"
+
     def num_nodes_per_epoch(self) -> int:
         nodes = self.source.num_nodes_per_epoch()
         return nodes if self._sharding is None else largest_shard(nodes, *self._sharding[1:])

@@ -172,6 +172,9 @@ class ToPyG(Stage):
                 else:
                     self.fused_attrs.setdefault(t, {})[key] = value
 
+    def settings(self) -> str:
+        return f"subgraph_type='{self.subgraph_type}'"
+
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Any]:
         fused = self.fused_x or self.fused_attrs
         on = self.features
