@@ -41,6 +41,22 @@ def test_every_option_has_help_and_states_its_default_at_most_once(command):
     assert re.search(r"--seed SEED\s+seed of .*\(default: 0\)", " ".join(text.split()))
 
 
+def test_version_names_the_library_torch_and_python(capsys):
+    import importlib.metadata
+    import platform
+
+    import salient_pipes
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"salient-pipes {salient_pipes.__version__} (torch {torch.__version__}, "
+        f"Python {platform.python_version()})")
+    # the package's version is the one it is installed as (pyproject.toml's)
+    assert salient_pipes.__version__ == importlib.metadata.version("salient_pipes")
+
+
 def test_top_level_help_is_plain_text(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

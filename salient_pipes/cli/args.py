@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
+
+import salient_pipes
 from salient_pipes.data import POLICIES, cache_budget, parse_bytes
 from salient_pipes.data.format import check_replaceable
 from salient_pipes.distributed.partition import METHODS
@@ -146,9 +150,17 @@ def _dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def version_line() -> str:
+    """What ``salient-pipes --version`` prints (what a bug report needs)."""
+    return (f"salient-pipes {salient_pipes.__version__} (torch {torch.__version__}, "
+            f"Python {platform.python_version()})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``salient-pipes`` parser with its ``train`` and ``partition`` commands."""
     parser = argparse.ArgumentParser(prog="salient-pipes", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="show the versions of salient_pipes, torch and Python, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,partition}")
     train = sub.add_parser("train", help="train GraphSAGE through salient_pipeline()",
                            description="Train GraphSAGE (or, on a heterogeneous dataset, "
