@@ -423,6 +423,20 @@ def test_edge_list_builds_check_their_inputs(tmp_path, ds):
                                  label_type="a", progress=False)
 
 
+def test_a_missing_split_is_named_with_the_splits_there_are(ds, mag):
+    from salient_pipes import batchwise_test, salient_pipeline
+    from salient_pipes.models import SAGE
+
+    with pytest.raises(ValueError, match=r"has no split 'val'; it has \['test', 'train', "
+                                         r"'valid'\] \(did you mean 'valid'\?\)"):
+        salient_pipeline(ds, "val", device="cpu")
+    with pytest.raises(ValueError, match=r"has no split 'dev'; it has \[.*\]$"):
+        salient_pipeline(mag, "dev", device="cpu")  # nothing like it: no guess
+    with pytest.raises(ValueError, match=r"has no split 'tst'.*did you mean 'test'"):
+        batchwise_test(SAGE(ds.num_features, 4, ds.num_classes, 1), ds, (2,), sets="tst",
+                       device="cpu", progress=False)
+
+
 def test_synthetic_graphs_check_their_shares():
     for kwargs in (dict(homophily=1.5), dict(homophily=-0.1), dict(split=(0.0, 0.1)),
                    dict(split=(0.6, 0.5)), dict(split=(0.5, -0.1))):

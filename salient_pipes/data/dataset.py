@@ -10,6 +10,7 @@ a memory-mapped copy on disk.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from pathlib import Path
@@ -442,8 +443,10 @@ def iter_splits(dataset: HasSplits, names: Sequence[str]) -> Iterator[Tuple[str,
     """Yields ``(name, index)`` for each requested split, naming a missing one."""
     for name in names:
         if name not in dataset.split_idx:
+            close = difflib.get_close_matches(str(name), [str(s) for s in dataset.split_idx], 1)
             raise ValueError(
-                f"{dataset.name} has no split {name!r}; it has {sorted(dataset.split_idx)}")
+                f"{dataset.name} has no split {name!r}; it has {sorted(dataset.split_idx)}"
+                + (f" (did you mean {close[0]!r}?)" if close else ""))
         yield name, dataset.split_idx[name]
 
 
