@@ -6,5 +6,24 @@ The loaders live in :mod:`salient_pipes.adapters.pyg`; this module is the
 short path PyG users import (docs/pyg.md).
 """
 
+from typing import NoReturn
+
 from salient_pipes.adapters.pyg import *  # noqa: F403  (the same names)
 from salient_pipes.adapters.pyg import __all__  # noqa: F401
+
+
+def __getattr__(name: str) -> NoReturn:
+    """A name of ``torch_geometric.loader`` that is not ours (``HGTLoader``,
+    ``ClusterLoader``, ``ImbalancedSampler``, ...) raises an ``ImportError``
+    that says where it is, rather than the bare "cannot import name" of
+    ``from salient_pipes.pyg import HGTLoader``."""
+    try:
+        import torch_geometric.loader as pyg_loader
+    except ImportError:  # pragma: no cover - PyG is a dependency
+        pyg_loader = None
+    if pyg_loader is not None and name in getattr(pyg_loader, "__all__", ()):
+        raise ImportError(
+            f"salient_pipes.pyg has no {name}: NeighborLoader, LinkNeighborLoader and "
+            f"NeighborSampler are the loaders it runs on its native core; import {name} "
+            "from torch_geometric.loader")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

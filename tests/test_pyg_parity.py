@@ -56,6 +56,18 @@ def _global_edges(batch, store=None, src="n_id", dst="n_id"):
 
 
 # ------------------------------------------------------------- argument forms
+def test_pygs_other_loaders_are_named_where_they_are():
+    import salient_pipes.pyg as ours
+
+    for name in ("HGTLoader", "ClusterLoader", "ImbalancedSampler"):
+        assert name in pyg_loader.__all__
+        with pytest.raises(ImportError, match=f"salient_pipes.pyg has no {name}: .*; import "
+                                              f"{name} from torch_geometric.loader"):
+            exec(f"from salient_pipes.pyg import {name}", {})
+    assert not hasattr(ours, "Nonexistent")  # any other name: a plain AttributeError
+    assert ours.NeighborLoader is NeighborLoader
+
+
 def test_pyg_enums_numneighbors_and_repr_as_pyg():
     data = _data()
     by_name = NeighborLoader(data, [3, 2], batch_size=16, subgraph_type="bidirectional", seed=4)
