@@ -199,6 +199,17 @@ def test_a_pipeline_prints_its_chain_with_each_stages_settings(small_dataset, ma
                                   "num_threads=2)")
 
 
+def test_a_chain_over_an_empty_index_is_walked_to_its_source(small_dataset):
+    # a stage of no batches is falsy (its length is 0): the chain goes on past it
+    empty = NodeIndices(torch.tensor([], dtype=torch.int64)).shuffle_nodes(seed=1).batch_nodes(4)
+    pipe = empty.sample_neighbors(small_dataset, [2])
+    assert len(empty) == 0
+    pipe.set_epoch(3)
+    assert list(pipe) == [] and empty.source.epoch == 3
+    assert [row["stage"] for row in pipeline_stats(pipe)] == [
+        "NodeIndices", "ShuffleNodes", "BatchNodes", "SampleNeighbors"]
+
+
 def test_sampler_stage_alone_meets_the_contract(small_dataset):
     rowptr, col = small_dataset.rowptr.numpy(), small_dataset.col.numpy()
     pipe = (NodeIndices(small_dataset.split_idx["valid"]).batch_nodes(100)

@@ -11,7 +11,7 @@ from torchdata.nodes import IterableWrapper, Loader, PinMemory, Prefetcher
 from salient_pipes import salient_pipeline
 from salient_pipes.adapters.torchdata import PipeNode, SeedsFromNode
 from salient_pipes.cli import CHECKPOINT_FILE, main
-from salient_pipes.pipes import NodeIndices
+from salient_pipes.pipes import NodeIndices, pipeline_stats
 from tests.conftest import pairs
 
 
@@ -152,6 +152,26 @@ def test_node_seeds_feed_our_stages(small_dataset):
             _same(a, b)
     with pytest.raises(TypeError, match="wraps a salient_pipes pipe"):
         PipeNode(IterableWrapper([]))
+    # the chain's epoch and state reach through every stage to the node (a
+    # source without a length: walking the chain never asks for one)
+    pipe.set_epoch(0)
+    it = iter(pipe)
+    head = [next(it) for _ in range(2)]
+    state = pipe.state_dict()
+    rest = list(it)
+    again = SeedsFromNode(IterableWrapper(chunks)).sample_neighbors(ds, [4])
+    again = again.slice_features(ds.x, ds.y)
+    again.load_state_dict(state)
+    resumed = list(again)
+    assert len(head) + len(resumed) == len(chunks) and len(resumed) == len(rest)
+    for a, b in pairs(resumed, rest):
+        _same(a, b)
+    assert [row["stage"] for row in pipeline_stats(again)] == [
+        "SeedsFromNode", "SampleNeighbors", "SliceFeatures"]
+    # printed: the node around the chain, the user's node at its source
+    assert repr(PipeNode(pipe)) == (
+        "PipeNode(SeedsFromNode(IterableWrapper) -> SampleNeighbors(fanouts=[4], "
+        f"node_wise=False, num_threads={pipe.source.num_threads}) -> SliceFeatures)")
 
 
 ARGS = ["train", "--num-nodes", "3000", "--epochs", "3", "--hidden", "32", "--batch-size", "256",

@@ -72,6 +72,9 @@ class PipeNode(BaseNode):
             close_iterator(self._it)
         self._it = None
 
+    def __repr__(self) -> str:
+        return f"PipeNode({self.pipe!r})"
+
 
 class SeedsFromNode(Stage):
     """Our source stage over a user's ``BaseNode`` that yields seed tensors:
@@ -95,6 +98,9 @@ class SeedsFromNode(Stage):
             raise TypeError("SeedsFromNode reads a torchdata.nodes.BaseNode, "
                             f"got {type(node).__name__}")
         self.node = node
+
+    def settings(self) -> str:
+        return type(self.node).__name__
 
     def _generate(self, epoch: int, start: int, **options: Any) -> Iterator[Tensor]:
         self.node.reset()

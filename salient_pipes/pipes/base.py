@@ -41,7 +41,8 @@ def upstream(pipe: IterDataPipe) -> List[IterDataPipe]:
     node: Optional[IterDataPipe] = pipe
     while isinstance(node, IterDataPipe):
         chain.append(node)
-        node = getattr(node, "source", None) or getattr(node, "datapipe", None)
+        above = getattr(node, "source", None)  # not `or`: a pipe's truth is its length
+        node = getattr(node, "datapipe", None) if above is None else above
     return chain
 
 
