@@ -19,7 +19,9 @@ from salient_pipes.pipeline import resolve_device, resolve_rank, salient_pipelin
 
 @dataclass
 class EpochResult:
-    """Mean training loss over the epoch's seeds, wall seconds, batches, and
+    """Mean training loss over the epoch's seeds (NaN for an epoch without
+    a batch, as :func:`batchwise_test` gives NaN for a split without a
+    label), wall seconds, batches, and
     the seconds the training loop waited for its next batch (``data_wait_s``;
     the rest of ``seconds`` is the step itself), of which ``first_wait_s``
     for the epoch's first batch (the pipeline filling up). On CUDA,
@@ -341,7 +343,7 @@ def train_epoch(model: Union[torch.nn.Module, CapturedStep],
         batches += 1
         if on_batch is not None:
             on_batch(so_far)
-    mean = (total / max(seeds, 1)).item()
+    mean = (total / seeds).item() if seeds else float("nan")  # no seed: no mean loss
     seconds = time.perf_counter() - start
     busy = None
     if timed:

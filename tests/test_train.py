@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 
@@ -709,3 +710,8 @@ def test_epoch_loss_is_the_seed_weighted_mean_of_the_batch_losses():
     got = train_epoch(model, pipe, optimizer, progress=False)
     assert got.batches == len(batches)
     assert got.loss == pytest.approx(want, rel=1e-5)
+    # an epoch of no batch has no mean loss (not a loss of 0)
+    empty = salient_pipeline(ds, torch.tensor([], dtype=torch.int64), batch_size=100,
+                             fanouts=(4, 3), device="cpu")
+    nothing = train_epoch(model, empty, optimizer, progress=False)
+    assert nothing.batches == 0 and math.isnan(nothing.loss)
