@@ -64,7 +64,7 @@ status=0
 # session-level fork test's child hung so in about one run in three (its
 # stack: waiting on the allocator's mutex in operator delete, at exit), the
 # pipe-level one's once; never in the normal run, where all of them run.
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$PYTHON" -m pytest -q -n auto --maxprocesses 8 -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py tests/test_overlap.py \
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$PYTHON" -m pytest -q -n auto --maxprocesses 8 --dist worksteal -p no:cacheprovider tests/test_native.py tests/test_fuzz.py tests/test_faults.py tests/test_hetero.py tests/test_pinned.py tests/test_overlap.py \
   tests/test_temporal_weighted.py tests/test_temporal_loaders.py tests/test_dataset_times_weights.py \
   tests/test_lookahead.py tests/test_device_features.py tests/test_dropout.py \
   --deselect "tests/test_hetero.py::test_mag_like_features_have_unit_scale_and_349_classes_are_learnable" \
