@@ -17,11 +17,9 @@ def __getattr__(name: str) -> NoReturn:
     ``ClusterLoader``, ``ImbalancedSampler``, ...) raises an ``ImportError``
     that says where it is, rather than the bare "cannot import name" of
     ``from salient_pipes.pyg import HGTLoader``."""
-    try:
-        import torch_geometric.loader as pyg_loader
-    except ImportError:  # pragma: no cover - PyG is a dependency
-        pyg_loader = None
-    if pyg_loader is not None and name in getattr(pyg_loader, "__all__", ()):
+    import torch_geometric.loader as pyg_loader  # imported already, by our loaders
+
+    if name in pyg_loader.__all__:
         raise ImportError(
             f"salient_pipes.pyg has no {name}: NeighborLoader, LinkNeighborLoader and "
             f"NeighborSampler are the loaders it runs on its native core; import {name} "

@@ -22,12 +22,19 @@ git ls-files -z | xargs -0 -I{} cp --parents {} "$work"
 cd "$work"
 log="$work/sanitizer"
 if [ $mode = thread ]; then
-  echo "sanitize: building the native core with -fsanitize=thread"
-  SALIENT_PIPES_SANITIZE=thread "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
-  so=$(ls salient_pipes/_native/_core*.so)
-  # The build must really be instrumented, or a clean run would prove nothing.
-  symbols=$(nm -D "$so")
-  grep -q __tsan_read <<<"$symbols" || { echo "sanitize: $so lacks TSan"; exit 1; }
+  flags=thread; build=thread; needed="__tsan_read"
+else
+  flags=address,undefined; build=1; needed="__asan_report __ubsan_handle"
+fi
+echo "sanitize: building the native core with -fsanitize=$flags"
+SALIENT_PIPES_SANITIZE=$build "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
+so=$(ls salient_pipes/_native/_core*.so)
+# The build must really be instrumented, or a clean run would prove nothing.
+symbols=$(nm -D "$so")
+for symbol in $needed; do
+  grep -q "$symbol" <<<"$symbols" || { echo "sanitize: $so lacks $symbol"; exit 1; }
+done
+if [ $mode = thread ]; then
   # The interpreter itself, not a launcher script (such as pyenv's shim),
   # which would run under the preloaded runtime too.
   PYTHON=$("$PYTHON" -c "import sys; print(sys.executable)")
@@ -38,18 +45,9 @@ if [ $mode = thread ]; then
   export TSAN_OPTIONS="log_path=$log"
   export OMP_NUM_THREADS=1
 else
-  echo "sanitize: building the native core with -fsanitize=address,undefined"
-  SALIENT_PIPES_SANITIZE=1 "$PYTHON" setup.py -q build_ext --inplace 2>&1 | grep -Ev "^(running|copying|creating)" || true
-  so=$(ls salient_pipes/_native/_core*.so)
-  # The build must really be instrumented, or a clean run would prove nothing.
-  symbols=$(nm -D "$so")
-  grep -q __asan_report <<<"$symbols" || { echo "sanitize: $so lacks ASan"; exit 1; }
-  grep -q __ubsan_handle <<<"$symbols" || { echo "sanitize: $so lacks UBSan"; exit 1; }
-  asan=$(gcc -print-file-name=libasan.so)
-  ubsan=$(gcc -print-file-name=libubsan.so)
   # Python itself is not instrumented: preload the runtimes, ignore CPython's
   # intentional leaks at exit, and make any finding fatal.
-  export LD_PRELOAD="$asan:$ubsan"
+  export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
   export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$log"
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$log"
 fi
