@@ -398,16 +398,24 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
                          "PartitionedDataset.load(path, cache=...)")
     if isinstance(split, str):
         (_, index), = iter_splits(dataset, [split])
-        pad_to = dataset.max_split_size(split) if shuffle else 0
+        sizes = dataset.split_sizes[split]
+        largest, smallest = max(sizes), min(sizes)
     else:
         index = as_node_ids("split", split, dataset.num_nodes)
         index = index[dataset.owner[index] == dataset.rank]
-        pad_to = 0
-        if shuffle and dataset.fetch_group is not None:  # the largest part's share
-            size = torch.tensor([index.numel()])
+        largest = smallest = index.numel()
+        if shuffle and dataset.fetch_group is not None:  # the largest and smallest shares
+            size = torch.tensor([index.numel(), -index.numel()])
             torch.distributed.all_reduce(size, torch.distributed.ReduceOp.MAX,
                                          group=dataset.fetch_group)
-            pad_to = int(size)
+            largest, smallest = int(size[0]), -int(size[1])
+    if shuffle and smallest == 0 and largest > 0:
+        # Training runs every rank in step; a rank without seeds has nothing to
+        # pad with, so every rank says so now rather than one of them mid-epoch.
+        raise ValueError("a part of this partitioned dataset holds none of the split's "
+                         "nodes, so its rank has no seeds to train on: partition into fewer "
+                         "parts (at most the split's size), or iterate with shuffle=False")
+    pad_to = largest if shuffle else 0
     device = resolve_device(device)
     if pin_memory is None:
         pin_memory = device.type == "cuda"

@@ -129,7 +129,16 @@ def test_few_training_nodes_for_the_parts_are_warned_about(tmp_path):
     ds = FastDataset.synthetic(num_nodes=40, seed=0)
     ds.split_idx["train"] = ds.split_idx["train"][:2]
     with pytest.warns(UserWarning, match="the train split has 2 nodes for 3 parts: 1 parts"):
-        partition(ds, 3, tmp_path / "p", method="random", progress=False)
+        out = partition(ds, 3, tmp_path / "p", method="random", progress=False)
+    # Training would leave one rank without seeds: every rank refuses it up
+    # front (not the seedless one alone, with the others waiting for it).
+    parts = [PartitionedDataset.load(out, rank) for rank in range(3)]
+    assert sorted(p.split_sizes["train"][p.rank] for p in parts) == [0, 1, 1]
+    for part in parts:
+        with pytest.raises(ValueError, match="holds none of the split's nodes"):
+            salient_pipeline(part, "train", device="cpu", fanouts=(2,))
+        evaluation = salient_pipeline(part, "train", device="cpu", fanouts=(2,), shuffle=False)
+        assert len(evaluation) == part.split_sizes["train"][part.rank]
 
 
 def test_local_rows_number_each_part_in_id_order():
@@ -412,6 +421,33 @@ def _dying_worker(rank: int, world: int, tmp: str) -> None:
             (Path(tmp) / f"rank{rank}.err").write_text(
                 f"{time.monotonic() - started:.1f}\n{exc}")
             raise SystemExit(1) from None
+
+
+def _given_seeds_worker(rank: int, world: int, tmp: str) -> None:
+    """Seeds given as ids: ranks agree on the largest share (to pad to) and
+    all refuse to train when one rank's share is empty."""
+    torch.set_num_threads(1)
+    with _init(tmp, rank, world):
+        part = PartitionedDataset.load(Path(tmp) / "parts", timeout=30)
+        of_part = [(part.owner == r).nonzero().view(-1) for r in range(world)]
+        seeds = torch.cat([of_part[0][:7], of_part[1][:12]])  # the same ids on every rank
+        result = {"len": len(salient_pipeline(part, seeds, batch_size=4, fanouts=FANOUTS,
+                                              device="cpu", num_threads=1))}
+        lonely = of_part[0][:5]  # rank 1 owns none of these
+        try:
+            salient_pipeline(part, lonely, batch_size=4, fanouts=FANOUTS, device="cpu")
+        except ValueError as exc:
+            result["error"] = str(exc)
+        (Path(tmp) / f"rank{rank}.json").write_text(json.dumps(result))
+
+
+def test_ranks_given_seed_ids_pad_to_the_largest_share_or_all_refuse(tmp_path):
+    partition(_dataset(), 2, tmp_path / "parts", method="random", progress=False)
+    assert run_ranks(_given_seeds_worker, 2, str(tmp_path), timeout=120) == [0, 0]
+    for rank in range(2):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result["len"] == 3  # both pad to rank 1's 12 seeds: 3 batches of 4
+        assert "holds none of the split's nodes" in result["error"]
 
 
 def test_a_rank_that_dies_ends_the_others_with_a_clear_error(tmp_path):

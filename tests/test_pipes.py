@@ -103,8 +103,21 @@ def test_sharding_covers_split_with_equal_batch_counts(world_size, num_nodes, ba
 def test_sharding_too_small_to_give_every_rank_a_batch_is_an_error():
     with pytest.raises(ValueError, match="cannot shard 2 nodes over 3 ranks"):
         list(NodeIndices(torch.arange(2)).shuffle_nodes(rank=0, world_size=3).batch_nodes(4))
-    with pytest.raises(ValueError, match="cannot fill the 4 batches"):
-        list(NodeIndices(torch.arange(7)).shuffle_nodes(rank=1, world_size=2).batch_nodes(1))
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_batches_of_one_node_repeat_a_seed_on_a_shorter_shard(drop_last):
+    """7 seeds on 2 ranks in batches of 1: a shard of 3 cannot be cut into
+    the 4 batches the other rank takes, so it repeats its first node (one
+    rank raising while the other went on would leave that one waiting in
+    its first collective)."""
+    shards = [list(NodeIndices(torch.arange(7)).shuffle_nodes(seed=1, rank=rank, world_size=2)
+                   .batch_nodes(1, drop_last=drop_last)) for rank in (0, 1)]
+    assert [len(s) for s in shards] == [4, 4]
+    assert all(b.numel() == 1 for s in shards for b in s)
+    first, second = (torch.cat(s) for s in shards)
+    assert torch.equal(second[3:], second[:1]), "the shorter shard repeats its first node"
+    assert torch.equal(torch.cat([first, second[:3]]).sort().values, torch.arange(7))
 
 
 def test_same_batches_whatever_num_threads(small_dataset):

@@ -21,6 +21,8 @@ class BatchNodes(Stage):
     When the upstream shards across ranks, every rank yields the same number
     of batches (that of the largest shard): a shard one node short of it is
     cut into that many slightly smaller batches, so no rank waits for another.
+    Batches of one node cannot be smaller: there, as torch's
+    ``DistributedSampler`` does, a shorter shard repeats its first node.
 
     Example:
         >>> from salient_pipes.pipes import NodeIndices
@@ -46,9 +48,8 @@ class BatchNodes(Stage):
         if self._num_batches(idx.numel()) == count:
             return list(torch.split(idx[: count * self.batch_size], self.batch_size))
         # A shard shorter than the largest: same count, batches a little smaller.
-        if idx.numel() < count:
-            raise ValueError(f"a shard of {idx.numel()} nodes cannot fill the {count} batches "
-                             "every rank must take; use a larger batch_size")
+        if idx.numel() < count:  # batches of one node: repeat from the shard's start
+            idx = torch.cat([idx, idx[torch.arange(count - idx.numel()) % idx.numel()]])
         return list(torch.tensor_split(idx[: count * self.batch_size], count))
 
     def settings(self) -> str:
