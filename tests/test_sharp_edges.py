@@ -273,3 +273,24 @@ def test_node_ids_on_the_meta_device_are_refused_by_name(small_dataset):
     data = Data(x=torch.randn(6, 2), edge_index=torch.tensor([[0, 1, 2], [1, 2, 3]]))
     with pytest.raises(ValueError, match="meta device"):
         NeighborLoader(data, num_neighbors=[2], input_nodes=torch.arange(4, device="meta"))
+
+
+def test_a_pin_memory_stage_registered_before_ours_is_named_at_import():
+    """torchdata < 0.10's datapipes (which DGL 2.1-2.3's GraphBolt imports)
+    register an IterDataPipe named ``pin_memory``: importing salient_pipes
+    after them says which class holds the name and what to do, instead of
+    torch's bare "already taken"."""
+    import subprocess
+    import sys
+
+    code = ("from torch.utils.data import IterDataPipe, functional_datapipe\n"
+            "@functional_datapipe('pin_memory')\n"
+            "class TheirPinMemory(IterDataPipe):\n"
+            "    pass\n"
+            "import salient_pipes\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError:") and "__main__.TheirPinMemory holds" in last, last
+    assert "torchdata >= 0.10" in last

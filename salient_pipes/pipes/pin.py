@@ -13,6 +13,14 @@ from salient_pipes._checks import check_int
 from salient_pipes.pipes._handoff import run_ahead
 from salient_pipes.pipes.base import Stage, close_iterator
 
+if "pin_memory" in IterDataPipe.functions:  # torch would say "already taken", no more
+    _holder = (getattr(IterDataPipe.functions["pin_memory"], "args", None) or [None])[0]
+    raise ImportError(
+        "salient_pipes registers the IterDataPipe stage 'pin_memory', but "
+        f"{getattr(_holder, '__module__', '?')}.{getattr(_holder, '__qualname__', '?')} holds "
+        "that name already: torchdata < 0.10's datapipes register one (DGL 2.1-2.3's GraphBolt "
+        "imports them). Use torchdata >= 0.10 in this process, or run that library in another")
+
 
 @functional_datapipe("pin_memory")
 class PinMemory(Stage):
