@@ -4,6 +4,7 @@ torchdata wrappers, and the teardown of distributed training."""
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 
 import numpy as np
@@ -275,22 +276,49 @@ def test_node_ids_on_the_meta_device_are_refused_by_name(small_dataset):
         NeighborLoader(data, num_neighbors=[2], input_nodes=torch.arange(4, device="meta"))
 
 
-def test_a_pin_memory_stage_registered_before_ours_is_named_at_import():
-    """torchdata < 0.10's datapipes (which DGL 2.1-2.3's GraphBolt imports)
-    register an IterDataPipe named ``pin_memory``: importing salient_pipes
-    after them says which class holds the name and what to do, instead of
-    torch's bare "already taken"."""
+OLD_TORCHDATA = """
+from torch.utils.data import IterDataPipe, functional_datapipe
+
+@functional_datapipe("pin_memory")
+class TheirPinMemory(IterDataPipe):
+    def __init__(self, source):
+        self.source = source
+
+    def __iter__(self):
+        return iter(self.source)
+"""
+
+
+@pytest.mark.parametrize("first", ["torchdata", "salient_pipes"])
+def test_torchdata_before_0_10_and_ours_share_a_process(tmp_path, first):
+    """torchdata < 0.10 registers a ``pin_memory`` datapipe when it is
+    imported (DGL 2.1-2.3's GraphBolt imports it); torch refuses a name
+    twice. With such a torchdata installed (a stand-in here, on the path
+    first), either import order works: our stages' ``.pin_memory()`` is
+    ours, other DataPipes' is theirs, and our torchdata.nodes adapters say
+    what they need."""
     import subprocess
     import sys
 
-    code = ("from torch.utils.data import IterDataPipe, functional_datapipe\n"
-            "@functional_datapipe('pin_memory')\n"
-            "class TheirPinMemory(IterDataPipe):\n"
-            "    pass\n"
-            "import salient_pipes\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode != 0
-    last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError:") and "__main__.TheirPinMemory holds" in last, last
-    assert "torchdata >= 0.10" in last
+    (tmp_path / "torchdata").mkdir()
+    (tmp_path / "torchdata" / "__init__.py").write_text(OLD_TORCHDATA)
+    other = "salient_pipes" if first == "torchdata" else "torchdata"
+    code = f"""
+import {first}, {other}, torch
+from salient_pipes.pipes import NodeIndices
+from salient_pipes.pipes.pin import PinMemory
+ours = NodeIndices(torch.arange(6)).batch_nodes(4).pin_memory()
+assert type(ours) is PinMemory, type(ours)
+assert [b.tolist() for b in ours] == [[0, 1, 2, 3], [4, 5]]
+theirs = NodeIndices(torch.arange(6)).map(lambda i: i).pin_memory()
+assert type(theirs).__name__ == "TheirPinMemory", type(theirs)
+try:
+    import salient_pipes.adapters.torchdata
+except ImportError as exc:
+    print(exc)
+"""
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": f"{tmp_path}:{os.getcwd()}"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "needs torchdata >= 0.10" in out.stdout

@@ -24,7 +24,12 @@ from typing import Any, Dict, Iterator, Optional
 
 from torch import Tensor
 from torch.utils.data import IterDataPipe
-from torchdata.nodes import BaseNode
+
+try:
+    from torchdata.nodes import BaseNode
+except ImportError as exc:  # an optional dependency: only these adapters need it
+    raise ImportError("salient_pipes.adapters.torchdata needs torchdata >= 0.10 (its "
+                      "torchdata.nodes): pip install 'torchdata>=0.10'") from exc
 
 from salient_pipes.pipes.base import Stage, close_iterator, upstream
 

@@ -13,16 +13,7 @@ from salient_pipes._checks import check_int
 from salient_pipes.pipes._handoff import run_ahead
 from salient_pipes.pipes.base import Stage, close_iterator
 
-if "pin_memory" in IterDataPipe.functions:  # torch would say "already taken", no more
-    _holder = (getattr(IterDataPipe.functions["pin_memory"], "args", None) or [None])[0]
-    raise ImportError(
-        "salient_pipes registers the IterDataPipe stage 'pin_memory', but "
-        f"{getattr(_holder, '__module__', '?')}.{getattr(_holder, '__qualname__', '?')} holds "
-        "that name already: torchdata < 0.10's datapipes register one (DGL 2.1-2.3's GraphBolt "
-        "imports them). Use torchdata >= 0.10 in this process, or run that library in another")
 
-
-@functional_datapipe("pin_memory")
 class PinMemory(Stage):
     """Copies each batch into page-locked memory on a background thread, up to
     ``depth`` batches ahead, so that ``prefetch_to_device`` can copy it to the
@@ -65,3 +56,26 @@ class PinMemory(Stage):
 
     def __len__(self) -> int:
         return len(self.source)
+
+
+def _register() -> None:
+    """``.pin_memory()`` on any IterDataPipe, as torch's functional forms are;
+    but torchdata < 0.10 registers a ``pin_memory`` datapipe of its own when
+    it is imported (DGL 2.1-2.3's GraphBolt imports it), and torch refuses a
+    name twice, so whichever came second would fail to import. Where that
+    torchdata is installed, ours is a method of our stages instead, and
+    theirs stays the functional form of other DataPipes."""
+    try:
+        import torchdata  # noqa: F401  (before 0.10 it registers its datapipes here)
+    except ImportError:
+        pass
+    if "pin_memory" in IterDataPipe.functions:
+        def pin_memory(self: Stage, depth: int = 2) -> PinMemory:
+            return PinMemory(self, depth)
+
+        setattr(Stage, "pin_memory", pin_memory)  # noqa: B010  (Stage does not declare it)
+    else:
+        functional_datapipe("pin_memory")(PinMemory)
+
+
+_register()
