@@ -96,6 +96,10 @@ def test_dataset_dependent_defaults():
                               "within 0-100%, got '150%'"),
     (["--feature-cache", "most%"], "argument --feature-cache: the cache must be a size or a "
                                    "share like '10%', got 'most%'"),
+    (["--features-on", "gpu"], "--features-on: device 'gpu' is not a torch device"),
+
+    (["--features-on", "meta", "--device", "cpu"], "--features-on meta: the batches go to cpu "
+                                                   "(--device)"),
 ])
 def test_train_errors_show_the_train_usage(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -103,6 +107,21 @@ def test_train_errors_show_the_train_usage(args, message, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert message in err and "usage: salient-pipes train" in err
+
+
+@pytest.mark.parametrize("command,option", [("train", "--checkpoint"), ("train", "--profile"),
+                                            ("train", "--out"), ("partition", "--out")])
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path, capsys, command,
+                                                                    option):
+    """Not after an epoch of training, at the first write."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    extra = ["--parts", "2"] if command == "partition" else []
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, *extra, option, str(blocker / "sub" / "x.json")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"usage: salient-pipes {command}" in err
+    assert f"{option}: cannot create {blocker / 'sub'}" in err, err
 
 
 @pytest.mark.parametrize("dataset,message", [

@@ -276,6 +276,7 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
             check_replaceable(args.out)
         except FileExistsError as exc:
             command.error(f"--out: {exc}")
+        _check_writable(command, "--out", args.out.parent)  # written beside it, then moved
     if args.command != "train":
         return args
     for key, value in DEFAULTS[dataset_kind(args.dataset)].items():
@@ -301,14 +302,39 @@ def resolve(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> a
         where = getattr(args, option)
         if where is not None and where.exists() and not where.is_dir():
             command.error(f"--{option} names a directory; {where} is a file")
+        if where is not None:
+            _check_writable(command, f"--{option}", where)
     if args.out is not None and args.out.is_dir():
         command.error(f"--out names the JSON summary's file; {args.out} is a directory")
+    if args.out is not None:
+        _check_writable(command, "--out", args.out.parent)
+    device = None
     if args.device is not None:
         try:
-            resolve_device(args.device)
+            device = resolve_device(args.device)
         except ValueError as exc:
             command.error(f"--device: {exc}")
+    if args.features_on not in (None, "host", "auto"):
+        try:
+            placed = resolve_device(args.features_on)
+        except ValueError as exc:
+            command.error(f"--features-on: {exc}")
+        device = device or resolve_device(None)
+        if placed.type != device.type:
+            command.error(f"--features-on {args.features_on}: the batches go to {device} "
+                          "(--device): name the same device, or 'host' or 'auto'")
     return args
+
+
+def _check_writable(command: argparse.ArgumentParser, option: str, directory: Path) -> None:
+    """``directory`` made if missing and writable, or a usage error now,
+    before training rather than at its first write."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        command.error(f"{option}: cannot create {directory} ({exc.strerror})")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        command.error(f"{option}: {directory} is not writable")
 
 
 def _is_hetero(name: str) -> bool:
