@@ -136,6 +136,11 @@ class SAGE(torch.nn.Module):
         if len(adjs) != self.num_layers:
             raise ValueError(f"the model has {self.num_layers} layers but the batch has "
                              f"{len(adjs)} hops; use as many fanouts as layers")
+        in_channels = cast(MeanSAGEConv, self.convs[0]).lin_l.in_features
+        if x.dim() != 2 or x.size(1) != in_channels:
+            raise ValueError(f"the model takes {in_channels} features per node but the batch's "
+                             f"x has shape {list(x.shape)}; build it with "
+                             "in_channels=dataset.num_features")
         x = F.normalize(x.float(), dim=-1)
         for i, (edge_index, _, size) in enumerate(adjs):
             x = self.convs[i](x, edge_index, size[1])

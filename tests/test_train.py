@@ -329,6 +329,17 @@ def test_model_rejects_hop_mismatch():
         model(torch.randn(3, 4), [None])
 
 
+def test_model_names_a_feature_count_that_is_not_its_own(small_dataset):
+    ds = small_dataset
+    model = SAGE(ds.num_features + 1, 8, ds.num_classes, num_layers=2)
+    batch = next(iter(salient_pipeline(ds, batch_size=64, fanouts=(3, 3), device="cpu")))
+    with pytest.raises(ValueError, match=rf"takes {ds.num_features + 1} features per node but "
+                                         rf"the batch's x has shape \[\d+, {ds.num_features}\]"):
+        model(batch.x, batch.adjs)
+    with pytest.raises(ValueError, match=r"x has shape \[5\]"):
+        model(torch.randn(5), batch.adjs)
+
+
 def test_training_and_evaluation_name_what_they_were_given_wrong(small_dataset):
     from salient_pipes import HeteroSAGE
 
