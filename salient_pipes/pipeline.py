@@ -208,10 +208,11 @@ def salient_pipeline(
         raise TypeError(f"dataset must be a FastDataset or HeteroDataset, got "
                         f"{type(dataset).__name__}{hint}")
     weight = getattr(dataset, "edge_weight", None) if weighted else None
+    kind = type(dataset).__name__
     if weighted and _absent(weight):
-        raise ValueError("weighted=True needs a dataset with edge_weight (FastDataset(..., "
-                         "edge_weight=...), from_edges(..., edge_weight=...) or "
-                         "from_pyg(data, weight_attr=...))")
+        raise ValueError(f"weighted=True needs a dataset with edge_weight ({kind}(..., "
+                         f"edge_weight=...), {kind}.from_edges(..., edge_weight=...) or "
+                         f"{kind}.from_pyg(data, weight_attr=...))")
     time = _temporal(dataset, temporal, weighted)
     index = _seeds(dataset, split)
     device = resolve_device(device)
@@ -327,10 +328,14 @@ def _temporal(dataset: Union[FastDataset, HeteroDataset], temporal: Optional[str
     if isinstance(dataset, HeteroDataset):
         node_time = dataset.node_time.get(dataset.label_type)
     if _absent(time) or node_time is None:
+        pyg = ("HeteroDataset.from_pyg(data, time_attr=...) of an attribute of the edge types "
+               "and of the seeds' node type" if isinstance(dataset, HeteroDataset) else
+               "FastDataset.from_pyg(data, time_attr=...) of an edge attribute, plus "
+               "node_time=...")
         raise ValueError("temporal sampling needs a dataset with edge_time (the edges' times) "
-                         "and node_time (the seeds' times): FastDataset.from_pyg(data, "
-                         "time_attr=...) of an edge attribute, plus node_time=..., or "
-                         "from_edges(..., edge_time=..., node_time=...)")
+                         f"and node_time (the seeds' times): {pyg}, or "
+                         f"{type(dataset).__name__}.from_edges(..., edge_time=..., "
+                         "node_time=...)")
     return time
 
 

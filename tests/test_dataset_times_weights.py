@@ -131,6 +131,25 @@ def test_weighted_pipeline_never_takes_a_zero_weight_edge():
         salient_pipeline(_base(), device="cpu", weighted=True)
 
 
+def test_a_dataset_without_times_or_weights_is_told_how_its_kind_gets_them():
+    from salient_pipes import HeteroDataset
+
+    plain, typed = _base(), HeteroDataset.synthetic_mag(scale=0.001)
+    for ds in (plain, typed):
+        kind = type(ds).__name__
+        with pytest.raises(ValueError, match=rf"needs a dataset with edge_weight \({kind}\(.*"
+                                             rf"{kind}.from_pyg\(data, weight_attr"):
+            salient_pipeline(ds, device="cpu", weighted=True)
+        with pytest.raises(ValueError, match=rf"needs a dataset with edge_time .*{kind}.from_pyg"
+                                             rf".*{kind}.from_edges\(\.\.\., edge_time="):
+            salient_pipeline(ds, device="cpu", temporal="last")
+    with pytest.raises(ValueError, match="an attribute of the edge types and of the seeds' "):
+        salient_pipeline(typed, device="cpu", temporal="uniform")
+    only_edges = _base(edge_time=_values(_base(), seed=3)[1])  # no node_time: refused too
+    with pytest.raises(ValueError, match="FastDataset.from_pyg.* plus node_time="):
+        salient_pipeline(only_edges, device="cpu", temporal="last")
+
+
 def test_temporal_stages_read_the_datasets_times():
     _, time, node_time = _values(_base(), seed=3)
     ds = _base(edge_time=time, node_time=node_time)
