@@ -84,6 +84,25 @@ def test_state_dict_rejects_nonsense(small_dataset):
         _pipe(small_dataset).load_state_dict({"epoch": 0, "batches_done": -1})
     with pytest.raises(ValueError, match="epoch"):
         _pipe(small_dataset).load_state_dict({"epoch": -2, "batches_done": 0})
+    pipe = _pipe(small_dataset)
+    cases = [({"step": 3}, r"a dict with 'epoch' and 'batches_done'; got \['step'\]"),
+             (None, "got NoneType"),
+             ({"epoch": "1", "batches_done": 0}, r"epoch must be an int, got '1' \(str\)"),
+             ({"epoch": 1, "batches_done": 2.0}, "batches_done must be an int"),
+             ({"epoch": 1, "batches_done": len(pipe) + 1},
+              rf"batches_done={len(pipe) + 1} is past the {len(pipe)} batches")]
+    for state, message in cases:
+        with pytest.raises(ValueError, match=message):
+            pipe.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"epoch must be an int, got 1.5 \(float\)"):
+        pipe.set_epoch(1.5)
+    # A state at an epoch's end (as state_dict() reads after the last batch):
+    # nothing is left of that epoch, and the next iteration is the epoch after.
+    pipe.load_state_dict({"epoch": 1, "batches_done": len(pipe)})
+    assert list(pipe) == []
+    after, expected = list(pipe), _epoch(small_dataset, 2)
+    assert len(after) == len(expected)
+    _same(after[0], expected[0])
 
 
 def test_pipe_under_torchdata_loader_with_prefetcher(small_dataset):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from torch.utils.data import IterDataPipe, get_worker_info
+
+from salient_pipes._checks import check_int
 
 WORKER_PROCESS_ERROR = (
     "salient_pipes pipes cannot run in DataLoader worker processes (num_workers > 0): "
@@ -76,8 +78,7 @@ class Stage(IterDataPipe):
     # --------------------------------------------------------------- epochs
     def set_epoch(self, epoch: int) -> None:
         """Makes the next iteration epoch ``epoch``, here and upstream."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        epoch = check_int("epoch", epoch, minimum=0)
         for stage in self._chain():
             stage._epoch, stage._epoch_fixed = epoch, True
 
@@ -102,11 +103,23 @@ class Stage(IterDataPipe):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Makes the next iteration continue ``state``'s epoch after its
         ``batches_done`` batches, yielding exactly what the uninterrupted
-        epoch would have yielded from there on."""
-        batches_done = int(state["batches_done"])
-        if batches_done < 0:
-            raise ValueError(f"batches_done must be >= 0, got {batches_done}")
-        self.set_epoch(int(state["epoch"]))
+        epoch would have yielded from there on. A state that cannot be this
+        pipe's (other keys, more batches than its epoch has) is a
+        ``ValueError``."""
+        if not isinstance(state, Mapping) or not {"epoch", "batches_done"} <= state.keys():
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError("state must be what state_dict() returns, a dict with 'epoch' and "
+                             f"'batches_done'; got {got}")
+        batches_done = check_int("batches_done", state["batches_done"], minimum=0)
+        try:
+            batches = len(self)
+        except TypeError:  # a pipe without a length: nothing to compare with
+            batches = batches_done
+        if batches_done > batches:
+            raise ValueError(f"batches_done={batches_done} is past the {batches} batches of this "
+                             "pipe's epoch: the state comes from a pipe of other settings (batch "
+                             "size, split, ranks)")
+        self.set_epoch(check_int("epoch", state["epoch"], minimum=0))
         for stage in self._chain():
             stage._start = batches_done
 
