@@ -78,6 +78,13 @@ def test_stages_take_masks_but_seed_batches_must_be_ids(small_dataset):
     bools = IterableWrapper([mask[:64]])
     with pytest.raises(ValueError, match="seed batch must hold node ids, got a bool"):
         list(SeedsFromNode(bools).sample_neighbors(ds, [3]))
+    # A matrix of ids (an edge_index, say) is refused, not sampled flattened;
+    # a single id (0-d) is a batch of one.
+    pairs_of_ids = IterableWrapper([torch.tensor([[0, 1], [2, 3]])])
+    with pytest.raises(ValueError, match=r"1-D tensor of node ids, got shape \(2, 2\)"):
+        list(SeedsFromNode(pairs_of_ids).sample_neighbors(ds, [3]))
+    one, = list(SeedsFromNode(IterableWrapper([torch.tensor(5)])).sample_neighbors(ds, [3]))
+    assert one.n_id[:1].tolist() == [5] and one.batch_size == 1
 
 
 # ------------------------------------------------------- argument checking

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any, Deque, Dict, Iterator, Mapping, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import IterDataPipe, functional_datapipe
@@ -295,6 +296,16 @@ class SampleNeighbors(Stage):
                           "pinned": pinned})
 
     # ------------------------------------------------------- seeds, samples
+    @staticmethod
+    def _ids(seeds: Any) -> np.ndarray:
+        """A seed batch's node ids, refusing a tensor of more than one
+        dimension (an ``edge_index`` passed as seeds, say) rather than
+        sampling its flattened entries."""
+        if torch.as_tensor(seeds).dim() > 1:
+            raise ValueError(f"a seed batch must be a 1-D tensor of node ids, got shape "
+                             f"{tuple(torch.as_tensor(seeds).shape)}")
+        return as_index(seeds)
+
     def _seeds(self, item: Any, payloads: Deque[Dict[str, Any]]) -> Any:
         payload: Dict[str, Any] = {}
         if isinstance(item, SeedBatch):
@@ -310,7 +321,7 @@ class SampleNeighbors(Stage):
             if payload.get("subgraph_time") is not None:
                 seed_time = as_index(payload["subgraph_time"])
             elif self.seed_node_time is not None and not isinstance(item, Mapping):
-                ids, n = as_index(item), self.seed_node_time.numel()
+                ids, n = self._ids(item), self.seed_node_time.numel()
                 if ids.size and (ids.min() < 0 or ids.max() >= n):
                     raise ValueError(f"seeds hold node ids outside [0, {n})")
                 seed_time = as_index(self.seed_node_time[torch.from_numpy(ids)])
@@ -320,11 +331,11 @@ class SampleNeighbors(Stage):
                                  "seed_edges(edge_label_time=...)), or a dataset with "
                                  "node_time (each seed's own time)")
         if self.schema.single_type and not isinstance(item, Mapping):
-            return as_index(item), seed_time
+            return self._ids(item), seed_time
         seeds = per_type(item if isinstance(item, Mapping) else {self.input_type: item},
                          self.schema, "seeds")
         empty = torch.empty(0, dtype=torch.int64).numpy()
-        return [as_index(seeds[t]) if t in seeds else empty for t in self.schema.node_types], \
+        return [self._ids(seeds[t]) if t in seeds else empty for t in self.schema.node_types], \
             seed_time
 
     def _wrap(self, result: tuple, session: _native.Session, x: Optional[Mapping[str, Tensor]],
