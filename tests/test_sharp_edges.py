@@ -283,7 +283,7 @@ def test_node_ids_on_the_meta_device_are_refused_by_name(small_dataset):
         NeighborLoader(data, num_neighbors=[2], input_nodes=torch.arange(4, device="meta"))
 
 
-OLD_TORCHDATA = """
+OLD_DATAPIPES = """
 from torch.utils.data import IterDataPipe, functional_datapipe
 
 @functional_datapipe("pin_memory")
@@ -296,20 +296,25 @@ class TheirPinMemory(IterDataPipe):
 """
 
 
-@pytest.mark.parametrize("first", ["torchdata", "salient_pipes"])
-def test_torchdata_before_0_10_and_ours_share_a_process(tmp_path, first):
-    """torchdata < 0.10 registers a ``pin_memory`` datapipe when it is
-    imported (DGL 2.1-2.3's GraphBolt imports it); torch refuses a name
-    twice. With such a torchdata installed (a stand-in here, on the path
-    first), either import order works: our stages' ``.pin_memory()`` is
-    ours, other DataPipes' is theirs, and our torchdata.nodes adapters say
+@pytest.mark.parametrize("package,first", [("eager", "torchdata.datapipes"),
+                                           ("eager", "salient_pipes"),
+                                           ("lazy", "salient_pipes")])
+def test_torchdata_before_0_10_and_ours_share_a_process(tmp_path, package, first):
+    """torchdata < 0.10 registers a ``pin_memory`` datapipe with its
+    DataPipes (0.7 when the package is imported, 0.8 and 0.9 when its
+    datapipes are; DGL 2.1-2.3's GraphBolt imports them); torch refuses a
+    name twice. With such a torchdata installed (a stand-in here, first on
+    the path), either import order works: our stages' ``.pin_memory()`` is
+    ours, other DataPipes' theirs, and our torchdata.nodes adapters say
     what they need."""
     import subprocess
     import sys
 
-    (tmp_path / "torchdata").mkdir()
-    (tmp_path / "torchdata" / "__init__.py").write_text(OLD_TORCHDATA)
-    other = "salient_pipes" if first == "torchdata" else "torchdata"
+    (tmp_path / "torchdata" / "datapipes").mkdir(parents=True)
+    (tmp_path / "torchdata" / "datapipes" / "__init__.py").write_text(OLD_DATAPIPES)
+    (tmp_path / "torchdata" / "__init__.py").write_text(
+        "from torchdata import datapipes\n" if package == "eager" else "")
+    other = "salient_pipes" if first != "salient_pipes" else "torchdata.datapipes"
     code = f"""
 import {first}, {other}, torch
 from salient_pipes.pipes import NodeIndices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import warnings
 from typing import Any, Iterator
@@ -60,16 +61,16 @@ class PinMemory(Stage):
 
 def _register() -> None:
     """``.pin_memory()`` on any IterDataPipe, as torch's functional forms are;
-    but torchdata < 0.10 registers a ``pin_memory`` datapipe of its own when
-    it is imported (DGL 2.1-2.3's GraphBolt imports it), and torch refuses a
-    name twice, so whichever came second would fail to import. Where that
-    torchdata is installed, ours is a method of our stages instead, and
+    but torchdata < 0.10 registers a ``pin_memory`` datapipe of its own with
+    its datapipes (DGL 2.1-2.3's GraphBolt imports them), and torch refuses a
+    name twice, so whichever came second would fail to import. Where those
+    datapipes are installed, ours is a method of our stages instead, and
     theirs stays the functional form of other DataPipes."""
-    try:
-        import torchdata  # noqa: F401  (before 0.10 it registers its datapipes here)
-    except ImportError:
-        pass
-    if "pin_memory" in IterDataPipe.functions:
+    try:  # imports the package (0.7 registers its datapipes then), not its datapipes
+        older = importlib.util.find_spec("torchdata.datapipes") is not None
+    except ImportError:  # no torchdata
+        older = False
+    if older or "pin_memory" in IterDataPipe.functions:
         def pin_memory(self: Stage, depth: int = 2) -> PinMemory:
             return PinMemory(self, depth)
 
