@@ -359,6 +359,11 @@ class HeteroSAGE(torch.nn.Module):
         h = {}
         for t, x in x_dict.items():
             if t in self.inputs:
+                width = cast(torch.nn.Linear, self.inputs[t]).in_features
+                if x.dim() != 2 or x.size(1) != width:
+                    raise ValueError(f"the model takes {width} features per {t!r} node but the "
+                                     f"batch's x[{t!r}] has shape {list(x.shape)}; build it "
+                                     "with in_channels=dataset.num_features")
                 h[t] = self.inputs[t](x.to(self.out.weight.dtype))
             elif t in self.start:
                 h[t] = self.start[t].expand(x.size(0), -1)

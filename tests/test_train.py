@@ -340,6 +340,23 @@ def test_model_names_a_feature_count_that_is_not_its_own(small_dataset):
         model(torch.randn(5), batch.adjs)
 
 
+def test_hetero_model_names_the_node_type_whose_features_it_does_not_take():
+    from salient_pipes import HeteroDataset, HeteroSAGE
+
+    ds = HeteroDataset.synthetic_mag(scale=0.001)
+    batch = next(iter(salient_pipeline(ds, fanouts=[3, 3], device="cpu", batch_size=64)))
+    widths = {**ds.num_features, "paper": ds.num_features["paper"] + 1}
+    model = HeteroSAGE((ds.node_types, ds.edge_types), widths, 8, ds.num_classes, 2,
+                       target=ds.label_type)
+    with pytest.raises(ValueError, match=rf"takes {widths['paper']} features per 'paper' node "
+                                         rf"but the batch's x\['paper'\] has shape "):
+        model(batch.x, batch.edge_index)
+    right = HeteroSAGE((ds.node_types, ds.edge_types), ds.num_features, 8, ds.num_classes, 2,
+                       target=ds.label_type)
+    assert right(batch.x, batch.edge_index).shape == (batch.n_id["paper"].numel(),
+                                                      ds.num_classes)
+
+
 def test_training_and_evaluation_name_what_they_were_given_wrong(small_dataset):
     from salient_pipes import HeteroSAGE
 
