@@ -208,8 +208,8 @@ def salient_pipeline(
         raise TypeError(f"dataset must be a FastDataset or HeteroDataset, got "
                         f"{type(dataset).__name__}{hint}")
     weight = getattr(dataset, "edge_weight", None) if weighted else None
-    kind = type(dataset).__name__
     if weighted and _absent(weight):
+        kind = type(dataset).__name__
         raise ValueError(f"weighted=True needs a dataset with edge_weight ({kind}(..., "
                          f"edge_weight=...), {kind}.from_edges(..., edge_weight=...) or "
                          f"{kind}.from_pyg(data, weight_attr=...))")
@@ -403,8 +403,7 @@ def _partitioned_pipeline(dataset: PartitionedDataset, split: Union[str, Tensor]
                          "PartitionedDataset.load(path, cache=...)")
     if isinstance(split, str):
         (_, index), = iter_splits(dataset, [split])
-        sizes = dataset.split_sizes[split]
-        largest, smallest = max(sizes), min(sizes)
+        largest, smallest = dataset.max_split_size(split), min(dataset.split_sizes[split])
     else:
         index = as_node_ids("split", split, dataset.num_nodes)
         index = index[dataset.owner[index] == dataset.rank]

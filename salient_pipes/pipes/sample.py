@@ -301,10 +301,11 @@ class SampleNeighbors(Stage):
         """A seed batch's node ids, refusing a tensor of more than one
         dimension (an ``edge_index`` passed as seeds, say) rather than
         sampling its flattened entries."""
-        if torch.as_tensor(seeds).dim() > 1:
+        ids = torch.as_tensor(seeds)
+        if ids.dim() > 1:
             raise ValueError(f"a seed batch must be a 1-D tensor of node ids, got shape "
-                             f"{tuple(torch.as_tensor(seeds).shape)}")
-        return as_index(seeds)
+                             f"{tuple(ids.shape)}")
+        return as_index(ids)
 
     def _seeds(self, item: Any, payloads: Deque[Dict[str, Any]]) -> Any:
         payload: Dict[str, Any] = {}
